@@ -1,0 +1,69 @@
+// Kernel config and job files: JSON with comments, checked field by field.
+// Every error names the file and the JSON path and says what was expected.
+#pragma once
+
+#include <syncwarden/kernel/result.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace syncwarden::kernel {
+
+struct kernel_config {
+    std::filesystem::path file;      // empty when defaults were used
+    std::filesystem::path data_dir;  // runs, plans, connectors, logs live here
+    std::string log_level = "info";
+    std::string store = "sqlite";    // the only kind so far
+};
+
+// One field of a target entity, computed from a source record.
+struct field_rule {
+    enum class kind { from, template_, constant };
+    enum class on_missing { error, keep, empty, use_default };
+    kind k = kind::from;
+    std::string from;                     // kind::from: a source field or the source key name
+    std::vector<std::string> parts;       // kind::template_: literal, field, literal, field, ...
+    std::string value;                    // kind::constant
+    std::string table;                    // optional mapping table applied to the value
+    on_missing missing = on_missing::error;
+    std::string default_value;
+    std::string transform;                // "", "lower", "upper", "trim"
+    std::string path;                     // JSON path, for errors
+};
+
+struct entity_mapping {
+    std::string target, source;
+    std::vector<std::pair<std::string, std::vector<std::string>>> where;  // field -> allowed values
+    std::vector<std::pair<std::string, field_rule>> fields;                // target field -> rule
+    std::string path;
+};
+
+struct connector_ref {
+    std::string connector;
+    std::string version;  // semver range
+    nlohmann::json settings = nlohmann::json::object();
+};
+
+struct job_config {
+    std::filesystem::path file;
+    std::filesystem::path base_dir;  // the job file's folder: relative paths start here
+    std::string name;
+    connector_ref source, target;
+    std::map<std::string, std::map<std::string, std::string>> tables;
+    std::vector<entity_mapping> entities;
+    size_t batch_size = 500;
+};
+
+// `file` may be empty: then defaults apply, with data_dir = `default_data_dir`.
+Result<kernel_config> load_kernel_config(const std::filesystem::path& file,
+                                         const std::filesystem::path& default_data_dir);
+Result<job_config> load_job(const std::filesystem::path& file);
+
+// Parses JSON with comments; errors say file:line:column.
+Result<nlohmann::json> parse_json_file(const std::filesystem::path& file);
+
+}  // namespace syncwarden::kernel

@@ -1,0 +1,48 @@
+// Turns source records into target records, per the job's mapping.
+#pragma once
+
+#include <syncwarden/connector.h>
+#include <syncwarden/kernel/config.hpp>
+#include <syncwarden/kernel/result.hpp>
+#include <syncwarden/kernel/schema.hpp>
+
+#include <string>
+#include <vector>
+
+namespace syncwarden::kernel {
+
+class entity_mapper {
+public:
+    // Checks the mapping against both contracts; errors name the job file and
+    // the JSON path.
+    static Result<entity_mapper> compile(const entity_mapping& m, const job_config& job,
+                                         const entity_schema& source, const entity_schema& target);
+
+    enum class outcome { mapped, filtered, failed };
+    // On failed, `error` says which target field and why.
+    outcome map(const sw_record& rec, std::string& key, std::vector<std::string>& values,
+                std::string& error) const;
+    const std::string& source() const { return source_; }
+    const std::string& target() const { return target_; }
+
+private:
+    struct piece { bool literal; std::string text; int field; };  // field -1 = key
+    struct rule {
+        std::string target_field;
+        std::vector<piece> pieces;
+        const std::map<std::string, std::string>* table = nullptr;
+        std::string table_name;
+        field_rule::on_missing missing = field_rule::on_missing::error;
+        std::string default_value, transform;
+        bool list = false;  // apply the table to each comma-separated element
+    };
+    std::string value_of(const rule& r, const sw_record& rec, std::string& error) const;
+
+    std::string source_, target_;
+    std::vector<std::pair<int, std::vector<std::string>>> where_;
+    int key_rule_ = -1;
+    std::vector<int> field_rule_;  // per target field: index into rules_, or -1
+    std::vector<rule> rules_;
+};
+
+}  // namespace syncwarden::kernel

@@ -1,0 +1,51 @@
+// Drives one run through contract -> extract -> diff -> (gates) -> apply, and
+// records everything in the run store. Knows nothing of the CLI.
+#pragma once
+
+#include <syncwarden/kernel/clock.hpp>
+#include <syncwarden/kernel/config.hpp>
+#include <syncwarden/kernel/plan.hpp>
+#include <syncwarden/kernel/registry.hpp>
+#include <syncwarden/kernel/store.hpp>
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace syncwarden::kernel {
+
+struct run_options {
+    bool dry_run = false;
+    std::filesystem::path plan_out;  // also write the plan here
+    size_t preview = 10;             // how many changes to describe in the outcome
+};
+
+struct run_outcome {
+    Status status;                    // the run's error, if it failed
+    run_record run;
+    std::vector<finding_record> findings;
+    size_t findings_not_kept = 0;     // beyond the cap, counted only
+    size_t blocking_findings = 0;
+    std::map<std::string, change_counts> planned;
+    size_t applied = 0, failed = 0;
+    std::vector<std::string> preview;
+    std::filesystem::path plan_path;
+};
+
+class pipeline {
+public:
+    pipeline(registry& reg, run_store& store, const clock& clk, std::filesystem::path data_dir);
+    run_outcome run(const job_config& job, const run_options& opts);
+
+private:
+    registry& registry_;
+    run_store& store_;
+    const clock& clock_;
+    std::filesystem::path data_dir_;
+};
+
+// Exit code of the `syncwarden` command for a failed status (README).
+int exit_code_for(const Status& s);
+
+}  // namespace syncwarden::kernel

@@ -1,0 +1,55 @@
+// A change plan: per target entity, the creates, field-level updates and
+// deletes that take the target from its current to its desired state.
+#pragma once
+
+#include <syncwarden/connector.h>
+#include <syncwarden/kernel/record_set.hpp>
+#include <syncwarden/kernel/schema.hpp>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace syncwarden::kernel {
+
+struct planned_change {
+    sw_change_kind kind;
+    uint32_t desired = 0;       // index into desired (create, update)
+    uint32_t current = 0;       // index into current (update, delete)
+    uint32_t changed_begin = 0; // into entity_plan::changed_fields
+    uint32_t changed_count = 0;
+};
+
+struct entity_plan {
+    entity_schema schema;         // the target's
+    sw_batch_mode mode = SW_MODE_BULK;
+    record_set desired{0}, current{0};
+    std::vector<planned_change> changes;
+    std::vector<uint16_t> changed_fields;
+
+    std::string_view key_of(const planned_change& c) const {
+        return c.kind == SW_CHANGE_CREATE ? desired.key(c.desired) : current.key(c.current);
+    }
+};
+
+struct change_counts {
+    size_t create = 0, update = 0, remove = 0;
+    size_t total() const { return create + update + remove; }
+};
+
+struct plan {
+    std::string run_id;
+    std::vector<entity_plan> entities;
+    std::map<std::string, change_counts> counts() const;
+    size_t total() const;
+};
+
+const char* kind_name(sw_change_kind k);
+// The stable id of a change: run id + entity + key + kind, hashed.
+std::string change_id(const std::string& run_id, std::string_view entity, std::string_view key,
+                      sw_change_kind kind);
+
+// The kernel's generic keyed diff. Sorts both record sets.
+void keyed_diff(entity_plan& ep);
+
+}  // namespace syncwarden::kernel

@@ -1,0 +1,48 @@
+// Records of one entity, held compactly: the field text in large arena blocks
+// plus a few integers per record, never one object per record or field.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace syncwarden::kernel {
+
+class record_set {
+public:
+    explicit record_set(size_t field_count);
+
+    // `values` holds field_count() views; they are copied.
+    void add(std::string_view key, const std::string_view* values, uint8_t state);
+    size_t size() const { return start_.size(); }
+    size_t field_count() const { return nf_; }
+    std::string_view key(size_t i) const { return piece(i, 0); }
+    std::string_view field(size_t i, size_t f) const { return piece(i, f + 1); }
+    uint8_t state(size_t i) const { return state_[i]; }
+
+    // Sorts an index by key; afterwards sorted(n) is the n-th record in key
+    // order. Returns the keys that occur more than once.
+    std::vector<std::string_view> sort_by_key();
+    size_t sorted(size_t n) const { return order_[n]; }
+    // After sort_by_key: the record with this key.
+    std::optional<size_t> find(std::string_view key) const;
+    size_t bytes_used() const;
+
+private:
+    std::string_view piece(size_t i, size_t p) const;
+    char* reserve(size_t n);
+
+    static constexpr size_t k_block = 1u << 22;
+    size_t nf_;
+    std::vector<std::unique_ptr<char[]>> blocks_;
+    size_t used_in_last_ = 0;
+    size_t last_capacity_ = 0;
+    std::vector<const char*> start_;   // per record: its text
+    std::vector<uint32_t> ends_;       // per record: nf_+1 end offsets from start
+    std::vector<uint8_t> state_;
+    std::vector<uint32_t> order_;
+};
+
+}  // namespace syncwarden::kernel

@@ -1,0 +1,68 @@
+// Runs, plans, findings, per-change results and checkpoints. The embedded
+// default is one SQLite file; the interface is what a shared store
+// (PostgreSQL) will implement too.
+#pragma once
+
+#include <syncwarden/kernel/result.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace syncwarden::kernel {
+
+struct run_record {
+    std::string id, job, job_file;
+    std::string state = "queued";  // queued running held applying succeeded partially_failed failed cancelled
+    std::string phase;             // contract extract diff gates apply (while running)
+    bool dry_run = false;
+    std::string created_at, finished_at;
+    std::string source_connector, source_version, target_connector, target_version;
+    int exit_code = 0;
+    std::string error;
+    std::string summary_json = "{}";
+};
+
+struct finding_record {
+    std::string severity, code, entity, file;
+    uint64_t line = 0, column = 0;
+    std::string key, message;
+};
+
+struct plan_record {
+    std::string run_id, path, sha256;
+    uint64_t creates = 0, updates = 0, deletes = 0;
+};
+
+struct change_result_record {
+    std::string change_id, entity, key, kind, status, category, message;
+};
+
+class run_store {
+public:
+    virtual ~run_store() = default;
+    virtual Status create_run(const run_record& r) = 0;
+    virtual Status update_run(const run_record& r) = 0;
+    virtual Result<run_record> get_run(const std::string& id) = 0;
+    virtual Result<std::vector<run_record>> list_runs(size_t limit) = 0;
+    virtual Status add_findings(const std::string& run_id, const std::vector<finding_record>& f) = 0;
+    virtual Result<std::vector<finding_record>> findings(const std::string& run_id) = 0;
+    virtual Status save_plan(const plan_record& p) = 0;
+    virtual Result<std::optional<plan_record>> get_plan(const std::string& run_id) = 0;
+    virtual Status add_change_results(const std::string& run_id,
+                                      const std::vector<change_result_record>& r) = 0;
+    virtual Result<std::vector<change_result_record>> change_results(const std::string& run_id) = 0;
+    virtual Status save_checkpoint(const std::string& run_id, const std::string& scope,
+                                   const std::string& token, const std::string& at) = 0;
+    virtual Result<std::optional<std::string>> load_checkpoint(const std::string& run_id,
+                                                               const std::string& scope) = 0;
+    virtual int schema_version() = 0;
+};
+
+// Opens (creating if needed) and migrates the SQLite store at `file`.
+Result<std::unique_ptr<run_store>> open_sqlite_store(const std::filesystem::path& file);
+
+}  // namespace syncwarden::kernel

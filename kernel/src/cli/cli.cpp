@@ -1,0 +1,323 @@
+#include <syncwarden/connector.h>
+#include <syncwarden/kernel/cli.hpp>
+#include <syncwarden/kernel/clock.hpp>
+#include <syncwarden/kernel/config.hpp>
+#include <syncwarden/kernel/log.hpp>
+#include <syncwarden/kernel/pipeline.hpp>
+#include <syncwarden/kernel/registry.hpp>
+#include <syncwarden/kernel/store.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <iomanip>
+#include <map>
+
+namespace fs = std::filesystem;
+
+namespace syncwarden::kernel {
+namespace {
+
+const char* k_usage = R"(usage: syncwarden [--data-dir DIR] [--config KERNEL.json] COMMAND
+
+commands:
+  connectors install FILE.so     check a connector library and install it
+  connectors list [--json]       installed releases: name, version, ABI, capabilities, build id
+  run JOB.json [--dry-run] [--plan-out FILE] [--preview N]
+                                 plan a sync; without --dry-run also apply it
+  runs list [--limit N] [--json] recent runs, newest first
+  runs show RUN_ID [--json]      one run: state, counts, findings, failed changes
+  version                        kernel and ABI versions
+
+The data directory holds installed connectors, the run store and plans. It is
+--data-dir, else $SYNCWARDEN_DATA_DIR, else the config's data_dir, else
+./syncwarden-data.
+)";
+
+struct context {
+    std::ostream& out;
+    std::ostream& err;
+    const clock& clk;
+    kernel_config cfg;
+};
+
+int fail(context& c, const Status& s) {
+    c.err << "error: " << s.message() << "\n";
+    return exit_code_for(s);
+}
+
+int usage(context& c, const std::string& why) {
+    c.err << "error: " << why << "\n\n" << k_usage;
+    return 2;
+}
+
+// Splits "--flag value" options from positional arguments.
+struct parsed_args {
+    std::vector<std::string> pos;
+    std::map<std::string, std::string> opts;
+};
+
+bool parse_args(const std::vector<std::string>& in, const std::map<std::string, bool>& known,
+                parsed_args& out, std::string& error) {
+    for (size_t i = 0; i < in.size(); ++i) {
+        const auto& a = in[i];
+        if (a.rfind("--", 0) != 0) { out.pos.push_back(a); continue; }
+        auto it = known.find(a);
+        if (it == known.end()) { error = "unknown option " + a; return false; }
+        if (it->second) {
+            if (i + 1 >= in.size()) { error = a + " needs a value"; return false; }
+            out.opts[a] = in[++i];
+        } else {
+            out.opts[a] = "1";
+        }
+    }
+    return true;
+}
+
+Result<std::unique_ptr<run_store>> open_store(context& c) {
+    return open_sqlite_store(c.cfg.data_dir / "syncwarden.db");
+}
+
+int connectors_cmd(context& c, const std::vector<std::string>& args) {
+    parsed_args pa;
+    std::string error;
+    if (!parse_args(args, {{"--json", false}}, pa, error)) return usage(c, error);
+    if (pa.pos.empty()) return usage(c, "connectors needs a subcommand: install or list");
+    registry reg(c.cfg.data_dir / "connectors", c.clk);
+    if (pa.pos[0] == "install") {
+        if (pa.pos.size() != 2) return usage(c, "connectors install takes one FILE.so");
+        auto r = reg.install(pa.pos[1]);
+        if (!r) return fail(c, r.status());
+        c.out << "installed " << r->info.name << " " << r->info.version << " (build " << r->info.build_id
+              << ", " << capabilities_text(r->info.capabilities) << ")\n  " << r->path.string() << "\n";
+        return 0;
+    }
+    if (pa.pos[0] == "list") {
+        auto all = reg.list();
+        if (!all) return fail(c, all.status());
+        if (pa.opts.count("--json")) {
+            nlohmann::json j = nlohmann::json::array();
+            for (auto& r : *all)
+                j.push_back({{"name", r.info.name}, {"version", r.info.version},
+                             {"abi", std::to_string(r.info.abi_major) + "." + std::to_string(r.info.abi_minor)},
+                             {"capabilities", capabilities_text(r.info.capabilities)},
+                             {"build_id", r.info.build_id}, {"sha256", r.sha256},
+                             {"path", r.path.string()}, {"installed_at", r.installed_at}});
+            c.out << j.dump(2) << "\n";
+            return 0;
+        }
+        if (all->empty()) {
+            c.out << "no connectors installed; `syncwarden connectors install FILE.so` adds one\n";
+            return 0;
+        }
+        c.out << std::left << std::setw(18) << "NAME" << std::setw(10) << "VERSION" << std::setw(6) << "ABI"
+              << std::setw(20) << "CAPABILITIES" << "BUILD ID\n";
+        for (auto& r : *all)
+            c.out << std::setw(18) << r.info.name << std::setw(10) << r.info.version << std::setw(6)
+                  << (std::to_string(r.info.abi_major) + "." + std::to_string(r.info.abi_minor)) << std::setw(20)
+                  << capabilities_text(r.info.capabilities) << r.info.build_id << "\n";
+        return 0;
+    }
+    return usage(c, "unknown connectors subcommand '" + pa.pos[0] + "'");
+}
+
+void print_findings(context& c, const std::vector<finding_record>& fs, size_t limit) {
+    size_t shown = 0;
+    for (auto& f : fs) {
+        if (shown++ == limit) {
+            c.out << "  ... " << (fs.size() - limit) << " more in the plan file\n";
+            break;
+        }
+        c.out << "  " << f.severity << " [" << f.code << "] ";
+        if (!f.file.empty()) {
+            c.out << f.file;
+            if (f.line) c.out << ":" << f.line;
+            if (f.column) c.out << ":" << f.column;
+            c.out << ": ";
+        }
+        c.out << f.message << "\n";
+    }
+}
+
+int run_cmd(context& c, const std::vector<std::string>& args) {
+    parsed_args pa;
+    std::string error;
+    if (!parse_args(args, {{"--dry-run", false}, {"--plan-out", true}, {"--preview", true}}, pa, error))
+        return usage(c, error);
+    if (pa.pos.size() != 1) return usage(c, "run takes one JOB.json");
+    run_options opts;
+    opts.dry_run = pa.opts.count("--dry-run") > 0;
+    if (pa.opts.count("--plan-out")) opts.plan_out = pa.opts["--plan-out"];
+    if (pa.opts.count("--preview")) {
+        try { opts.preview = std::stoul(pa.opts["--preview"]); }
+        catch (...) { return usage(c, "--preview takes a whole number"); }
+    }
+    auto job = load_job(pa.pos[0]);
+    if (!job) return fail(c, job.status());
+    auto store = open_store(c);
+    if (!store) return fail(c, store.status());
+    registry reg(c.cfg.data_dir / "connectors", c.clk);
+    pipeline p(reg, **store, c.clk, c.cfg.data_dir);
+    auto o = p.run(*job, opts);
+
+    c.out << (opts.dry_run ? "dry run " : "run ") << o.run.id << " of job " << job->name << ": " << o.run.state
+          << "\n";
+    if (!o.run.source_version.empty())
+        c.out << "  source " << job->source.connector << " " << o.run.source_version << ", target "
+              << job->target.connector << " " << o.run.target_version << "\n";
+    if (!o.findings.empty()) {
+        c.out << "findings (" << o.findings.size() + o.findings_not_kept << ", " << o.blocking_findings
+              << " blocking):\n";
+        print_findings(c, o.findings, 20);
+    }
+    if (!o.planned.empty()) {
+        c.out << "plan:\n";
+        c.out << "  " << std::left << std::setw(20) << "entity" << std::right << std::setw(8) << "create"
+              << std::setw(8) << "update" << std::setw(8) << "delete" << "\n";
+        for (auto& [e, n] : o.planned)
+            c.out << "  " << std::left << std::setw(20) << e << std::right << std::setw(8) << n.create
+                  << std::setw(8) << n.update << std::setw(8) << n.remove << "\n";
+        if (!o.preview.empty()) {
+            c.out << "first changes:\n";
+            for (auto& l : o.preview) c.out << "  " << l << "\n";
+        }
+        c.out << "plan written to " << o.plan_path.string() << "\n";
+    }
+    if (!opts.dry_run && o.status) c.out << "applied " << o.applied << " changes, " << o.failed << " failed\n";
+    if (opts.dry_run && o.status) c.out << "dry run: nothing was changed in the target\n";
+    if (!o.status) return fail(c, o.status);
+    return 0;
+}
+
+int runs_cmd(context& c, const std::vector<std::string>& args) {
+    parsed_args pa;
+    std::string error;
+    if (!parse_args(args, {{"--json", false}, {"--limit", true}}, pa, error)) return usage(c, error);
+    if (pa.pos.empty()) return usage(c, "runs needs a subcommand: list or show");
+    auto store = open_store(c);
+    if (!store) return fail(c, store.status());
+    bool json = pa.opts.count("--json") > 0;
+    if (pa.pos[0] == "list") {
+        size_t limit = 20;
+        if (pa.opts.count("--limit")) {
+            try { limit = std::stoul(pa.opts["--limit"]); } catch (...) { return usage(c, "--limit takes a whole number"); }
+        }
+        auto runs = (*store)->list_runs(limit);
+        if (!runs) return fail(c, runs.status());
+        if (json) {
+            nlohmann::json j = nlohmann::json::array();
+            for (auto& r : *runs)
+                j.push_back({{"id", r.id}, {"job", r.job}, {"state", r.state}, {"dry_run", r.dry_run},
+                             {"created_at", r.created_at}, {"exit_code", r.exit_code},
+                             {"summary", nlohmann::json::parse(r.summary_json, nullptr, false)}});
+            c.out << j.dump(2) << "\n";
+            return 0;
+        }
+        if (runs->empty()) {
+            c.out << "no runs yet\n";
+            return 0;
+        }
+        c.out << std::left << std::setw(26) << "RUN" << std::setw(18) << "JOB" << std::setw(18) << "STATE"
+              << std::setw(6) << "DRY" << "CREATED\n";
+        for (auto& r : *runs)
+            c.out << std::setw(26) << r.id << std::setw(18) << r.job << std::setw(18) << r.state << std::setw(6)
+                  << (r.dry_run ? "yes" : "no") << r.created_at << "\n";
+        return 0;
+    }
+    if (pa.pos[0] == "show") {
+        if (pa.pos.size() != 2) return usage(c, "runs show takes one RUN_ID");
+        auto r = (*store)->get_run(pa.pos[1]);
+        if (!r) return fail(c, r.status());
+        auto findings = (*store)->findings(r->id);
+        if (!findings) return fail(c, findings.status());
+        auto results = (*store)->change_results(r->id);
+        if (!results) return fail(c, results.status());
+        auto plan = (*store)->get_plan(r->id);
+        if (!plan) return fail(c, plan.status());
+        if (json) {
+            nlohmann::json j{{"id", r->id}, {"job", r->job}, {"job_file", r->job_file}, {"state", r->state},
+                             {"phase", r->phase}, {"dry_run", r->dry_run}, {"created_at", r->created_at},
+                             {"finished_at", r->finished_at},
+                             {"source", {{"connector", r->source_connector}, {"version", r->source_version}}},
+                             {"target", {{"connector", r->target_connector}, {"version", r->target_version}}},
+                             {"exit_code", r->exit_code}, {"error", r->error},
+                             {"summary", nlohmann::json::parse(r->summary_json, nullptr, false)}};
+            if (*plan) j["plan"] = {{"path", (*plan)->path}, {"sha256", (*plan)->sha256}};
+            nlohmann::json fj = nlohmann::json::array();
+            for (auto& f : *findings)
+                fj.push_back({{"severity", f.severity}, {"code", f.code}, {"entity", f.entity}, {"file", f.file},
+                              {"line", f.line}, {"column", f.column}, {"key", f.key}, {"message", f.message}});
+            j["findings"] = fj;
+            nlohmann::json rj = nlohmann::json::array();
+            for (auto& x : *results)
+                rj.push_back({{"id", x.change_id}, {"entity", x.entity}, {"key", x.key}, {"kind", x.kind},
+                              {"status", x.status}, {"category", x.category}, {"message", x.message}});
+            j["changes"] = rj;
+            c.out << j.dump(2) << "\n";
+            return 0;
+        }
+        c.out << "run " << r->id << "\n  job        " << r->job << " (" << r->job_file << ")\n  state      "
+              << r->state << (r->dry_run ? " (dry run)" : "") << "\n  phase      " << r->phase
+              << "\n  created    " << r->created_at << "\n  finished   " << r->finished_at << "\n  source     "
+              << r->source_connector << " " << r->source_version << "\n  target     " << r->target_connector
+              << " " << r->target_version << "\n  summary    " << r->summary_json << "\n";
+        if (*plan) c.out << "  plan       " << (*plan)->path << "\n";
+        if (!r->error.empty()) c.out << "  error      " << r->error << "\n";
+        if (!findings->empty()) {
+            c.out << "findings:\n";
+            print_findings(c, *findings, 50);
+        }
+        size_t failed = 0;
+        for (auto& x : *results)
+            if (x.status != "applied") {
+                if (failed++ == 0) c.out << "failed changes:\n";
+                c.out << "  " << x.kind << " " << x.entity << "/" << x.key << ": " << x.status << " " << x.message << "\n";
+            }
+        c.out << "changes recorded: " << results->size() << ", failed: " << failed << "\n";
+        return 0;
+    }
+    return usage(c, "unknown runs subcommand '" + pa.pos[0] + "'");
+}
+
+}  // namespace
+
+int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream& err, const clock& clk) {
+    std::vector<std::string> args;
+    std::string data_dir, config_file;
+    for (size_t i = 0; i < all.size(); ++i) {
+        if ((all[i] == "--data-dir" || all[i] == "--config") && args.empty()) {
+            if (i + 1 >= all.size()) {
+                err << "error: " << all[i] << " needs a value\n";
+                return 2;
+            }
+            (all[i] == "--data-dir" ? data_dir : config_file) = all[++i];
+            continue;
+        }
+        args.push_back(all[i]);
+    }
+    context c{out, err, clk, {}};
+    if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+        (args.empty() ? err : out) << k_usage;
+        return args.empty() ? 2 : 0;
+    }
+    const char* env = std::getenv("SYNCWARDEN_DATA_DIR");
+    auto cfg = load_kernel_config(config_file, "syncwarden-data");
+    if (!cfg) return fail(c, cfg.status());
+    c.cfg = *cfg;
+    if (env && *env && config_file.empty()) c.cfg.data_dir = env;
+    if (!data_dir.empty()) c.cfg.data_dir = data_dir;
+    c.cfg.data_dir = fs::absolute(c.cfg.data_dir);
+    init_logging(c.cfg.data_dir, c.cfg.log_level);
+
+    std::vector<std::string> rest(args.begin() + 1, args.end());
+    if (args[0] == "version") {
+        out << "syncwarden " << SYNCWARDEN_VERSION << " (connector ABI " << SW_ABI_MAJOR << "." << SW_ABI_MINOR << ")\n";
+        return 0;
+    }
+    if (args[0] == "connectors") return connectors_cmd(c, rest);
+    if (args[0] == "run") return run_cmd(c, rest);
+    if (args[0] == "runs") return runs_cmd(c, rest);
+    return usage(c, "unknown command '" + args[0] + "'");
+}
+
+}  // namespace syncwarden::kernel

@@ -1,0 +1,281 @@
+#include <syncwarden/kernel/config.hpp>
+
+#include <set>
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace syncwarden::kernel {
+namespace {
+
+std::string type_name(const json& j) {
+    if (j.is_null()) return "null";
+    return j.type_name();
+}
+
+// Reads values out of one JSON document, naming file and JSON path on error.
+class reader {
+public:
+    explicit reader(fs::path file) : file_(std::move(file)) {}
+
+    Status fail(const std::string& path, const std::string& what) const {
+        return Status::error(error_kind::config, file_.string() + ": " + path + ": " + what);
+    }
+    Status expect(const json& j, json::value_t t, const std::string& path, const char* what) const {
+        bool ok = j.type() == t || (t == json::value_t::number_unsigned && j.is_number_integer() &&
+                                    j.get<long long>() >= 0);
+        if (ok) return Status::ok();
+        return fail(path, std::string("expected ") + what + ", found " + type_name(j));
+    }
+    Result<std::string> string(const json& obj, const std::string& path, const char* key,
+                               bool required, std::string fallback = {}) const {
+        auto it = obj.find(key);
+        if (it == obj.end()) {
+            if (required) return fail(path, std::string("missing required field '") + key + "'");
+            return fallback;
+        }
+        if (!it->is_string())
+            return fail(path + "." + key, "expected a string, found " + type_name(*it));
+        if (required && it->get<std::string>().empty())
+            return fail(path + "." + key, "must not be empty");
+        return it->get<std::string>();
+    }
+    Status no_unknown(const json& obj, const std::string& path, std::set<std::string> known) const {
+        for (auto& [k, v] : obj.items())
+            if (!known.count(k)) {
+                std::string list;
+                for (auto& n : known) list += (list.empty() ? "" : ", ") + n;
+                return fail(path + "." + k, "unknown field; expected one of: " + list);
+            }
+        return Status::ok();
+    }
+
+private:
+    fs::path file_;
+};
+
+Result<connector_ref> read_connector(const reader& r, const json& j, const std::string& path) {
+    if (auto s = r.expect(j, json::value_t::object, path, "an object"); !s) return s;
+    if (auto s = r.no_unknown(j, path, {"connector", "version", "settings"}); !s) return s;
+    connector_ref c;
+    auto name = r.string(j, path, "connector", true);
+    if (!name) return name.status();
+    c.connector = *name;
+    auto ver = r.string(j, path, "version", false, "*");
+    if (!ver) return ver.status();
+    c.version = *ver;
+    if (auto it = j.find("settings"); it != j.end()) {
+        if (auto s = r.expect(*it, json::value_t::object, path + ".settings", "an object"); !s) return s;
+        c.settings = *it;
+    }
+    return c;
+}
+
+// "{givenName}.{familyName}@school.org" -> literal, field, literal, field, literal
+Result<std::vector<std::string>> split_template(const reader& r, const std::string& t,
+                                                const std::string& path) {
+    std::vector<std::string> parts;
+    std::string lit;
+    for (size_t i = 0; i < t.size(); ++i) {
+        if (t[i] != '{') { lit += t[i]; continue; }
+        auto close = t.find('}', i);
+        if (close == std::string::npos || close == i + 1)
+            return r.fail(path, "template has '{' at character " + std::to_string(i + 1) +
+                                    " without a field name and '}'");
+        parts.push_back(lit);
+        lit.clear();
+        parts.push_back(t.substr(i + 1, close - i - 1));
+        i = close;
+    }
+    parts.push_back(lit);
+    return parts;
+}
+
+Result<field_rule> read_rule(const reader& r, const json& j, const std::string& path) {
+    field_rule rule;
+    rule.path = path;
+    if (j.is_string()) {
+        rule.from = j.get<std::string>();
+        return rule;
+    }
+    if (auto s = r.expect(j, json::value_t::object, path, "a source field name or an object"); !s) return s;
+    if (auto s = r.no_unknown(j, path, {"from", "template", "const", "table", "missing", "default", "transform"}); !s)
+        return s;
+    int kinds = j.contains("from") + j.contains("template") + j.contains("const");
+    if (kinds != 1) return r.fail(path, "expected exactly one of 'from', 'template' or 'const'");
+    if (j.contains("from")) {
+        auto v = r.string(j, path, "from", true);
+        if (!v) return v.status();
+        rule.from = *v;
+    } else if (j.contains("template")) {
+        rule.k = field_rule::kind::template_;
+        auto v = r.string(j, path, "template", true);
+        if (!v) return v.status();
+        auto parts = split_template(r, *v, path + ".template");
+        if (!parts) return parts.status();
+        rule.parts = std::move(*parts);
+    } else {
+        rule.k = field_rule::kind::constant;
+        auto v = r.string(j, path, "const", false);
+        if (!v) return v.status();
+        rule.value = *v;
+    }
+    auto table = r.string(j, path, "table", false);
+    if (!table) return table.status();
+    rule.table = *table;
+    auto missing = r.string(j, path, "missing", false, "error");
+    if (!missing) return missing.status();
+    if (*missing == "error") rule.missing = field_rule::on_missing::error;
+    else if (*missing == "keep") rule.missing = field_rule::on_missing::keep;
+    else if (*missing == "empty") rule.missing = field_rule::on_missing::empty;
+    else return r.fail(path + ".missing", "expected \"error\", \"keep\" or \"empty\", found \"" + *missing + "\"");
+    if (j.contains("default")) {
+        auto d = r.string(j, path, "default", false);
+        if (!d) return d.status();
+        rule.default_value = *d;
+        rule.missing = field_rule::on_missing::use_default;
+    }
+    auto tr = r.string(j, path, "transform", false);
+    if (!tr) return tr.status();
+    if (!tr->empty() && *tr != "lower" && *tr != "upper" && *tr != "trim")
+        return r.fail(path + ".transform", "expected \"lower\", \"upper\" or \"trim\", found \"" + *tr + "\"");
+    rule.transform = *tr;
+    return rule;
+}
+
+Result<entity_mapping> read_entity(const reader& r, const json& j, const std::string& path,
+                                   const job_config& job) {
+    if (auto s = r.expect(j, json::value_t::object, path, "an object"); !s) return s;
+    if (auto s = r.no_unknown(j, path, {"target", "source", "where", "fields"}); !s) return s;
+    entity_mapping m;
+    m.path = path;
+    auto t = r.string(j, path, "target", true);
+    if (!t) return t.status();
+    auto s = r.string(j, path, "source", true);
+    if (!s) return s.status();
+    m.target = *t;
+    m.source = *s;
+    if (auto w = j.find("where"); w != j.end()) {
+        if (auto st = r.expect(*w, json::value_t::object, path + ".where", "an object of field: [values]"); !st) return st;
+        for (auto& [field, allowed] : w->items()) {
+            std::vector<std::string> values;
+            auto wp = path + ".where." + field;
+            if (allowed.is_string()) values.push_back(allowed);
+            else if (allowed.is_array()) {
+                for (size_t i = 0; i < allowed.size(); ++i) {
+                    if (!allowed[i].is_string())
+                        return r.fail(wp + "[" + std::to_string(i) + "]", "expected a string, found " + type_name(allowed[i]));
+                    values.push_back(allowed[i]);
+                }
+            } else return r.fail(wp, "expected a string or an array of strings, found " + type_name(allowed));
+            m.where.emplace_back(field, std::move(values));
+        }
+    }
+    auto f = j.find("fields");
+    if (f == j.end()) return r.fail(path, "missing required field 'fields'");
+    if (auto st = r.expect(*f, json::value_t::object, path + ".fields", "an object of target field: rule"); !st) return st;
+    for (auto& [name, rule_json] : f->items()) {
+        auto rule = read_rule(r, rule_json, path + ".fields." + name);
+        if (!rule) return rule.status();
+        if (!rule->table.empty() && !job.tables.count(rule->table))
+            return r.fail(path + ".fields." + name + ".table",
+                          "no mapping table '" + rule->table + "' in $.mapping.tables");
+        m.fields.emplace_back(name, std::move(*rule));
+    }
+    return m;
+}
+
+}  // namespace
+
+Result<job_config> load_job(const fs::path& file) {
+    auto parsed = parse_json_file(file);
+    if (!parsed) return parsed.status();
+    const json& j = *parsed;
+    reader r(file);
+    if (auto s = r.expect(j, json::value_t::object, "$", "an object"); !s) return s;
+    if (auto s = r.no_unknown(j, "$", {"name", "description", "source", "target", "mapping", "apply"}); !s) return s;
+    job_config job;
+    job.file = fs::absolute(file);
+    job.base_dir = job.file.parent_path();
+    auto name = r.string(j, "$", "name", true);
+    if (!name) return name.status();
+    job.name = *name;
+    for (auto [key, ref] : {std::pair{"source", &job.source}, std::pair{"target", &job.target}}) {
+        auto it = j.find(key);
+        if (it == j.end()) return r.fail("$", std::string("missing required field '") + key + "'");
+        auto c = read_connector(r, *it, std::string("$.") + key);
+        if (!c) return c.status();
+        *ref = std::move(*c);
+    }
+    auto m = j.find("mapping");
+    if (m == j.end()) return r.fail("$", "missing required field 'mapping'");
+    if (auto s = r.expect(*m, json::value_t::object, "$.mapping", "an object"); !s) return s;
+    if (auto s = r.no_unknown(*m, "$.mapping", {"tables", "entities"}); !s) return s;
+    if (auto t = m->find("tables"); t != m->end()) {
+        if (auto s = r.expect(*t, json::value_t::object, "$.mapping.tables", "an object of tables"); !s) return s;
+        for (auto& [tname, rows] : t->items()) {
+            auto tp = "$.mapping.tables." + tname;
+            if (auto s = r.expect(rows, json::value_t::object, tp, "an object of \"from\": \"to\""); !s) return s;
+            for (auto& [k, v] : rows.items()) {
+                if (!v.is_string()) return r.fail(tp + "." + k, "expected a string, found " + type_name(v));
+                job.tables[tname][k] = v.get<std::string>();
+            }
+        }
+    }
+    auto ents = m->find("entities");
+    if (ents == m->end()) return r.fail("$.mapping", "missing required field 'entities'");
+    if (auto s = r.expect(*ents, json::value_t::array, "$.mapping.entities", "an array"); !s) return s;
+    if (ents->empty()) return r.fail("$.mapping.entities", "expected at least one entity mapping");
+    std::set<std::string> targets;
+    for (size_t i = 0; i < ents->size(); ++i) {
+        auto path = "$.mapping.entities[" + std::to_string(i) + "]";
+        auto e = read_entity(r, (*ents)[i], path, job);
+        if (!e) return e.status();
+        if (!targets.insert(e->target).second)
+            return r.fail(path + ".target", "target entity '" + e->target + "' is mapped twice");
+        job.entities.push_back(std::move(*e));
+    }
+    if (auto a = j.find("apply"); a != j.end()) {
+        if (auto s = r.expect(*a, json::value_t::object, "$.apply", "an object"); !s) return s;
+        if (auto s = r.no_unknown(*a, "$.apply", {"batch_size"}); !s) return s;
+        if (auto b = a->find("batch_size"); b != a->end()) {
+            if (!b->is_number_integer() || b->get<long long>() < 1 || b->get<long long>() > 100000)
+                return r.fail("$.apply.batch_size", "expected a whole number from 1 to 100000, found " + b->dump());
+            job.batch_size = b->get<size_t>();
+        }
+    }
+    return job;
+}
+
+Result<kernel_config> load_kernel_config(const fs::path& file, const fs::path& default_data_dir) {
+    kernel_config cfg;
+    cfg.data_dir = default_data_dir;
+    if (file.empty()) return cfg;
+    auto parsed = parse_json_file(file);
+    if (!parsed) return parsed.status();
+    const json& j = *parsed;
+    reader r(file);
+    cfg.file = fs::absolute(file);
+    if (auto s = r.expect(j, json::value_t::object, "$", "an object"); !s) return s;
+    if (auto s = r.no_unknown(j, "$", {"data_dir", "log_level", "store"}); !s) return s;
+    auto dd = r.string(j, "$", "data_dir", false);
+    if (!dd) return dd.status();
+    if (!dd->empty()) {
+        fs::path p(*dd);
+        cfg.data_dir = p.is_absolute() ? p : cfg.file.parent_path() / p;
+    }
+    auto lvl = r.string(j, "$", "log_level", false, "info");
+    if (!lvl) return lvl.status();
+    static const std::set<std::string> levels{"debug", "info", "warn", "error"};
+    if (!levels.count(*lvl))
+        return r.fail("$.log_level", "expected one of debug, info, warn, error, found \"" + *lvl + "\"");
+    cfg.log_level = *lvl;
+    auto store = r.string(j, "$", "store", false, "sqlite");
+    if (!store) return store.status();
+    if (*store != "sqlite")
+        return r.fail("$.store", "expected \"sqlite\" (the only store so far), found \"" + *store + "\"");
+    cfg.store = *store;
+    return cfg;
+}
+
+}  // namespace syncwarden::kernel

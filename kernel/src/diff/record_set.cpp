@@ -1,0 +1,72 @@
+#include <syncwarden/kernel/record_set.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+namespace syncwarden::kernel {
+
+record_set::record_set(size_t field_count) : nf_(field_count) {}
+
+char* record_set::reserve(size_t n) {
+    if (blocks_.empty() || used_in_last_ + n > last_capacity_) {
+        last_capacity_ = std::max(k_block, n);
+        blocks_.push_back(std::make_unique<char[]>(last_capacity_));
+        used_in_last_ = 0;
+    }
+    char* p = blocks_.back().get() + used_in_last_;
+    used_in_last_ += n;
+    return p;
+}
+
+void record_set::add(std::string_view key, const std::string_view* values, uint8_t state) {
+    size_t total = key.size();
+    for (size_t f = 0; f < nf_; ++f) total += values[f].size();
+    if (total > UINT32_MAX) throw std::length_error("record larger than 4 GiB");
+    char* p = reserve(total);
+    start_.push_back(p);
+    std::memcpy(p, key.data(), key.size());
+    size_t off = key.size();
+    ends_.push_back(static_cast<uint32_t>(off));
+    for (size_t f = 0; f < nf_; ++f) {
+        if (!values[f].empty()) std::memcpy(p + off, values[f].data(), values[f].size());
+        off += values[f].size();
+        ends_.push_back(static_cast<uint32_t>(off));
+    }
+    state_.push_back(state);
+}
+
+std::string_view record_set::piece(size_t i, size_t p) const {
+    const uint32_t* e = &ends_[i * (nf_ + 1)];
+    uint32_t b = p == 0 ? 0 : e[p - 1];
+    return {start_[i] + b, e[p] - b};
+}
+
+std::vector<std::string_view> record_set::sort_by_key() {
+    order_.resize(size());
+    for (uint32_t i = 0; i < order_.size(); ++i) order_[i] = i;
+    std::stable_sort(order_.begin(), order_.end(),
+                     [this](uint32_t a, uint32_t b) { return key(a) < key(b); });
+    std::vector<std::string_view> dups;
+    for (size_t n = 1; n < order_.size(); ++n)
+        if (key(order_[n]) == key(order_[n - 1]) && (dups.empty() || dups.back() != key(order_[n])))
+            dups.push_back(key(order_[n]));
+    return dups;
+}
+
+std::optional<size_t> record_set::find(std::string_view k) const {
+    auto it = std::lower_bound(order_.begin(), order_.end(), k,
+                               [this](uint32_t a, std::string_view v) { return key(a) < v; });
+    if (it == order_.end() || key(*it) != k) return std::nullopt;
+    return *it;
+}
+
+size_t record_set::bytes_used() const {
+    size_t b = 0;
+    for (size_t i = 0; i + 1 < blocks_.size(); ++i) b += k_block;
+    b += last_capacity_;
+    return b + start_.capacity() * sizeof(char*) + ends_.capacity() * 4 + state_.capacity() +
+           order_.capacity() * 4;
+}
+
+}  // namespace syncwarden::kernel

@@ -1,0 +1,166 @@
+#include <syncwarden/kernel/mapper.hpp>
+
+#include <algorithm>
+#include <cctype>
+
+namespace syncwarden::kernel {
+namespace {
+
+std::string_view view(sw_str s) { return s.ptr ? std::string_view(s.ptr, s.len) : std::string_view(); }
+
+std::string transformed(std::string v, const std::string& how) {
+    if (how == "lower")
+        std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+    else if (how == "upper")
+        std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::toupper(c); });
+    else if (how == "trim") {
+        auto b = v.find_first_not_of(" \t\r\n");
+        auto e = v.find_last_not_of(" \t\r\n");
+        v = b == std::string::npos ? std::string() : v.substr(b, e - b + 1);
+    }
+    return v;
+}
+
+}  // namespace
+
+Result<entity_mapper> entity_mapper::compile(const entity_mapping& m, const job_config& job,
+                                             const entity_schema& src, const entity_schema& tgt) {
+    auto fail = [&](const std::string& path, const std::string& what) {
+        return Status::error(error_kind::config, job.file.string() + ": " + path + ": " + what);
+    };
+    auto source_index = [&](const std::string& name, int& out) {
+        if (name == src.key_name) { out = -1; return true; }
+        auto i = src.index_of(name);
+        if (!i) return false;
+        out = static_cast<int>(*i);
+        return true;
+    };
+    auto known_source = [&] {
+        std::string s = src.key_name;
+        for (auto& f : src.fields) s += ", " + f.name;
+        return s;
+    };
+    entity_mapper em;
+    em.source_ = m.source;
+    em.target_ = m.target;
+    em.field_rule_.assign(tgt.fields.size(), -1);
+    for (auto& [field, allowed] : m.where) {
+        int idx;
+        if (!source_index(field, idx))
+            return fail(m.path + ".where." + field, "'" + field + "' is not a field of source entity '" +
+                                                        src.name + "' (fields: " + known_source() + ")");
+        em.where_.emplace_back(idx, allowed);
+    }
+    for (auto& [target_field, fr] : m.fields) {
+        rule r;
+        r.target_field = target_field;
+        auto check_source = [&](const std::string& name, int& idx) -> Status {
+            if (source_index(name, idx)) return Status::ok();
+            return fail(fr.path, "'" + name + "' is not a field of source entity '" + src.name +
+                                     "' (fields: " + known_source() + ")");
+        };
+        if (fr.k == field_rule::kind::from) {
+            int idx;
+            if (auto s = check_source(fr.from, idx); !s) return s;
+            r.pieces.push_back({false, {}, idx});
+            r.list = idx >= 0 && src.fields[static_cast<size_t>(idx)].type == SW_TYPE_LIST;
+        } else if (fr.k == field_rule::kind::template_) {
+            for (size_t i = 0; i < fr.parts.size(); ++i) {
+                if (i % 2 == 0) {
+                    if (!fr.parts[i].empty()) r.pieces.push_back({true, fr.parts[i], 0});
+                    continue;
+                }
+                int idx;
+                if (auto s = check_source(fr.parts[i], idx); !s) return s;
+                r.pieces.push_back({false, {}, idx});
+            }
+        } else {
+            r.pieces.push_back({true, fr.value, 0});
+        }
+        if (!fr.table.empty()) {
+            r.table = &job.tables.at(fr.table);
+            r.table_name = fr.table;
+        }
+        r.missing = fr.missing;
+        r.default_value = fr.default_value;
+        r.transform = fr.transform;
+        int rule_index = static_cast<int>(em.rules_.size());
+        if (target_field == tgt.key_name) em.key_rule_ = rule_index;
+        else if (auto ti = tgt.index_of(target_field)) em.field_rule_[*ti] = rule_index;
+        else {
+            std::string known = tgt.key_name;
+            for (auto& f : tgt.fields) known += ", " + f.name;
+            return fail(fr.path, "'" + target_field + "' is not a field of target entity '" + tgt.name +
+                                     "' (fields: " + known + ")");
+        }
+        em.rules_.push_back(std::move(r));
+    }
+    if (em.key_rule_ < 0)
+        return fail(m.path + ".fields", "the target key '" + tgt.key_name + "' of '" + tgt.name +
+                                            "' is not mapped; add \"" + tgt.key_name + "\": {\"from\": ...}");
+    for (size_t i = 0; i < tgt.fields.size(); ++i)
+        if (tgt.fields[i].required && em.field_rule_[i] < 0)
+            return fail(m.path + ".fields", "required target field '" + tgt.fields[i].name + "' of '" +
+                                                tgt.name + "' is not mapped");
+    return em;
+}
+
+std::string entity_mapper::value_of(const rule& r, const sw_record& rec, std::string& error) const {
+    std::string v;
+    for (auto& p : r.pieces) {
+        if (p.literal) v += p.text;
+        else v += p.field < 0 ? view(rec.key) : view(rec.values[p.field]);
+    }
+    if (r.table && !v.empty()) {
+        auto lookup = [&](const std::string& in, std::string& out) {
+            auto it = r.table->find(in);
+            if (it != r.table->end()) { out = it->second; return true; }
+            switch (r.missing) {
+                case field_rule::on_missing::keep: out = in; return true;
+                case field_rule::on_missing::empty: out.clear(); return true;
+                case field_rule::on_missing::use_default: out = r.default_value; return true;
+                case field_rule::on_missing::error: break;
+            }
+            error = r.target_field + ": value '" + in + "' is not in mapping table '" + r.table_name +
+                    "'; add it to the table or set \"missing\"";
+            return false;
+        };
+        if (r.list) {
+            std::string out, piece, mapped;
+            size_t start = 0;
+            while (start <= v.size()) {
+                auto comma = v.find(',', start);
+                piece = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+                if (!lookup(piece, mapped)) return {};
+                if (!mapped.empty()) out += (out.empty() ? "" : ",") + mapped;
+                if (comma == std::string::npos) break;
+                start = comma + 1;
+            }
+            v = out;
+        } else {
+            std::string mapped;
+            if (!lookup(v, mapped)) return {};
+            v = mapped;
+        }
+    }
+    return r.transform.empty() ? v : transformed(std::move(v), r.transform);
+}
+
+entity_mapper::outcome entity_mapper::map(const sw_record& rec, std::string& key,
+                                          std::vector<std::string>& values, std::string& error) const {
+    for (auto& [idx, allowed] : where_) {
+        auto v = idx < 0 ? view(rec.key) : view(rec.values[idx]);
+        if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) return outcome::filtered;
+    }
+    error.clear();
+    key = value_of(rules_[static_cast<size_t>(key_rule_)], rec, error);
+    if (!error.empty()) return outcome::failed;
+    values.resize(field_rule_.size());
+    for (size_t i = 0; i < field_rule_.size(); ++i) {
+        values[i] = field_rule_[i] < 0 ? std::string() : value_of(rules_[static_cast<size_t>(field_rule_[i])], rec, error);
+        if (!error.empty()) return outcome::failed;
+    }
+    return outcome::mapped;
+}
+
+}  // namespace syncwarden::kernel

@@ -1,0 +1,588 @@
+#include <syncwarden/kernel/log.hpp>
+#include <syncwarden/kernel/mapper.hpp>
+#include <syncwarden/kernel/pipeline.hpp>
+#include <syncwarden/kernel/session.hpp>
+
+#include "plan_writer.hpp"
+
+#include <random>
+#include <set>
+
+namespace fs = std::filesystem;
+
+namespace syncwarden::kernel {
+namespace {
+
+constexpr size_t k_max_findings_kept = 10000;
+
+std::string_view view(sw_str s) { return s.ptr ? std::string_view(s.ptr, s.len) : std::string_view(); }
+
+const char* severity_name(uint32_t s) {
+    return s == SW_SEVERITY_ERROR ? "error" : s == SW_SEVERITY_WARNING ? "warning" : "info";
+}
+
+std::string new_run_id(const clock& clk) {
+    auto t = iso8601(clk.now());  // 2026-11-26T14:06:42.123Z
+    std::string compact;
+    for (char c : t.substr(0, 19))
+        if (c != '-' && c != ':') compact += c;
+    static std::mt19937_64 rng{std::random_device{}()};
+    char suffix[8];
+    std::snprintf(suffix, sizeof suffix, "%06x", static_cast<unsigned>(rng() & 0xffffff));
+    return "r" + compact + "-" + suffix;
+}
+
+// One run in progress: its sessions, record sets and findings.
+class run_driver {
+public:
+    run_driver(registry& reg, run_store& store, const clock& clk, const fs::path& data_dir,
+               const job_config& job, const run_options& opts, run_outcome& out)
+        : reg_(reg), store_(store), clock_(clk), data_dir_(data_dir), job_(job), opts_(opts), out_(out) {}
+
+    Status run() {
+        if (auto s = open_connectors(); !s) return s;
+        if (auto s = phase("contract"); !s) return s;
+        if (auto s = check_contracts(); !s) return s;
+        if (auto s = phase("extract"); !s) return s;
+        if (auto s = extract(); !s) return s;
+        if (auto s = phase("diff"); !s) return s;
+        if (auto s = read_state(); !s) return s;
+        if (auto s = diff(); !s) return s;
+        if (auto s = phase("gates"); !s) return s;
+        if (auto s = blocking_gate(); !s) return s;
+        if (auto s = save_plan(); !s) return s;
+        if (opts_.dry_run) return Status::ok();
+        out_.run.state = "applying";
+        if (auto s = phase("apply"); !s) return s;
+        return apply();
+    }
+
+private:
+    Status phase(const char* name) {
+        out_.run.phase = name;
+        log_info({out_.run.id, job_.name, "", name, "phase_start"}, name);
+        return store_.update_run(out_.run);
+    }
+
+    void add_finding(finding_record f) {
+        bool used = f.entity.empty() || used_entities_.count(f.entity);
+        if (f.severity == "error") {
+            if (used) ++out_.blocking_findings;
+            else {
+                f.severity = "warning";
+                f.message += " (entity not used by this job, so it does not block the run)";
+            }
+        }
+        if (out_.findings.size() < k_max_findings_kept) out_.findings.push_back(std::move(f));
+        else ++out_.findings_not_kept;
+    }
+
+    Status open_one(const connector_ref& ref, const char* role, uint32_t need_cap,
+                    std::unique_ptr<connector_session>& session, std::string& version) {
+        auto rel = reg_.resolve(ref.connector, ref.version);
+        if (!rel) return rel.status().context(std::string("resolving the ") + role + " connector");
+        auto lib = reg_.open(*rel);
+        if (!lib) return lib.status();
+        version = rel->info.version;
+        if (((*lib)->info().capabilities & need_cap) == 0)
+            return Status::error(error_kind::config,
+                                 job_.file.string() + ": $." + role + ".connector: '" + ref.connector +
+                                     "' is not a " + role + " connector (capabilities: " +
+                                     capabilities_text((*lib)->info().capabilities) + ")");
+        auto s = connector_session::create(*lib, ref.settings, job_.name, job_.base_dir);
+        if (!s) return s.status();
+        session = std::move(*s);
+        return Status::ok();
+    }
+
+    Status open_connectors() {
+        if (auto s = open_one(job_.source, "source", SW_CAP_SOURCE, source_, out_.run.source_version); !s) return s;
+        return open_one(job_.target, "target", SW_CAP_TARGET, target_, out_.run.target_version);
+    }
+
+    Status check_contracts() {
+        auto sc = source_->contract();
+        if (!sc) return sc.status();
+        auto tc = target_->contract();
+        if (!tc) return tc.status();
+        source_contract_ = std::move(*sc);
+        target_contract_ = std::move(*tc);
+        for (auto& m : job_.entities) {
+            const entity_schema* se = source_contract_.find(m.source);
+            const entity_schema* te = target_contract_.find(m.target);
+            auto names = [](const contract_schema& c) {
+                std::string s;
+                for (auto& e : c.entities) s += (s.empty() ? "" : ", ") + e.name;
+                return s;
+            };
+            if (!se)
+                return Status::error(error_kind::config, job_.file.string() + ": " + m.path + ".source: '" + m.source +
+                                                             "' is not an entity of " + source_->who() +
+                                                             " (entities: " + names(source_contract_) + ")");
+            if (!te)
+                return Status::error(error_kind::config, job_.file.string() + ": " + m.path + ".target: '" + m.target +
+                                                             "' is not an entity of " + target_->who() +
+                                                             " (entities: " + names(target_contract_) + ")");
+            auto em = entity_mapper::compile(m, job_, *se, *te);
+            if (!em) return em.status();
+            mappers_.push_back(std::move(*em));
+            used_entities_.insert(m.source);
+            used_entities_.insert(m.target);
+            entity_plan ep;
+            ep.schema = *te;
+            ep.desired = record_set(te->fields.size());
+            ep.current = record_set(te->fields.size());
+            plans_.entities.push_back(std::move(ep));
+            target_index_[m.target] = plans_.entities.size() - 1;
+        }
+        return Status::ok();
+    }
+
+    // Checks a batch against a contract; reports and skips bad records.
+    // Returns the entity schema, or null when the whole batch is refused.
+    const entity_schema* check_batch(const sw_batch& b, const contract_schema& contract,
+                                     const std::string& who, const char* hook) {
+        auto drift = [&](const std::string& entity, std::string_view key, const std::string& msg) {
+            add_finding({"error", "schema_drift", entity, "", 0, 0, std::string(key), who + " " + hook + ": " + msg});
+        };
+        if (b.struct_size < sizeof(sw_batch)) {
+            drift("", "", "sw_batch.struct_size is " + std::to_string(b.struct_size) + ", expected at least " +
+                              std::to_string(sizeof(sw_batch)));
+            return nullptr;
+        }
+        std::string entity(view(b.entity));
+        const entity_schema* es = contract.find(entity);
+        if (!es) {
+            drift("", "", "emitted records for '" + entity + "', which its contract does not declare");
+            return nullptr;
+        }
+        if (b.record_count && !b.records) {
+            drift(entity, "", "records is NULL but record_count is " + std::to_string(b.record_count));
+            return nullptr;
+        }
+        return es;
+    }
+
+    bool check_record(const sw_record& rec, const entity_schema& es, const std::string& who) {
+        std::string key(view(rec.key));
+        auto bad = [&](const std::string& code, const std::string& msg) {
+            add_finding({"error", code, es.name, "", 0, 0, key, who + ": " + es.name + " '" + key + "': " + msg});
+            return false;
+        };
+        if (rec.value_count != es.fields.size() || (rec.value_count && !rec.values))
+            return bad("schema_drift", "record has " + std::to_string(rec.value_count) + " values, the contract declares " +
+                                           std::to_string(es.fields.size()) + " fields");
+        if (key.empty()) return bad("missing_key", "record has an empty " + es.key_name);
+        for (size_t f = 0; f < es.fields.size(); ++f) {
+            auto v = view(rec.values[f]);
+            if (v.empty() && es.fields[f].required && rec.state == SW_RECORD_ACTIVE)
+                return bad("missing_required", "required field " + es.fields[f].name + " is empty");
+            if (auto why = check_value(es.fields[f].type, v); !why.empty())
+                return bad("bad_value", es.fields[f].name + " is '" + std::string(v) + "': " + why);
+        }
+        return true;
+    }
+
+    Status extract() {
+        std::vector<std::string> requested;
+        for (auto& m : mappers_)
+            if (std::find(requested.begin(), requested.end(), m.source()) == requested.end())
+                requested.push_back(m.source());
+        auto& ctx = source_->ctx();
+        ctx.on_finding = [this](const sw_finding& f) {
+            add_finding({severity_name(f.severity), std::string(view(f.code)), std::string(view(f.entity)),
+                         std::string(view(f.file)), f.line, f.column, std::string(view(f.key)),
+                         std::string(view(f.message))});
+        };
+        std::string key;
+        std::vector<std::string> values;
+        std::vector<std::string_view> views;
+        std::string error;
+        ctx.on_emit = [&, this](const sw_batch& b) -> sw_status {
+            const entity_schema* es = check_batch(b, source_contract_, source_->who(), "extract");
+            if (!es) return SW_OK;
+            if (std::find(requested.begin(), requested.end(), es->name) == requested.end()) return SW_OK;
+            auto mode = static_cast<sw_batch_mode>(b.mode == SW_MODE_DELTA ? SW_MODE_DELTA : SW_MODE_BULK);
+            for (size_t i = 0; i < b.record_count; ++i) {
+                const sw_record& rec = b.records[i];
+                ++extracted_;
+                if (!check_record(rec, *es, source_->who())) continue;
+                for (auto& m : mappers_) {
+                    if (m.source() != es->name) continue;
+                    auto& ep = plans_.entities[target_index_[m.target()]];
+                    if (mode == SW_MODE_DELTA) ep.mode = SW_MODE_DELTA;
+                    auto o = m.map(rec, key, values, error);
+                    if (o == entity_mapper::outcome::filtered) continue;
+                    if (o == entity_mapper::outcome::failed) {
+                        add_finding({"error", "mapping", m.target(), "", 0, 0, std::string(view(rec.key)),
+                                     m.target() + " from " + es->name + " '" + std::string(view(rec.key)) + "': " + error});
+                        continue;
+                    }
+                    if (!check_mapped(ep.schema, rec, key, values)) continue;
+                    views.assign(values.begin(), values.end());
+                    ep.desired.add(key, views.data(), static_cast<uint8_t>(rec.state == SW_RECORD_TOBEDELETED));
+                }
+            }
+            return SW_OK;
+        };
+        auto s = source_->extract(requested);
+        ctx.on_emit = nullptr;
+        log_info({out_.run.id, job_.name, source_->who(), "extract", "extracted"},
+                 std::to_string(extracted_) + " records");
+        return s;
+    }
+
+    bool check_mapped(const entity_schema& es, const sw_record& rec, const std::string& key,
+                      const std::vector<std::string>& values) {
+        auto bad = [&](const std::string& msg) {
+            add_finding({"error", "mapping", es.name, "", 0, 0, std::string(view(rec.key)),
+                         es.name + " '" + key + "' (source key '" + std::string(view(rec.key)) + "'): " + msg});
+            return false;
+        };
+        if (key.empty()) return bad(es.key_name + " maps to an empty value");
+        if (rec.state == SW_RECORD_TOBEDELETED) return true;
+        for (size_t f = 0; f < es.fields.size(); ++f) {
+            if (values[f].empty() && es.fields[f].required)
+                return bad("required target field " + es.fields[f].name + " maps to an empty value");
+            if (auto why = check_value(es.fields[f].type, values[f]); !why.empty())
+                return bad(es.fields[f].name + " maps to '" + values[f] + "': " + why);
+        }
+        return true;
+    }
+
+    Status read_state() {
+        std::vector<std::string> requested;
+        for (auto& ep : plans_.entities) requested.push_back(ep.schema.name);
+        auto& ctx = target_->ctx();
+        ctx.on_finding = [this](const sw_finding& f) {
+            add_finding({severity_name(f.severity), std::string(view(f.code)), std::string(view(f.entity)),
+                         std::string(view(f.file)), f.line, f.column, std::string(view(f.key)),
+                         std::string(view(f.message))});
+        };
+        std::vector<std::string_view> views;
+        ctx.on_emit = [&, this](const sw_batch& b) -> sw_status {
+            const entity_schema* es = check_batch(b, target_contract_, target_->who(), "read_state");
+            if (!es || !target_index_.count(es->name)) return SW_OK;
+            auto& ep = plans_.entities[target_index_[es->name]];
+            for (size_t i = 0; i < b.record_count; ++i) {
+                const sw_record& rec = b.records[i];
+                if (rec.value_count != es->fields.size() || (rec.value_count && !rec.values) || !rec.key.len) {
+                    check_record(rec, *es, target_->who());
+                    continue;
+                }
+                views.resize(rec.value_count);
+                for (size_t f = 0; f < rec.value_count; ++f) views[f] = view(rec.values[f]);
+                ep.current.add(view(rec.key), views.data(), 0);
+            }
+            return SW_OK;
+        };
+        auto s = target_->read_state(requested);
+        ctx.on_emit = nullptr;
+        return s;
+    }
+
+    Status diff() {
+        plans_.run_id = out_.run.id;
+        for (auto& ep : plans_.entities) {
+            for (auto dup : ep.desired.sort_by_key())
+                add_finding({"error", "duplicate_key", ep.schema.name, "", 0, 0, std::string(dup),
+                             ep.schema.name + " '" + std::string(dup) +
+                                 "' occurs more than once after mapping; keys must be unique"});
+            for (auto dup : ep.current.sort_by_key())
+                add_finding({"warning", "duplicate_key", ep.schema.name, "", 0, 0, std::string(dup),
+                             target_->who() + " holds " + ep.schema.name + " '" + std::string(dup) + "' more than once"});
+            if (!target_->has_diff()) keyed_diff(ep);
+        }
+        if (target_->has_diff()) return custom_diff();
+        return Status::ok();
+    }
+
+    // The target's own diff hook: the kernel hands it the desired records and
+    // takes the plan it emits.
+    Status custom_diff() {
+        std::vector<entity_plan> result;
+        for (auto& ep : plans_.entities) {
+            entity_plan np;
+            np.schema = ep.schema;
+            np.mode = ep.mode;
+            np.desired = record_set(ep.schema.fields.size());
+            np.current = record_set(ep.schema.fields.size());
+            result.push_back(std::move(np));
+        }
+        std::vector<std::string_view> views;
+        target_->ctx().on_changes = [&, this](const sw_change_batch& b) -> sw_status {
+            std::string entity(view(b.entity));
+            if (b.struct_size < sizeof(sw_change_batch) || !target_index_.count(entity) || (b.change_count && !b.changes)) {
+                add_finding({"error", "schema_drift", entity, "", 0, 0, "", target_->who() + " diff: emitted changes for an unknown entity or a malformed batch"});
+                return SW_SCHEMA;
+            }
+            auto& np = result[target_index_[entity]];
+            const auto& cur = plans_.entities[target_index_[entity]].current;
+            const size_t nf = np.schema.fields.size();
+            for (size_t i = 0; i < b.change_count; ++i) {
+                const sw_change& c = b.changes[i];
+                if (c.value_count != nf || (nf && !c.values) || c.kind > SW_CHANGE_DELETE) {
+                    add_finding({"error", "schema_drift", entity, "", 0, 0, std::string(view(c.key)),
+                                 target_->who() + " diff: change has " + std::to_string(c.value_count) + " values, expected " + std::to_string(nf)});
+                    continue;
+                }
+                views.resize(nf);
+                for (size_t f = 0; f < nf; ++f) views[f] = view(c.values[f]);
+                planned_change pc{static_cast<sw_change_kind>(c.kind), 0, 0,
+                                  static_cast<uint32_t>(np.changed_fields.size()), 0};
+                auto existing = cur.find(view(c.key));
+                if (c.kind != SW_CHANGE_DELETE) {
+                    pc.desired = static_cast<uint32_t>(np.desired.size());
+                    np.desired.add(view(c.key), views.data(), 0);
+                }
+                if (c.kind != SW_CHANGE_CREATE) {
+                    pc.current = static_cast<uint32_t>(np.current.size());
+                    if (existing) {
+                        std::vector<std::string_view> cv(nf);
+                        for (size_t f = 0; f < nf; ++f) cv[f] = cur.field(*existing, f);
+                        np.current.add(view(c.key), cv.data(), 0);
+                    } else {
+                        np.current.add(view(c.key), views.data(), 0);
+                    }
+                }
+                for (size_t k = 0; k < c.changed_count && c.changed_fields; ++k)
+                    if (c.changed_fields[k] < nf) {
+                        np.changed_fields.push_back(static_cast<uint16_t>(c.changed_fields[k]));
+                        ++pc.changed_count;
+                    }
+                np.changes.push_back(pc);
+            }
+            return SW_OK;
+        };
+        for (auto& ep : plans_.entities) {
+            auto& d = ep.desired;
+            const size_t batch = 1000;
+            for (size_t start = 0; start < d.size(); start += batch) {
+                std::vector<std::vector<sw_str>> vals;
+                std::vector<sw_record> recs;
+                for (size_t n = start; n < std::min(d.size(), start + batch); ++n) {
+                    size_t i = d.sorted(n);
+                    std::vector<sw_str> v;
+                    for (size_t f = 0; f < d.field_count(); ++f) {
+                        auto fv = d.field(i, f);
+                        v.push_back({fv.data(), fv.size()});
+                    }
+                    vals.push_back(std::move(v));
+                }
+                for (size_t n = start, k = 0; n < std::min(d.size(), start + batch); ++n, ++k) {
+                    auto key = d.key(d.sorted(n));
+                    recs.push_back({{key.data(), key.size()}, vals[k].data(), vals[k].size(), d.state(d.sorted(n))});
+                }
+                sw_batch b{sizeof(sw_batch), {ep.schema.name.data(), ep.schema.name.size()},
+                           static_cast<uint32_t>(ep.mode), recs.data(), recs.size()};
+                if (auto s = target_->diff(&b); !s) return s;
+            }
+        }
+        if (auto s = target_->diff(nullptr); !s) return s;
+        target_->ctx().on_changes = nullptr;
+        for (size_t i = 0; i < result.size(); ++i) plans_.entities[i] = std::move(result[i]);
+        return Status::ok();
+    }
+
+    Status blocking_gate() {
+        if (out_.blocking_findings == 0) return Status::ok();
+        std::string first;
+        for (auto& f : out_.findings)
+            if (f.severity == "error") {
+                first = f.file.empty() ? f.message
+                                       : f.file + ":" + std::to_string(f.line) + ":" + std::to_string(f.column) + ": " + f.message;
+                break;
+            }
+        return Status::error(error_kind::input,
+                             std::to_string(out_.blocking_findings) +
+                                 " error finding(s) in the input; nothing was applied. First: " + first +
+                                 ". Fix the source data (or the mapping) and run again");
+    }
+
+    Status save_plan() {
+        out_.planned = plans_.counts();
+        for (auto& ep : plans_.entities)
+            for (auto& c : ep.changes) {
+                if (out_.preview.size() >= opts_.preview) break;
+                out_.preview.push_back(change_line(ep, c));
+            }
+        nlohmann::json counts = nlohmann::json::object();
+        change_counts total;
+        for (auto& [e, c] : out_.planned) {
+            counts[e] = {{"create", c.create}, {"update", c.update}, {"delete", c.remove}};
+            total.create += c.create;
+            total.update += c.update;
+            total.remove += c.remove;
+        }
+        nlohmann::json header{{"run_id", out_.run.id},
+                              {"job", job_.name},
+                              {"created_at", out_.run.created_at},
+                              {"dry_run", opts_.dry_run},
+                              {"source", {{"connector", job_.source.connector}, {"version", out_.run.source_version}}},
+                              {"target", {{"connector", job_.target.connector}, {"version", out_.run.target_version}}},
+                              {"summary", counts}};
+        out_.plan_path = data_dir_ / "plans" / (out_.run.id + ".json");
+        if (auto s = write_plan(out_.plan_path, plans_, header, out_.findings); !s) return s;
+        if (!opts_.plan_out.empty()) {
+            std::error_code ec;
+            fs::copy_file(out_.plan_path, opts_.plan_out, fs::copy_options::overwrite_existing, ec);
+            if (ec) return Status::error(error_kind::usage, "writing the plan to " + opts_.plan_out.string() + ": " + ec.message());
+        }
+        std::string err;
+        plan_record pr{out_.run.id, out_.plan_path.string(), sha256_file_hex(out_.plan_path, &err),
+                       total.create, total.update, total.remove};
+        return store_.save_plan(pr);
+    }
+
+    Status apply() {
+        const size_t batch_size = job_.batch_size;
+        std::vector<change_result_record> results;
+        std::string last_error;
+        for (auto& ep : plans_.entities) {
+            for (size_t start = 0; start < ep.changes.size(); start += batch_size) {
+                size_t end = std::min(ep.changes.size(), start + batch_size);
+                if (auto s = apply_batch(ep, start, end, results, last_error); !s) return s;
+                if (auto s = store_.add_change_results(out_.run.id, results); !s) return s;
+                results.clear();
+                if (auto s = store_.save_checkpoint(out_.run.id, "apply/" + ep.schema.name,
+                                                    std::to_string(end), iso8601(clock_.now())); !s)
+                    return s;
+            }
+        }
+        if (auto s = target_->commit(); !s) {
+            out_.failed += out_.applied;
+            out_.applied = 0;
+            return s.context("the target did not make the applied changes durable");
+        }
+        if (out_.failed)
+            return Status::error(error_kind::target, std::to_string(out_.failed) + " of " +
+                                                         std::to_string(out_.failed + out_.applied) +
+                                                         " changes failed; last: " + last_error +
+                                                         ". `syncwarden runs show " + out_.run.id + "` lists them");
+        return Status::ok();
+    }
+
+    Status apply_batch(entity_plan& ep, size_t start, size_t end, std::vector<change_result_record>& results,
+                       std::string& last_error) {
+        const size_t n = end - start;
+        std::vector<std::string> ids(n);
+        std::vector<std::vector<sw_str>> values(n);
+        std::vector<std::vector<uint32_t>> changed(n);
+        std::vector<sw_change> changes(n);
+        for (size_t k = 0; k < n; ++k) {
+            auto& c = ep.changes[start + k];
+            auto key = ep.key_of(c);
+            ids[k] = change_id(out_.run.id, ep.schema.name, key, c.kind);
+            const record_set& rs = c.kind == SW_CHANGE_DELETE ? ep.current : ep.desired;
+            size_t idx = c.kind == SW_CHANGE_DELETE ? c.current : c.desired;
+            for (size_t f = 0; f < rs.field_count(); ++f) {
+                auto v = rs.field(idx, f);
+                values[k].push_back({v.data(), v.size()});
+            }
+            for (uint32_t i = 0; i < c.changed_count; ++i) changed[k].push_back(ep.changed_fields[c.changed_begin + i]);
+            changes[k] = {{ids[k].data(), ids[k].size()}, static_cast<uint32_t>(c.kind), {key.data(), key.size()},
+                          values[k].data(), values[k].size(), changed[k].data(), changed[k].size()};
+        }
+        struct reported { bool set = false; sw_status s = SW_OK; std::string cat, msg; };
+        std::vector<reported> rep(n);
+        target_->ctx().on_result = [&](size_t i, sw_status s, std::string_view cat, std::string_view msg) {
+            if (i < n) rep[i] = {true, s, std::string(cat), std::string(msg)};
+        };
+        sw_change_batch b{sizeof(sw_change_batch), {ep.schema.name.data(), ep.schema.name.size()}, changes.data(), n};
+        std::string cat, msg;
+        sw_status st = target_->apply(b, cat, msg);
+        target_->ctx().on_result = nullptr;
+        if (st == SW_CANCELLED) return Status::error(error_kind::target, "the run was cancelled during apply");
+        for (size_t k = 0; k < n; ++k) {
+            auto& c = ep.changes[start + k];
+            reported r = rep[k].set ? rep[k] : reported{true, st, cat, msg};
+            bool ok = r.s == SW_OK;
+            ok ? ++out_.applied : ++out_.failed;
+            if (!ok) last_error = ep.schema.name + "/" + std::string(ep.key_of(c)) + ": " + r.msg;
+            results.push_back({ids[k], ep.schema.name, std::string(ep.key_of(c)), kind_name(c.kind),
+                               ok ? "applied" : status_name(r.s), r.cat, r.msg});
+        }
+        return Status::ok();
+    }
+
+    registry& reg_;
+    run_store& store_;
+    const clock& clock_;
+    const fs::path& data_dir_;
+    const job_config& job_;
+    const run_options& opts_;
+    run_outcome& out_;
+    std::unique_ptr<connector_session> source_, target_;
+    contract_schema source_contract_, target_contract_;
+    std::vector<entity_mapper> mappers_;
+    std::set<std::string> used_entities_;
+    plan plans_;
+    std::map<std::string, size_t> target_index_;
+    size_t extracted_ = 0;
+};
+
+}  // namespace
+
+int exit_code_for(const Status& s) {
+    if (s) return 0;
+    switch (s.kind()) {
+        case error_kind::usage: return 2;
+        case error_kind::config: return 3;
+        case error_kind::connector: return 4;
+        case error_kind::input: return 5;
+        case error_kind::target: return 6;
+        case error_kind::not_found: return 7;
+        case error_kind::store:
+        case error_kind::internal: return 1;
+    }
+    return 1;
+}
+
+pipeline::pipeline(registry& reg, run_store& store, const clock& clk, fs::path data_dir)
+    : registry_(reg), store_(store), clock_(clk), data_dir_(std::move(data_dir)) {}
+
+run_outcome pipeline::run(const job_config& job, const run_options& opts) {
+    run_outcome out;
+    run_record& r = out.run;
+    r.id = new_run_id(clock_);
+    r.job = job.name;
+    r.job_file = job.file.string();
+    r.dry_run = opts.dry_run;
+    r.created_at = iso8601(clock_.now());
+    r.state = "running";
+    r.phase = "contract";
+    r.source_connector = job.source.connector;
+    r.target_connector = job.target.connector;
+    if (auto s = store_.create_run(r); !s) {
+        out.status = s;
+        return out;
+    }
+    Status s;
+    try {
+        run_driver d(registry_, store_, clock_, data_dir_, job, opts, out);
+        s = d.run();
+    } catch (const std::exception& e) {
+        s = Status::error(error_kind::internal, std::string("the kernel failed: ") + e.what());
+    }
+    out.status = s;
+    r.finished_at = iso8601(clock_.now());
+    r.exit_code = exit_code_for(s);
+    r.error = s ? "" : s.message();
+    if (s) r.state = "succeeded";
+    else if (s.kind() == error_kind::target && out.applied > 0) r.state = "partially_failed";
+    else r.state = "failed";
+    nlohmann::json summary{{"extracted_findings", out.findings.size() + out.findings_not_kept},
+                           {"blocking_findings", out.blocking_findings},
+                           {"applied", out.applied},
+                           {"failed", out.failed}};
+    nlohmann::json planned = nlohmann::json::object();
+    for (auto& [e, c] : out.planned) planned[e] = {{"create", c.create}, {"update", c.update}, {"delete", c.remove}};
+    summary["planned"] = planned;
+    r.summary_json = summary.dump();
+    if (auto fs_ = store_.add_findings(r.id, out.findings); !fs_ && s) out.status = fs_;
+    if (auto us = store_.update_run(r); !us && s) out.status = us;
+    log_info({r.id, job.name, "", r.phase, "run_finished"}, r.state);
+    return out;
+}
+
+}  // namespace syncwarden::kernel

@@ -1,0 +1,318 @@
+#include <syncwarden/kernel/store.hpp>
+
+#include <Poco/Data/RecordSet.h>
+#include <Poco/Data/SQLite/Connector.h>
+#include <Poco/Data/Session.h>
+#include <Poco/Data/Statement.h>
+#include <Poco/Exception.h>
+
+#include <mutex>
+
+using namespace Poco::Data::Keywords;
+using Poco::Data::RecordSet;
+using Poco::Data::Session;
+using Poco::Data::Statement;
+
+namespace syncwarden::kernel {
+namespace {
+
+// Each entry moves the schema one version up. Never edit an entry that has
+// shipped; append a new one.
+const char* const k_migrations[] = {
+    R"(CREATE TABLE runs(
+        id TEXT PRIMARY KEY, job TEXT NOT NULL, job_file TEXT NOT NULL, state TEXT NOT NULL,
+        phase TEXT NOT NULL, dry_run INTEGER NOT NULL, created_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL, source_connector TEXT NOT NULL, source_version TEXT NOT NULL,
+        target_connector TEXT NOT NULL, target_version TEXT NOT NULL, exit_code INTEGER NOT NULL,
+        error TEXT NOT NULL, summary TEXT NOT NULL);
+      CREATE INDEX runs_by_time ON runs(created_at);
+      CREATE TABLE plans(run_id TEXT PRIMARY KEY REFERENCES runs(id), path TEXT NOT NULL,
+        sha256 TEXT NOT NULL, creates INTEGER NOT NULL, updates INTEGER NOT NULL,
+        deletes INTEGER NOT NULL);
+      CREATE TABLE findings(run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,
+        severity TEXT NOT NULL, code TEXT NOT NULL, entity TEXT NOT NULL, file TEXT NOT NULL,
+        line INTEGER NOT NULL, col INTEGER NOT NULL, record_key TEXT NOT NULL,
+        message TEXT NOT NULL, PRIMARY KEY(run_id, seq));
+      CREATE TABLE change_results(run_id TEXT NOT NULL REFERENCES runs(id),
+        change_id TEXT NOT NULL, entity TEXT NOT NULL, record_key TEXT NOT NULL,
+        kind TEXT NOT NULL, status TEXT NOT NULL, category TEXT NOT NULL, message TEXT NOT NULL,
+        PRIMARY KEY(run_id, change_id));
+      CREATE TABLE checkpoints(run_id TEXT NOT NULL REFERENCES runs(id), scope TEXT NOT NULL,
+        token TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY(run_id, scope));)",
+};
+
+std::string str(RecordSet& rs, size_t col) {
+    auto v = rs.value(col);
+    return v.isEmpty() ? std::string() : v.convert<std::string>();
+}
+int64_t num(RecordSet& rs, size_t col) {
+    auto v = rs.value(col);
+    return v.isEmpty() ? 0 : v.convert<Poco::Int64>();
+}
+
+class sqlite_store final : public run_store {
+public:
+    explicit sqlite_store(const std::filesystem::path& file) : file_(file), s_("SQLite", file.string()) {}
+
+    Status migrate() {
+        return guard("migrating the schema", [&] {
+            s_ << "PRAGMA journal_mode=WAL", now;
+            s_ << "PRAGMA busy_timeout=5000", now;
+            s_ << "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)", now;
+            int v = read_version();
+            const int latest = static_cast<int>(std::size(k_migrations));
+            if (v > latest)
+                throw Poco::Exception("the store has schema version " + std::to_string(v) +
+                                      ", this kernel knows up to " + std::to_string(latest) +
+                                      "; use a newer syncwarden");
+            for (int i = v; i < latest; ++i) {
+                s_.begin();
+                // Poco runs one statement per call; split the script on ';'.
+                std::string script = k_migrations[i];
+                size_t pos = 0;
+                while (pos < script.size()) {
+                    auto end = script.find(';', pos);
+                    auto stmt = script.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+                    if (stmt.find_first_not_of(" \n\t") != std::string::npos) s_ << stmt, now;
+                    if (end == std::string::npos) break;
+                    pos = end + 1;
+                }
+                s_ << "DELETE FROM schema_version", now;
+                int next = i + 1;
+                s_ << "INSERT INTO schema_version(version) VALUES(?)", use(next), now;
+                s_.commit();
+            }
+        });
+    }
+
+    int schema_version() override {
+        std::lock_guard l(mu_);
+        try { return read_version(); } catch (...) { return -1; }
+    }
+
+    Status create_run(const run_record& r) override {
+        return guard("saving run " + r.id, [&] {
+            run_record c = r;
+            int dry = c.dry_run;
+            s_ << "INSERT INTO runs(id,job,job_file,state,phase,dry_run,created_at,finished_at,"
+                  "source_connector,source_version,target_connector,target_version,exit_code,error,summary) "
+                  "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                use(c.id), use(c.job), use(c.job_file), use(c.state), use(c.phase), use(dry),
+                use(c.created_at), use(c.finished_at), use(c.source_connector), use(c.source_version),
+                use(c.target_connector), use(c.target_version), use(c.exit_code), use(c.error),
+                use(c.summary_json), now;
+        });
+    }
+
+    Status update_run(const run_record& r) override {
+        return guard("updating run " + r.id, [&] {
+            run_record c = r;
+            s_ << "UPDATE runs SET state=?,phase=?,finished_at=?,source_version=?,target_version=?,"
+                  "exit_code=?,error=?,summary=? WHERE id=?",
+                use(c.state), use(c.phase), use(c.finished_at), use(c.source_version),
+                use(c.target_version), use(c.exit_code), use(c.error), use(c.summary_json), use(c.id), now;
+        });
+    }
+
+    Result<run_record> get_run(const std::string& id) override {
+        auto runs = query_runs("WHERE id = ?", id, 1);
+        if (!runs) return runs.status();
+        if (runs->empty())
+            return Status::error(error_kind::not_found,
+                                 "no run with id '" + id + "'; `syncwarden runs list` shows the ids");
+        return runs->front();
+    }
+
+    Result<std::vector<run_record>> list_runs(size_t limit) override {
+        return query_runs("", "", limit);
+    }
+
+    Status add_findings(const std::string& run_id, const std::vector<finding_record>& fs) override {
+        return guard("saving findings of run " + run_id, [&] {
+            std::string id = run_id;
+            int seq = 0;
+            {
+                Statement st(s_);
+                st << "SELECT COUNT(*) FROM findings WHERE run_id=?", use(id), into(seq), now;
+            }
+            s_.begin();
+            for (auto f : fs) {
+                ++seq;
+                Poco::Int64 line = static_cast<Poco::Int64>(f.line), col = static_cast<Poco::Int64>(f.column);
+                s_ << "INSERT INTO findings VALUES(?,?,?,?,?,?,?,?,?,?)", use(id), use(seq),
+                    use(f.severity), use(f.code), use(f.entity), use(f.file), use(line), use(col),
+                    use(f.key), use(f.message), now;
+            }
+            s_.commit();
+        });
+    }
+
+    Result<std::vector<finding_record>> findings(const std::string& run_id) override {
+        std::vector<finding_record> out;
+        auto s = guard("reading findings of run " + run_id, [&] {
+            std::string id = run_id;
+            Statement st(s_);
+            st << "SELECT severity,code,entity,file,line,col,record_key,message FROM findings "
+                  "WHERE run_id=? ORDER BY seq", use(id);
+            st.execute();
+            RecordSet rs(st);
+            for (bool more = rs.moveFirst(); more; more = rs.moveNext())
+                out.push_back({str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3),
+                               static_cast<uint64_t>(num(rs, 4)), static_cast<uint64_t>(num(rs, 5)),
+                               str(rs, 6), str(rs, 7)});
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    Status save_plan(const plan_record& p) override {
+        return guard("saving the plan of run " + p.run_id, [&] {
+            plan_record c = p;
+            Poco::Int64 cr = static_cast<Poco::Int64>(c.creates), up = static_cast<Poco::Int64>(c.updates),
+                        de = static_cast<Poco::Int64>(c.deletes);
+            s_ << "INSERT OR REPLACE INTO plans VALUES(?,?,?,?,?,?)", use(c.run_id), use(c.path),
+                use(c.sha256), use(cr), use(up), use(de), now;
+        });
+    }
+
+    Result<std::optional<plan_record>> get_plan(const std::string& run_id) override {
+        std::optional<plan_record> out;
+        auto s = guard("reading the plan of run " + run_id, [&] {
+            std::string id = run_id;
+            Statement st(s_);
+            st << "SELECT run_id,path,sha256,creates,updates,deletes FROM plans WHERE run_id=?", use(id);
+            st.execute();
+            RecordSet rs(st);
+            if (rs.moveFirst())
+                out = plan_record{str(rs, 0), str(rs, 1), str(rs, 2), static_cast<uint64_t>(num(rs, 3)),
+                                  static_cast<uint64_t>(num(rs, 4)), static_cast<uint64_t>(num(rs, 5))};
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    Status add_change_results(const std::string& run_id,
+                              const std::vector<change_result_record>& rs) override {
+        return guard("saving change results of run " + run_id, [&] {
+            std::string id = run_id;
+            s_.begin();
+            for (auto r : rs)
+                s_ << "INSERT OR REPLACE INTO change_results VALUES(?,?,?,?,?,?,?,?)", use(id),
+                    use(r.change_id), use(r.entity), use(r.key), use(r.kind), use(r.status),
+                    use(r.category), use(r.message), now;
+            s_.commit();
+        });
+    }
+
+    Result<std::vector<change_result_record>> change_results(const std::string& run_id) override {
+        std::vector<change_result_record> out;
+        auto s = guard("reading change results of run " + run_id, [&] {
+            std::string id = run_id;
+            Statement st(s_);
+            st << "SELECT change_id,entity,record_key,kind,status,category,message FROM change_results "
+                  "WHERE run_id=? ORDER BY rowid", use(id);
+            st.execute();
+            RecordSet rs(st);
+            for (bool more = rs.moveFirst(); more; more = rs.moveNext())
+                out.push_back({str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3), str(rs, 4), str(rs, 5), str(rs, 6)});
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    Status save_checkpoint(const std::string& run_id, const std::string& scope,
+                           const std::string& token, const std::string& at) override {
+        return guard("saving a checkpoint of run " + run_id, [&] {
+            std::string id = run_id, sc = scope, tk = token, ts = at;
+            s_ << "INSERT OR REPLACE INTO checkpoints VALUES(?,?,?,?)", use(id), use(sc), use(tk), use(ts), now;
+        });
+    }
+
+    Result<std::optional<std::string>> load_checkpoint(const std::string& run_id,
+                                                       const std::string& scope) override {
+        std::optional<std::string> out;
+        auto s = guard("reading a checkpoint of run " + run_id, [&] {
+            std::string id = run_id, sc = scope;
+            Statement st(s_);
+            st << "SELECT token FROM checkpoints WHERE run_id=? AND scope=?", use(id), use(sc);
+            st.execute();
+            RecordSet rs(st);
+            if (rs.moveFirst()) out = str(rs, 0);
+        });
+        if (!s) return s;
+        return out;
+    }
+
+private:
+    template <class F>
+    Status guard(const std::string& what, F&& f) {
+        std::lock_guard l(mu_);
+        try {
+            f();
+            return Status::ok();
+        } catch (const Poco::Exception& e) {
+            if (s_.isTransaction()) try { s_.rollback(); } catch (...) {}
+            return Status::error(error_kind::store, file_.string() + ": " + what + ": " + e.displayText());
+        } catch (const std::exception& e) {
+            if (s_.isTransaction()) try { s_.rollback(); } catch (...) {}
+            return Status::error(error_kind::store, file_.string() + ": " + what + ": " + e.what());
+        }
+    }
+
+    int read_version() {
+        Statement st(s_);
+        st << "SELECT version FROM schema_version";
+        st.execute();
+        RecordSet rs(st);
+        return rs.moveFirst() ? static_cast<int>(num(rs, 0)) : 0;
+    }
+
+    Result<std::vector<run_record>> query_runs(const std::string& where, const std::string& arg, size_t limit) {
+        std::vector<run_record> out;
+        auto s = guard("reading runs", [&] {
+            std::string a = arg;
+            int lim = static_cast<int>(limit);
+            Statement st(s_);
+            st << "SELECT id,job,job_file,state,phase,dry_run,created_at,finished_at,source_connector,"
+                  "source_version,target_connector,target_version,exit_code,error,summary FROM runs " +
+                      where + " ORDER BY created_at DESC, id DESC LIMIT ?";
+            if (!where.empty()) st, use(a);
+            st, use(lim);
+            st.execute();
+            RecordSet rs(st);
+            for (bool more = rs.moveFirst(); more; more = rs.moveNext()) {
+                run_record r;
+                r.id = str(rs, 0); r.job = str(rs, 1); r.job_file = str(rs, 2); r.state = str(rs, 3);
+                r.phase = str(rs, 4); r.dry_run = num(rs, 5) != 0; r.created_at = str(rs, 6);
+                r.finished_at = str(rs, 7); r.source_connector = str(rs, 8); r.source_version = str(rs, 9);
+                r.target_connector = str(rs, 10); r.target_version = str(rs, 11);
+                r.exit_code = static_cast<int>(num(rs, 12)); r.error = str(rs, 13); r.summary_json = str(rs, 14);
+                out.push_back(std::move(r));
+            }
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    std::filesystem::path file_;
+    Session s_;
+    std::mutex mu_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<run_store>> open_sqlite_store(const std::filesystem::path& file) {
+    static std::once_flag once;
+    std::call_once(once, [] { Poco::Data::SQLite::Connector::registerConnector(); });
+    std::error_code ec;
+    std::filesystem::create_directories(file.parent_path(), ec);
+    try {
+        auto store = std::make_unique<sqlite_store>(file);
+        if (auto s = store->migrate(); !s) return s;
+        return std::unique_ptr<run_store>(std::move(store));
+    } catch (const Poco::Exception& e) {
+        return Status::error(error_kind::store, file.string() + ": cannot open the run store: " + e.displayText());
+    }
+}
+
+}  // namespace syncwarden::kernel

@@ -1,0 +1,412 @@
+// OneRoster 1.1 / 1.2 CSV source: a folder or a zip. Structural defects are
+// error findings with file, line and column; data defects are warnings.
+#include "oneroster_schema.hpp"
+#include "source_files.hpp"
+
+#include <csv.hpp>
+#include <syncwarden/connector.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+namespace fs = std::filesystem;
+using syncwarden::sdk::error;
+
+namespace syncwarden::oneroster {
+namespace {
+
+constexpr size_t k_max_same_findings = 50;
+
+bool is_iso_date(std::string_view v) {
+    auto digits = [&](size_t a, size_t b) {
+        for (size_t i = a; i < b; ++i)
+            if (i >= v.size() || v[i] < '0' || v[i] > '9') return false;
+        return true;
+    };
+    return v.size() >= 10 && digits(0, 4) && v[4] == '-' && digits(5, 7) && v[7] == '-' && digits(8, 10) &&
+           v.substr(5, 2) >= "01" && v.substr(5, 2) <= "12" && v.substr(8, 2) >= "01" && v.substr(8, 2) <= "31" &&
+           (v.size() == 10 || v[10] == 'T');
+}
+
+std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+std::vector<std::string> split_list(const std::string& v) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start <= v.size() && !v.empty()) {
+        auto comma = v.find(',', start);
+        auto piece = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        auto b = piece.find_first_not_of(' ');
+        if (b != std::string::npos) out.push_back(piece.substr(b, piece.find_last_not_of(' ') - b + 1));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
+struct entity_data {
+    bool loaded = false;          // its file was read without a structural error
+    sw_batch_mode mode = SW_MODE_BULK;
+    std::unordered_map<std::string, bool> keys;  // sourcedId -> tobedeleted
+};
+
+struct pending_ref {
+    std::string from_entity, file, key, column, target, value;
+    uint64_t line, col;
+};
+
+class oneroster_csv final : public sdk::connector {
+public:
+    oneroster_csv(const sdk::host& h, const sw_create_args& args) : connector(h, args) {
+        nlohmann::json s;
+        try {
+            s = nlohmann::json::parse(settings_json());
+        } catch (const std::exception& e) {
+            throw error(SW_CONFIG, "settings", std::string("settings are not JSON: ") + e.what());
+        }
+        if (!s.contains("path") || !s["path"].is_string() || s["path"].get<std::string>().empty())
+            throw error(SW_CONFIG, "settings",
+                        "settings.path is required: the folder or .zip of the OneRoster CSV export");
+        fs::path p = s["path"].get<std::string>();
+        path_ = (p.is_absolute() ? p : fs::path(base_dir()) / p).lexically_normal().string();
+        for (auto& e : entities()) {
+            builder_.entity(e.name, "sourcedId");
+            builder_.field("dateLastModified");
+            for (auto& c : e.columns) builder_.field(c.name, c.type, c.required_value ? SW_FIELD_REQUIRED : 0);
+        }
+        contract_ = &builder_.build();
+    }
+
+    const sw_contract& contract() override { return *contract_; }
+
+    void extract(const std::vector<std::string>& requested) override {
+        source_files files(path_);
+        read_manifest(files);
+        for (auto& spec : entities()) {
+            bool want = std::find(requested.begin(), requested.end(), spec.name) != requested.end();
+            read_entity(files, spec, want);
+        }
+        check_pending();
+    }
+
+private:
+    void finding(sw_severity sev, const std::string& code, const std::string& entity, const std::string& file,
+                 uint64_t line, uint64_t col, const std::string& key, const std::string& msg) {
+        auto& n = counts_[file + "|" + code];
+        if (++n > k_max_same_findings) {
+            if (n == k_max_same_findings + 1)
+                host_api().finding(sev, code, entity, file, line, col, key,
+                                   "more '" + code + "' findings in " + file + " are not listed");
+            return;
+        }
+        std::string where = file.empty() ? "" : file + (line ? ":" + std::to_string(line) : "") +
+                                                    (col ? ":" + std::to_string(col) : "") + ": ";
+        host_api().finding(sev, code, entity, file, line, col, key, where + msg);
+    }
+
+    void read_manifest(const source_files& files) {
+        auto name = files.actual_name("manifest.csv");
+        if (!name) {
+            finding(SW_SEVERITY_WARNING, "no_manifest", "", "manifest.csv", 0, 0, "",
+                    "the export has no manifest.csv; reading every OneRoster file present as bulk");
+            return;
+        }
+        has_manifest_ = true;
+        std::string data = files.read(*name);
+        std::string disp = files.display(*name);
+        csv::reader r(data);
+        std::vector<csv::field> row;
+        bool header = true;
+        while (r.next(row)) {
+            if (header) { header = false; continue; }
+            if (row.size() < 2) {
+                finding(SW_SEVERITY_WARNING, "manifest", "", disp, r.row_line(), 1, "",
+                        "expected two columns propertyName,value; row ignored");
+                continue;
+            }
+            const std::string& prop = row[0].text;
+            const std::string& value = row[1].text;
+            if (prop == "oneroster.version") version_ = value;
+            if (prop.rfind("file.", 0) != 0) continue;
+            std::string entity = prop.substr(5);
+            std::string mode = lower(value);
+            if (mode == "bulk" || mode == "delta" || mode == "absent") {
+                manifest_modes_[lower(entity)] = mode;
+            } else {
+                manifest_modes_[lower(entity)] = "absent";
+                finding(SW_SEVERITY_WARNING, "manifest", "", disp, r.row_line(), row[1].column, "",
+                        prop + " is '" + value + "', expected absent, bulk or delta; treated as absent");
+            }
+        }
+        if (!r.error().empty())
+            finding(SW_SEVERITY_ERROR, "csv_format", "", disp, r.error_line(), r.error_column(), "", r.error());
+        if (version_ != "1.1" && version_ != "1.2") {
+            finding(SW_SEVERITY_WARNING, "manifest", "", disp, 0, 0, "",
+                    "oneroster.version is '" + version_ + "', expected 1.1 or 1.2; reading as 1.2");
+            version_ = "1.2";
+        }
+    }
+
+    // Decides whether an entity's file is read and in which mode.
+    std::optional<std::string> present_file(const source_files& files, const entity_spec& spec,
+                                            entity_data& ed) {
+        std::string fname = std::string(spec.name) + ".csv";
+        auto actual = files.actual_name(fname);
+        std::string mode = "bulk";
+        if (has_manifest_) {
+            auto it = manifest_modes_.find(lower(spec.name));
+            mode = it == manifest_modes_.end() ? "absent" : it->second;
+        }
+        if (mode == "absent") {
+            if (actual)
+                finding(SW_SEVERITY_WARNING, "undeclared_file", spec.name, files.display(*actual), 0, 0, "",
+                        "present, but manifest.csv does not declare it bulk or delta; not read");
+            return std::nullopt;
+        }
+        if (!actual) {
+            finding(SW_SEVERITY_ERROR, "missing_file", spec.name, fname, 0, 0, "",
+                    "manifest.csv declares this file (" + mode + ") but the export does not contain it; "
+                    "the export may be incomplete");
+            return std::nullopt;
+        }
+        if (*actual != fname)
+            finding(SW_SEVERITY_INFO, "file_name_case", spec.name, files.display(*actual), 0, 0, "",
+                    "file name differs in case from " + fname + "; read anyway");
+        ed.mode = mode == "delta" ? SW_MODE_DELTA : SW_MODE_BULK;
+        return actual;
+    }
+
+    void read_entity(const source_files& files, const entity_spec& spec, bool want) {
+        entity_data& ed = data_[spec.name];
+        auto actual = present_file(files, spec, ed);
+        if (!actual) return;
+        const std::string disp = files.display(*actual);
+        const std::string content = files.read(*actual);
+        csv::reader r(content);
+        std::vector<csv::field> header;
+        if (!r.next(header)) {
+            if (!r.error().empty())
+                finding(SW_SEVERITY_ERROR, "csv_format", spec.name, disp, r.error_line(), r.error_column(), "", r.error());
+            else
+                finding(SW_SEVERITY_ERROR, "empty_file", spec.name, disp, 1, 1, "",
+                        "the file is empty; expected a header row");
+            return;
+        }
+        // Column positions: field index in the contract (0 = dateLastModified), or special.
+        const int k_ignore = -1, k_id = -2, k_status = -3;
+        std::vector<int> slot(header.size(), k_ignore);
+        std::set<std::string> seen;
+        size_t trailing_empty = 0;
+        for (size_t i = 0; i < header.size(); ++i) {
+            std::string h = header[i].text;
+            if (h.empty()) {
+                ++trailing_empty;
+                continue;
+            }
+            if (trailing_empty) {
+                finding(SW_SEVERITY_ERROR, "csv_header", spec.name, disp, 1, header[i].column, "",
+                        "empty column name before column '" + h + "'; every column needs a name");
+                return;
+            }
+            if (const char* alias = header_alias(h)) {
+                finding(SW_SEVERITY_WARNING, "header_alias", spec.name, disp, 1, header[i].column, "",
+                        "column '" + h + "' is read as '" + alias + "' (misspelled header)");
+                h = alias;
+            }
+            if (!seen.insert(h).second) {
+                finding(SW_SEVERITY_ERROR, "csv_header", spec.name, disp, 1, header[i].column, "",
+                        "column '" + h + "' appears twice in the header");
+                return;
+            }
+            if (h == "sourcedId") slot[i] = k_id;
+            else if (h == "status") slot[i] = k_status;
+            else if (h == "dateLastModified") slot[i] = 0;
+            else {
+                bool found = false;
+                for (size_t c = 0; c < spec.columns.size(); ++c)
+                    if (h == spec.columns[c].name) { slot[i] = static_cast<int>(c) + 1; found = true; }
+                if (!found)
+                    finding(SW_SEVERITY_WARNING, "unknown_column", spec.name, disp, 1, header[i].column, "",
+                            "column '" + h + "' is not part of OneRoster " + version_ + " " + spec.name + "; ignored");
+            }
+        }
+        if (trailing_empty)
+            finding(SW_SEVERITY_WARNING, "csv_header", spec.name, disp, 1, header.back().column, "",
+                    std::to_string(trailing_empty) + " trailing column(s) with an empty name; ignored");
+        const size_t named = header.size() - trailing_empty;
+        // Required columns for this version.
+        std::vector<std::string> missing;
+        if (!seen.count("sourcedId")) missing.push_back("sourcedId");
+        for (auto& c : spec.columns)
+            if ((version_ == "1.1" ? c.required_11 : c.required_12) && !seen.count(c.name)) missing.push_back(c.name);
+        if (!missing.empty()) {
+            std::string list;
+            for (auto& m : missing) list += (list.empty() ? "'" : ", '") + m + "'";
+            finding(SW_SEVERITY_ERROR, "missing_column", spec.name, disp, 1, header.back().column + header.back().text.size(), "",
+                    "the header lacks required column(s) " + list + " for OneRoster " + version_ + " " +
+                        spec.name + "; the file was not read. Re-export it with those columns");
+            return;
+        }
+        std::optional<sdk::batch_writer> out;
+        if (want) out.emplace(host_api(), spec.name, ed.mode);
+        const size_t nf = spec.columns.size() + 1;
+        std::vector<std::string> values(nf);
+        std::vector<csv::field> row;
+        std::unordered_map<std::string, uint64_t> lines;
+        bool structural = false;
+        while (r.next(row)) {
+            const uint64_t line = r.row_line();
+            if (row.size() != header.size() && !(row.size() >= named && row.size() < header.size())) {
+                const auto& last = row.back();
+                finding(SW_SEVERITY_ERROR, "csv_row_length", spec.name, disp, line, last.column + last.text.size(), "",
+                        "row has " + std::to_string(row.size()) + " fields, the header has " +
+                            std::to_string(named) + (row.size() < named ? "; the file may be truncated" : ""));
+                structural = true;
+                continue;
+            }
+            std::fill(values.begin(), values.end(), std::string());
+            std::string key;
+            bool tobedeleted = false;
+            for (size_t i = 0; i < row.size() && i < slot.size(); ++i) {
+                int s = slot[i];
+                const auto& f = row[i];
+                if (s == k_id) key = f.text;
+                else if (s == k_status) {
+                    std::string st = lower(f.text);
+                    if (st == "tobedeleted" || st == "inactive") tobedeleted = true;
+                    else if (!st.empty() && st != "active")
+                        finding(SW_SEVERITY_ERROR, "bad_status", spec.name, disp, line, f.column, "",
+                                "status is '" + f.text + "', expected active or tobedeleted");
+                } else if (s >= 0) values[static_cast<size_t>(s)] = f.text;
+            }
+            if (key.empty()) {
+                finding(SW_SEVERITY_ERROR, "missing_key", spec.name, disp, line, 1, "", "sourcedId is empty");
+                continue;
+            }
+            if (auto [it, fresh] = lines.emplace(key, line); !fresh) {
+                finding(SW_SEVERITY_ERROR, "duplicate_key", spec.name, disp, line, 1, key,
+                        "sourcedId '" + key + "' already appeared on line " + std::to_string(it->second));
+                continue;
+            }
+            check_values(spec, disp, line, row, slot, key, values);
+            if (version_ == "1.2" && std::string_view(spec.name) == "users") fill_roles(key, values);
+            ed.keys[key] = tobedeleted;
+            if (out) out->add(key, values, tobedeleted ? SW_RECORD_TOBEDELETED : SW_RECORD_ACTIVE);
+            if (std::string_view(spec.name) == "roles") remember_role(values);
+        }
+        if (!r.error().empty()) {
+            finding(SW_SEVERITY_ERROR, "csv_format", spec.name, disp, r.error_line(), r.error_column(), "", r.error());
+            structural = true;
+        }
+        if (out) out->flush();
+        ed.loaded = !structural;
+    }
+
+    void check_values(const entity_spec& spec, const std::string& disp, uint64_t line,
+                      const std::vector<csv::field>& row, const std::vector<int>& slot,
+                      const std::string& key, std::vector<std::string>& values) {
+        for (size_t i = 0; i < row.size() && i < slot.size(); ++i) {
+            int s = slot[i];
+            if (s < 0) continue;
+            auto& v = values[static_cast<size_t>(s)];
+            if (v.empty()) continue;
+            const uint64_t col = row[i].column;
+            if (s == 0) {
+                if (!is_iso_date(v))
+                    finding(SW_SEVERITY_WARNING, "bad_date", spec.name, disp, line, col, key,
+                            "dateLastModified '" + v + "' is not an ISO 8601 date; kept as written");
+                continue;
+            }
+            const column_spec& c = spec.columns[static_cast<size_t>(s) - 1];
+            if (c.type == SW_TYPE_BOOL) {
+                std::string b = lower(v);
+                if (b == "true" || b == "false") v = b;
+                else {
+                    finding(SW_SEVERITY_ERROR, "bad_value", spec.name, disp, line, col, key,
+                            std::string(c.name) + " is '" + v + "', expected true or false");
+                    v.clear();
+                }
+            } else if (c.type == SW_TYPE_DATE && !(v.size() == 10 && is_iso_date(v))) {
+                finding(SW_SEVERITY_ERROR, "bad_date", spec.name, disp, line, col, key,
+                        std::string(c.name) + " is '" + v + "', expected a date YYYY-MM-DD");
+                v.clear();
+            }
+            if (c.refers_to) {
+                auto items = c.type == SW_TYPE_LIST ? split_list(v) : std::vector<std::string>{v};
+                for (auto& item : items)
+                    pending_.push_back({spec.name, disp, key, c.name, c.refers_to, item, line, col});
+            }
+        }
+    }
+
+    struct role_info { std::string primary_role, any_role; std::vector<std::string> orgs; };
+
+    void remember_role(const std::vector<std::string>& v) {
+        // values: dateLastModified, userSourcedId, roleType, role, beginDate, endDate, orgSourcedId, ...
+        auto& ri = roles_[v[1]];
+        if (v[2] == "primary" && ri.primary_role.empty()) ri.primary_role = v[3];
+        if (ri.any_role.empty()) ri.any_role = v[3];
+        if (!v[6].empty() && std::find(ri.orgs.begin(), ri.orgs.end(), v[6]) == ri.orgs.end()) ri.orgs.push_back(v[6]);
+    }
+
+    // OneRoster 1.2 keeps role and org membership in roles.csv; the contract's
+    // users carry them, as in 1.1.
+    void fill_roles(const std::string& key, std::vector<std::string>& values) {
+        auto it = roles_.find(key);
+        if (it == roles_.end()) return;
+        const size_t org_slot = 2, role_slot = 3;  // 1 + index in the users spec
+        if (values[role_slot].empty())
+            values[role_slot] = it->second.primary_role.empty() ? it->second.any_role : it->second.primary_role;
+        if (values[org_slot].empty()) {
+            std::string orgs;
+            for (auto& o : it->second.orgs) orgs += (orgs.empty() ? "" : ",") + o;
+            values[org_slot] = orgs;
+        }
+    }
+
+    void check_pending() {
+        std::set<std::string> unchecked;
+        for (auto& p : pending_) {
+            auto& target = data_[p.target];
+            if (!target.loaded || target.mode == SW_MODE_DELTA) {
+                if (!target.loaded && unchecked.insert(p.from_entity + "." + p.column).second)
+                    finding(SW_SEVERITY_INFO, "reference_not_checked", p.from_entity, p.file, 0, 0, "",
+                            p.from_entity + "." + p.column + " refers to " + p.target + ", which this export does "
+                            "not include (or could not be read); those references were not checked");
+                continue;
+            }
+            auto it = target.keys.find(p.value);
+            if (it == target.keys.end())
+                finding(SW_SEVERITY_WARNING, "dangling_reference", p.from_entity, p.file, p.line, p.col, p.key,
+                        p.from_entity + " '" + p.key + "': " + p.column + " '" + p.value + "' is not in " + p.target);
+            else if (it->second && !data_[p.from_entity].keys[p.key])
+                finding(SW_SEVERITY_WARNING, "reference_to_deleted", p.from_entity, p.file, p.line, p.col, p.key,
+                        p.from_entity + " '" + p.key + "': " + p.column + " '" + p.value + "' is marked tobedeleted");
+        }
+        pending_.clear();
+    }
+
+    std::string path_;
+    sdk::contract_builder builder_;
+    const sw_contract* contract_ = nullptr;
+    bool has_manifest_ = false;
+    std::string version_ = "1.1";
+    std::map<std::string, std::string> manifest_modes_;
+    std::map<std::string, entity_data> data_;
+    std::map<std::string, size_t> counts_;
+    std::vector<pending_ref> pending_;
+    std::unordered_map<std::string, role_info> roles_;
+};
+
+}  // namespace
+}  // namespace syncwarden::oneroster
+
+SW_CONNECTOR(syncwarden::oneroster::oneroster_csv, "oneroster-csv", "1.0.0", SW_CAP_SOURCE,
+             "OneRoster 1.1/1.2 CSV export, from a folder or a zip")

@@ -1,0 +1,32 @@
+// What the OneRoster 1.1 / 1.2 CSV binding says about each file.
+#pragma once
+
+#include <syncwarden/connector.h>
+
+#include <string>
+#include <vector>
+
+namespace syncwarden::oneroster {
+
+struct column_spec {
+    const char* name;
+    sw_field_type type;
+    bool required_11;   // a required column in OneRoster 1.1
+    bool required_12;   // a required column in OneRoster 1.2
+    bool required_value;  // declared required in the connector's contract
+    const char* refers_to;  // entity whose sourcedId this column holds, or nullptr
+};
+
+struct entity_spec {
+    const char* name;   // entity, and the file name without ".csv"
+    std::vector<column_spec> columns;  // without sourcedId, status, dateLastModified
+};
+
+// In the order the files are read: referenced entities before referencing ones.
+const std::vector<entity_spec>& entities();
+const entity_spec* find_entity(const std::string& name);
+
+// Misspelled headers seen in real exports, read as the right name.
+const char* header_alias(const std::string& header);
+
+}  // namespace syncwarden::oneroster

@@ -1,0 +1,308 @@
+/*
+ * Syncwarden connector ABI, version 1.0.
+ *
+ * The only interface between the Syncwarden kernel and a connector shared
+ * library. Plain C99, stdint/stddef only. Read top to bottom; sdk/ABI.md has
+ * the rules the kernel promises and the change log.
+ *
+ * A connector exports exactly one symbol, SW_ENTRY_SYMBOL, a function that
+ * returns a pointer to a static sw_connector. Nothing may run in static
+ * constructors; the kernel reads the manifest before creating any instance.
+ *
+ * Ownership rule for every pointer below: valid during the call only, unless
+ * the comment says otherwise.
+ */
+#ifndef SYNCWARDEN_CONNECTOR_H
+#define SYNCWARDEN_CONNECTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SW_ABI_MAJOR 1
+#define SW_ABI_MINOR 0
+#define SW_ENTRY_SYMBOL "sw_connector_entry"
+
+#if defined(__GNUC__)
+#define SW_EXPORT __attribute__((visibility("default")))
+#else
+#define SW_EXPORT
+#endif
+
+/* ---- basic types -------------------------------------------------------- */
+
+/* A string or byte buffer. Not NUL-terminated. ptr may be NULL when len is 0. */
+typedef struct sw_str {
+    const char* ptr;
+    size_t len;
+} sw_str;
+
+/* Outcome of every hook and of host calls that can fail. The kernel acts on
+ * it: retryable and throttled may be retried, everything else is final. */
+typedef enum sw_status {
+    SW_OK = 0,
+    SW_RETRYABLE = 1,  /* transient: timeouts, 5xx, lost connection */
+    SW_THROTTLED = 2,  /* rate limited; sw_error.retry_after_ms says how long */
+    SW_PERMANENT = 3,  /* this item will never succeed as it is */
+    SW_CONFIG = 4,     /* the connector's settings are wrong */
+    SW_AUTH = 5,       /* credentials refused */
+    SW_SCHEMA = 6,     /* data does not fit the contract or the file format */
+    SW_INTERNAL = 7,   /* a bug in the connector */
+    SW_CANCELLED = 8   /* the run was cancelled; stop quietly */
+} sw_status;
+
+/* Filled by a hook that returns a status other than SW_OK. The kernel
+ * allocates it, zeroes it and sets struct_size; the connector writes into the
+ * fixed buffers (truncating, always NUL-terminated). */
+typedef struct sw_error {
+    uint32_t struct_size;
+    uint32_t retry_after_ms;  /* SW_THROTTLED only; 0 = unknown */
+    char category[64];        /* short stable word for reports: "csv", "http_429" */
+    char message[1024];       /* for the operator: what, where, what to do */
+} sw_error;
+
+/* ---- manifest ------------------------------------------------------------ */
+
+#define SW_CAP_SOURCE 0x1u      /* implements extract */
+#define SW_CAP_TARGET 0x2u      /* implements read_state and apply */
+#define SW_CAP_CUSTOM_DIFF 0x4u /* implements diff */
+
+typedef enum sw_thread_safety {
+    SW_THREAD_INSTANCE = 0, /* one thread at a time per instance (default) */
+    SW_THREAD_SAFE = 1,     /* an instance may be called from many threads */
+    SW_THREAD_PROCESS = 2   /* at most one instance per process */
+} sw_thread_safety;
+
+typedef struct sw_manifest {
+    uint32_t struct_size;
+    sw_str name;          /* [a-z0-9-]+, unique among connectors */
+    sw_str version;       /* semver release: "1.2.0" */
+    sw_str build_id;      /* unique per build of that release: a hash or a stamp */
+    sw_str description;   /* one line for `connectors list` */
+    uint32_t capabilities;   /* SW_CAP_* */
+    uint32_t thread_safety;  /* sw_thread_safety */
+} sw_manifest;
+
+/* ---- data contract -------------------------------------------------------- */
+
+typedef enum sw_field_type {
+    SW_TYPE_STRING = 0,
+    SW_TYPE_INT = 1,      /* decimal integer */
+    SW_TYPE_BOOL = 2,     /* "true" or "false" */
+    SW_TYPE_DATE = 3,     /* YYYY-MM-DD */
+    SW_TYPE_DATETIME = 4, /* ISO 8601 */
+    SW_TYPE_LIST = 5      /* comma-separated values */
+} sw_field_type;
+
+#define SW_FIELD_REQUIRED 0x1u /* never empty in an emitted record */
+
+typedef struct sw_field_def {
+    uint32_t struct_size;
+    sw_str name;
+    uint32_t type;   /* sw_field_type */
+    uint32_t flags;  /* SW_FIELD_* */
+} sw_field_def;
+
+typedef struct sw_entity_def {
+    uint32_t struct_size;
+    sw_str name;              /* "users", "enrollments" */
+    sw_str key_name;          /* what the key is called: "sourcedId" */
+    const sw_field_def* fields;
+    size_t field_count;
+} sw_entity_def;
+
+typedef struct sw_contract {
+    uint32_t struct_size;
+    const sw_entity_def* entities;
+    size_t entity_count;
+} sw_contract;
+
+/* ---- records and changes --------------------------------------------------- */
+
+typedef enum sw_record_state {
+    SW_RECORD_ACTIVE = 0,
+    SW_RECORD_TOBEDELETED = 1 /* the source says: remove it downstream */
+} sw_record_state;
+
+/* One record: its key and one value per contract field, in contract order.
+ * An empty value means "no value". */
+typedef struct sw_record {
+    sw_str key;
+    const sw_str* values;
+    size_t value_count;
+    uint32_t state; /* sw_record_state */
+} sw_record;
+
+typedef enum sw_batch_mode {
+    SW_MODE_BULK = 0,  /* the source sends the whole entity: absent means gone */
+    SW_MODE_DELTA = 1  /* only changes: absent means unchanged */
+} sw_batch_mode;
+
+typedef struct sw_batch {
+    uint32_t struct_size;
+    sw_str entity;
+    uint32_t mode; /* sw_batch_mode; all batches of one entity in a run agree */
+    const sw_record* records;
+    size_t record_count;
+} sw_batch;
+
+typedef enum sw_change_kind {
+    SW_CHANGE_CREATE = 0,
+    SW_CHANGE_UPDATE = 1,
+    SW_CHANGE_DELETE = 2
+} sw_change_kind;
+
+/* One planned change. For create and update, values holds the whole desired
+ * record (contract order) and changed_fields the indexes that differ (all of
+ * them for create). For delete, values holds the last known record. */
+typedef struct sw_change {
+    sw_str id; /* stable: the same change in a resumed run has the same id */
+    uint32_t kind; /* sw_change_kind */
+    sw_str key;
+    const sw_str* values;
+    size_t value_count;
+    const uint32_t* changed_fields;
+    size_t changed_count;
+} sw_change;
+
+typedef struct sw_change_batch {
+    uint32_t struct_size;
+    sw_str entity;
+    const sw_change* changes;
+    size_t change_count;
+} sw_change_batch;
+
+/* A problem in the input that is not fatal to the connector. Severity error
+ * blocks the run when it concerns an entity the job uses. */
+typedef enum sw_severity {
+    SW_SEVERITY_INFO = 0,
+    SW_SEVERITY_WARNING = 1,
+    SW_SEVERITY_ERROR = 2
+} sw_severity;
+
+typedef struct sw_finding {
+    uint32_t struct_size;
+    uint32_t severity; /* sw_severity */
+    sw_str code;       /* stable word: "dangling_reference", "bad_date" */
+    sw_str entity;     /* may be empty */
+    sw_str file;       /* may be empty */
+    uint64_t line;     /* 1-based; 0 = not known */
+    uint64_t column;   /* 1-based; 0 = not known */
+    sw_str key;        /* record key, may be empty */
+    sw_str message;
+} sw_finding;
+
+/* ---- the host API: what the kernel offers --------------------------------- */
+
+typedef struct sw_host_ctx sw_host_ctx; /* opaque, owned by the kernel */
+
+typedef enum sw_log_level {
+    SW_LOG_DEBUG = 0,
+    SW_LOG_INFO = 1,
+    SW_LOG_WARN = 2,
+    SW_LOG_ERROR = 3
+} sw_log_level;
+
+/* Every slot may be NULL in a later minor's host ("not offered"); the ones
+ * below are all offered by a 1.0 kernel. The table and ctx stay valid from
+ * create until destroy returns.
+ * Thread: call them from the thread that is running the hook. */
+typedef struct sw_host_api {
+    uint32_t struct_size;
+    uint32_t abi_major;
+    uint32_t abi_minor;
+
+    void (*log)(sw_host_ctx* ctx, uint32_t level, sw_str message);
+
+    /* Records from extract (source) or read_state (target). SW_CANCELLED
+     * means stop emitting and return SW_CANCELLED. */
+    sw_status (*emit)(sw_host_ctx* ctx, const sw_batch* batch);
+
+    void (*report_finding)(sw_host_ctx* ctx, const sw_finding* finding);
+
+    /* During apply: the outcome of change `index` of the current batch.
+     * A change with no reported result counts as applied when apply
+     * returns SW_OK, and as failed with apply's status otherwise. */
+    void (*change_result)(sw_host_ctx* ctx, size_t index, sw_status status,
+                          sw_str category, sw_str message);
+
+    /* Opaque progress token, stored by the kernel with the run. */
+    sw_status (*checkpoint_save)(sw_host_ctx* ctx, sw_str token);
+    /* Ownership: *out is valid until the next call on this ctx. */
+    sw_status (*checkpoint_load)(sw_host_ctx* ctx, sw_str* out);
+
+    int (*is_cancelled)(sw_host_ctx* ctx);
+
+    /* The connector's settings, by JSON pointer ("/path", "/files/0/name").
+     * Strings come back unquoted; other values as JSON text.
+     * Ownership: *out is valid until destroy. SW_CONFIG if absent. */
+    sw_status (*config_get)(sw_host_ctx* ctx, sw_str json_pointer, sw_str* out);
+
+    /* From a diff hook only: the connector's own plan. */
+    sw_status (*emit_changes)(sw_host_ctx* ctx, const sw_change_batch* batch);
+} sw_host_api;
+
+/* ---- hooks: what the connector implements -------------------------------- */
+
+typedef struct sw_create_args {
+    uint32_t struct_size;
+    sw_str settings_json; /* the job's settings object for this connector */
+    sw_str job_name;
+    sw_str base_dir;      /* relative paths in settings are relative to this */
+} sw_create_args;
+
+typedef struct sw_hooks {
+    uint32_t struct_size;
+
+    /* Required. *out_instance is handed to every other hook. */
+    sw_status (*create)(const sw_host_api* host, sw_host_ctx* ctx,
+                        const sw_create_args* args, void** out_instance,
+                        sw_error* err);
+    /* Required. Never fails. */
+    void (*destroy)(void* instance);
+
+    /* Required. Ownership: *out stays valid until destroy. */
+    sw_status (*contract)(void* instance, const sw_contract** out, sw_error* err);
+
+    /* Source. Emit every record of the requested entities with host->emit. */
+    sw_status (*extract)(void* instance, const sw_str* entities,
+                         size_t entity_count, sw_error* err);
+
+    /* Target. Emit the records the target holds now, with host->emit. */
+    sw_status (*read_state)(void* instance, const sw_str* entities,
+                            size_t entity_count, sw_error* err);
+
+    /* Optional (SW_CAP_CUSTOM_DIFF). Called once per batch of desired
+     * records, then once with desired == NULL; emits the plan with
+     * host->emit_changes. Without it the kernel's keyed diff is used. */
+    sw_status (*diff)(void* instance, const sw_batch* desired, sw_error* err);
+
+    /* Target. Apply one batch; report per-change results with
+     * host->change_result. */
+    sw_status (*apply)(void* instance, const sw_change_batch* batch, sw_error* err);
+
+    /* Optional. After the last batch was acknowledged: make it durable
+     * (write files, commit a transaction). */
+    sw_status (*commit)(void* instance, sw_error* err);
+} sw_hooks;
+
+/* What the entry symbol returns. abi_major and abi_minor stay at these
+ * offsets forever, so any kernel can read them. */
+typedef struct sw_connector {
+    uint32_t struct_size;
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    const sw_manifest* manifest;
+    const sw_hooks* hooks;
+} sw_connector;
+
+typedef const sw_connector* (*sw_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SYNCWARDEN_CONNECTOR_H */

@@ -1,0 +1,310 @@
+// Header-only C++ helper over the Syncwarden C ABI (connector.h).
+//
+// A connector is a class deriving from syncwarden::sdk::connector plus one
+// line:  SW_CONNECTOR(my_class, "name", "1.0.0", SW_CAP_SOURCE, "what it does")
+// Every exception thrown by the class is caught at the boundary and turned into
+// a status: syncwarden::sdk::error keeps its status, anything else becomes
+// SW_INTERNAL with the exception's text.
+#ifndef SYNCWARDEN_CONNECTOR_HPP
+#define SYNCWARDEN_CONNECTOR_HPP
+
+#include <syncwarden/connector.h>
+
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#ifndef SW_BUILD_ID
+#define SW_BUILD_ID __DATE__ "T" __TIME__
+#endif
+
+namespace syncwarden::sdk {
+
+inline sw_str to_sw(std::string_view s) { return sw_str{s.data(), s.size()}; }
+inline std::string_view from_sw(sw_str s) {
+    return s.ptr ? std::string_view(s.ptr, s.len) : std::string_view();
+}
+
+// Throw this to fail a hook with a specific status.
+class error : public std::runtime_error {
+public:
+    error(sw_status status, std::string category, const std::string& message,
+          uint32_t retry_after_ms = 0)
+        : std::runtime_error(message), status_(status), category_(std::move(category)),
+          retry_after_ms_(retry_after_ms) {}
+    sw_status status() const { return status_; }
+    const std::string& category() const { return category_; }
+    uint32_t retry_after_ms() const { return retry_after_ms_; }
+
+private:
+    sw_status status_;
+    std::string category_;
+    uint32_t retry_after_ms_;
+};
+
+// The kernel's services, as the connector sees them.
+// Thread: use from the thread running the current hook.
+class host {
+public:
+    host(const sw_host_api* api, sw_host_ctx* ctx) : api_(api), ctx_(ctx) {}
+
+    void log(sw_log_level level, std::string_view msg) const {
+        if (api_->log) api_->log(ctx_, level, to_sw(msg));
+    }
+    // Throws error(SW_CANCELLED) when the kernel asks to stop.
+    void emit(const sw_batch& batch) const { check(api_->emit(ctx_, &batch), "emit"); }
+    void emit_changes(const sw_change_batch& batch) const {
+        check(api_->emit_changes(ctx_, &batch), "emit_changes");
+    }
+    void finding(sw_severity severity, std::string_view code, std::string_view entity,
+                 std::string_view file, uint64_t line, uint64_t column, std::string_view key,
+                 std::string_view message) const {
+        sw_finding f{};
+        f.struct_size = sizeof f;
+        f.severity = severity;
+        f.code = to_sw(code);
+        f.entity = to_sw(entity);
+        f.file = to_sw(file);
+        f.line = line;
+        f.column = column;
+        f.key = to_sw(key);
+        f.message = to_sw(message);
+        api_->report_finding(ctx_, &f);
+    }
+    void change_result(size_t index, sw_status status, std::string_view category,
+                       std::string_view message) const {
+        api_->change_result(ctx_, index, status, to_sw(category), to_sw(message));
+    }
+    bool cancelled() const { return api_->is_cancelled && api_->is_cancelled(ctx_) != 0; }
+    // The setting at a JSON pointer ("/path"), or nothing when absent.
+    std::optional<std::string> config(std::string_view pointer) const {
+        sw_str out{};
+        if (api_->config_get(ctx_, to_sw(pointer), &out) != SW_OK) return std::nullopt;
+        return std::string(from_sw(out));
+    }
+    void checkpoint_save(std::string_view token) const {
+        check(api_->checkpoint_save(ctx_, to_sw(token)), "checkpoint_save");
+    }
+    std::string checkpoint_load() const {
+        sw_str out{};
+        if (api_->checkpoint_load(ctx_, &out) != SW_OK) return {};
+        return std::string(from_sw(out));
+    }
+
+private:
+    static void check(sw_status s, const char* what) {
+        if (s == SW_CANCELLED) throw error(SW_CANCELLED, "cancelled", "run cancelled");
+        if (s != SW_OK)
+            throw error(s, "host", std::string("the kernel refused ") + what);
+    }
+    const sw_host_api* api_;
+    sw_host_ctx* ctx_;
+};
+
+// Builds a contract and owns its storage for the life of the connector.
+class contract_builder {
+public:
+    contract_builder& entity(std::string name, std::string key_name) {
+        entities_.push_back({std::move(name), std::move(key_name), {}});
+        return *this;
+    }
+    contract_builder& field(std::string name, sw_field_type type = SW_TYPE_STRING,
+                            uint32_t flags = 0) {
+        entities_.back().fields.push_back({std::move(name), type, flags});
+        return *this;
+    }
+    const sw_contract& build() {
+        field_defs_.clear();
+        entity_defs_.clear();
+        field_defs_.resize(entities_.size());
+        for (size_t e = 0; e < entities_.size(); ++e) {
+            for (auto& f : entities_[e].fields)
+                field_defs_[e].push_back({sizeof(sw_field_def), to_sw(f.name), f.type, f.flags});
+            entity_defs_.push_back({sizeof(sw_entity_def), to_sw(entities_[e].name),
+                                    to_sw(entities_[e].key_name), field_defs_[e].data(),
+                                    field_defs_[e].size()});
+        }
+        contract_ = {sizeof(sw_contract), entity_defs_.data(), entity_defs_.size()};
+        return contract_;
+    }
+
+private:
+    struct field_spec { std::string name; sw_field_type type; uint32_t flags; };
+    struct entity_spec { std::string name, key_name; std::vector<field_spec> fields; };
+    std::deque<entity_spec> entities_;
+    std::vector<std::vector<sw_field_def>> field_defs_;
+    std::vector<sw_entity_def> entity_defs_;
+    sw_contract contract_{};
+};
+
+// Collects records and emits them in batches of `batch_size`.
+class batch_writer {
+public:
+    batch_writer(const host& h, std::string entity, sw_batch_mode mode, size_t batch_size = 4096)
+        : host_(h), entity_(std::move(entity)), mode_(mode), batch_size_(batch_size) {}
+    ~batch_writer() = default;
+
+    void add(std::string_view key, const std::vector<std::string>& values,
+             sw_record_state state = SW_RECORD_ACTIVE) {
+        pending_.push_back({std::string(key), values, state});
+        if (pending_.size() >= batch_size_) flush();
+    }
+    void flush() {
+        if (pending_.empty()) return;
+        std::vector<std::vector<sw_str>> vals(pending_.size());
+        std::vector<sw_record> recs(pending_.size());
+        for (size_t i = 0; i < pending_.size(); ++i) {
+            for (auto& v : pending_[i].values) vals[i].push_back(to_sw(v));
+            recs[i] = {to_sw(pending_[i].key), vals[i].data(), vals[i].size(),
+                       static_cast<uint32_t>(pending_[i].state)};
+        }
+        sw_batch b{sizeof(sw_batch), to_sw(entity_), static_cast<uint32_t>(mode_), recs.data(),
+                   recs.size()};
+        pending_.clear();
+        host_.emit(b);
+    }
+
+private:
+    struct pending { std::string key; std::vector<std::string> values; sw_record_state state; };
+    const host& host_;
+    std::string entity_;
+    sw_batch_mode mode_;
+    size_t batch_size_;
+    std::vector<pending> pending_;
+};
+
+// Base class of a C++ connector. Override what the capabilities declare.
+class connector {
+public:
+    connector(const host& h, const sw_create_args& args)
+        : host_(h), settings_json_(from_sw(args.settings_json)), job_name_(from_sw(args.job_name)),
+          base_dir_(from_sw(args.base_dir)) {}
+    virtual ~connector() = default;
+
+    virtual const sw_contract& contract() = 0;
+    virtual void extract(const std::vector<std::string>& /*entities*/) { not_offered("extract"); }
+    virtual void read_state(const std::vector<std::string>& /*entities*/) { not_offered("read_state"); }
+    virtual void diff(const sw_batch* /*desired*/) { not_offered("diff"); }
+    virtual void apply(const sw_change_batch& /*batch*/) { not_offered("apply"); }
+    virtual void commit() {}
+
+protected:
+    const host& host_api() const { return host_; }
+    const std::string& settings_json() const { return settings_json_; }
+    const std::string& job_name() const { return job_name_; }
+    const std::string& base_dir() const { return base_dir_; }
+
+private:
+    [[noreturn]] static void not_offered(const char* hook) {
+        throw error(SW_INTERNAL, "not_offered", std::string(hook) + " is not implemented");
+    }
+    host host_;
+    std::string settings_json_, job_name_, base_dir_;
+};
+
+namespace detail {
+
+inline void fill_error(sw_error* err, sw_status, const std::string& category,
+                       const std::string& message, uint32_t retry_after_ms) {
+    if (!err || err->struct_size < sizeof(sw_error)) return;
+    std::snprintf(err->category, sizeof err->category, "%s", category.c_str());
+    std::snprintf(err->message, sizeof err->message, "%s", message.c_str());
+    err->retry_after_ms = retry_after_ms;
+}
+
+// Runs f, turning every exception into a status.
+template <class F>
+sw_status guard(sw_error* err, F&& f) noexcept {
+    try {
+        f();
+        return SW_OK;
+    } catch (const error& e) {
+        fill_error(err, e.status(), e.category(), e.what(), e.retry_after_ms());
+        return e.status();
+    } catch (const std::exception& e) {
+        fill_error(err, SW_INTERNAL, "exception", e.what(), 0);
+        return SW_INTERNAL;
+    } catch (...) {
+        fill_error(err, SW_INTERNAL, "exception", "unknown exception", 0);
+        return SW_INTERNAL;
+    }
+}
+
+inline std::vector<std::string> to_strings(const sw_str* items, size_t count) {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < count; ++i) out.emplace_back(from_sw(items[i]));
+    return out;
+}
+
+template <class T>
+struct thunks {
+    static sw_status create(const sw_host_api* api, sw_host_ctx* ctx, const sw_create_args* args,
+                            void** out, sw_error* err) {
+        return guard(err, [&] { *out = new T(host(api, ctx), *args); });
+    }
+    static void destroy(void* inst) noexcept {
+        try { delete static_cast<T*>(inst); } catch (...) {}
+    }
+    static sw_status contract(void* inst, const sw_contract** out, sw_error* err) {
+        return guard(err, [&] { *out = &static_cast<T*>(inst)->contract(); });
+    }
+    static sw_status extract(void* inst, const sw_str* entities, size_t n, sw_error* err) {
+        return guard(err, [&] { static_cast<T*>(inst)->extract(to_strings(entities, n)); });
+    }
+    static sw_status read_state(void* inst, const sw_str* entities, size_t n, sw_error* err) {
+        return guard(err, [&] { static_cast<T*>(inst)->read_state(to_strings(entities, n)); });
+    }
+    static sw_status diff(void* inst, const sw_batch* desired, sw_error* err) {
+        return guard(err, [&] { static_cast<T*>(inst)->diff(desired); });
+    }
+    static sw_status apply(void* inst, const sw_change_batch* batch, sw_error* err) {
+        return guard(err, [&] { static_cast<T*>(inst)->apply(*batch); });
+    }
+    static sw_status commit(void* inst, sw_error* err) {
+        return guard(err, [&] { static_cast<T*>(inst)->commit(); });
+    }
+};
+
+template <class T>
+constexpr sw_hooks make_hooks(uint32_t caps) {
+    return sw_hooks{sizeof(sw_hooks),
+                    &thunks<T>::create,
+                    &thunks<T>::destroy,
+                    &thunks<T>::contract,
+                    (caps & SW_CAP_SOURCE) ? &thunks<T>::extract : nullptr,
+                    (caps & SW_CAP_TARGET) ? &thunks<T>::read_state : nullptr,
+                    (caps & SW_CAP_CUSTOM_DIFF) ? &thunks<T>::diff : nullptr,
+                    (caps & SW_CAP_TARGET) ? &thunks<T>::apply : nullptr,
+                    &thunks<T>::commit};
+}
+
+constexpr sw_str lit(const char* s) { return sw_str{s, std::char_traits<char>::length(s)}; }
+
+}  // namespace detail
+}  // namespace syncwarden::sdk
+
+// Declares the connector's manifest and hook table and exports the entry
+// symbol. Use once per shared library, at namespace scope.
+#define SW_CONNECTOR(CLASS, NAME, VERSION, CAPS, DESCRIPTION)                                  \
+    extern "C" SW_EXPORT const sw_connector* sw_connector_entry(void) {                        \
+        static const sw_manifest manifest = {                                                 \
+            sizeof(sw_manifest),                                                              \
+            ::syncwarden::sdk::detail::lit(NAME),                                             \
+            ::syncwarden::sdk::detail::lit(VERSION),                                          \
+            ::syncwarden::sdk::detail::lit(SW_BUILD_ID),                                      \
+            ::syncwarden::sdk::detail::lit(DESCRIPTION),                                      \
+            (CAPS),                                                                           \
+            SW_THREAD_INSTANCE};                                                              \
+        static const sw_hooks hooks = ::syncwarden::sdk::detail::make_hooks<CLASS>(CAPS);     \
+        static const sw_connector connector = {sizeof(sw_connector), SW_ABI_MAJOR,            \
+                                               SW_ABI_MINOR, &manifest, &hooks};              \
+        return &connector;                                                                    \
+    }
+
+#endif  // SYNCWARDEN_CONNECTOR_HPP

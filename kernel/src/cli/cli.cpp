@@ -290,7 +290,8 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
                 err << "error: " << all[i] << " needs a value\n";
                 return 2;
             }
-            (all[i] == "--data-dir" ? data_dir : config_file) = all[++i];
+            std::string& dst = all[i] == "--data-dir" ? data_dir : config_file;
+            dst = all[++i];
             continue;
         }
         args.push_back(all[i]);

@@ -89,10 +89,28 @@ private:
                                  job_.file.string() + ": $." + role + ".connector: '" + ref.connector +
                                      "' is not a " + role + " connector (capabilities: " +
                                      capabilities_text((*lib)->info().capabilities) + ")");
-        auto s = connector_session::create(*lib, ref.settings, job_.name, job_.base_dir);
+        auto s = connector_session::create(*lib, expand(ref.settings), job_.name, job_.base_dir);
         if (!s) return s.status();
         session = std::move(*s);
         return Status::ok();
+    }
+
+    // "${data_dir}" and "${job_dir}" in setting strings.
+    nlohmann::json expand(const nlohmann::json& j) const {
+        if (j.is_string()) {
+            std::string v = j.get<std::string>();
+            for (auto [var, value] : {std::pair{std::string("${data_dir}"), data_dir_.string()},
+                                      std::pair{std::string("${job_dir}"), job_.base_dir.string()}})
+                for (size_t p = v.find(var); p != std::string::npos; p = v.find(var, p + value.size()))
+                    v.replace(p, var.size(), value);
+            return v;
+        }
+        nlohmann::json out = j;
+        if (j.is_array())
+            for (size_t i = 0; i < j.size(); ++i) out[i] = expand(j[i]);
+        else if (j.is_object())
+            for (auto& [k, v] : j.items()) out[k] = expand(v);
+        return out;
     }
 
     Status open_connectors() {

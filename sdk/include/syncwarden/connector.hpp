@@ -166,7 +166,8 @@ public:
         }
         sw_batch b{sizeof(sw_batch), to_sw(entity_), static_cast<uint32_t>(mode_), recs.data(),
                    recs.size()};
-        pending_.clear();
+        std::vector<pending> sent;
+        sent.swap(pending_);  // the batch points into `sent`; keep it alive through emit
         host_.emit(b);
     }
 

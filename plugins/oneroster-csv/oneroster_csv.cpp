@@ -106,9 +106,7 @@ private:
                                    "more '" + code + "' findings in " + file + " are not listed");
             return;
         }
-        std::string where = file.empty() ? "" : file + (line ? ":" + std::to_string(line) : "") +
-                                                    (col ? ":" + std::to_string(col) : "") + ": ";
-        host_api().finding(sev, code, entity, file, line, col, key, where + msg);
+        host_api().finding(sev, code, entity, file, line, col, key, msg);
     }
 
     void read_manifest(const source_files& files) {

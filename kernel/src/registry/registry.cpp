@@ -112,6 +112,13 @@ Result<installed_release> registry::install(const fs::path& so) {
                     " is already installed with build id '" + existing->info.build_id +
                     "', this file has build id '" + info.build_id +
                     "'; releases are immutable, so give the new build a new version");
+        if (existing->sha256 != sha)
+            return Status::error(
+                error_kind::connector,
+                "installing " + so.string() + ": " + info.name + " " + info.version + " build '" +
+                    info.build_id + "' is already installed with different content (sha256 " +
+                    existing->sha256.substr(0, 16) + ", this file " + sha.substr(0, 16) +
+                    "); releases are immutable, so give the new build a new version or build id");
         return *existing;
     }
     std::error_code ec;

@@ -1,0 +1,107 @@
+#include <syncwarden/kernel/config.hpp>
+
+#include "test_support.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace syncwarden::kernel;
+using ::testing::HasSubstr;
+
+namespace {
+
+const char* k_good = R"({
+  // comments are allowed
+  "name": "j",
+  "source": {"connector": "oneroster-csv", "version": "^1.2", "settings": {"path": "x"}},
+  "target": {"connector": "vendor-csv", "settings": {}},
+  "mapping": {
+    "tables": {"grades": {"09": "Grade 9"}},
+    "entities": [{"target": "students", "source": "users", "where": {"role": "student"},
+      "fields": {"id": "sourcedId", "grade": {"from": "grades", "table": "grades", "missing": "keep"},
+                 "name": {"template": "{givenName} {familyName}"}, "kind": {"const": "S"}}}]
+  },
+  "apply": {"batch_size": 50}
+})";
+
+std::string error_for(const std::string& text) {
+    sw_test::temp_dir tmp;
+    sw_test::write_file(tmp / "job.json", text);
+    auto r = load_job(tmp / "job.json");
+    EXPECT_FALSE(r.is_ok());
+    if (r.is_ok()) return {};
+    EXPECT_EQ(r.status().kind(), error_kind::config);
+    EXPECT_THAT(r.status().message(), HasSubstr("job.json"));
+    return r.status().message();
+}
+
+std::string with(const std::string& from, const std::string& to) {
+    std::string s = k_good;
+    auto p = s.find(from);
+    EXPECT_NE(p, std::string::npos) << from;
+    return s.replace(p, from.size(), to);
+}
+
+}  // namespace
+
+TEST(job_config, reads_a_complete_job) {
+    sw_test::temp_dir tmp;
+    sw_test::write_file(tmp / "job.json", k_good);
+    auto r = load_job(tmp / "job.json");
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+    EXPECT_EQ(r->name, "j");
+    EXPECT_EQ(r->source.version, "^1.2");
+    EXPECT_EQ(r->target.version, "*");
+    EXPECT_EQ(r->batch_size, 50u);
+    ASSERT_EQ(r->entities.size(), 1u);
+    auto& m = r->entities[0];
+    EXPECT_EQ(m.where[0].second, std::vector<std::string>{"student"});
+    ASSERT_EQ(m.fields.size(), 4u);
+    EXPECT_EQ(r->tables.at("grades").at("09"), "Grade 9");
+    for (auto& [name, rule] : m.fields) {
+        if (name == "name") {
+            EXPECT_EQ(rule.parts, (std::vector<std::string>{"", "givenName", " ", "familyName", ""}));
+        } else if (name == "grade") {
+            EXPECT_EQ(rule.missing, field_rule::on_missing::keep);
+        } else if (name == "kind") {
+            EXPECT_EQ(rule.value, "S");
+        }
+    }
+}
+
+TEST(job_config, syntax_errors_name_line_and_column) {
+    auto m = error_for("{\n  \"name\": \"j\",\n  \"source\": {,}\n}");
+    EXPECT_THAT(m, HasSubstr("job.json:3:"));
+    EXPECT_THAT(m, HasSubstr("not valid JSON"));
+}
+
+TEST(job_config, errors_name_the_json_path_and_what_was_expected) {
+    EXPECT_THAT(error_for(with("\"name\": \"j\",", "")), HasSubstr("$: missing required field 'name'"));
+    EXPECT_THAT(error_for(with("\"batch_size\": 50", "\"batch_size\": 0")),
+                HasSubstr("$.apply.batch_size: expected a whole number from 1 to 100000, found 0"));
+    EXPECT_THAT(error_for(with("\"table\": \"grades\"", "\"table\": \"gradez\"")),
+                HasSubstr("$.mapping.entities[0].fields.grade.table: no mapping table 'gradez'"));
+    EXPECT_THAT(error_for(with("\"missing\": \"keep\"", "\"missing\": \"drop\"")),
+                HasSubstr("$.mapping.entities[0].fields.grade.missing: expected \"error\", \"keep\" or \"empty\""));
+    EXPECT_THAT(error_for(with("\"version\": \"^1.2\"", "\"version\": 1")),
+                HasSubstr("$.source.version: expected a string, found number"));
+    EXPECT_THAT(error_for(with("\"kind\": {\"const\": \"S\"}", "\"kind\": {\"const\": \"S\", \"from\": \"x\"}")),
+                HasSubstr("$.mapping.entities[0].fields.kind: expected exactly one of"));
+    EXPECT_THAT(error_for(with("\"apply\"", "\"aply\"")), HasSubstr("$.aply: unknown field"));
+    EXPECT_THAT(error_for(with("{givenName} {familyName}", "{givenName")),
+                HasSubstr("$.mapping.entities[0].fields.name.template: template has '{'"));
+}
+
+TEST(kernel_config, defaults_and_a_relative_data_dir) {
+    auto d = load_kernel_config("", "fallback");
+    ASSERT_TRUE(d.is_ok());
+    EXPECT_EQ(d->data_dir, "fallback");
+    sw_test::temp_dir tmp;
+    sw_test::write_file(tmp / "kernel.json", R"({"data_dir": "state", "log_level": "debug"})");
+    auto k = load_kernel_config(tmp / "kernel.json", "fallback");
+    ASSERT_TRUE(k.is_ok()) << k.status().message();
+    EXPECT_EQ(k->data_dir, tmp / "state");
+    sw_test::write_file(tmp / "bad.json", R"({"log_level": "loud"})");
+    auto b = load_kernel_config(tmp / "bad.json", "fallback");
+    ASSERT_FALSE(b.is_ok());
+    EXPECT_THAT(b.status().message(), HasSubstr("bad.json: $.log_level: expected one of debug, info, warn, error"));
+}

@@ -1,0 +1,81 @@
+#include <syncwarden/kernel/plan.hpp>
+
+#include <gtest/gtest.h>
+
+using namespace syncwarden::kernel;
+
+namespace {
+
+void add(record_set& rs, std::string_view key, std::string_view a, std::string_view b, uint8_t state = 0) {
+    std::string_view v[] = {a, b};
+    rs.add(key, v, state);
+}
+
+entity_plan make(sw_batch_mode mode) {
+    entity_plan ep;
+    ep.schema = {"people", "id", {{"first", SW_TYPE_STRING, false}, {"last", SW_TYPE_STRING, false}}};
+    ep.mode = mode;
+    ep.desired = record_set(2);
+    ep.current = record_set(2);
+    return ep;
+}
+
+}  // namespace
+
+TEST(record_set, holds_fields_compactly_and_finds_by_key) {
+    record_set rs(2);
+    add(rs, "b", "Björn", "");
+    add(rs, "a", "Ann", "Lee");
+    EXPECT_EQ(rs.size(), 2u);
+    EXPECT_EQ(rs.field(0, 0), "Björn");
+    EXPECT_EQ(rs.field(0, 1), "");
+    EXPECT_TRUE(rs.sort_by_key().empty());
+    EXPECT_EQ(rs.key(rs.sorted(0)), "a");
+    EXPECT_EQ(*rs.find("b"), 0u);
+    EXPECT_FALSE(rs.find("c").has_value());
+    add(rs, "a", "Dup", "");
+    auto dups = rs.sort_by_key();
+    ASSERT_EQ(dups.size(), 1u);
+    EXPECT_EQ(dups[0], "a");
+}
+
+TEST(keyed_diff, plans_creates_field_level_updates_and_deletes) {
+    auto ep = make(SW_MODE_BULK);
+    add(ep.desired, "1", "Ann", "Lee");       // unchanged
+    add(ep.desired, "2", "Bo", "Chen");       // renamed
+    add(ep.desired, "4", "Di", "Diaz");       // new
+    add(ep.current, "1", "Ann", "Lee");
+    add(ep.current, "2", "Bob", "Chen");
+    add(ep.current, "3", "Cy", "Cole");       // gone from the source
+    keyed_diff(ep);
+    ASSERT_EQ(ep.changes.size(), 3u);
+    auto& up = ep.changes[0];
+    EXPECT_EQ(up.kind, SW_CHANGE_UPDATE);
+    EXPECT_EQ(ep.key_of(up), "2");
+    ASSERT_EQ(up.changed_count, 1u);
+    EXPECT_EQ(ep.changed_fields[up.changed_begin], 0u);
+    EXPECT_EQ(ep.changes[1].kind, SW_CHANGE_DELETE);
+    EXPECT_EQ(ep.key_of(ep.changes[1]), "3");
+    EXPECT_EQ(ep.changes[2].kind, SW_CHANGE_CREATE);
+    EXPECT_EQ(ep.key_of(ep.changes[2]), "4");
+}
+
+TEST(keyed_diff, delta_mode_deletes_only_what_is_marked_tobedeleted) {
+    auto ep = make(SW_MODE_DELTA);
+    add(ep.desired, "2", "Bo", "Chen", SW_RECORD_TOBEDELETED);
+    add(ep.desired, "9", "Nu", "New", SW_RECORD_TOBEDELETED);  // never delivered: nothing to do
+    add(ep.current, "1", "Ann", "Lee");
+    add(ep.current, "2", "Bo", "Chen");
+    keyed_diff(ep);
+    ASSERT_EQ(ep.changes.size(), 1u);
+    EXPECT_EQ(ep.changes[0].kind, SW_CHANGE_DELETE);
+    EXPECT_EQ(ep.key_of(ep.changes[0]), "2");
+}
+
+TEST(keyed_diff, change_ids_are_stable_and_distinct) {
+    auto a = change_id("r1", "people", "2", SW_CHANGE_UPDATE);
+    EXPECT_EQ(a, change_id("r1", "people", "2", SW_CHANGE_UPDATE));
+    EXPECT_NE(a, change_id("r2", "people", "2", SW_CHANGE_UPDATE));
+    EXPECT_NE(a, change_id("r1", "people", "2", SW_CHANGE_DELETE));
+    EXPECT_EQ(a.size(), 24u);
+}

@@ -1,0 +1,44 @@
+#include <syncwarden/kernel/semver.hpp>
+
+#include <gtest/gtest.h>
+
+using namespace syncwarden::kernel;
+
+namespace {
+bool in(const char* range, const char* version) {
+    auto r = semver_range::parse(range);
+    EXPECT_TRUE(r.is_ok()) << range;
+    return r->matches(*semver::parse(version));
+}
+}  // namespace
+
+TEST(semver, parses_and_orders_versions) {
+    EXPECT_LT(*semver::parse("1.2.3"), *semver::parse("1.10.0"));
+    EXPECT_LT(*semver::parse("1.0.0-rc.1"), *semver::parse("1.0.0"));
+    EXPECT_FALSE(semver::parse("1.2").is_ok());
+    EXPECT_FALSE(semver::parse("1.x.0").is_ok());
+    EXPECT_FALSE(semver::parse("01.2.3").is_ok());
+}
+
+TEST(semver, ranges_follow_npm_conventions) {
+    EXPECT_TRUE(in("^1.2", "1.9.0"));
+    EXPECT_FALSE(in("^1.2", "1.1.9"));
+    EXPECT_FALSE(in("^1.2", "2.0.0"));
+    EXPECT_TRUE(in("^0.2.1", "0.2.5"));
+    EXPECT_FALSE(in("^0.2.1", "0.3.0"));
+    EXPECT_TRUE(in("~1.2.3", "1.2.9"));
+    EXPECT_FALSE(in("~1.2.3", "1.3.0"));
+    EXPECT_TRUE(in("=1.0.3", "1.0.3"));
+    EXPECT_FALSE(in("=1.0.3", "1.0.4"));
+    EXPECT_TRUE(in("1.0.3", "1.0.3"));
+    EXPECT_TRUE(in(">=1.0 <2", "1.5.0"));
+    EXPECT_FALSE(in(">=1.0 <2", "2.0.0"));
+    EXPECT_TRUE(in("*", "7.0.0"));
+    EXPECT_FALSE(in("^1", "1.1.0-beta"));  // pre-releases only when named
+}
+
+TEST(semver, a_bad_range_says_what_is_wrong) {
+    auto r = semver_range::parse("^one");
+    ASSERT_FALSE(r.is_ok());
+    EXPECT_NE(r.status().message().find("'one' is not a number"), std::string::npos);
+}

@@ -1,0 +1,166 @@
+// End to end through the CLI: apply, re-run, a changed feed, run history,
+// exit codes, and a target with its own diff hook.
+#include "test_support.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <map>
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+namespace {
+
+class pipeline_e2e : public ::testing::Test {
+protected:
+    void SetUp() override {
+        sw_test::install_shipped(data());
+        src_ = tmp_ / "district";
+        sw_test::copy_tree(fs::path(SW_SOURCE_DIR) / "config/demo/district", src_);
+        sw_test::write_file(job(), sw_test::roster_job(src_, drop()));
+    }
+    fs::path data() const { return tmp_ / "data"; }
+    fs::path drop() const { return tmp_ / "drop"; }
+    fs::path job() const { return tmp_ / "job.json"; }
+    sw_test::cli_result run(bool dry) {
+        std::vector<std::string> a{"run", job().string(), "--plan-out", (tmp_ / "plan.json").string()};
+        if (dry) a.push_back("--dry-run");
+        return sw_test::cli(data(), a);
+    }
+    nlohmann::json plan() const { return nlohmann::json::parse(sw_test::read_file(tmp_ / "plan.json")); }
+    void edit_users(const std::function<void(std::string&)>& f) {
+        auto u = sw_test::read_file(src_ / "users.csv");
+        f(u);
+        sw_test::write_file(src_ / "users.csv", u);
+    }
+    static std::string run_id(const std::string& out) {
+        auto p = out.find("run r");
+        return out.substr(p + 4, out.find(' ', p + 4) - p - 4);
+    }
+
+    sw_test::temp_dir tmp_;
+    fs::path src_;
+};
+
+}  // namespace
+
+TEST_F(pipeline_e2e, apply_then_rerun_plans_nothing) {
+    auto r = run(false);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("applied 69 changes, 0 failed"));
+    auto people = sw_test::read_file(drop() / "people.csv");
+    EXPECT_THAT(people, HasSubstr("s-1001,zoë.garcía,Zoë,García,student"));
+    auto changes = sw_test::read_file(drop() / "changes.csv");
+    EXPECT_THAT(changes, HasSubstr("people,create,s-1001,"));
+    auto before = sw_test::snapshot(drop());
+
+    r = run(false);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(plan()["changes"].size(), 0u);
+    EXPECT_THAT(r.out, HasSubstr("applied 0 changes"));
+    EXPECT_EQ(sw_test::snapshot(drop()), before) << "an empty plan must not rewrite the drop";
+}
+
+TEST_F(pipeline_e2e, a_changed_feed_plans_exactly_its_three_changes) {
+    ASSERT_EQ(run(false).code, 0);
+    edit_users([](std::string& u) {
+        u += "s-2001,,,TRUE,org-north,student,new.kid,,Nadia,Novak,,,,,,,09,\r\n";     // added
+        u.replace(u.find(",Marcus,"), 8, ",Mark,");                                 // renamed
+        u.replace(u.find("s-1003,,"), 8, "s-1003,tobedeleted,");                      // tobedeleted
+    });
+    auto r = run(true);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto p = plan();
+    ASSERT_EQ(p["changes"].size(), 3u) << p["changes"].dump(1);
+    std::map<std::string, nlohmann::json> by_kind;
+    for (auto& c : p["changes"]) by_kind[c["kind"]] = c;
+    EXPECT_EQ(by_kind["create"]["key"], "s-2001");
+    EXPECT_EQ(by_kind["update"]["key"], "t-102");
+    ASSERT_EQ(by_kind["update"]["fields"].size(), 1u);
+    EXPECT_EQ(by_kind["update"]["fields"]["first_name"]["old"], "Marcus");
+    EXPECT_EQ(by_kind["update"]["fields"]["first_name"]["new"], "Mark");
+    EXPECT_EQ(by_kind["delete"]["key"], "s-1003");
+    for (auto& c : p["changes"]) EXPECT_EQ(c["id"].get<std::string>().size(), 24u);
+    EXPECT_THAT(r.out, HasSubstr("update people/t-102: first_name 'Marcus' -> 'Mark'"));
+    // The dry run left the target alone; applying it delivers exactly that.
+    EXPECT_THAT(sw_test::read_file(drop() / "people.csv"), HasSubstr("Marcus"));
+    r = run(false);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto people = sw_test::read_file(drop() / "people.csv");
+    EXPECT_THAT(people, HasSubstr("t-102,marcus.whitfield,Mark,Whitfield"));
+    EXPECT_THAT(people, HasSubstr("s-2001,new.kid,Nadia,Novak"));
+    EXPECT_EQ(people.find("s-1003,"), std::string::npos);
+    auto delta = sw_test::read_file(drop() / "changes.csv");
+    EXPECT_THAT(delta, HasSubstr("people,update,t-102,first_name"));
+    EXPECT_THAT(delta, HasSubstr("people,delete,s-1003,"));
+}
+
+TEST_F(pipeline_e2e, runs_list_and_show_read_the_store) {
+    auto r = run(true);
+    ASSERT_EQ(r.code, 0);
+    auto id = run_id(r.out);
+    auto list = sw_test::cli(data(), {"runs", "list"});
+    ASSERT_EQ(list.code, 0);
+    EXPECT_THAT(list.out, HasSubstr(id));
+    EXPECT_THAT(list.out, HasSubstr("test-roster"));
+    auto show = sw_test::cli(data(), {"runs", "show", id, "--json"});
+    ASSERT_EQ(show.code, 0) << show.err;
+    auto j = nlohmann::json::parse(show.out);
+    EXPECT_EQ(j["state"], "succeeded");
+    EXPECT_EQ(j["dry_run"], true);
+    EXPECT_EQ(j["source"]["version"], "1.0.0");
+    EXPECT_EQ(j["summary"]["planned"]["people"]["create"], 29);
+    EXPECT_TRUE(fs::exists(j["plan"]["path"].get<std::string>()));
+    auto missing = sw_test::cli(data(), {"runs", "show", "r-nope"});
+    EXPECT_EQ(missing.code, 7);
+    EXPECT_THAT(missing.err, HasSubstr("no run with id 'r-nope'"));
+}
+
+TEST_F(pipeline_e2e, a_mapping_table_miss_blocks_the_run) {
+    sw_test::write_file(job(), R"({"name": "grades",
+      "source": {"connector": "oneroster-csv", "settings": {"path": ")" + src_.string() + R"("}},
+      "target": {"connector": "vendor-csv", "settings": {"folder": ")" + drop().string() + R"(",
+        "files": [{"entity": "students", "file": "s.csv", "key": "id", "columns": ["id", "grade"]}]}},
+      "mapping": {"tables": {"g": {"09": "Nine"}},
+        "entities": [{"target": "students", "source": "users", "where": {"role": "student"},
+          "fields": {"id": "sourcedId", "grade": {"from": "grades", "table": "g"}}}]}})");
+    auto r = run(false);
+    EXPECT_EQ(r.code, 5) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("grade: value '10' is not in mapping table 'g'"));
+    EXPECT_FALSE(fs::exists(drop()));
+}
+
+TEST_F(pipeline_e2e, config_errors_exit_3_with_the_json_path) {
+    sw_test::write_file(job(), R"({"name": "x",
+      "source": {"connector": "oneroster-csv", "settings": {"path": ")" + src_.string() + R"("}},
+      "target": {"connector": "vendor-csv", "settings": {"folder": "out",
+        "files": [{"entity": "people", "file": "p.csv", "key": "id", "columns": ["id", "name"]}]}},
+      "mapping": {"entities": [{"target": "people", "source": "users",
+          "fields": {"id": "sourcedId", "name": "firstName"}}]}})");
+    auto r = run(true);
+    EXPECT_EQ(r.code, 3) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("job.json: $.mapping.entities[0].fields.name: 'firstName' is not a field of source entity 'users'"));
+    auto usage = sw_test::cli(data(), {"run"});
+    EXPECT_EQ(usage.code, 2);
+    auto unknown = sw_test::cli(data(), {"frobnicate"});
+    EXPECT_EQ(unknown.code, 2);
+}
+
+TEST(pipeline_custom_diff, a_target_diff_hook_replaces_the_generic_diff) {
+    sw_test::temp_dir tmp;
+    auto data = tmp / "data";
+    for (auto f : {"good", "diff_target"})
+        ASSERT_EQ(sw_test::cli(data, {"connectors", "install", sw_test::fixture(f).string()}).code, 0);
+    sw_test::write_file(tmp / "job.json", R"({"name": "d",
+      "source": {"connector": "good"},
+      "target": {"connector": "diff-target", "settings": {"log": ")" + (tmp / "applied.log").string() + R"("}},
+      "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]}})");
+    auto r = sw_test::cli(data, {"run", (tmp / "job.json").string()});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    // "good" emits Ada (i-1) and Grace (i-2); the hook plans only names starting with A.
+    EXPECT_THAT(r.out, HasSubstr("create items/i-1: name='Ada'"));
+    EXPECT_EQ(r.out.find("i-2"), std::string::npos);
+    EXPECT_EQ(sw_test::read_file(tmp / "applied.log"), "i-1\n");
+}

@@ -1,0 +1,225 @@
+// The oneroster-csv connector on the real third-party sets in
+// ../shared/data/oneroster (read in place, never copied into the repo) and on
+// malformed input, through the kernel's CLI as an operator runs it.
+#include "test_support.hpp"
+
+#include <Poco/Zip/Compress.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct dry_run {
+    sw_test::cli_result r;
+    nlohmann::json plan;  // the plan file, when one was written
+};
+
+class oneroster : public ::testing::Test {
+protected:
+    void SetUp() override { sw_test::install_shipped(data()); }
+    fs::path data() const { return tmp_ / "data"; }
+    fs::path drop() const { return tmp_ / "drop"; }
+
+    sw_test::cli_result run(const fs::path& source, bool dry) {
+        sw_test::write_file(tmp_ / "job.json", sw_test::roster_job(source, drop()));
+        std::vector<std::string> args{"run", (tmp_ / "job.json").string()};
+        if (dry) args.push_back("--dry-run");
+        return sw_test::cli(data(), args);
+    }
+    dry_run dry(const fs::path& source) {
+        dry_run d{run(source, true), {}};
+        auto pos = d.r.out.find("plan written to ");
+        if (pos != std::string::npos) {
+            auto line = d.r.out.substr(pos + 16);
+            d.plan = nlohmann::json::parse(sw_test::read_file(line.substr(0, line.find('\n'))));
+        }
+        return d;
+    }
+    static size_t count(const nlohmann::json& findings, const std::string& code) {
+        size_t n = 0;
+        for (auto& f : findings) n += f["code"] == code;
+        return n;
+    }
+    static const nlohmann::json* find(const nlohmann::json& findings, const std::string& code, const std::string& file) {
+        for (auto& f : findings)
+            if (f["code"] == code && f["file"] == file) return &f;
+        return nullptr;
+    }
+    static std::string field_of(const nlohmann::json& plan, const std::string& key, const std::string& field) {
+        for (auto& c : plan["changes"])
+            if (c["key"] == key) return c["fields"][field]["new"];
+        return "<absent>";
+    }
+
+    sw_test::temp_dir tmp_;
+};
+
+}  // namespace
+
+TEST_F(oneroster, test_full_data_set_loads_with_reference_findings) {
+    auto d = dry(sw_test::shared_data("oneroster/Test_full_data_set"));
+    ASSERT_EQ(d.r.code, 0) << d.r.out << d.r.err;
+    EXPECT_EQ(d.plan["summary"]["people"]["create"], 6);
+    EXPECT_EQ(d.plan["summary"]["rosters"]["create"], 6);
+    auto& f = d.plan["findings"];
+    auto* org = find(f, "dangling_reference", "orgs.csv");
+    ASSERT_NE(org, nullptr) << f.dump(1);
+    EXPECT_EQ((*org)["line"], 2);
+    EXPECT_EQ((*org)["column"], 87);
+    EXPECT_THAT((*org)["message"].get<std::string>(), HasSubstr("parentSourcedId 'org-sch-222-3456' is not in orgs"));
+    EXPECT_EQ(count(f, "dangling_reference"), 3u);  // the org parent and two session parents
+    EXPECT_EQ(count(f, "reference_to_deleted"), 3u);  // enrollments in class cls-222-123478, tobedeleted
+    EXPECT_EQ(count(f, "reference_not_checked"), 1u);  // classes -> courses, absent from the set
+    EXPECT_EQ(field_of(d.plan, "usr-222-123456", "role"), "teacher");
+    EXPECT_FALSE(fs::exists(drop())) << "a dry run must not touch the target";
+}
+
+TEST_F(oneroster, test_minimal_data_set_loads_cleanly) {
+    auto d = dry(sw_test::shared_data("oneroster/Test_minimal_data_set"));
+    ASSERT_EQ(d.r.code, 0) << d.r.out << d.r.err;
+    EXPECT_EQ(d.plan["summary"]["people"]["create"], 6);
+    EXPECT_EQ(d.plan["summary"]["rosters"]["create"], 6);
+    ASSERT_EQ(d.plan["findings"].size(), 1u) << d.plan["findings"].dump(1);
+    EXPECT_EQ(d.plan["findings"][0]["code"], "reference_not_checked");
+}
+
+TEST_F(oneroster, oneroster_1_2_delta_set_takes_roles_from_roles_csv) {
+    auto d = dry(sw_test::shared_data("oneroster/oneroster_test_data"));
+    ASSERT_EQ(d.r.code, 0) << d.r.out << d.r.err;
+    EXPECT_TRUE(d.plan["findings"].empty()) << d.plan["findings"].dump(1);
+    EXPECT_EQ(d.plan["summary"]["people"]["create"], 1);
+    EXPECT_EQ(field_of(d.plan, "USER_0", "username"), "brucewayne");
+    EXPECT_EQ(field_of(d.plan, "USER_0", "role"), "student");
+}
+
+TEST_F(oneroster, v1p2_full_dataset_reports_each_defect_with_file_line_and_column) {
+    auto d = dry(sw_test::shared_data("oneroster/v1p2_full_dataset"));
+    ASSERT_EQ(d.r.code, 0) << d.r.out << d.r.err;
+    auto& f = d.plan["findings"];
+    auto* alias = find(f, "header_alias", "users.csv");
+    ASSERT_NE(alias, nullptr);
+    EXPECT_EQ((*alias)["line"], 1);
+    EXPECT_EQ((*alias)["column"], 176);
+    EXPECT_THAT((*alias)["message"].get<std::string>(), HasSubstr("'prefferedGivenName' is read as 'preferredGivenName'"));
+    EXPECT_EQ(count(f, "header_alias"), 4u);  // three preffered* in users, dataLastModified in roles
+    EXPECT_EQ(count(f, "bad_date"), 5u);      // US-style dateLastModified in users.csv
+    bool day_first = false;
+    for (auto& x : f)
+        if (x["code"] == "bad_date" && x["line"] == 7 && x["column"] == 23)
+            day_first = x["message"].get<std::string>().find("'15/06/2023'") != std::string::npos;
+    EXPECT_TRUE(day_first);
+    auto* trailing = find(f, "csv_header", "roles.csv");
+    ASSERT_NE(trailing, nullptr);
+    EXPECT_THAT((*trailing)["message"].get<std::string>(), HasSubstr("2 trailing column(s) with an empty name"));
+    auto* manifest = find(f, "manifest", "manifest.csv");
+    ASSERT_NE(manifest, nullptr);
+    EXPECT_EQ((*manifest)["line"], 21);
+    EXPECT_THAT((*manifest)["message"].get<std::string>(), HasSubstr("file.scoreScales is ''"));
+    auto* profiles = find(f, "undeclared_file", "userprofiles.csv");
+    ASSERT_NE(profiles, nullptr) << "the lower-case userprofiles.csv must be seen";
+    // Every enrollment's user exists in this copy of the set; the dangling
+    // references are the org and session parents.
+    EXPECT_EQ(count(f, "dangling_reference"), 3u);
+    // 1.2 keeps roles in roles.csv: the primary role wins, else any role.
+    EXPECT_EQ(field_of(d.plan, "usr-222-123456", "role"), "teacher");
+    EXPECT_EQ(field_of(d.plan, "usr-222-1234561", "role"), "siteAdministrator");
+    EXPECT_EQ(d.plan["summary"]["people"]["create"], 6);
+}
+
+TEST_F(oneroster, reads_a_zip_export) {
+    auto zip = tmp_ / "export.zip";
+    {
+        std::ofstream out(zip, std::ios::binary);
+        Poco::Zip::Compress c(out, true);
+        c.addRecursive(Poco::Path(sw_test::shared_data("oneroster/Test_minimal_data_set").string() + "/"),
+                       Poco::Zip::ZipCommon::CL_NORMAL, false, Poco::Path("export/"));
+        c.close();
+    }
+    auto d = dry(zip);
+    ASSERT_EQ(d.r.code, 0) << d.r.out << d.r.err;
+    EXPECT_EQ(d.plan["summary"]["people"]["create"], 6);
+}
+
+TEST_F(oneroster, handles_bom_crlf_quoted_newlines_and_file_name_case) {
+    auto src = tmp_ / "odd";
+    sw_test::copy_tree(sw_test::shared_data("oneroster/Test_minimal_data_set"), src);
+    fs::remove(src / "users.csv");
+    sw_test::write_file(src / "USERS.CSV",
+                        "\xEF\xBB\xBFsourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,userIds,"
+                        "givenName,familyName,middleName,identifier,email,sms,phone,agentSourcedIds,grades,password\r\n"
+                        "usr-222-123456,,,TRUE,org-sch-222-456,teacher,john.doe,,\"John, \"\"Jack\"\"\",\"Doe\r\nSmith\","
+                        ",,,,,,,\r\n"
+                        "usr-222-987654,,,true,org-sch-222-456,teacher,jim.smith,,Jim,Smith,,,,,,,,\r\n");
+    auto r = run(src, false);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto people = sw_test::read_file(drop() / "people.csv");
+    EXPECT_THAT(people, HasSubstr("usr-222-123456,john.doe,\"John, \"\"Jack\"\"\",\"Doe\r\nSmith\",teacher"));
+    EXPECT_THAT(people, HasSubstr("usr-222-987654,jim.smith,Jim,Smith,teacher"));
+}
+
+// Malformed input: the run stops before apply with a non-zero exit and a
+// message naming file, line and column; the target is exactly as before.
+class malformed : public oneroster {
+protected:
+    void SetUp() override {
+        oneroster::SetUp();
+        src_ = tmp_ / "src";
+        sw_test::copy_tree(sw_test::shared_data("oneroster/Test_full_data_set"), src_);
+        auto r = run(src_, false);
+        ASSERT_EQ(r.code, 0) << r.out << r.err;
+        before_ = sw_test::snapshot(drop());
+        ASSERT_FALSE(before_.empty());
+    }
+    void expect_rejected(const std::string& where, const std::string& words) {
+        auto r = run(src_, false);
+        EXPECT_EQ(r.code, 5) << r.out << r.err;
+        EXPECT_THAT(r.err, HasSubstr(where));
+        EXPECT_THAT(r.err, HasSubstr(words));
+        EXPECT_THAT(r.err, HasSubstr("nothing was applied"));
+        EXPECT_EQ(sw_test::snapshot(drop()), before_) << "the target changed";
+    }
+    fs::path src_;
+    std::vector<std::pair<std::string, std::string>> before_;
+};
+
+TEST_F(malformed, truncated_file) {
+    auto users = sw_test::read_file(src_ / "users.csv");
+    sw_test::write_file(src_ / "users.csv", users.substr(0, users.size() - 40));
+    expect_rejected("users.csv:7:", "the file may be truncated");
+}
+
+TEST_F(malformed, truncated_inside_a_quoted_field) {
+    auto users = sw_test::read_file(src_ / "users.csv");
+    auto cut = users.find("\"{LDAP:12},{LTI:15}\"");
+    ASSERT_NE(cut, std::string::npos);
+    sw_test::write_file(src_ / "users.csv", users.substr(0, cut + 8));
+    expect_rejected("users.csv:5:", "is never closed");
+}
+
+TEST_F(malformed, bad_quoting) {
+    auto users = sw_test::read_file(src_ / "users.csv");
+    users.replace(users.find(",John,"), 6, ",Jo\"hn,");
+    sw_test::write_file(src_ / "users.csv", users);
+    expect_rejected("users.csv:2:", "bad quoting");
+}
+
+TEST_F(malformed, missing_required_column) {
+    auto enr = sw_test::read_file(src_ / "enrollments.csv");
+    enr.replace(enr.find("userSourcedId"), 13, "personId");
+    sw_test::write_file(src_ / "enrollments.csv", enr);
+    expect_rejected("enrollments.csv:1:", "lacks required column(s) 'userSourcedId'");
+}
+
+TEST_F(malformed, unreadable_zip) {
+    src_ = tmp_ / "district.zip";
+    sw_test::write_file(src_, "PK\x03\x04 this is not really a zip archive");
+    auto r = run(src_, false);
+    EXPECT_EQ(r.code, 5) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("district.zip: not a readable zip archive"));
+    EXPECT_EQ(sw_test::snapshot(drop()), before_);
+}

@@ -1,0 +1,58 @@
+// Helpers shared by the test executables: temp folders, running the CLI
+// in-process, installing the shipped connectors, and writing jobs.
+#pragma once
+
+#include <syncwarden/kernel/clock.hpp>
+
+#include <gmock/gmock.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace sw_test {
+
+namespace fs = std::filesystem;
+
+// A fresh folder under the system temp dir, removed with its content.
+class temp_dir {
+public:
+    temp_dir();
+    ~temp_dir();
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    const fs::path& path() const { return path_; }
+    fs::path operator/(const std::string& rel) const { return path_ / rel; }
+
+private:
+    fs::path path_;
+};
+
+struct cli_result {
+    int code = -1;
+    std::string out, err;
+};
+
+// Runs `syncwarden --data-dir DATA args...` in this process.
+cli_result cli(const fs::path& data_dir, const std::vector<std::string>& args);
+
+void write_file(const fs::path& p, const std::string& content);
+std::string read_file(const fs::path& p);
+// Every file below `dir`, relative path -> content.
+std::vector<std::pair<std::string, std::string>> snapshot(const fs::path& dir);
+
+fs::path fixture(const std::string& name);   // a fixture plugin, by file stem
+fs::path plugin(const std::string& name);    // a shipped connector, by name
+fs::path shared_data(const std::string& rel);  // ../shared/data/<rel>
+
+// Installs oneroster-csv and vendor-csv into the data dir.
+void install_shipped(const fs::path& data_dir);
+
+// A job from a OneRoster export at `source` into a vendor-csv folder:
+// users -> people, enrollments -> rosters.
+std::string roster_job(const fs::path& source, const fs::path& drop_folder);
+
+// Copies a OneRoster folder so a test may change it.
+void copy_tree(const fs::path& from, const fs::path& to);
+
+}  // namespace sw_test

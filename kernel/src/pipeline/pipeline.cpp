@@ -1,6 +1,7 @@
 #include <syncwarden/kernel/log.hpp>
 #include <syncwarden/kernel/mapper.hpp>
 #include <syncwarden/kernel/pipeline.hpp>
+#include <syncwarden/kernel/record_checker.hpp>
 #include <syncwarden/kernel/session.hpp>
 
 #include "plan_writer.hpp"
@@ -156,51 +157,6 @@ private:
         return Status::ok();
     }
 
-    // Checks a batch against a contract; reports and skips bad records.
-    // Returns the entity schema, or null when the whole batch is refused.
-    const entity_schema* check_batch(const sw_batch& b, const contract_schema& contract,
-                                     const std::string& who, const char* hook) {
-        auto drift = [&](const std::string& entity, std::string_view key, const std::string& msg) {
-            add_finding({"error", "schema_drift", entity, "", 0, 0, std::string(key), who + " " + hook + ": " + msg});
-        };
-        if (b.struct_size < sizeof(sw_batch)) {
-            drift("", "", "sw_batch.struct_size is " + std::to_string(b.struct_size) + ", expected at least " +
-                              std::to_string(sizeof(sw_batch)));
-            return nullptr;
-        }
-        std::string entity(view(b.entity));
-        const entity_schema* es = contract.find(entity);
-        if (!es) {
-            drift("", "", "emitted records for '" + entity + "', which its contract does not declare");
-            return nullptr;
-        }
-        if (b.record_count && !b.records) {
-            drift(entity, "", "records is NULL but record_count is " + std::to_string(b.record_count));
-            return nullptr;
-        }
-        return es;
-    }
-
-    bool check_record(const sw_record& rec, const entity_schema& es, const std::string& who) {
-        std::string key(view(rec.key));
-        auto bad = [&](const std::string& code, const std::string& msg) {
-            add_finding({"error", code, es.name, "", 0, 0, key, who + ": " + es.name + " '" + key + "': " + msg});
-            return false;
-        };
-        if (rec.value_count != es.fields.size() || (rec.value_count && !rec.values))
-            return bad("schema_drift", "record has " + std::to_string(rec.value_count) + " values, the contract declares " +
-                                           std::to_string(es.fields.size()) + " fields");
-        if (key.empty()) return bad("missing_key", "record has an empty " + es.key_name);
-        for (size_t f = 0; f < es.fields.size(); ++f) {
-            auto v = view(rec.values[f]);
-            if (v.empty() && es.fields[f].required && rec.state == SW_RECORD_ACTIVE)
-                return bad("missing_required", "required field " + es.fields[f].name + " is empty");
-            if (auto why = check_value(es.fields[f].type, v); !why.empty())
-                return bad("bad_value", es.fields[f].name + " is '" + std::string(v) + "': " + why);
-        }
-        return true;
-    }
-
     Status extract() {
         std::vector<std::string> requested;
         for (auto& m : mappers_)
@@ -216,15 +172,17 @@ private:
         std::vector<std::string> values;
         std::vector<std::string_view> views;
         std::string error;
+        record_checker checker(source_contract_, source_->who(), "extract",
+                               [this](finding_record f) { add_finding(std::move(f)); });
         ctx.on_emit = [&, this](const sw_batch& b) -> sw_status {
-            const entity_schema* es = check_batch(b, source_contract_, source_->who(), "extract");
+            const entity_schema* es = checker.check_batch(b);
             if (!es) return SW_OK;
             if (std::find(requested.begin(), requested.end(), es->name) == requested.end()) return SW_OK;
             auto mode = static_cast<sw_batch_mode>(b.mode == SW_MODE_DELTA ? SW_MODE_DELTA : SW_MODE_BULK);
             for (size_t i = 0; i < b.record_count; ++i) {
                 const sw_record& rec = b.records[i];
                 ++extracted_;
-                if (!check_record(rec, *es, source_->who())) continue;
+                if (!checker.check_record(rec, *es)) continue;
                 for (auto& m : mappers_) {
                     if (m.source() != es->name) continue;
                     auto& ep = plans_.entities[target_index_[m.target()]];
@@ -278,16 +236,15 @@ private:
                          std::string(view(f.message))});
         };
         std::vector<std::string_view> views;
+        record_checker checker(target_contract_, target_->who(), "read_state",
+                               [this](finding_record f) { add_finding(std::move(f)); });
         ctx.on_emit = [&, this](const sw_batch& b) -> sw_status {
-            const entity_schema* es = check_batch(b, target_contract_, target_->who(), "read_state");
+            const entity_schema* es = checker.check_batch(b);
             if (!es || !target_index_.count(es->name)) return SW_OK;
             auto& ep = plans_.entities[target_index_[es->name]];
             for (size_t i = 0; i < b.record_count; ++i) {
                 const sw_record& rec = b.records[i];
-                if (rec.value_count != es->fields.size() || (rec.value_count && !rec.values) || !rec.key.len) {
-                    check_record(rec, *es, target_->who());
-                    continue;
-                }
+                if (!checker.check_shape(rec, *es)) continue;
                 views.resize(rec.value_count);
                 for (size_t f = 0; f < rec.value_count; ++f) views[f] = view(rec.values[f]);
                 ep.current.add(view(rec.key), views.data(), 0);

@@ -1,0 +1,60 @@
+#include <syncwarden/kernel/record_checker.hpp>
+
+namespace syncwarden::kernel {
+namespace {
+std::string_view view(sw_str s) { return s.ptr ? std::string_view(s.ptr, s.len) : std::string_view(); }
+}  // namespace
+
+record_checker::record_checker(const contract_schema& contract, std::string who, std::string hook, report_fn report)
+    : contract_(contract), who_(std::move(who)), hook_(std::move(hook)), report_(std::move(report)) {}
+
+const entity_schema* record_checker::check_batch(const sw_batch& b) const {
+    auto drift = [&](const std::string& entity, const std::string& msg) {
+        report_({"error", "schema_drift", entity, "", 0, 0, "", who_ + " " + hook_ + ": " + msg});
+        return nullptr;
+    };
+    if (b.struct_size < sizeof(sw_batch))
+        return drift("", "sw_batch.struct_size is " + std::to_string(b.struct_size) + ", expected at least " +
+                             std::to_string(sizeof(sw_batch)));
+    std::string entity(view(b.entity));
+    const entity_schema* es = contract_.find(entity);
+    if (!es) return drift("", "emitted records for '" + entity + "', which its contract does not declare");
+    if (b.record_count && !b.records)
+        return drift(entity, "records is NULL but record_count is " + std::to_string(b.record_count));
+    return es;
+}
+
+bool record_checker::bad(const entity_schema& es, const sw_record& rec, const char* code,
+                         const std::string& msg) const {
+    std::string key(view(rec.key));
+    report_({"error", code, es.name, "", 0, 0, key, who_ + ": " + es.name + " '" + key + "': " + msg});
+    return false;
+}
+
+bool record_checker::check_shape(const sw_record& rec, const entity_schema& es) const {
+    if (rec.value_count != es.fields.size() || (rec.value_count && !rec.values))
+        return bad(es, rec, "schema_drift", "record has " + std::to_string(rec.value_count) +
+                                                " values, the contract declares " + std::to_string(es.fields.size()) +
+                                                " fields");
+    if (rec.key.len == 0) return bad(es, rec, "missing_key", "record has an empty " + es.key_name);
+    return true;
+}
+
+bool record_checker::check_record(const sw_record& rec, const entity_schema& es) const {
+    if (!check_shape(rec, es)) return false;
+    const bool active = rec.state == SW_RECORD_ACTIVE;
+    for (size_t f = 0; f < es.fields.size(); ++f) {
+        const sw_str v = rec.values[f];
+        const field_schema& fs = es.fields[f];
+        if (v.len == 0) {
+            if (fs.required && active) return bad(es, rec, "missing_required", "required field " + fs.name + " is empty");
+            continue;
+        }
+        if (fs.type == SW_TYPE_STRING || fs.type == SW_TYPE_LIST) continue;
+        if (auto why = check_value(fs.type, view(v)); !why.empty())
+            return bad(es, rec, "bad_value", fs.name + " is '" + std::string(view(v)) + "': " + why);
+    }
+    return true;
+}
+
+}  // namespace syncwarden::kernel

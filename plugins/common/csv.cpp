@@ -1,5 +1,7 @@
 #include "csv.hpp"
 
+#include <cstring>
+
 namespace syncwarden::csv {
 
 reader::reader(std::string_view data) : d_(data) {
@@ -19,81 +21,114 @@ bool reader::fail(uint64_t line, uint64_t col, std::string msg) {
 
 bool reader::next(std::vector<field>& row) {
     row.clear();
+    scratch_.clear();
+    scratch_fields_.clear();
     if (!error_.empty()) return false;
-    // Skip blank lines.
-    while (pos_ < d_.size() && (d_[pos_] == '\n' || d_[pos_] == '\r')) {
-        if (d_[pos_] == '\n') { ++line_; line_start_ = pos_ + 1; }
+    const char* d = d_.data();
+    const size_t n = d_.size();
+    while (pos_ < n && (d[pos_] == '\n' || d[pos_] == '\r')) {
+        if (d[pos_] == '\n') { ++line_; line_start_ = pos_ + 1; }
         ++pos_;
     }
-    if (pos_ >= d_.size()) return false;
+    if (pos_ >= n) return false;
     row_line_ = line_;
     while (true) {
         field f;
         f.line = line_;
         f.column = pos_ - line_start_ + 1;
-        if (pos_ < d_.size() && d_[pos_] == '"') {
-            uint64_t open_line = line_, open_col = f.column;
-            ++pos_;
+        if (pos_ < n && d[pos_] == '"') {
+            const uint64_t open_line = line_, open_col = f.column;
+            const size_t start = ++pos_;
+            bool escaped = false;
+            size_t scratch_at = 0;
             while (true) {
-                if (pos_ >= d_.size())
+                const char* q = static_cast<const char*>(std::memchr(d + pos_, '"', n - pos_));
+                const size_t stop = q ? static_cast<size_t>(q - d) : n;
+                for (const char* nl = static_cast<const char*>(std::memchr(d + pos_, '\n', stop - pos_)); nl;
+                     nl = static_cast<const char*>(std::memchr(nl + 1, '\n', stop - static_cast<size_t>(nl + 1 - d)))) {
+                    ++line_;
+                    line_start_ = static_cast<size_t>(nl - d) + 1;
+                }
+                if (escaped) scratch_.append(d + pos_, stop - pos_);
+                pos_ = stop;
+                if (!q)
                     return fail(open_line, open_col,
                                 "the quoted field that starts here is never closed; the file may be "
                                 "truncated, or a quote inside a field is not doubled (\"\")");
-                char c = d_[pos_];
-                if (c == '"') {
-                    if (pos_ + 1 < d_.size() && d_[pos_ + 1] == '"') {
-                        f.text += '"';
-                        pos_ += 2;
-                        continue;
+                if (pos_ + 1 < n && d[pos_ + 1] == '"') {
+                    if (!escaped) {
+                        escaped = true;
+                        scratch_at = scratch_.size();
+                        scratch_.append(d + start, pos_ - start);
                     }
-                    ++pos_;
-                    break;
+                    scratch_ += '"';
+                    pos_ += 2;
+                    continue;
                 }
-                if (c == '\n') { ++line_; line_start_ = pos_ + 1; }
-                f.text += c;
+                if (!escaped) f.text = std::string_view(d + start, pos_ - start);
                 ++pos_;
+                break;
             }
-            if (pos_ < d_.size() && d_[pos_] != ',' && d_[pos_] != '\n' && d_[pos_] != '\r')
+            if (escaped) {
+                scratch_fields_.emplace_back(row.size(), scratch_at);
+                f.text = std::string_view(nullptr, scratch_.size() - scratch_at);
+            }
+            if (pos_ < n && d[pos_] != ',' && d[pos_] != '\n' && d[pos_] != '\r')
                 return fail(line_, pos_ - line_start_ + 1,
-                            std::string("bad quoting: '") + d_[pos_] +
+                            std::string("bad quoting: '") + d[pos_] +
                                 "' follows a closing quote; quote the whole field and double any "
                                 "quote inside it");
         } else {
-            size_t start = pos_;
-            while (pos_ < d_.size() && d_[pos_] != ',' && d_[pos_] != '\n' && d_[pos_] != '\r') {
-                if (d_[pos_] == '"')
+            const size_t start = pos_;
+            while (pos_ < n) {
+                char c = d[pos_];
+                if (c == ',' || c == '\n' || c == '\r') break;
+                if (c == '"')
                     return fail(line_, pos_ - line_start_ + 1,
                                 "bad quoting: a quote inside an unquoted field; quote the whole "
                                 "field and double the quote (\"\")");
                 ++pos_;
             }
-            f.text.assign(d_.substr(start, pos_ - start));
+            f.text = std::string_view(d + start, pos_ - start);
         }
-        row.push_back(std::move(f));
-        if (pos_ >= d_.size()) return true;
-        if (d_[pos_] == ',') {
-            ++pos_;
-            continue;
+        row.push_back(f);
+        bool end_of_row = true;
+        if (pos_ < n) {
+            if (d[pos_] == ',') {
+                ++pos_;
+                end_of_row = false;
+            } else {
+                if (d[pos_] == '\r') ++pos_;
+                if (pos_ < n && d[pos_] == '\n') ++pos_;
+                ++line_;
+                line_start_ = pos_;
+            }
         }
-        // End of row: \n, \r\n or a lone \r.
-        if (d_[pos_] == '\r') ++pos_;
-        if (pos_ < d_.size() && d_[pos_] == '\n') ++pos_;
-        ++line_;
-        line_start_ = pos_;
+        if (!end_of_row) continue;
+        // scratch_ no longer grows for this row: point the escaped fields into it.
+        for (auto [idx, off] : scratch_fields_) row[idx].text = std::string_view(scratch_.data() + off, row[idx].text.size());
         return true;
     }
 }
 
-std::string escape(std::string_view v) {
+void append_escaped(std::string& out, std::string_view v) {
     bool quote = v.find_first_of(",\"\r\n") != std::string_view::npos ||
                  (!v.empty() && (v.front() == ' ' || v.back() == ' '));
-    if (!quote) return std::string(v);
-    std::string out = "\"";
+    if (!quote) {
+        out.append(v);
+        return;
+    }
+    out += '"';
     for (char c : v) {
         if (c == '"') out += '"';
         out += c;
     }
     out += '"';
+}
+
+std::string escape(std::string_view v) {
+    std::string out;
+    append_escaped(out, v);
     return out;
 }
 
@@ -101,7 +136,7 @@ std::string join_row(const std::vector<std::string>& values) {
     std::string out;
     for (size_t i = 0; i < values.size(); ++i) {
         if (i) out += ',';
-        out += escape(values[i]);
+        append_escaped(out, values[i]);
     }
     out += "\r\n";
     return out;

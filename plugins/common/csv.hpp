@@ -1,5 +1,5 @@
 // RFC 4180 CSV: a reader that knows where every field came from (line and
-// column), and a writer.
+// column) and hands out views instead of copies, and a writer.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +10,7 @@
 namespace syncwarden::csv {
 
 struct field {
-    std::string text;
+    std::string_view text;          // valid until the next call to next()
     uint64_t line = 0, column = 0;  // 1-based, where the field starts
 };
 
@@ -24,6 +24,8 @@ public:
     // where. Blank lines are skipped.
     bool next(std::vector<field>& row);
     uint64_t row_line() const { return row_line_; }
+    // Bytes of the input consumed so far.
+    size_t position() const { return pos_; }
     const std::string& error() const { return error_; }
     uint64_t error_line() const { return error_line_; }
     uint64_t error_column() const { return error_column_; }
@@ -35,12 +37,15 @@ private:
     uint64_t line_ = 1;
     size_t line_start_ = 0;
     uint64_t row_line_ = 0;
+    std::string scratch_;  // unescaped text of quoted fields with doubled quotes
+    std::vector<std::pair<size_t, size_t>> scratch_fields_;  // (field index, scratch offset)
     std::string error_;
     uint64_t error_line_ = 0, error_column_ = 0;
 };
 
 // Quotes a value when it needs it.
 std::string escape(std::string_view v);
+void append_escaped(std::string& out, std::string_view v);
 std::string join_row(const std::vector<std::string>& values);
 
 }  // namespace syncwarden::csv

@@ -4,11 +4,14 @@
 #include "source_files.hpp"
 
 #include <csv.hpp>
+#include <view_batch.hpp>
 #include <syncwarden/connector.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -51,15 +54,43 @@ std::vector<std::string> split_list(const std::string& v) {
     return out;
 }
 
-struct entity_data {
-    bool loaded = false;          // its file was read without a structural error
-    sw_batch_mode mode = SW_MODE_BULK;
-    std::unordered_map<std::string, bool> keys;  // sourcedId -> tobedeleted
+uint64_t hash_key(std::string_view v) {  // FNV-1a, then a final mix
+    uint64_t h = 1469598103934665603ULL;
+    for (unsigned char c : v) h = (h ^ c) * 1099511628211ULL;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 33);
+}
+
+// The sourcedIds of one entity as sorted 64-bit hashes; the low bit says
+// "tobedeleted". 8 bytes a record instead of a string and a node.
+struct key_set {
+    std::vector<uint64_t> h;
+    void add(std::string_view key, bool tobedeleted) { h.push_back((hash_key(key) & ~1ULL) | tobedeleted); }
+    void seal() { std::sort(h.begin(), h.end()); }
+    // 0 absent, 1 present, 2 present and tobedeleted
+    int find(std::string_view key) const {
+        uint64_t k = hash_key(key) & ~1ULL;
+        auto it = std::lower_bound(h.begin(), h.end(), k);
+        if (it == h.end() || (*it & ~1ULL) != k) return 0;
+        return (*it & 1ULL) ? 2 : 1;
+    }
 };
 
+struct entity_data {
+    bool done = false;            // its file was read
+    bool loaded = false;          // ... without a structural error
+    sw_batch_mode mode = SW_MODE_BULK;
+    bool referenced = false;      // other entities refer to it: keep its keys
+    key_set keys;
+};
+
+// A reference to an entity read later (or to its own entity), checked at the end.
 struct pending_ref {
-    std::string from_entity, file, key, column, target, value;
-    uint64_t line, col;
+    uint16_t from_entity, column;
+    uint32_t col;
+    uint64_t line;
+    std::string key, value;
 };
 
 class oneroster_csv final : public sdk::connector {
@@ -89,6 +120,9 @@ public:
     void extract(const std::vector<std::string>& requested) override {
         source_files files(path_);
         read_manifest(files);
+        for (auto& spec : entities())
+            for (auto& c : spec.columns)
+                if (c.refers_to) data_[c.refers_to].referenced = true;
         for (auto& spec : entities()) {
             bool want = std::find(requested.begin(), requested.end(), spec.name) != requested.end();
             read_entity(files, spec, want);
@@ -117,9 +151,9 @@ private:
             return;
         }
         has_manifest_ = true;
-        std::string data = files.read(*name);
+        csv::mapped_file file = files.read(*name);
         std::string disp = files.display(*name);
-        csv::reader r(data);
+        csv::reader r(file.data());
         std::vector<csv::field> row;
         bool header = true;
         while (r.next(row)) {
@@ -129,8 +163,7 @@ private:
                         "expected two columns propertyName,value; row ignored");
                 continue;
             }
-            const std::string& prop = row[0].text;
-            const std::string& value = row[1].text;
+            const std::string prop(row[0].text), value(row[1].text);
             if (prop == "oneroster.version") version_ = value;
             if (prop.rfind("file.", 0) != 0) continue;
             std::string entity = prop.substr(5);
@@ -183,11 +216,12 @@ private:
 
     void read_entity(const source_files& files, const entity_spec& spec, bool want) {
         entity_data& ed = data_[spec.name];
+        ed.done = true;
         auto actual = present_file(files, spec, ed);
         if (!actual) return;
         const std::string disp = files.display(*actual);
-        const std::string content = files.read(*actual);
-        csv::reader r(content);
+        csv::mapped_file file = files.read(*actual);
+        csv::reader r(file.data());
         std::vector<csv::field> header;
         if (!r.next(header)) {
             if (!r.error().empty())
@@ -197,13 +231,83 @@ private:
                         "the file is empty; expected a header row");
             return;
         }
-        // Column positions: field index in the contract (0 = dateLastModified), or special.
-        const int k_ignore = -1, k_id = -2, k_status = -3;
-        std::vector<int> slot(header.size(), k_ignore);
+        std::vector<int> slot;
+        size_t named = 0;
+        if (!map_header(spec, disp, header, slot, named)) return;
+        std::optional<csv::view_batch> out;
+        if (want) out.emplace(host_api(), spec.name, ed.mode, file.data());
+        const size_t nf = spec.columns.size() + 1;
+        std::vector<std::string_view> values(nf);
+        std::vector<csv::field> row;
+        struct seen_key { uint64_t h; uint64_t line; };
+        std::vector<seen_key> seen;
+        bool structural = false;
+        const bool is_users_12 = version_ == "1.2" && std::string_view(spec.name) == "users";
+        const bool is_roles = std::string_view(spec.name) == "roles";
+        while (r.next(row)) {
+            const uint64_t line = r.row_line();
+            if (row.size() != header.size() && !(row.size() >= named && row.size() < header.size())) {
+                const auto& last = row.back();
+                finding(SW_SEVERITY_ERROR, "csv_row_length", spec.name, disp, line, last.column + last.text.size(), "",
+                        "row has " + std::to_string(row.size()) + " fields, the header has " +
+                            std::to_string(named) + (row.size() < named ? "; the file may be truncated" : ""));
+                structural = true;
+                continue;
+            }
+            std::fill(values.begin(), values.end(), std::string_view());
+            std::string_view key;
+            bool tobedeleted = false;
+            for (size_t i = 0; i < row.size() && i < slot.size(); ++i) {
+                int s = slot[i];
+                const auto& f = row[i];
+                if (s >= 0) values[static_cast<size_t>(s)] = f.text;
+                else if (s == k_id) key = f.text;
+                else if (s == k_status && !f.text.empty()) {
+                    if (iequals(f.text, "tobedeleted") || iequals(f.text, "inactive")) tobedeleted = true;
+                    else if (!iequals(f.text, "active"))
+                        finding(SW_SEVERITY_ERROR, "bad_status", spec.name, disp, line, f.column, std::string(key),
+                                "status is '" + std::string(f.text) + "', expected active or tobedeleted");
+                }
+            }
+            if (key.empty()) {
+                finding(SW_SEVERITY_ERROR, "missing_key", spec.name, disp, line, 1, "", "sourcedId is empty");
+                continue;
+            }
+            seen.push_back({hash_key(key), line});
+            check_values(spec, disp, line, row, slot, key, values);
+            if (is_users_12) fill_roles(key, values);
+            if (is_roles) remember_role(values);
+            if (ed.referenced) ed.keys.add(key, tobedeleted);
+            if (out && out->add(key, values, tobedeleted ? SW_RECORD_TOBEDELETED : SW_RECORD_ACTIVE))
+                file.release_before(r.position());
+        }
+        if (!r.error().empty()) {
+            finding(SW_SEVERITY_ERROR, "csv_format", spec.name, disp, r.error_line(), r.error_column(), "", r.error());
+            structural = true;
+        }
+        if (out) out->flush();
+        report_duplicates(spec, disp, seen);
+        ed.keys.seal();
+        ed.loaded = !structural;
+    }
+
+    static constexpr int k_ignore = -1, k_id = -2, k_status = -3;
+
+    static bool iequals(std::string_view a, std::string_view b) {
+        if (a.size() != b.size()) return false;
+        for (size_t i = 0; i < a.size(); ++i)
+            if (std::tolower(static_cast<unsigned char>(a[i])) != b[i]) return false;
+        return true;
+    }
+
+    // Column positions: field index in the contract (0 = dateLastModified), or special.
+    bool map_header(const entity_spec& spec, const std::string& disp, const std::vector<csv::field>& header,
+                    std::vector<int>& slot, size_t& named) {
+        slot.assign(header.size(), k_ignore);
         std::set<std::string> seen;
         size_t trailing_empty = 0;
         for (size_t i = 0; i < header.size(); ++i) {
-            std::string h = header[i].text;
+            std::string h(header[i].text);
             if (h.empty()) {
                 ++trailing_empty;
                 continue;
@@ -211,7 +315,7 @@ private:
             if (trailing_empty) {
                 finding(SW_SEVERITY_ERROR, "csv_header", spec.name, disp, 1, header[i].column, "",
                         "empty column name before column '" + h + "'; every column needs a name");
-                return;
+                return false;
             }
             if (const char* alias = header_alias(h)) {
                 finding(SW_SEVERITY_WARNING, "header_alias", spec.name, disp, 1, header[i].column, "",
@@ -221,7 +325,7 @@ private:
             if (!seen.insert(h).second) {
                 finding(SW_SEVERITY_ERROR, "csv_header", spec.name, disp, 1, header[i].column, "",
                         "column '" + h + "' appears twice in the header");
-                return;
+                return false;
             }
             if (h == "sourcedId") slot[i] = k_id;
             else if (h == "status") slot[i] = k_status;
@@ -238,78 +342,32 @@ private:
         if (trailing_empty)
             finding(SW_SEVERITY_WARNING, "csv_header", spec.name, disp, 1, header.back().column, "",
                     std::to_string(trailing_empty) + " trailing column(s) with an empty name; ignored");
-        const size_t named = header.size() - trailing_empty;
-        // Required columns for this version.
+        named = header.size() - trailing_empty;
         std::vector<std::string> missing;
         if (!seen.count("sourcedId")) missing.push_back("sourcedId");
         for (auto& c : spec.columns)
             if ((version_ == "1.1" ? c.required_11 : c.required_12) && !seen.count(c.name)) missing.push_back(c.name);
-        if (!missing.empty()) {
-            std::string list;
-            for (auto& m : missing) list += (list.empty() ? "'" : ", '") + m + "'";
-            finding(SW_SEVERITY_ERROR, "missing_column", spec.name, disp, 1, header.back().column + header.back().text.size(), "",
-                    "the header lacks required column(s) " + list + " for OneRoster " + version_ + " " +
-                        spec.name + "; the file was not read. Re-export it with those columns");
-            return;
-        }
-        std::optional<sdk::batch_writer> out;
-        if (want) out.emplace(host_api(), spec.name, ed.mode);
-        const size_t nf = spec.columns.size() + 1;
-        std::vector<std::string> values(nf);
-        std::vector<csv::field> row;
-        std::unordered_map<std::string, uint64_t> lines;
-        bool structural = false;
-        while (r.next(row)) {
-            const uint64_t line = r.row_line();
-            if (row.size() != header.size() && !(row.size() >= named && row.size() < header.size())) {
-                const auto& last = row.back();
-                finding(SW_SEVERITY_ERROR, "csv_row_length", spec.name, disp, line, last.column + last.text.size(), "",
-                        "row has " + std::to_string(row.size()) + " fields, the header has " +
-                            std::to_string(named) + (row.size() < named ? "; the file may be truncated" : ""));
-                structural = true;
-                continue;
-            }
-            std::fill(values.begin(), values.end(), std::string());
-            std::string key;
-            bool tobedeleted = false;
-            for (size_t i = 0; i < row.size() && i < slot.size(); ++i) {
-                int s = slot[i];
-                const auto& f = row[i];
-                if (s == k_id) key = f.text;
-                else if (s == k_status) {
-                    std::string st = lower(f.text);
-                    if (st == "tobedeleted" || st == "inactive") tobedeleted = true;
-                    else if (!st.empty() && st != "active")
-                        finding(SW_SEVERITY_ERROR, "bad_status", spec.name, disp, line, f.column, "",
-                                "status is '" + f.text + "', expected active or tobedeleted");
-                } else if (s >= 0) values[static_cast<size_t>(s)] = f.text;
-            }
-            if (key.empty()) {
-                finding(SW_SEVERITY_ERROR, "missing_key", spec.name, disp, line, 1, "", "sourcedId is empty");
-                continue;
-            }
-            if (auto [it, fresh] = lines.emplace(key, line); !fresh) {
-                finding(SW_SEVERITY_ERROR, "duplicate_key", spec.name, disp, line, 1, key,
-                        "sourcedId '" + key + "' already appeared on line " + std::to_string(it->second));
-                continue;
-            }
-            check_values(spec, disp, line, row, slot, key, values);
-            if (version_ == "1.2" && std::string_view(spec.name) == "users") fill_roles(key, values);
-            ed.keys[key] = tobedeleted;
-            if (out) out->add(key, values, tobedeleted ? SW_RECORD_TOBEDELETED : SW_RECORD_ACTIVE);
-            if (std::string_view(spec.name) == "roles") remember_role(values);
-        }
-        if (!r.error().empty()) {
-            finding(SW_SEVERITY_ERROR, "csv_format", spec.name, disp, r.error_line(), r.error_column(), "", r.error());
-            structural = true;
-        }
-        if (out) out->flush();
-        ed.loaded = !structural;
+        if (missing.empty()) return true;
+        std::string list;
+        for (auto& m : missing) list += (list.empty() ? "'" : ", '") + m + "'";
+        finding(SW_SEVERITY_ERROR, "missing_column", spec.name, disp, 1, header.back().column + header.back().text.size(), "",
+                "the header lacks required column(s) " + list + " for OneRoster " + version_ + " " + spec.name +
+                    "; the file was not read. Re-export it with those columns");
+        return false;
+    }
+
+    template <class Seen>
+    void report_duplicates(const entity_spec& spec, const std::string& disp, Seen& seen) {
+        std::sort(seen.begin(), seen.end(), [](auto& a, auto& b) { return a.h != b.h ? a.h < b.h : a.line < b.line; });
+        for (size_t i = 1; i < seen.size(); ++i)
+            if (seen[i].h == seen[i - 1].h)
+                finding(SW_SEVERITY_ERROR, "duplicate_key", spec.name, disp, seen[i].line, 1, "",
+                        "the sourcedId on this line already appeared on line " + std::to_string(seen[i - 1].line));
     }
 
     void check_values(const entity_spec& spec, const std::string& disp, uint64_t line,
                       const std::vector<csv::field>& row, const std::vector<int>& slot,
-                      const std::string& key, std::vector<std::string>& values) {
+                      std::string_view key, std::vector<std::string_view>& values) {
         for (size_t i = 0; i < row.size() && i < slot.size(); ++i) {
             int s = slot[i];
             if (s < 0) continue;
@@ -318,75 +376,97 @@ private:
             const uint64_t col = row[i].column;
             if (s == 0) {
                 if (!is_iso_date(v))
-                    finding(SW_SEVERITY_WARNING, "bad_date", spec.name, disp, line, col, key,
-                            "dateLastModified '" + v + "' is not an ISO 8601 date; kept as written");
+                    finding(SW_SEVERITY_WARNING, "bad_date", spec.name, disp, line, col, std::string(key),
+                            "dateLastModified '" + std::string(v) + "' is not an ISO 8601 date; kept as written");
                 continue;
             }
             const column_spec& c = spec.columns[static_cast<size_t>(s) - 1];
             if (c.type == SW_TYPE_BOOL) {
-                std::string b = lower(v);
-                if (b == "true" || b == "false") v = b;
+                if (iequals(v, "true")) v = "true";
+                else if (iequals(v, "false")) v = "false";
                 else {
-                    finding(SW_SEVERITY_ERROR, "bad_value", spec.name, disp, line, col, key,
-                            std::string(c.name) + " is '" + v + "', expected true or false");
-                    v.clear();
+                    finding(SW_SEVERITY_ERROR, "bad_value", spec.name, disp, line, col, std::string(key),
+                            std::string(c.name) + " is '" + std::string(v) + "', expected true or false");
+                    v = {};
                 }
             } else if (c.type == SW_TYPE_DATE && !(v.size() == 10 && is_iso_date(v))) {
-                finding(SW_SEVERITY_ERROR, "bad_date", spec.name, disp, line, col, key,
-                        std::string(c.name) + " is '" + v + "', expected a date YYYY-MM-DD");
-                v.clear();
+                finding(SW_SEVERITY_ERROR, "bad_date", spec.name, disp, line, col, std::string(key),
+                        std::string(c.name) + " is '" + std::string(v) + "', expected a date YYYY-MM-DD");
+                v = {};
             }
             if (c.refers_to) {
-                auto items = c.type == SW_TYPE_LIST ? split_list(v) : std::vector<std::string>{v};
-                for (auto& item : items)
-                    pending_.push_back({spec.name, disp, key, c.name, c.refers_to, item, line, col});
+                if (c.type == SW_TYPE_LIST) {
+                    for (auto& item : split_list(std::string(v))) check_ref(spec, c, s, disp, line, col, key, item);
+                } else {
+                    check_ref(spec, c, s, disp, line, col, key, v);
+                }
             }
         }
     }
 
-    struct role_info { std::string primary_role, any_role; std::vector<std::string> orgs; };
+    // Checks now when the referenced entity was read already; else later.
+    void check_ref(const entity_spec& spec, const column_spec& c, int slot, const std::string& disp, uint64_t line,
+                   uint64_t col, std::string_view key, std::string_view value) {
+        auto& target = data_[c.refers_to];
+        if (target.done && std::string_view(c.refers_to) != spec.name) {
+            verify_ref(spec.name, c, disp, line, col, key, value, target);
+            return;
+        }
+        pending_.push_back({entity_index(spec.name), static_cast<uint16_t>(slot), static_cast<uint32_t>(col), line,
+                            std::string(key), std::string(value)});
+    }
 
-    void remember_role(const std::vector<std::string>& v) {
+    void verify_ref(const std::string& from, const column_spec& c, const std::string& disp, uint64_t line,
+                    uint64_t col, std::string_view key, std::string_view value, const entity_data& target) {
+        if (!target.loaded || target.mode == SW_MODE_DELTA) {
+            if (!target.loaded && unchecked_.insert(from + "." + c.name).second)
+                finding(SW_SEVERITY_INFO, "reference_not_checked", from, disp, 0, 0, "",
+                        from + "." + c.name + " refers to " + c.refers_to + ", which this export does "
+                        "not include (or could not be read); those references were not checked");
+            return;
+        }
+        int found = target.keys.find(value);
+        if (found == 0)
+            finding(SW_SEVERITY_WARNING, "dangling_reference", from, disp, line, col, std::string(key),
+                    from + " '" + std::string(key) + "': " + c.name + " '" + std::string(value) + "' is not in " + c.refers_to);
+        else if (found == 2)
+            finding(SW_SEVERITY_WARNING, "reference_to_deleted", from, disp, line, col, std::string(key),
+                    from + " '" + std::string(key) + "': " + c.name + " '" + std::string(value) + "' is marked tobedeleted");
+    }
+
+    static uint16_t entity_index(const std::string& name) {
+        for (size_t i = 0; i < entities().size(); ++i)
+            if (entities()[i].name == name) return static_cast<uint16_t>(i);
+        return 0;
+    }
+
+    struct role_info { std::string primary_role, any_role, orgs; };
+
+    void remember_role(const std::vector<std::string_view>& v) {
         // values: dateLastModified, userSourcedId, roleType, role, beginDate, endDate, orgSourcedId, ...
-        auto& ri = roles_[v[1]];
+        auto& ri = roles_[std::string(v[1])];
         if (v[2] == "primary" && ri.primary_role.empty()) ri.primary_role = v[3];
         if (ri.any_role.empty()) ri.any_role = v[3];
-        if (!v[6].empty() && std::find(ri.orgs.begin(), ri.orgs.end(), v[6]) == ri.orgs.end()) ri.orgs.push_back(v[6]);
+        if (!v[6].empty() && ("," + ri.orgs + ",").find("," + std::string(v[6]) + ",") == std::string::npos)
+            ri.orgs += (ri.orgs.empty() ? "" : ",") + std::string(v[6]);
     }
 
     // OneRoster 1.2 keeps role and org membership in roles.csv; the contract's
     // users carry them, as in 1.1.
-    void fill_roles(const std::string& key, std::vector<std::string>& values) {
-        auto it = roles_.find(key);
+    void fill_roles(std::string_view key, std::vector<std::string_view>& values) {
+        auto it = roles_.find(std::string(key));
         if (it == roles_.end()) return;
         const size_t org_slot = 2, role_slot = 3;  // 1 + index in the users spec
         if (values[role_slot].empty())
             values[role_slot] = it->second.primary_role.empty() ? it->second.any_role : it->second.primary_role;
-        if (values[org_slot].empty()) {
-            std::string orgs;
-            for (auto& o : it->second.orgs) orgs += (orgs.empty() ? "" : ",") + o;
-            values[org_slot] = orgs;
-        }
+        if (values[org_slot].empty()) values[org_slot] = it->second.orgs;
     }
 
     void check_pending() {
-        std::set<std::string> unchecked;
         for (auto& p : pending_) {
-            auto& target = data_[p.target];
-            if (!target.loaded || target.mode == SW_MODE_DELTA) {
-                if (!target.loaded && unchecked.insert(p.from_entity + "." + p.column).second)
-                    finding(SW_SEVERITY_INFO, "reference_not_checked", p.from_entity, p.file, 0, 0, "",
-                            p.from_entity + "." + p.column + " refers to " + p.target + ", which this export does "
-                            "not include (or could not be read); those references were not checked");
-                continue;
-            }
-            auto it = target.keys.find(p.value);
-            if (it == target.keys.end())
-                finding(SW_SEVERITY_WARNING, "dangling_reference", p.from_entity, p.file, p.line, p.col, p.key,
-                        p.from_entity + " '" + p.key + "': " + p.column + " '" + p.value + "' is not in " + p.target);
-            else if (it->second && !data_[p.from_entity].keys[p.key])
-                finding(SW_SEVERITY_WARNING, "reference_to_deleted", p.from_entity, p.file, p.line, p.col, p.key,
-                        p.from_entity + " '" + p.key + "': " + p.column + " '" + p.value + "' is marked tobedeleted");
+            const entity_spec& from = entities()[p.from_entity];
+            const column_spec& c = from.columns[p.column - 1];
+            verify_ref(from.name, c, std::string(from.name) + ".csv", p.line, p.col, p.key, p.value, data_[c.refers_to]);
         }
         pending_.clear();
     }
@@ -401,6 +481,7 @@ private:
     std::map<std::string, size_t> counts_;
     std::vector<pending_ref> pending_;
     std::unordered_map<std::string, role_info> roles_;
+    std::set<std::string> unchecked_;
 };
 
 }  // namespace

@@ -68,14 +68,13 @@ std::optional<std::string> source_files::actual_name(const std::string& name) co
     return it->second;
 }
 
-std::string source_files::read(const std::string& actual) const {
-    if (zip_) return zip_content_.at(actual);
-    auto p = fs::path(path_) / actual;
-    std::ifstream in(p, std::ios::binary);
-    if (!in) throw error(SW_CONFIG, "io", "cannot read " + p.string());
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
+csv::mapped_file source_files::read(const std::string& actual) const {
+    if (zip_) return csv::mapped_file::own(zip_content_.at(actual));
+    try {
+        return csv::mapped_file::open((fs::path(path_) / actual).string());
+    } catch (const std::exception& e) {
+        throw error(SW_CONFIG, "io", e.what());
+    }
 }
 
 std::string source_files::display(const std::string& actual) const {

@@ -2,6 +2,8 @@
 // without regard to case ("userprofiles.csv" is "userProfiles.csv").
 #pragma once
 
+#include <mapped_file.hpp>
+
 #include <map>
 #include <optional>
 #include <string>
@@ -16,7 +18,7 @@ public:
     // The file's name as it is in the export, if present.
     std::optional<std::string> actual_name(const std::string& name) const;
     // The whole content of a present file.
-    std::string read(const std::string& actual) const;
+    csv::mapped_file read(const std::string& actual) const;
     const std::string& where() const { return path_; }
     // "users.csv" or "district.zip:users.csv", for messages.
     std::string display(const std::string& actual) const;

@@ -3,10 +3,14 @@
 // folder. Apply collects the changes; commit writes complete new files
 // atomically (temp file, then rename) plus a changes file listing the delta.
 #include <csv.hpp>
+#include <mapped_file.hpp>
+#include <view_batch.hpp>
 #include <syncwarden/connector.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <deque>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -27,10 +31,6 @@ struct file_layout {
     std::vector<std::string> fields;   // columns without the key, contract order
     size_t key_pos = 0;                // where the key is in columns
     std::vector<std::string> required;
-};
-
-struct change_row {
-    std::string id, entity, kind, key, fields;
 };
 
 class vendor_csv final : public sdk::connector {
@@ -96,128 +96,192 @@ public:
 
     const sw_contract& contract() override { return *contract_; }
 
+    // Streams each delivered file back as records; nothing is kept.
     void read_state(const std::vector<std::string>& entities) override {
         for (auto& l : layouts_) {
             if (std::find(entities.begin(), entities.end(), l.entity) == entities.end()) continue;
-            auto& rows = state_[l.entity];
-            rows.clear();
             fs::path p = folder_ / l.file;
             std::error_code ec;
             if (!fs::exists(p, ec)) continue;  // nothing delivered yet
-            std::ifstream in(p, std::ios::binary);
-            if (!in) throw error(SW_PERMANENT, "io", "cannot read " + p.string());
-            std::stringstream ss;
-            ss << in.rdbuf();
-            std::string data = ss.str();
-            csv::reader r(data);
+            csv::mapped_file file = open(p);
+            csv::reader r(file.data());
             std::vector<csv::field> row;
-            if (!r.next(row)) {
-                if (!r.error().empty()) bad_file(p, r.error_line(), r.error_column(), r.error());
-                continue;
-            }
-            std::vector<std::string> header;
-            for (auto& f : row) header.push_back(f.text);
-            if (header != l.columns)
-                throw error(SW_SCHEMA, "layout",
-                            p.string() + ":1:1: the header differs from the job's layout for '" + l.entity +
-                                "'; the layout changed since the last delivery. Move the old file away to "
-                                "deliver everything afresh");
-            sdk::batch_writer out(host_api(), l.entity, SW_MODE_BULK);
+            if (!check_header(r, row, l, p)) continue;
+            csv::view_batch out(host_api(), l.entity, SW_MODE_BULK, file.data());
+            std::vector<std::string_view> values(l.fields.size());
             while (r.next(row)) {
                 if (row.size() != l.columns.size())
                     bad_file(p, r.row_line(), 1, "row has " + std::to_string(row.size()) + " fields, expected " +
                                                      std::to_string(l.columns.size()));
-                std::vector<std::string> values;
-                for (size_t c = 0; c < row.size(); ++c)
-                    if (c != l.key_pos) values.push_back(row[c].text);
-                const std::string& key = row[l.key_pos].text;
-                out.add(key, values);
-                rows[key] = std::move(values);
+                for (size_t c = 0, f = 0; c < row.size(); ++c)
+                    if (c != l.key_pos) values[f++] = row[c].text;
+                if (out.add(row[l.key_pos].text, values, SW_RECORD_ACTIVE)) file.release_before(r.position());
             }
             if (!r.error().empty()) bad_file(p, r.error_line(), r.error_column(), r.error());
             out.flush();
         }
     }
 
+    // Collects the changes; commit() writes them.
     void apply(const sw_change_batch& batch) override {
         std::string entity(sdk::from_sw(batch.entity));
         auto* layout = find_layout(entity);
         if (!layout) throw error(SW_SCHEMA, "entity", "no file layout for entity '" + entity + "'");
-        auto& rows = state_[entity];
+        auto& pend = pending_[entity];
         for (size_t i = 0; i < batch.change_count; ++i) {
             const sw_change& c = batch.changes[i];
-            std::string key(sdk::from_sw(c.key));
-            if (c.value_count != layout->fields.size()) {
-                host_api().change_result(i, SW_SCHEMA, "layout", "wrong number of values");
+            if (c.value_count != layout->fields.size() || c.kind > SW_CHANGE_DELETE) {
+                host_api().change_result(i, SW_SCHEMA, "layout", "wrong number of values or unknown kind");
                 continue;
             }
-            std::vector<std::string> values;
-            for (size_t f = 0; f < c.value_count; ++f) values.emplace_back(sdk::from_sw(c.values[f]));
-            const char* kind = "";
-            switch (c.kind) {
-                case SW_CHANGE_CREATE:
-                    if (rows.count(key)) {
-                        host_api().change_result(i, SW_PERMANENT, "exists", "'" + key + "' is already in " + layout->file);
-                        continue;
-                    }
-                    rows[key] = std::move(values);
-                    kind = "create";
-                    break;
-                case SW_CHANGE_UPDATE:
-                    if (!rows.count(key)) {
-                        host_api().change_result(i, SW_PERMANENT, "missing", "'" + key + "' is not in " + layout->file);
-                        continue;
-                    }
-                    rows[key] = std::move(values);
-                    kind = "update";
-                    break;
-                case SW_CHANGE_DELETE:
-                    rows.erase(key);
-                    kind = "delete";
-                    break;
-                default:
-                    host_api().change_result(i, SW_SCHEMA, "kind", "unknown change kind");
-                    continue;
-            }
+            pend.add(c, *layout);
             std::string fields;
             for (size_t k = 0; k < c.changed_count; ++k)
                 if (c.changed_fields[k] < layout->fields.size())
                     fields += (fields.empty() ? "" : " ") + layout->fields[c.changed_fields[k]];
-            changes_.push_back({std::string(sdk::from_sw(c.id)), entity, kind, key, fields});
-            touched_.insert(entity);
+            static const char* kinds[] = {"create", "update", "delete"};
+            csv::append_escaped(delta_, sdk::from_sw(c.id));
+            delta_ += ',';
+            csv::append_escaped(delta_, entity);
+            delta_ += ',';
+            delta_ += kinds[c.kind];
+            delta_ += ',';
+            csv::append_escaped(delta_, sdk::from_sw(c.key));
+            delta_ += ',';
+            csv::append_escaped(delta_, fields);
+            delta_ += "\r\n";
             host_api().change_result(i, SW_OK, "", "");
         }
     }
 
+    // Writes every touched file completely to a temp name, then renames them
+    // all: the vendor never sees half a delivery.
     void commit() override {
-        if (changes_.empty()) return;
+        if (pending_.empty()) return;
         std::error_code ec;
         fs::create_directories(folder_, ec);
         if (ec) throw error(SW_PERMANENT, "io", "cannot create " + folder_.string() + ": " + ec.message());
-        // Write every file to a temp name first; rename only when all are written.
         std::vector<std::pair<fs::path, fs::path>> renames;
         for (auto& l : layouts_) {
-            if (!touched_.count(l.entity)) continue;
-            std::string text = csv::join_row(l.columns);
-            for (auto& [key, values] : state_[l.entity]) {
-                std::vector<std::string> cols;
-                for (size_t c = 0, f = 0; c < l.columns.size(); ++c) cols.push_back(c == l.key_pos ? key : values[f++]);
-                text += csv::join_row(cols);
-            }
-            renames.emplace_back(write_temp(l.file, text), folder_ / l.file);
+            auto it = pending_.find(l.entity);
+            if (it == pending_.end()) continue;
+            renames.emplace_back(write_merged(l, it->second), folder_ / l.file);
         }
-        std::string delta = csv::join_row({"change_id", "entity", "kind", "key", "changed_fields"});
-        for (auto& c : changes_) delta += csv::join_row({c.id, c.entity, c.kind, c.key, c.fields});
+        std::string delta = csv::join_row({"change_id", "entity", "kind", "key", "changed_fields"}) + delta_;
         renames.emplace_back(write_temp(changes_file_, delta), folder_ / changes_file_);
         for (auto& [tmp, dst] : renames) {
             fs::rename(tmp, dst, ec);
             if (ec) throw error(SW_PERMANENT, "io", "cannot rename " + tmp.string() + " to " + dst.string() + ": " + ec.message());
         }
-        changes_.clear();
-        touched_.clear();
+        pending_.clear();
+        delta_.clear();
     }
 
 private:
+    // The changes to one file, kept as text in one buffer.
+    struct pending_file {
+        std::string text;  // per change: the whole new row (CSV, with CRLF), or empty for delete
+        struct item { uint64_t key_at; uint32_t key_len; uint64_t row_at; uint32_t row_len; uint8_t kind; uint64_t seq; };
+        std::vector<item> items;
+        void add(const sw_change& c, const file_layout& l) {
+            item it{text.size(), static_cast<uint32_t>(c.key.len), 0, 0, static_cast<uint8_t>(c.kind), items.size()};
+            text.append(c.key.ptr, c.key.len);
+            it.row_at = text.size();
+            if (c.kind != SW_CHANGE_DELETE) {
+                for (size_t col = 0, f = 0; col < l.columns.size(); ++col) {
+                    if (col) text += ',';
+                    csv::append_escaped(text, col == l.key_pos ? sdk::from_sw(c.key) : sdk::from_sw(c.values[f++]));
+                }
+                text += "\r\n";
+            }
+            it.row_len = static_cast<uint32_t>(text.size() - it.row_at);
+            items.push_back(it);
+        }
+        std::string_view key(const item& i) const { return {text.data() + i.key_at, i.key_len}; }
+        std::string_view row(const item& i) const { return {text.data() + i.row_at, i.row_len}; }
+    };
+
+    static csv::mapped_file open(const fs::path& p) {
+        try {
+            return csv::mapped_file::open(p.string());
+        } catch (const std::exception& e) {
+            throw error(SW_PERMANENT, "io", e.what());
+        }
+    }
+
+    bool check_header(csv::reader& r, std::vector<csv::field>& row, const file_layout& l, const fs::path& p) {
+        if (!r.next(row)) {
+            if (!r.error().empty()) bad_file(p, r.error_line(), r.error_column(), r.error());
+            return false;
+        }
+        bool same = row.size() == l.columns.size();
+        for (size_t i = 0; same && i < row.size(); ++i) same = row[i].text == l.columns[i];
+        if (!same)
+            throw error(SW_SCHEMA, "layout",
+                        p.string() + ":1:1: the header differs from the job's layout for '" + l.entity +
+                            "'; the layout changed since the last delivery. Move the old file away to "
+                            "deliver everything afresh");
+        return true;
+    }
+
+    // The old file's rows with the changes applied, in key order.
+    fs::path write_merged(const file_layout& l, pending_file& pf) {
+        struct old_row { std::string_view key, raw; };
+        std::vector<old_row> old;
+        std::deque<std::string> escaped_keys;  // keys that were quoted with "" live in the reader's scratch
+        csv::mapped_file file;
+        fs::path p = folder_ / l.file;
+        std::error_code ec;
+        if (fs::exists(p, ec)) {
+            file = open(p);
+            csv::reader r(file.data());
+            std::vector<csv::field> row;
+            if (check_header(r, row, l, p)) {
+                size_t start = r.position();
+                while (r.next(row)) {
+                    if (row.size() != l.columns.size()) bad_file(p, r.row_line(), 1, "unexpected number of fields");
+                    std::string_view key = row[l.key_pos].text, data = file.data();
+                    if (key.data() < data.data() || key.data() + key.size() > data.data() + data.size())
+                        key = escaped_keys.emplace_back(key);
+                    old.push_back({key, data.substr(start, r.position() - start)});
+                    start = r.position();
+                }
+                if (!r.error().empty()) bad_file(p, r.error_line(), r.error_column(), r.error());
+            }
+        }
+        std::stable_sort(old.begin(), old.end(), [](auto& a, auto& b) { return a.key < b.key; });
+        // The last change to a key wins.
+        std::stable_sort(pf.items.begin(), pf.items.end(), [&](auto& a, auto& b) { return pf.key(a) < pf.key(b); });
+        fs::path tmp = folder_ / ("." + l.file + ".tmp-" + std::to_string(::getpid()));
+        std::FILE* out = std::fopen(tmp.c_str(), "wb");
+        if (!out) throw error(SW_RETRYABLE, "io", "cannot write " + tmp.string());
+        std::string buf = csv::join_row(l.columns);
+        auto put = [&](std::string_view s) {
+            buf.append(s);
+            if (!s.empty() && s.back() != '\n') buf += "\r\n";
+            if (buf.size() > (1u << 20)) { std::fwrite(buf.data(), 1, buf.size(), out); buf.clear(); }
+        };
+        size_t i = 0, j = 0;
+        while (i < old.size() || j < pf.items.size()) {
+            size_t jn = j;
+            while (jn + 1 < pf.items.size() && pf.key(pf.items[jn + 1]) == pf.key(pf.items[j])) ++jn;
+            int cmp = i == old.size() ? 1 : j == pf.items.size() ? -1 : old[i].key.compare(pf.key(pf.items[j]));
+            if (cmp < 0) {
+                put(old[i++].raw);
+                continue;
+            }
+            if (cmp == 0) ++i;
+            const auto& last = pf.items[jn];
+            if (last.kind != SW_CHANGE_DELETE) put(pf.row(last));
+            j = jn + 1;
+        }
+        std::fwrite(buf.data(), 1, buf.size(), out);
+        bool ok = std::fflush(out) == 0;
+        ok = (std::fclose(out) == 0) && ok;
+        if (!ok) throw error(SW_RETRYABLE, "io", "cannot write " + tmp.string());
+        return tmp;
+    }
+
     [[noreturn]] static void bad_file(const fs::path& p, uint64_t line, uint64_t col, const std::string& msg) {
         throw error(SW_SCHEMA, "csv", p.string() + ":" + std::to_string(line) + ":" + std::to_string(col) + ": " + msg +
                                           "; the delivered file is damaged, move it away to deliver afresh");
@@ -243,9 +307,8 @@ private:
     std::vector<file_layout> layouts_;
     sdk::contract_builder builder_;
     const sw_contract* contract_ = nullptr;
-    std::map<std::string, std::map<std::string, std::vector<std::string>>> state_;
-    std::vector<change_row> changes_;
-    std::set<std::string> touched_;
+    std::map<std::string, pending_file> pending_;
+    std::string delta_;
 };
 
 }  // namespace

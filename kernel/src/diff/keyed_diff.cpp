@@ -1,5 +1,5 @@
 #include <syncwarden/kernel/plan.hpp>
-#include <syncwarden/kernel/registry.hpp>
+#include <cstdio>
 
 namespace syncwarden::kernel {
 
@@ -12,16 +12,25 @@ const char* kind_name(sw_change_kind k) {
     return "?";
 }
 
+// Not a cryptographic digest: an identifier that is stable for the same
+// (run, entity, key, kind), computed millions of times per large plan.
 std::string change_id(const std::string& run_id, std::string_view entity, std::string_view key,
                       sw_change_kind kind) {
-    std::string material = run_id;
+    std::string material;
+    material.reserve(run_id.size() + entity.size() + key.size() + 3);
+    material += run_id;
     material += '\x1f';
     material += entity;
     material += '\x1f';
     material += key;
-    material += '\x1f';
-    material += kind_name(kind);
-    return sha256_hex(material).substr(0, 24);
+    material += static_cast<char>('0' + kind);
+    uint64_t a = hash_bytes(material);
+    material += '\x1e';
+    uint64_t b = hash_bytes(material);
+    char out[25];
+    std::snprintf(out, sizeof out, "%016llx%08llx", static_cast<unsigned long long>(a),
+                  static_cast<unsigned long long>(b >> 32));
+    return out;
 }
 
 std::map<std::string, change_counts> plan::counts() const {

@@ -61,12 +61,54 @@ std::optional<size_t> record_set::find(std::string_view k) const {
     return *it;
 }
 
+uint64_t hash_bytes(std::string_view s) {
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ s.size();
+    size_t i = 0;
+    for (; i + 8 <= s.size(); i += 8) {
+        uint64_t w;
+        std::memcpy(&w, s.data() + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
+    }
+    uint64_t tail = 0;
+    std::memcpy(&tail, s.data() + i, s.size() - i);
+    h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 32;
+    h *= 0xff51afd7ed558ccdULL;
+    return h ^ (h >> 29);
+}
+
+std::vector<std::string_view> record_set::build_index() {
+    std::vector<std::string_view> dups;
+    size_t cap = 16;
+    while (cap < size() * 2) cap <<= 1;
+    index_.assign(cap, UINT32_MAX);
+    for (uint32_t i = 0; i < size(); ++i) {
+        size_t slot = hash_bytes(key(i)) & (cap - 1);
+        while (index_[slot] != UINT32_MAX) {
+            if (key(index_[slot]) == key(i)) break;
+            slot = (slot + 1) & (cap - 1);
+        }
+        if (index_[slot] == UINT32_MAX) index_[slot] = i;
+        else dups.push_back(key(i));
+    }
+    return dups;
+}
+
+std::optional<size_t> record_set::lookup(std::string_view k) const {
+    if (index_.empty()) return std::nullopt;
+    const size_t mask = index_.size() - 1;
+    for (size_t slot = hash_bytes(k) & mask; index_[slot] != UINT32_MAX; slot = (slot + 1) & mask)
+        if (key(index_[slot]) == k) return index_[slot];
+    return std::nullopt;
+}
+
 size_t record_set::bytes_used() const {
     size_t b = 0;
     for (size_t i = 0; i + 1 < blocks_.size(); ++i) b += k_block;
     b += last_capacity_;
     return b + start_.capacity() * sizeof(char*) + ends_.capacity() * 4 + state_.capacity() +
-           order_.capacity() * 4;
+           order_.capacity() * 4 + index_.capacity() * 4;
 }
 
 }  // namespace syncwarden::kernel

@@ -105,8 +105,8 @@ Result<entity_mapper> entity_mapper::compile(const entity_mapping& m, const job_
     return em;
 }
 
-std::string entity_mapper::value_of(const rule& r, const sw_record& rec, std::string& error) const {
-    std::string v;
+bool entity_mapper::value_of(const rule& r, const sw_record& rec, std::string& v, std::string& error) const {
+    v.clear();
     for (auto& p : r.pieces) {
         if (p.literal) v += p.text;
         else v += p.field < 0 ? view(rec.key) : view(rec.values[p.field]);
@@ -131,7 +131,7 @@ std::string entity_mapper::value_of(const rule& r, const sw_record& rec, std::st
             while (start <= v.size()) {
                 auto comma = v.find(',', start);
                 piece = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-                if (!lookup(piece, mapped)) return {};
+                if (!lookup(piece, mapped)) return false;
                 if (!mapped.empty()) out += (out.empty() ? "" : ",") + mapped;
                 if (comma == std::string::npos) break;
                 start = comma + 1;
@@ -139,11 +139,12 @@ std::string entity_mapper::value_of(const rule& r, const sw_record& rec, std::st
             v = out;
         } else {
             std::string mapped;
-            if (!lookup(v, mapped)) return {};
+            if (!lookup(v, mapped)) return false;
             v = mapped;
         }
     }
-    return r.transform.empty() ? v : transformed(std::move(v), r.transform);
+    if (!r.transform.empty()) v = transformed(std::move(v), r.transform);
+    return true;
 }
 
 entity_mapper::outcome entity_mapper::map(const sw_record& rec, std::string& key,
@@ -153,12 +154,11 @@ entity_mapper::outcome entity_mapper::map(const sw_record& rec, std::string& key
         if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) return outcome::filtered;
     }
     error.clear();
-    key = value_of(rules_[static_cast<size_t>(key_rule_)], rec, error);
-    if (!error.empty()) return outcome::failed;
+    if (!value_of(rules_[static_cast<size_t>(key_rule_)], rec, key, error)) return outcome::failed;
     values.resize(field_rule_.size());
     for (size_t i = 0; i < field_rule_.size(); ++i) {
-        values[i] = field_rule_[i] < 0 ? std::string() : value_of(rules_[static_cast<size_t>(field_rule_[i])], rec, error);
-        if (!error.empty()) return outcome::failed;
+        if (field_rule_[i] < 0) values[i].clear();
+        else if (!value_of(rules_[static_cast<size_t>(field_rule_[i])], rec, values[i], error)) return outcome::failed;
     }
     return outcome::mapped;
 }

@@ -44,10 +44,20 @@ public:
         if (auto s = open_connectors(); !s) return s;
         if (auto s = phase("contract"); !s) return s;
         if (auto s = check_contracts(); !s) return s;
+        // With the kernel's own diff, the target's state is read first and
+        // indexed, so each source record is compared as it streams in and
+        // unchanged records are never stored. A target's diff hook needs
+        // every desired record, so that path keeps them all.
+        streaming_ = !target_->has_diff();
         if (auto s = phase("extract"); !s) return s;
+        if (streaming_) {
+            if (auto s = read_state(); !s) return s;
+            index_current();
+        }
         if (auto s = extract(); !s) return s;
         if (auto s = phase("diff"); !s) return s;
-        if (auto s = read_state(); !s) return s;
+        if (!streaming_)
+            if (auto s = read_state(); !s) return s;
         if (auto s = diff(); !s) return s;
         if (auto s = phase("gates"); !s) return s;
         if (auto s = blocking_gate(); !s) return s;
@@ -145,6 +155,7 @@ private:
             auto em = entity_mapper::compile(m, job_, *se, *te);
             if (!em) return em.status();
             mappers_.push_back(std::move(*em));
+            mapper_target_.push_back(plans_.entities.size());
             used_entities_.insert(m.source);
             used_entities_.insert(m.target);
             entity_plan ep;
@@ -183,9 +194,11 @@ private:
                 const sw_record& rec = b.records[i];
                 ++extracted_;
                 if (!checker.check_record(rec, *es)) continue;
-                for (auto& m : mappers_) {
+                for (size_t mi = 0; mi < mappers_.size(); ++mi) {
+                    auto& m = mappers_[mi];
                     if (m.source() != es->name) continue;
-                    auto& ep = plans_.entities[target_index_[m.target()]];
+                    const size_t ti = mapper_target_[mi];
+                    auto& ep = plans_.entities[ti];
                     if (mode == SW_MODE_DELTA) ep.mode = SW_MODE_DELTA;
                     auto o = m.map(rec, key, values, error);
                     if (o == entity_mapper::outcome::filtered) continue;
@@ -196,7 +209,9 @@ private:
                     }
                     if (!check_mapped(ep.schema, rec, key, values)) continue;
                     views.assign(values.begin(), values.end());
-                    ep.desired.add(key, views.data(), static_cast<uint8_t>(rec.state == SW_RECORD_TOBEDELETED));
+                    const bool tobedeleted = rec.state == SW_RECORD_TOBEDELETED;
+                    if (streaming_) compare(ep, seen_[ti], key, views, tobedeleted);
+                    else ep.desired.add(key, views.data(), static_cast<uint8_t>(tobedeleted));
                 }
             }
             return SW_OK;
@@ -256,16 +271,72 @@ private:
         return s;
     }
 
+    void duplicate_in_target(const entity_plan& ep, std::string_view dup) {
+        add_finding({"warning", "duplicate_key", ep.schema.name, "", 0, 0, std::string(dup),
+                     target_->who() + " holds " + ep.schema.name + " '" + std::string(dup) + "' more than once"});
+    }
+    void duplicate_in_source(const entity_plan& ep, std::string_view dup) {
+        add_finding({"error", "duplicate_key", ep.schema.name, "", 0, 0, std::string(dup),
+                     ep.schema.name + " '" + std::string(dup) + "' occurs more than once after mapping; keys must be unique"});
+    }
+
+    void index_current() {
+        seen_.resize(plans_.entities.size());
+        for (size_t i = 0; i < plans_.entities.size(); ++i) {
+            auto& ep = plans_.entities[i];
+            for (auto dup : ep.current.build_index()) duplicate_in_target(ep, dup);
+            seen_[i].assign(ep.current.size(), 0);
+        }
+    }
+
+    // One mapped source record against the indexed current state: only what
+    // differs is stored and planned.
+    void compare(entity_plan& ep, std::vector<uint8_t>& seen, const std::string& key,
+                 const std::vector<std::string_view>& values, bool tobedeleted) {
+        auto cur = ep.current.lookup(key);
+        if (!cur) {
+            if (tobedeleted) return;  // never delivered: nothing to remove
+            uint32_t d = static_cast<uint32_t>(ep.desired.size());
+            ep.desired.add(key, values.data(), 0);
+            const uint32_t nf = static_cast<uint32_t>(values.size());
+            ep.changes.push_back({SW_CHANGE_CREATE, d, 0, static_cast<uint32_t>(ep.changed_fields.size()), nf});
+            for (uint16_t f = 0; f < nf; ++f) ep.changed_fields.push_back(f);
+            return;
+        }
+        const uint32_t c = static_cast<uint32_t>(*cur);
+        if (seen[c]) {
+            duplicate_in_source(ep, key);
+            return;
+        }
+        seen[c] = 1;
+        if (tobedeleted) {
+            ep.changes.push_back({SW_CHANGE_DELETE, 0, c, 0, 0});
+            return;
+        }
+        const uint32_t begin = static_cast<uint32_t>(ep.changed_fields.size());
+        for (uint16_t f = 0; f < values.size(); ++f)
+            if (values[f] != ep.current.field(c, f)) ep.changed_fields.push_back(f);
+        const uint32_t n = static_cast<uint32_t>(ep.changed_fields.size()) - begin;
+        if (n == 0) return;
+        uint32_t d = static_cast<uint32_t>(ep.desired.size());
+        ep.desired.add(key, values.data(), 0);
+        ep.changes.push_back({SW_CHANGE_UPDATE, d, c, begin, n});
+    }
+
     Status diff() {
         plans_.run_id = out_.run.id;
-        for (auto& ep : plans_.entities) {
-            for (auto dup : ep.desired.sort_by_key())
-                add_finding({"error", "duplicate_key", ep.schema.name, "", 0, 0, std::string(dup),
-                             ep.schema.name + " '" + std::string(dup) +
-                                 "' occurs more than once after mapping; keys must be unique"});
-            for (auto dup : ep.current.sort_by_key())
-                add_finding({"warning", "duplicate_key", ep.schema.name, "", 0, 0, std::string(dup),
-                             target_->who() + " holds " + ep.schema.name + " '" + std::string(dup) + "' more than once"});
+        for (size_t i = 0; i < plans_.entities.size(); ++i) {
+            auto& ep = plans_.entities[i];
+            if (streaming_) {
+                // Creates are the only keys not checked against `seen`.
+                for (auto dup : ep.desired.sort_by_key()) duplicate_in_source(ep, dup);
+                if (ep.mode == SW_MODE_BULK)
+                    for (uint32_t c = 0; c < ep.current.size(); ++c)
+                        if (!seen_[i][c]) ep.changes.push_back({SW_CHANGE_DELETE, 0, c, 0, 0});
+                continue;
+            }
+            for (auto dup : ep.desired.sort_by_key()) duplicate_in_source(ep, dup);
+            for (auto dup : ep.current.sort_by_key()) duplicate_in_target(ep, dup);
             if (!target_->has_diff()) keyed_diff(ep);
         }
         if (target_->has_diff()) return custom_diff();
@@ -490,10 +561,13 @@ private:
     std::unique_ptr<connector_session> source_, target_;
     contract_schema source_contract_, target_contract_;
     std::vector<entity_mapper> mappers_;
+    std::vector<size_t> mapper_target_;  // per mapper: its index in plans_.entities
     std::set<std::string> used_entities_;
     plan plans_;
     std::map<std::string, size_t> target_index_;
     size_t extracted_ = 0;
+    bool streaming_ = true;
+    std::vector<std::vector<uint8_t>> seen_;  // per target entity: current records the source sent
 };
 
 }  // namespace

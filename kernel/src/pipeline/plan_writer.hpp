@@ -11,8 +11,6 @@
 
 namespace syncwarden::kernel {
 
-// One change as JSON: id, entity, key, kind, and per changed field old/new.
-nlohmann::json change_json(const plan& p, const entity_plan& ep, const planned_change& c);
 // One line for people: "update students/s-1: first_name 'Ann' -> 'Anne'".
 std::string change_line(const entity_plan& ep, const planned_change& c);
 

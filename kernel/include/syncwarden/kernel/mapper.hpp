@@ -36,7 +36,8 @@ private:
         std::string default_value, transform;
         bool list = false;  // apply the table to each comma-separated element
     };
-    std::string value_of(const rule& r, const sw_record& rec, std::string& error) const;
+    // Writes the value into `out`, reusing its storage.
+    bool value_of(const rule& r, const sw_record& rec, std::string& out, std::string& error) const;
 
     std::string source_, target_;
     std::vector<std::pair<int, std::vector<std::string>>> where_;

@@ -28,6 +28,10 @@ public:
     size_t sorted(size_t n) const { return order_[n]; }
     // After sort_by_key: the record with this key.
     std::optional<size_t> find(std::string_view key) const;
+    // A hash index over the keys, for lookups while records stream in.
+    // The first record wins where a key occurs twice; those keys are returned.
+    std::vector<std::string_view> build_index();
+    std::optional<size_t> lookup(std::string_view key) const;
     size_t bytes_used() const;
 
 private:
@@ -43,6 +47,9 @@ private:
     std::vector<uint32_t> ends_;       // per record: nf_+1 end offsets from start
     std::vector<uint8_t> state_;
     std::vector<uint32_t> order_;
+    std::vector<uint32_t> index_;  // open addressing; UINT32_MAX = empty
 };
+
+uint64_t hash_bytes(std::string_view s);
 
 }  // namespace syncwarden::kernel

@@ -12,7 +12,7 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
     {
         auto s = open_sqlite_store(file);
         ASSERT_TRUE(s.is_ok()) << s.status().message();
-        EXPECT_EQ((*s)->schema_version(), 1);
+        EXPECT_EQ((*s)->schema_version(), 2);
         run_record r;
         r.id = "r1";
         r.job = "j";
@@ -23,13 +23,14 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
         r.summary_json = R"({"applied":3})";
         ASSERT_TRUE((*s)->update_run(r));
         ASSERT_TRUE((*s)->add_findings("r1", {{"warning", "bad_date", "users", "users.csv", 4, 17, "u1", "m"}}));
-        ASSERT_TRUE((*s)->add_change_results("r1", {{"c1", "people", "u1", "create", "applied", "", ""}}));
+        ASSERT_TRUE((*s)->add_change_results("r1", {{"c2", "people", "u2", "create", "applied", "", "", 1},
+                                                    {"c1", "people", "u1", "create", "applied", "", "", 0}}));
         ASSERT_TRUE((*s)->save_checkpoint("r1", "apply/people", "200", "t"));
         ASSERT_TRUE((*s)->save_plan({"r1", "/p.json", "abc", 1, 2, 3}));
     }
     auto s = open_sqlite_store(file);
     ASSERT_TRUE(s.is_ok());
-    EXPECT_EQ((*s)->schema_version(), 1);
+    EXPECT_EQ((*s)->schema_version(), 2);
     auto r = (*s)->get_run("r1");
     ASSERT_TRUE(r.is_ok());
     EXPECT_EQ(r->state, "succeeded");
@@ -38,7 +39,10 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
     ASSERT_EQ(f->size(), 1u);
     EXPECT_EQ(f->front().line, 4u);
     EXPECT_EQ(f->front().column, 17u);
-    EXPECT_EQ((*s)->change_results("r1")->front().status, "applied");
+    auto results = (*s)->change_results("r1");
+    ASSERT_EQ(results->size(), 2u);
+    EXPECT_EQ(results->front().change_id, "c1") << "results come back in plan order";
+    EXPECT_EQ(results->front().status, "applied");
     EXPECT_EQ(*(*s)->load_checkpoint("r1", "apply/people").value(), "200");
     EXPECT_FALSE((*s)->load_checkpoint("r1", "apply/other")->has_value());
     EXPECT_EQ((*s)->get_plan("r1")->value().deletes, 3u);
@@ -63,4 +67,28 @@ TEST(sqlite_store, a_file_that_is_not_a_database_is_a_clear_error) {
     auto s = open_sqlite_store(tmp / "sw.db");
     ASSERT_FALSE(s.is_ok());
     EXPECT_NE(s.status().message().find("sw.db"), std::string::npos);
+}
+
+TEST(sqlite_store, migrates_a_version_1_store_keeping_its_change_results) {
+    sw_test::temp_dir tmp;
+    auto file = tmp / "v1.db";
+    // The version 1 layout, as a store written by the first release holds it.
+    const char* v1 = R"(CREATE TABLE schema_version(version INTEGER NOT NULL); INSERT INTO schema_version VALUES(1);
+      CREATE TABLE runs(id TEXT PRIMARY KEY, job TEXT NOT NULL, job_file TEXT NOT NULL, state TEXT NOT NULL,
+        phase TEXT NOT NULL, dry_run INTEGER NOT NULL, created_at TEXT NOT NULL, finished_at TEXT NOT NULL,
+        source_connector TEXT NOT NULL, source_version TEXT NOT NULL, target_connector TEXT NOT NULL,
+        target_version TEXT NOT NULL, exit_code INTEGER NOT NULL, error TEXT NOT NULL, summary TEXT NOT NULL);
+      CREATE TABLE change_results(run_id TEXT NOT NULL, change_id TEXT NOT NULL, entity TEXT NOT NULL,
+        record_key TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL, category TEXT NOT NULL,
+        message TEXT NOT NULL, PRIMARY KEY(run_id, change_id));
+      INSERT INTO change_results VALUES('r1','cafe','people','u1','create','applied','','');)";
+    ASSERT_EQ(std::system(("sqlite3 " + file.string() + " \"" + v1 + "\"").c_str()), 0);
+    auto s = open_sqlite_store(file);
+    ASSERT_TRUE(s.is_ok()) << s.status().message();
+    EXPECT_EQ((*s)->schema_version(), 2);
+    auto r = (*s)->change_results("r1");
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+    ASSERT_EQ(r->size(), 1u);
+    EXPECT_EQ(r->front().change_id, "cafe");
+    EXPECT_EQ(r->front().key, "u1");
 }

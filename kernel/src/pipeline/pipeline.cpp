@@ -546,7 +546,7 @@ private:
             ok ? ++out_.applied : ++out_.failed;
             if (!ok) last_error = ep.schema.name + "/" + std::string(ep.key_of(c)) + ": " + r.msg;
             results.push_back({ids[k], ep.schema.name, std::string(ep.key_of(c)), kind_name(c.kind),
-                               ok ? "applied" : status_name(r.s), r.cat, r.msg});
+                               ok ? "applied" : status_name(r.s), r.cat, r.msg, plan_seq_++});
         }
         return Status::ok();
     }
@@ -567,6 +567,7 @@ private:
     std::map<std::string, size_t> target_index_;
     size_t extracted_ = 0;
     bool streaming_ = true;
+    uint64_t plan_seq_ = 0;  // position of the next applied change in the plan
     std::vector<std::vector<uint8_t>> seen_;  // per target entity: current records the source sent
 };
 

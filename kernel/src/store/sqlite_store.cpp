@@ -39,6 +39,15 @@ const char* const k_migrations[] = {
         PRIMARY KEY(run_id, change_id));
       CREATE TABLE checkpoints(run_id TEXT NOT NULL REFERENCES runs(id), scope TEXT NOT NULL,
         token TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY(run_id, scope));)",
+    // v2: change results keyed by their position in the plan. Keyed by the
+    // (random) change id, every insert landed on a random B-tree page.
+    R"(CREATE TABLE change_results_v2(run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,
+        change_id TEXT NOT NULL, entity TEXT NOT NULL, record_key TEXT NOT NULL, kind TEXT NOT NULL,
+        status TEXT NOT NULL, category TEXT NOT NULL, message TEXT NOT NULL, PRIMARY KEY(run_id, seq));
+      INSERT INTO change_results_v2 SELECT run_id, rowid, change_id, entity, record_key, kind, status,
+        category, message FROM change_results;
+      DROP TABLE change_results;
+      ALTER TABLE change_results_v2 RENAME TO change_results;)",
 };
 
 std::string str(RecordSet& rs, size_t col) {
@@ -57,6 +66,10 @@ public:
     Status migrate() {
         return guard("migrating the schema", [&] {
             s_ << "PRAGMA journal_mode=WAL", now;
+            // In WAL mode NORMAL survives a crash of the process; only a power
+            // loss can lose the last transactions. FULL fsyncs every batch.
+            s_ << "PRAGMA synchronous=NORMAL", now;
+            s_ << "PRAGMA cache_size=-65536", now;  // 64 MiB of pages
             s_ << "PRAGMA busy_timeout=5000", now;
             s_ << "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)", now;
             int v = read_version();
@@ -194,12 +207,27 @@ public:
     Status add_change_results(const std::string& run_id,
                               const std::vector<change_result_record>& rs) override {
         return guard("saving change results of run " + run_id, [&] {
-            std::string id = run_id;
+            if (rs.empty()) return;
+            // One prepared statement bound to columns: a batch is one round of
+            // executions, not one prepare per change.
+            std::vector<std::string> id(rs.size(), run_id), cid, ent, key, kind, st, cat, msg;
+            std::vector<Poco::Int64> seq;
+            for (auto* v : {&cid, &ent, &key, &kind, &st, &cat, &msg}) v->reserve(rs.size());
+            for (auto& r : rs) {
+                seq.push_back(static_cast<Poco::Int64>(r.seq));
+                cid.push_back(r.change_id);
+                ent.push_back(r.entity);
+                key.push_back(r.key);
+                kind.push_back(r.kind);
+                st.push_back(r.status);
+                cat.push_back(r.category);
+                msg.push_back(r.message);
+            }
             s_.begin();
-            for (auto r : rs)
-                s_ << "INSERT OR REPLACE INTO change_results VALUES(?,?,?,?,?,?,?,?)", use(id),
-                    use(r.change_id), use(r.entity), use(r.key), use(r.kind), use(r.status),
-                    use(r.category), use(r.message), now;
+            Statement ins(s_);
+            ins << "INSERT OR REPLACE INTO change_results VALUES(?,?,?,?,?,?,?,?,?)", use(id), use(seq), use(cid),
+                use(ent), use(key), use(kind), use(st), use(cat), use(msg);
+            ins.execute();
             s_.commit();
         });
     }
@@ -210,7 +238,7 @@ public:
             std::string id = run_id;
             Statement st(s_);
             st << "SELECT change_id,entity,record_key,kind,status,category,message FROM change_results "
-                  "WHERE run_id=? ORDER BY rowid", use(id);
+                  "WHERE run_id=? ORDER BY seq", use(id);
             st.execute();
             RecordSet rs(st);
             for (bool more = rs.moveFirst(); more; more = rs.moveNext())

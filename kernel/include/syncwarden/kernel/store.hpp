@@ -39,6 +39,7 @@ struct plan_record {
 
 struct change_result_record {
     std::string change_id, entity, key, kind, status, category, message;
+    uint64_t seq = 0;  // position of the change in the run's plan
 };
 
 class run_store {

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Syncwarden benchmark runner. See bench/README.md.
+#
+#   bench/run.sh [--sizes small,medium,large] [--work DIR] [--build DIR] [--no-peers]
+#                [--miller-cap BYTES]
+#
+# For each size: generate two exports (the second with 1% of users and
+# enrollments added, changed or marked tobedeleted), then measure
+#   1 first full dry run against an empty target
+#   2 apply into vendor-csv
+#   3 nightly: dry run of the changed export against the applied state
+#   4 ABI throughput: 10M records of 6 fields through the ABI
+# and the peers on the same keyed diff of users and enrollments: sqlite3
+# (import, index, full outer join), Miller (unpaired join + comparison, under
+# a memory cap), and cat as the floor. The kernel's planned counts must equal
+# the peers' counts, or the run fails.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+sizes=small work="$root/build/bench-work" build="$root/build" peers=1
+miller_cap=$((12 * 1024 * 1024 * 1024))
+while (($#)); do
+  case $1 in
+    --sizes) sizes=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    --build) build=$2; shift 2 ;;
+    --no-peers) peers=0; shift ;;
+    --miller-cap) miller_cap=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+sw="$build/kernel/syncwarden"
+gen="$build/bench/sw-generate-district"
+abi="$build/bench/sw-bench-abi"
+for f in "$sw" "$gen" "$abi"; do [[ -x $f ]] || { echo "missing $f: build first (scripts/setup.sh test)" >&2; exit 1; }; done
+mkdir -p "$work"
+results="$work/results.txt"
+: > "$results"
+
+# measure NAME RECORDS CMD... : runs CMD under /usr/bin/time; prints and records
+# wall, CPU, peak RSS and records per second. Sets $wall.
+measure() {
+  local name=$1 records=$2; shift 2
+  local t="$work/.time" rc=0
+  /usr/bin/time -f "%e %U %S %M" -o "$t" "$@" > "$work/.out" 2> "$work/.err" || rc=$?
+  read -r wall user sys rss_kb < <(tail -1 "$t")
+  local cpu rps
+  cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}')
+  rps=$(awk -v r="$records" -v w="$wall" 'BEGIN{ if (w > 0 && r > 0) printf "%.0f", r/w; else print "-" }')
+  local line
+  line=$(printf "%-8s %-28s wall=%8.2fs cpu=%8.2fs rss=%7.0fMiB records=%-9s rec/s=%s" \
+    "$size" "$name" "$wall" "$cpu" "$(awk -v k="$rss_kb" 'BEGIN{print k/1024}')" "$records" "$rps")
+  ((rc == 0)) || line="$line  FAILED(exit $rc)"
+  echo "$line" | tee -a "$results"
+  last_rc=$rc
+  return 0
+}
+
+rows() { local n=0 f; for f in "$@"; do n=$((n + $(wc -l < "$f") - 1)); done; echo "$n"; }
+
+planned_total() {  # ENTITY PLAN.json -> create+update+delete
+  grep -o "\"$1\":{[^}]*}" "$2" | head -1 | grep -o '[0-9][0-9]*' | awk '{ t += $1 } END { print t + 0 }'
+}
+
+sqlite_diff() {  # A B -> "users_changed enrollments_changed"
+  local db="$work/peer.db"
+  rm -f "$db"
+  sqlite3 "$db" <<SQL
+.mode csv
+.import $1/users.csv a_users
+.import $2/users.csv b_users
+.import $1/enrollments.csv a_enr
+.import $2/enrollments.csv b_enr
+CREATE INDEX a_users_id ON a_users(sourcedId);
+CREATE INDEX b_users_id ON b_users(sourcedId);
+CREATE INDEX a_enr_id ON a_enr(sourcedId);
+CREATE INDEX b_enr_id ON b_enr(sourcedId);
+.mode list
+SELECT count(*) FROM a_users a FULL OUTER JOIN b_users b ON a.sourcedId = b.sourcedId
+ WHERE a.sourcedId IS NULL OR b.sourcedId IS NULL OR b.status = 'tobedeleted'
+    OR a.username IS NOT b.username OR a.givenName IS NOT b.givenName OR a.familyName IS NOT b.familyName
+    OR a.email IS NOT b.email OR a.role IS NOT b.role OR a.grades IS NOT b.grades
+    OR a.orgSourcedIds IS NOT b.orgSourcedIds;
+SELECT count(*) FROM a_enr a FULL OUTER JOIN b_enr b ON a.sourcedId = b.sourcedId
+ WHERE a.sourcedId IS NULL OR b.sourcedId IS NULL OR b.status = 'tobedeleted'
+    OR a.classSourcedId IS NOT b.classSourcedId OR a.schoolSourcedId IS NOT b.schoolSourcedId
+    OR a.userSourcedId IS NOT b.userSourcedId OR a.role IS NOT b.role
+    OR a.beginDate IS NOT b.beginDate OR a.endDate IS NOT b.endDate;
+SQL
+}
+
+miller_diff() {  # A B : both counts, one per line
+  local cmp_u='is_absent($R_status) || $R_status == "tobedeleted" || $L_username != $R_username || $L_givenName != $R_givenName || $L_familyName != $R_familyName || $L_email != $R_email || $L_role != $R_role || $L_grades != $R_grades || $L_orgSourcedIds != $R_orgSourcedIds'
+  local cmp_e='is_absent($R_status) || $R_status == "tobedeleted" || $L_classSourcedId != $R_classSourcedId || $L_schoolSourcedId != $R_schoolSourcedId || $L_userSourcedId != $R_userSourcedId || $L_role != $R_role || $L_beginDate != $R_beginDate || $L_endDate != $R_endDate'
+  prlimit --as="$miller_cap" -- mlr --icsv --onidx join --ul --ur -j sourcedId --lp L_ --rp R_ -f "$1/users.csv" \
+    then filter "$cmp_u" then count "$2/users.csv"
+  prlimit --as="$miller_cap" -- mlr --icsv --onidx join --ul --ur -j sourcedId --lp L_ --rp R_ -f "$1/enrollments.csv" \
+    then filter "$cmp_e" then count "$2/enrollments.csv"
+}
+
+# The kernel's nightly plan and a peer must find the same changed records.
+check() {  # PEER USERS ENROLLMENTS
+  if [[ "$2" == "$people3" && "$3" == "$rosters3" ]]; then
+    echo "         $1 agrees: users $2, enrollments $3" | tee -a "$results"
+  else
+    echo "         MISMATCH: $1 found users $2, enrollments $3; the kernel planned $people3, $rosters3" | tee -a "$results"
+    fail=1
+  fi
+}
+
+export work miller_cap
+export -f sqlite_diff miller_diff
+fail=0
+IFS=, read -ra size_list <<< "$sizes"
+for size in "${size_list[@]}"; do
+  dir="$work/$size"
+  a="$dir/export-a" b="$dir/export-b"
+  if [[ ! -f "$dir/.generated" ]]; then
+    rm -rf "$dir"; mkdir -p "$dir"
+    "$gen" --size "$size" --out "$a" --change-rate 0.01 --changed-out "$b"
+    touch "$dir/.generated"
+  fi
+  data="$dir/data" drop="$dir/drop"
+  rm -rf "$data" "$drop"
+  "$sw" --data-dir "$data" connectors install "$build/plugins/liboneroster-csv.so" > /dev/null
+  "$sw" --data-dir "$data" connectors install "$build/plugins/libvendor-csv.so" > /dev/null
+  for x in a b; do
+    src=$dir/export-$x
+    sed -e "s|@SOURCE@|$src|" -e "s|@DROP@|$drop|" "$here/roster-job.template.json" > "$dir/job-$x.json"
+  done
+  rows_a=$(rows "$a"/*.csv) rows_b=$(rows "$b"/*.csv)
+  echo "== $size: export A $rows_a records, export B $rows_b records ($(du -sh "$a" | cut -f1) each)"
+
+  measure "1 first full dry run" "$rows_a" "$sw" --data-dir "$data" run "$dir/job-a.json" --dry-run --preview 0 \
+    --plan-out "$dir/plan-1.json"
+  ((last_rc == 0)) || fail=1
+  planned1=$(( $(planned_total people "$dir/plan-1.json") + $(planned_total rosters "$dir/plan-1.json") ))
+  measure "2 apply" "$planned1" "$sw" --data-dir "$data" run "$dir/job-a.json" --preview 0
+  ((last_rc == 0)) || fail=1
+  grep -q "applied $planned1 changes, 0 failed" "$work/.out" || { echo "apply did not apply the $planned1 planned changes" >&2; fail=1; }
+  measure "3 nightly dry run (1%)" "$rows_b" "$sw" --data-dir "$data" run "$dir/job-b.json" --dry-run --preview 0 \
+    --plan-out "$dir/plan-3.json"
+  ((last_rc == 0)) || fail=1
+  nightly_wall=$wall
+  people3=$(planned_total people "$dir/plan-3.json") rosters3=$(planned_total rosters "$dir/plan-3.json")
+  echo "         nightly plan: people $people3 changes, rosters $rosters3 changes" | tee -a "$results"
+
+  n_abi=10000000
+  [[ $size == small ]] && n_abi=1000000
+  measure "4 ABI throughput" "$n_abi" "$abi" "$build/bench/libnull-source.so" --records "$n_abi"
+  ((last_rc == 0)) || fail=1
+  sed 's/^/         /' "$work/.out" | tee -a "$results"
+
+  if ((peers)); then
+    measure "peer: cat (floor)" "$((rows_a + rows_b))" sh -c "cat '$a/users.csv' '$a/enrollments.csv' '$b/users.csv' '$b/enrollments.csv' > /dev/null"
+    cat_wall=$wall
+    measure "peer: sqlite3 import+join" "$((rows_a + rows_b))" bash -c 'sqlite_diff "$0" "$1"' "$a" "$b"
+    sqlite_wall=$wall
+    if ((last_rc == 0)); then
+      read -r -d '' su se < "$work/.out" || true
+      check "sqlite3" "$su" "$se"
+    else
+      fail=1
+    fi
+    rm -f "$work/peer.db"
+    measure "peer: miller join (capped)" "$((rows_a + rows_b))" bash -c 'miller_diff "$0" "$1"' "$a" "$b"
+    if ((last_rc == 0)); then
+      read -r -d '' mu me < "$work/.out" || true
+      check "miller" "$mu" "$me"
+      miller_note=""
+    else
+      miller_note="miller: out of memory under the $((miller_cap >> 30)) GiB cap (exit $last_rc)"
+      echo "         $miller_note" | tee -a "$results"
+    fi
+    awk -v n="$nightly_wall" -v q="$sqlite_wall" -v c="$cat_wall" -v s="$size" 'BEGIN {
+      printf "%-8s ratios: sqlite3/nightly = %.2fx   nightly/cat floor = %.2fx\n", s, q / n, n / (c > 0 ? c : 0.01) }' \
+      | tee -a "$results"
+  fi
+done
+exit $fail

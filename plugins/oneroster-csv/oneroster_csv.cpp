@@ -62,19 +62,50 @@ uint64_t hash_key(std::string_view v) {  // FNV-1a, then a final mix
     return h ^ (h >> 33);
 }
 
-// The sourcedIds of one entity as sorted 64-bit hashes; the low bit says
-// "tobedeleted". 8 bytes a record instead of a string and a node.
-struct key_set {
-    std::vector<uint64_t> h;
-    void add(std::string_view key, bool tobedeleted) { h.push_back((hash_key(key) & ~1ULL) | tobedeleted); }
-    void seal() { std::sort(h.begin(), h.end()); }
+// The sourcedIds of one entity as 64-bit hashes in an open-addressing table;
+// the low bit says "tobedeleted". 16 bytes a record at most, one probe a
+// lookup. Two different ids with the same 63-bit hash would be taken for one
+// (about one chance in 10^5 at 7M ids).
+class key_set {
+public:
+    // False when the key was already there.
+    bool insert(std::string_view key, bool tobedeleted) {
+        if ((size_ + 1) * 2 > slots_.size()) grow();
+        uint64_t h = hash_key(key) | 2ULL;  // bit 1 set: never 0, the empty slot
+        uint64_t k = h & ~1ULL;
+        for (size_t i = k & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+            if (slots_[i] == 0) {
+                slots_[i] = k | tobedeleted;
+                ++size_;
+                return true;
+            }
+            if ((slots_[i] & ~1ULL) == k) return false;
+        }
+    }
     // 0 absent, 1 present, 2 present and tobedeleted
     int find(std::string_view key) const {
-        uint64_t k = hash_key(key) & ~1ULL;
-        auto it = std::lower_bound(h.begin(), h.end(), k);
-        if (it == h.end() || (*it & ~1ULL) != k) return 0;
-        return (*it & 1ULL) ? 2 : 1;
+        if (slots_.empty()) return 0;
+        uint64_t k = (hash_key(key) | 2ULL) & ~1ULL;
+        for (size_t i = k & (slots_.size() - 1); slots_[i] != 0; i = (i + 1) & (slots_.size() - 1))
+            if ((slots_[i] & ~1ULL) == k) return (slots_[i] & 1ULL) ? 2 : 1;
+        return 0;
     }
+    void clear() { std::vector<uint64_t>().swap(slots_); size_ = 0; }
+
+private:
+    void grow() {
+        std::vector<uint64_t> old;
+        old.swap(slots_);
+        slots_.assign(old.empty() ? 1024 : old.size() * 2, 0);
+        size_ = 0;
+        for (uint64_t v : old)
+            if (v) {
+                for (size_t i = (v & ~1ULL) & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1))
+                    if (slots_[i] == 0) { slots_[i] = v; ++size_; break; }
+            }
+    }
+    std::vector<uint64_t> slots_;
+    size_t size_ = 0;
 };
 
 struct entity_data {
@@ -239,8 +270,6 @@ private:
         const size_t nf = spec.columns.size() + 1;
         std::vector<std::string_view> values(nf);
         std::vector<csv::field> row;
-        struct seen_key { uint64_t h; uint64_t line; };
-        std::vector<seen_key> seen;
         bool structural = false;
         const bool is_users_12 = version_ == "1.2" && std::string_view(spec.name) == "users";
         const bool is_roles = std::string_view(spec.name) == "roles";
@@ -273,11 +302,14 @@ private:
                 finding(SW_SEVERITY_ERROR, "missing_key", spec.name, disp, line, 1, "", "sourcedId is empty");
                 continue;
             }
-            seen.push_back({hash_key(key), line});
+            if (!ed.keys.insert(key, tobedeleted)) {
+                finding(SW_SEVERITY_ERROR, "duplicate_key", spec.name, disp, line, 1, std::string(key),
+                        "sourcedId '" + std::string(key) + "' appeared earlier in this file; sourcedIds must be unique");
+                continue;
+            }
             check_values(spec, disp, line, row, slot, key, values);
             if (is_users_12) fill_roles(key, values);
             if (is_roles) remember_role(values);
-            if (ed.referenced) ed.keys.add(key, tobedeleted);
             if (out && out->add(key, values, tobedeleted ? SW_RECORD_TOBEDELETED : SW_RECORD_ACTIVE))
                 file.release_before(r.position());
         }
@@ -286,8 +318,7 @@ private:
             structural = true;
         }
         if (out) out->flush();
-        report_duplicates(spec, disp, seen);
-        ed.keys.seal();
+        if (!ed.referenced) ed.keys.clear();
         ed.loaded = !structural;
     }
 
@@ -354,15 +385,6 @@ private:
                 "the header lacks required column(s) " + list + " for OneRoster " + version_ + " " + spec.name +
                     "; the file was not read. Re-export it with those columns");
         return false;
-    }
-
-    template <class Seen>
-    void report_duplicates(const entity_spec& spec, const std::string& disp, Seen& seen) {
-        std::sort(seen.begin(), seen.end(), [](auto& a, auto& b) { return a.h != b.h ? a.h < b.h : a.line < b.line; });
-        for (size_t i = 1; i < seen.size(); ++i)
-            if (seen[i].h == seen[i - 1].h)
-                finding(SW_SEVERITY_ERROR, "duplicate_key", spec.name, disp, seen[i].line, 1, "",
-                        "the sourcedId on this line already appeared on line " + std::to_string(seen[i - 1].line));
     }
 
     void check_values(const entity_spec& spec, const std::string& disp, uint64_t line,

@@ -20,26 +20,30 @@ char* record_set::reserve(size_t n) {
 }
 
 void record_set::add(std::string_view key, const std::string_view* values, uint8_t state) {
+    const size_t header = (nf_ + 1) * sizeof(uint32_t);
     size_t total = key.size();
     for (size_t f = 0; f < nf_; ++f) total += values[f].size();
     if (total > UINT32_MAX) throw std::length_error("record larger than 4 GiB");
-    char* p = reserve(total);
+    char* p = reserve((header + total + 3) & ~size_t(3));  // keep headers 4-byte aligned
     start_.push_back(p);
-    std::memcpy(p, key.data(), key.size());
-    size_t off = key.size();
-    ends_.push_back(static_cast<uint32_t>(off));
+    uint32_t* ends = reinterpret_cast<uint32_t*>(p);
+    char* text = p + header;
+    std::memcpy(text, key.data(), key.size());
+    uint32_t off = static_cast<uint32_t>(key.size());
+    ends[0] = off;
     for (size_t f = 0; f < nf_; ++f) {
-        if (!values[f].empty()) std::memcpy(p + off, values[f].data(), values[f].size());
-        off += values[f].size();
-        ends_.push_back(static_cast<uint32_t>(off));
+        if (!values[f].empty()) std::memcpy(text + off, values[f].data(), values[f].size());
+        off += static_cast<uint32_t>(values[f].size());
+        ends[f + 1] = off;
     }
     state_.push_back(state);
 }
 
 std::string_view record_set::piece(size_t i, size_t p) const {
-    const uint32_t* e = &ends_[i * (nf_ + 1)];
+    const uint32_t* e = reinterpret_cast<const uint32_t*>(start_[i]);
+    const char* text = start_[i] + (nf_ + 1) * sizeof(uint32_t);
     uint32_t b = p == 0 ? 0 : e[p - 1];
-    return {start_[i] + b, e[p] - b};
+    return {text + b, e[p] - b};
 }
 
 std::vector<std::string_view> record_set::sort_by_key() {
@@ -78,19 +82,30 @@ uint64_t hash_bytes(std::string_view s) {
     return h ^ (h >> 29);
 }
 
+// Slot layout: the top 32 bits of the key's hash (with bit 63 forced on, so
+// no slot is 0) above the record number. A probe only reads a record when
+// the fingerprints match.
+namespace {
+inline uint64_t fingerprint(uint64_t h) { return (h | (1ULL << 63)) & 0xffffffff00000000ULL; }
+}  // namespace
+
 std::vector<std::string_view> record_set::build_index() {
     std::vector<std::string_view> dups;
     size_t cap = 16;
     while (cap < size() * 2) cap <<= 1;
-    index_.assign(cap, UINT32_MAX);
+    index_.assign(cap, 0);
     for (uint32_t i = 0; i < size(); ++i) {
-        size_t slot = hash_bytes(key(i)) & (cap - 1);
-        while (index_[slot] != UINT32_MAX) {
-            if (key(index_[slot]) == key(i)) break;
-            slot = (slot + 1) & (cap - 1);
-        }
-        if (index_[slot] == UINT32_MAX) index_[slot] = i;
-        else dups.push_back(key(i));
+        const auto k = key(i);
+        const uint64_t h = hash_bytes(k), fp = fingerprint(h);
+        size_t slot = h & (cap - 1);
+        bool dup = false;
+        for (; index_[slot] != 0; slot = (slot + 1) & (cap - 1))
+            if ((index_[slot] & 0xffffffff00000000ULL) == fp && key(index_[slot] & 0xffffffffULL) == k) {
+                dup = true;
+                break;
+            }
+        if (dup) dups.push_back(k);
+        else index_[slot] = fp | i;
     }
     return dups;
 }
@@ -98,8 +113,10 @@ std::vector<std::string_view> record_set::build_index() {
 std::optional<size_t> record_set::lookup(std::string_view k) const {
     if (index_.empty()) return std::nullopt;
     const size_t mask = index_.size() - 1;
-    for (size_t slot = hash_bytes(k) & mask; index_[slot] != UINT32_MAX; slot = (slot + 1) & mask)
-        if (key(index_[slot]) == k) return index_[slot];
+    const uint64_t h = hash_bytes(k), fp = fingerprint(h);
+    for (size_t slot = h & mask; index_[slot] != 0; slot = (slot + 1) & mask)
+        if ((index_[slot] & 0xffffffff00000000ULL) == fp && key(index_[slot] & 0xffffffffULL) == k)
+            return index_[slot] & 0xffffffffULL;
     return std::nullopt;
 }
 
@@ -107,8 +124,8 @@ size_t record_set::bytes_used() const {
     size_t b = 0;
     for (size_t i = 0; i + 1 < blocks_.size(); ++i) b += k_block;
     b += last_capacity_;
-    return b + start_.capacity() * sizeof(char*) + ends_.capacity() * 4 + state_.capacity() +
-           order_.capacity() * 4 + index_.capacity() * 4;
+    return b + start_.capacity() * sizeof(char*) + state_.capacity() + order_.capacity() * 4 +
+           index_.capacity() * 8;
 }
 
 }  // namespace syncwarden::kernel

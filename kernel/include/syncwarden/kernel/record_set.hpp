@@ -43,11 +43,13 @@ private:
     std::vector<std::unique_ptr<char[]>> blocks_;
     size_t used_in_last_ = 0;
     size_t last_capacity_ = 0;
-    std::vector<const char*> start_;   // per record: its text
-    std::vector<uint32_t> ends_;       // per record: nf_+1 end offsets from start
+    // Per record: where it starts in the arena. A record is nf_+1 uint32 end
+    // offsets (key, then each field) followed by its text, so reading a
+    // field touches one place in memory.
+    std::vector<const char*> start_;
     std::vector<uint8_t> state_;
     std::vector<uint32_t> order_;
-    std::vector<uint32_t> index_;  // open addressing; UINT32_MAX = empty
+    std::vector<uint64_t> index_;  // open addressing: key hash's top 32 bits << 32 | record; 0 = empty
 };
 
 uint64_t hash_bytes(std::string_view s);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 using namespace syncwarden::kernel;
 
 namespace {
@@ -49,15 +51,33 @@ TEST(keyed_diff, plans_creates_field_level_updates_and_deletes) {
     add(ep.current, "3", "Cy", "Cole");       // gone from the source
     keyed_diff(ep);
     ASSERT_EQ(ep.changes.size(), 3u);
-    auto& up = ep.changes[0];
-    EXPECT_EQ(up.kind, SW_CHANGE_UPDATE);
+    std::map<sw_change_kind, planned_change> by_kind;
+    for (auto& c : ep.changes) by_kind[c.kind] = c;
+    auto& up = by_kind.at(SW_CHANGE_UPDATE);
     EXPECT_EQ(ep.key_of(up), "2");
     ASSERT_EQ(up.changed_count, 1u);
     EXPECT_EQ(ep.changed_fields[up.changed_begin], 0u);
-    EXPECT_EQ(ep.changes[1].kind, SW_CHANGE_DELETE);
-    EXPECT_EQ(ep.key_of(ep.changes[1]), "3");
-    EXPECT_EQ(ep.changes[2].kind, SW_CHANGE_CREATE);
-    EXPECT_EQ(ep.key_of(ep.changes[2]), "4");
+    EXPECT_EQ(ep.desired.field(up.desired, 0), "Bo");
+    EXPECT_EQ(ep.current.field(up.current, 0), "Bob");
+    EXPECT_EQ(ep.key_of(by_kind.at(SW_CHANGE_DELETE)), "3");
+    EXPECT_EQ(ep.key_of(by_kind.at(SW_CHANGE_CREATE)), "4");
+    EXPECT_EQ(ep.desired.size(), 2u) << "only what changed is kept";
+}
+
+TEST(streaming_diff, reports_duplicates_on_both_sides) {
+    auto ep = make(SW_MODE_BULK);
+    add(ep.current, "1", "Ann", "Lee");
+    add(ep.current, "1", "Ann", "Twice");
+    streaming_diff d(ep);
+    ASSERT_EQ(d.target_duplicates().size(), 1u);
+    std::string_view v[] = {"Ann", "Lee"};
+    EXPECT_TRUE(d.offer("1", v, false));
+    EXPECT_FALSE(d.offer("1", v, false)) << "the same existing key offered twice";
+    EXPECT_TRUE(d.offer("5", v, false));
+    EXPECT_TRUE(d.offer("5", v, false));
+    auto dups = d.finish();
+    ASSERT_EQ(dups.size(), 1u);
+    EXPECT_EQ(dups[0], "5");
 }
 
 TEST(keyed_diff, delta_mode_deletes_only_what_is_marked_tobedeleted) {

@@ -52,51 +52,63 @@ size_t plan::total() const {
     return n;
 }
 
-// Merge join over both sets in key order. In bulk mode a current record the
-// source no longer sends is deleted; in delta mode it is left alone.
-void keyed_diff(entity_plan& ep) {
-    auto& d = ep.desired;
-    auto& c = ep.current;
-    (void)d.sort_by_key();
-    (void)c.sort_by_key();
-    ep.changes.clear();
-    ep.changed_fields.clear();
-    size_t i = 0, j = 0;
-    const size_t nf = d.field_count();
-    while (i < d.size() || j < c.size()) {
-        int cmp;
-        if (i == d.size()) cmp = 1;
-        else if (j == c.size()) cmp = -1;
-        else {
-            auto a = d.key(d.sorted(i)), b = c.key(c.sorted(j));
-            cmp = a < b ? -1 : (a == b ? 0 : 1);
-        }
-        if (cmp < 0) {
-            uint32_t di = static_cast<uint32_t>(d.sorted(i++));
-            if (d.state(di) == SW_RECORD_TOBEDELETED) continue;
-            planned_change ch{SW_CHANGE_CREATE, di, 0, static_cast<uint32_t>(ep.changed_fields.size()),
-                              static_cast<uint32_t>(nf)};
-            for (size_t f = 0; f < nf; ++f) ep.changed_fields.push_back(static_cast<uint16_t>(f));
-            ep.changes.push_back(ch);
-        } else if (cmp > 0) {
-            uint32_t ci = static_cast<uint32_t>(c.sorted(j++));
-            if (ep.mode == SW_MODE_BULK) ep.changes.push_back({SW_CHANGE_DELETE, 0, ci, 0, 0});
-        } else {
-            uint32_t di = static_cast<uint32_t>(d.sorted(i++)), ci = static_cast<uint32_t>(c.sorted(j++));
-            // Duplicate keys were reported before the diff; skip the extras.
-            while (i < d.size() && d.key(d.sorted(i)) == d.key(di)) ++i;
-            while (j < c.size() && c.key(c.sorted(j)) == c.key(ci)) ++j;
-            if (d.state(di) == SW_RECORD_TOBEDELETED) {
-                ep.changes.push_back({SW_CHANGE_DELETE, di, ci, 0, 0});
-                continue;
-            }
-            uint32_t begin = static_cast<uint32_t>(ep.changed_fields.size());
-            for (size_t f = 0; f < nf; ++f)
-                if (d.field(di, f) != c.field(ci, f)) ep.changed_fields.push_back(static_cast<uint16_t>(f));
-            uint32_t n = static_cast<uint32_t>(ep.changed_fields.size()) - begin;
-            if (n) ep.changes.push_back({SW_CHANGE_UPDATE, di, ci, begin, n});
-        }
+streaming_diff::streaming_diff(entity_plan& ep) : ep_(ep) {
+    target_dups_ = ep_.current.build_index();
+    seen_.assign(ep_.current.size(), 0);
+    ep_.changes.clear();
+    ep_.changed_fields.clear();
+}
+
+bool streaming_diff::offer(std::string_view key, const std::string_view* values, bool tobedeleted) {
+    const uint32_t nf = static_cast<uint32_t>(ep_.desired.field_count());
+    auto cur = ep_.current.lookup(key);
+    if (!cur) {
+        if (tobedeleted) return true;  // never delivered: nothing to remove
+        uint32_t d = static_cast<uint32_t>(ep_.desired.size());
+        ep_.desired.add(key, values, 0);
+        ep_.changes.push_back({SW_CHANGE_CREATE, d, 0, static_cast<uint32_t>(ep_.changed_fields.size()), nf});
+        for (uint16_t f = 0; f < nf; ++f) ep_.changed_fields.push_back(f);
+        return true;
     }
+    const uint32_t c = static_cast<uint32_t>(*cur);
+    if (seen_[c]) return false;
+    seen_[c] = 1;
+    if (tobedeleted) {
+        ep_.changes.push_back({SW_CHANGE_DELETE, 0, c, 0, 0});
+        return true;
+    }
+    const uint32_t begin = static_cast<uint32_t>(ep_.changed_fields.size());
+    for (uint16_t f = 0; f < nf; ++f)
+        if (values[f] != ep_.current.field(c, f)) ep_.changed_fields.push_back(f);
+    const uint32_t n = static_cast<uint32_t>(ep_.changed_fields.size()) - begin;
+    if (n == 0) return true;
+    uint32_t d = static_cast<uint32_t>(ep_.desired.size());
+    ep_.desired.add(key, values, 0);
+    ep_.changes.push_back({SW_CHANGE_UPDATE, d, c, begin, n});
+    return true;
+}
+
+// In bulk mode a current record the source no longer sends is deleted; in
+// delta mode it is left alone.
+std::vector<std::string_view> streaming_diff::finish() {
+    if (ep_.mode == SW_MODE_BULK)
+        for (uint32_t c = 0; c < ep_.current.size(); ++c)
+            if (!seen_[c]) ep_.changes.push_back({SW_CHANGE_DELETE, 0, c, 0, 0});
+    // Creates are the only keys not checked against `seen_`.
+    return ep_.desired.sort_by_key();
+}
+
+void keyed_diff(entity_plan& ep) {
+    record_set input = std::move(ep.desired);
+    ep.desired = record_set(input.field_count());
+    streaming_diff d(ep);
+    std::vector<std::string_view> values(input.field_count());
+    for (size_t i = 0; i < input.size(); ++i) {
+        for (size_t f = 0; f < values.size(); ++f) values[f] = input.field(i, f);
+        (void)d.offer(input.key(i), values.data(), input.state(i) == SW_RECORD_TOBEDELETED);
+    }
+    (void)d.finish();
+    // `input` dies here; ep.desired holds copies of what changed.
 }
 
 }  // namespace syncwarden::kernel

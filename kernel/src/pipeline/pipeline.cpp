@@ -4,6 +4,7 @@
 #include <syncwarden/kernel/record_checker.hpp>
 #include <syncwarden/kernel/session.hpp>
 
+#include "custom_diff.hpp"
 #include "plan_writer.hpp"
 
 #include <random>
@@ -210,8 +211,8 @@ private:
                     if (!check_mapped(ep.schema, rec, key, values)) continue;
                     views.assign(values.begin(), values.end());
                     const bool tobedeleted = rec.state == SW_RECORD_TOBEDELETED;
-                    if (streaming_) compare(ep, seen_[ti], key, views, tobedeleted);
-                    else ep.desired.add(key, views.data(), static_cast<uint8_t>(tobedeleted));
+                    if (!streaming_) ep.desired.add(key, views.data(), static_cast<uint8_t>(tobedeleted));
+                    else if (!differs_[ti]->offer(key, views.data(), tobedeleted)) duplicate_in_source(ep, key);
                 }
             }
             return SW_OK;
@@ -281,152 +282,24 @@ private:
     }
 
     void index_current() {
-        seen_.resize(plans_.entities.size());
-        for (size_t i = 0; i < plans_.entities.size(); ++i) {
-            auto& ep = plans_.entities[i];
-            for (auto dup : ep.current.build_index()) duplicate_in_target(ep, dup);
-            seen_[i].assign(ep.current.size(), 0);
+        for (auto& ep : plans_.entities) {
+            differs_.push_back(std::make_unique<streaming_diff>(ep));
+            for (auto dup : differs_.back()->target_duplicates()) duplicate_in_target(ep, dup);
         }
-    }
-
-    // One mapped source record against the indexed current state: only what
-    // differs is stored and planned.
-    void compare(entity_plan& ep, std::vector<uint8_t>& seen, const std::string& key,
-                 const std::vector<std::string_view>& values, bool tobedeleted) {
-        auto cur = ep.current.lookup(key);
-        if (!cur) {
-            if (tobedeleted) return;  // never delivered: nothing to remove
-            uint32_t d = static_cast<uint32_t>(ep.desired.size());
-            ep.desired.add(key, values.data(), 0);
-            const uint32_t nf = static_cast<uint32_t>(values.size());
-            ep.changes.push_back({SW_CHANGE_CREATE, d, 0, static_cast<uint32_t>(ep.changed_fields.size()), nf});
-            for (uint16_t f = 0; f < nf; ++f) ep.changed_fields.push_back(f);
-            return;
-        }
-        const uint32_t c = static_cast<uint32_t>(*cur);
-        if (seen[c]) {
-            duplicate_in_source(ep, key);
-            return;
-        }
-        seen[c] = 1;
-        if (tobedeleted) {
-            ep.changes.push_back({SW_CHANGE_DELETE, 0, c, 0, 0});
-            return;
-        }
-        const uint32_t begin = static_cast<uint32_t>(ep.changed_fields.size());
-        for (uint16_t f = 0; f < values.size(); ++f)
-            if (values[f] != ep.current.field(c, f)) ep.changed_fields.push_back(f);
-        const uint32_t n = static_cast<uint32_t>(ep.changed_fields.size()) - begin;
-        if (n == 0) return;
-        uint32_t d = static_cast<uint32_t>(ep.desired.size());
-        ep.desired.add(key, values.data(), 0);
-        ep.changes.push_back({SW_CHANGE_UPDATE, d, c, begin, n});
     }
 
     Status diff() {
         plans_.run_id = out_.run.id;
-        for (size_t i = 0; i < plans_.entities.size(); ++i) {
-            auto& ep = plans_.entities[i];
-            if (streaming_) {
-                // Creates are the only keys not checked against `seen`.
+        if (!streaming_) {
+            for (auto& ep : plans_.entities) {
                 for (auto dup : ep.desired.sort_by_key()) duplicate_in_source(ep, dup);
-                if (ep.mode == SW_MODE_BULK)
-                    for (uint32_t c = 0; c < ep.current.size(); ++c)
-                        if (!seen_[i][c]) ep.changes.push_back({SW_CHANGE_DELETE, 0, c, 0, 0});
-                continue;
+                for (auto dup : ep.current.sort_by_key()) duplicate_in_target(ep, dup);
             }
-            for (auto dup : ep.desired.sort_by_key()) duplicate_in_source(ep, dup);
-            for (auto dup : ep.current.sort_by_key()) duplicate_in_target(ep, dup);
-            if (!target_->has_diff()) keyed_diff(ep);
+            return run_custom_diff(*target_, plans_, target_index_,
+                                   [this](finding_record f) { add_finding(std::move(f)); });
         }
-        if (target_->has_diff()) return custom_diff();
-        return Status::ok();
-    }
-
-    // The target's own diff hook: the kernel hands it the desired records and
-    // takes the plan it emits.
-    Status custom_diff() {
-        std::vector<entity_plan> result;
-        for (auto& ep : plans_.entities) {
-            entity_plan np;
-            np.schema = ep.schema;
-            np.mode = ep.mode;
-            np.desired = record_set(ep.schema.fields.size());
-            np.current = record_set(ep.schema.fields.size());
-            result.push_back(std::move(np));
-        }
-        std::vector<std::string_view> views;
-        target_->ctx().on_changes = [&, this](const sw_change_batch& b) -> sw_status {
-            std::string entity(view(b.entity));
-            if (b.struct_size < sizeof(sw_change_batch) || !target_index_.count(entity) || (b.change_count && !b.changes)) {
-                add_finding({"error", "schema_drift", entity, "", 0, 0, "", target_->who() + " diff: emitted changes for an unknown entity or a malformed batch"});
-                return SW_SCHEMA;
-            }
-            auto& np = result[target_index_[entity]];
-            const auto& cur = plans_.entities[target_index_[entity]].current;
-            const size_t nf = np.schema.fields.size();
-            for (size_t i = 0; i < b.change_count; ++i) {
-                const sw_change& c = b.changes[i];
-                if (c.value_count != nf || (nf && !c.values) || c.kind > SW_CHANGE_DELETE) {
-                    add_finding({"error", "schema_drift", entity, "", 0, 0, std::string(view(c.key)),
-                                 target_->who() + " diff: change has " + std::to_string(c.value_count) + " values, expected " + std::to_string(nf)});
-                    continue;
-                }
-                views.resize(nf);
-                for (size_t f = 0; f < nf; ++f) views[f] = view(c.values[f]);
-                planned_change pc{static_cast<sw_change_kind>(c.kind), 0, 0,
-                                  static_cast<uint32_t>(np.changed_fields.size()), 0};
-                auto existing = cur.find(view(c.key));
-                if (c.kind != SW_CHANGE_DELETE) {
-                    pc.desired = static_cast<uint32_t>(np.desired.size());
-                    np.desired.add(view(c.key), views.data(), 0);
-                }
-                if (c.kind != SW_CHANGE_CREATE) {
-                    pc.current = static_cast<uint32_t>(np.current.size());
-                    if (existing) {
-                        std::vector<std::string_view> cv(nf);
-                        for (size_t f = 0; f < nf; ++f) cv[f] = cur.field(*existing, f);
-                        np.current.add(view(c.key), cv.data(), 0);
-                    } else {
-                        np.current.add(view(c.key), views.data(), 0);
-                    }
-                }
-                for (size_t k = 0; k < c.changed_count && c.changed_fields; ++k)
-                    if (c.changed_fields[k] < nf) {
-                        np.changed_fields.push_back(static_cast<uint16_t>(c.changed_fields[k]));
-                        ++pc.changed_count;
-                    }
-                np.changes.push_back(pc);
-            }
-            return SW_OK;
-        };
-        for (auto& ep : plans_.entities) {
-            auto& d = ep.desired;
-            const size_t batch = 1000;
-            for (size_t start = 0; start < d.size(); start += batch) {
-                std::vector<std::vector<sw_str>> vals;
-                std::vector<sw_record> recs;
-                for (size_t n = start; n < std::min(d.size(), start + batch); ++n) {
-                    size_t i = d.sorted(n);
-                    std::vector<sw_str> v;
-                    for (size_t f = 0; f < d.field_count(); ++f) {
-                        auto fv = d.field(i, f);
-                        v.push_back({fv.data(), fv.size()});
-                    }
-                    vals.push_back(std::move(v));
-                }
-                for (size_t n = start, k = 0; n < std::min(d.size(), start + batch); ++n, ++k) {
-                    auto key = d.key(d.sorted(n));
-                    recs.push_back({{key.data(), key.size()}, vals[k].data(), vals[k].size(), d.state(d.sorted(n))});
-                }
-                sw_batch b{sizeof(sw_batch), {ep.schema.name.data(), ep.schema.name.size()},
-                           static_cast<uint32_t>(ep.mode), recs.data(), recs.size()};
-                if (auto s = target_->diff(&b); !s) return s;
-            }
-        }
-        if (auto s = target_->diff(nullptr); !s) return s;
-        target_->ctx().on_changes = nullptr;
-        for (size_t i = 0; i < result.size(); ++i) plans_.entities[i] = std::move(result[i]);
+        for (size_t i = 0; i < plans_.entities.size(); ++i)
+            for (auto dup : differs_[i]->finish()) duplicate_in_source(plans_.entities[i], dup);
         return Status::ok();
     }
 
@@ -568,7 +441,7 @@ private:
     size_t extracted_ = 0;
     bool streaming_ = true;
     uint64_t plan_seq_ = 0;  // position of the next applied change in the plan
-    std::vector<std::vector<uint8_t>> seen_;  // per target entity: current records the source sent
+    std::vector<std::unique_ptr<streaming_diff>> differs_;  // per target entity, when streaming_
 };
 
 }  // namespace

@@ -64,13 +64,6 @@ Result<installed_release> read_release(const fs::path& dir) {
 
 }  // namespace
 
-std::string sha256_hex(std::string_view data) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned n = 0;
-    EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
-    return hex(md, n);
-}
-
 std::string sha256_file_hex(const fs::path& p, std::string* error) {
     std::ifstream in(p, std::ios::binary);
     if (!in) {

@@ -49,7 +49,27 @@ const char* kind_name(sw_change_kind k);
 std::string change_id(const std::string& run_id, std::string_view entity, std::string_view key,
                       sw_change_kind kind);
 
-// The kernel's generic keyed diff. Sorts both record sets.
+// The kernel's generic keyed diff, fed one desired record at a time.
+// Construction indexes ep.current; offer() compares a record with the
+// current one of the same key and stores it in ep.desired only when it
+// differs; finish() plans the deletes of a bulk entity.
+class streaming_diff {
+public:
+    explicit streaming_diff(entity_plan& ep);
+    // Keys the target holds more than once (the first one is compared).
+    const std::vector<std::string_view>& target_duplicates() const { return target_dups_; }
+    // False when this key was offered before: a duplicate in the source.
+    bool offer(std::string_view key, const std::string_view* values, bool tobedeleted);
+    // Returns the keys planned for creation more than once.
+    std::vector<std::string_view> finish();
+
+private:
+    entity_plan& ep_;
+    std::vector<uint8_t> seen_;  // per current record: the source sent it
+    std::vector<std::string_view> target_dups_;
+};
+
+// The whole diff at once, for an entity_plan whose desired set is filled.
 void keyed_diff(entity_plan& ep);
 
 }  // namespace syncwarden::kernel

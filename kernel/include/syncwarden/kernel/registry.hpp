@@ -47,6 +47,5 @@ private:
 };
 
 std::string sha256_file_hex(const std::filesystem::path& p, std::string* error);
-std::string sha256_hex(std::string_view data);
 
 }  // namespace syncwarden::kernel

@@ -4,6 +4,7 @@
 #include "source_files.hpp"
 
 #include <csv.hpp>
+#include <settings.hpp>
 #include <view_batch.hpp>
 #include <syncwarden/connector.hpp>
 
@@ -127,12 +128,7 @@ struct pending_ref {
 class oneroster_csv final : public sdk::connector {
 public:
     oneroster_csv(const sdk::host& h, const sw_create_args& args) : connector(h, args) {
-        nlohmann::json s;
-        try {
-            s = nlohmann::json::parse(settings_json());
-        } catch (const std::exception& e) {
-            throw error(SW_CONFIG, "settings", std::string("settings are not JSON: ") + e.what());
-        }
+        const nlohmann::json s = csv::parse_settings(settings_json());
         if (!s.contains("path") || !s["path"].is_string() || s["path"].get<std::string>().empty())
             throw error(SW_CONFIG, "settings",
                         "settings.path is required: the folder or .zip of the OneRoster CSV export");

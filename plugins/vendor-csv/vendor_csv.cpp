@@ -3,6 +3,7 @@
 // folder. Apply collects the changes; commit writes complete new files
 // atomically (temp file, then rename) plus a changes file listing the delta.
 #include <csv.hpp>
+#include <settings.hpp>
 #include <mapped_file.hpp>
 #include <view_batch.hpp>
 #include <syncwarden/connector.hpp>
@@ -36,12 +37,7 @@ struct file_layout {
 class vendor_csv final : public sdk::connector {
 public:
     vendor_csv(const sdk::host& h, const sw_create_args& args) : connector(h, args) {
-        nlohmann::json s;
-        try {
-            s = nlohmann::json::parse(settings_json());
-        } catch (const std::exception& e) {
-            throw error(SW_CONFIG, "settings", std::string("settings are not JSON: ") + e.what());
-        }
+        const nlohmann::json s = csv::parse_settings(settings_json());
         auto fail = [](const std::string& path, const std::string& what) {
             throw error(SW_CONFIG, "settings", "target settings" + path + ": " + what);
         };

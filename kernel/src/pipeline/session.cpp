@@ -181,24 +181,21 @@ Result<contract_schema> connector_session::contract() {
     return copy_contract(c, who());
 }
 
-Status connector_session::extract(const std::vector<std::string>& entities) {
+Status connector_session::entities_hook(const char* hook, entities_fn fn, const std::vector<std::string>& entities,
+                                        error_kind schema_kind) {
     std::vector<sw_str> names;
     for (auto& e : entities) names.push_back({e.data(), e.size()});
     sw_error err;
-    auto st = call("extract", err, [&] {
-        return lib_->hooks().extract(instance_, names.data(), names.size(), &err);
-    });
-    return to_status("extract", st, err, error_kind::input);
+    auto st = call(hook, err, [&] { return fn(instance_, names.data(), names.size(), &err); });
+    return to_status(hook, st, err, schema_kind);
+}
+
+Status connector_session::extract(const std::vector<std::string>& entities) {
+    return entities_hook("extract", lib_->hooks().extract, entities, error_kind::input);
 }
 
 Status connector_session::read_state(const std::vector<std::string>& entities) {
-    std::vector<sw_str> names;
-    for (auto& e : entities) names.push_back({e.data(), e.size()});
-    sw_error err;
-    auto st = call("read_state", err, [&] {
-        return lib_->hooks().read_state(instance_, names.data(), names.size(), &err);
-    });
-    return to_status("read_state", st, err, error_kind::target);
+    return entities_hook("read_state", lib_->hooks().read_state, entities, error_kind::target);
 }
 
 Status connector_session::diff(const sw_batch* desired) {

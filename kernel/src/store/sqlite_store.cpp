@@ -59,6 +59,14 @@ int64_t num(RecordSet& rs, size_t col) {
     return v.isEmpty() ? 0 : v.convert<Poco::Int64>();
 }
 
+// Executes a prepared SELECT and calls `row` for each result row.
+template <class F>
+void for_each_row(Statement& st, F&& row) {
+    st.execute();
+    RecordSet rs(st);
+    for (bool more = rs.moveFirst(); more; more = rs.moveNext()) row(rs);
+}
+
 class sqlite_store final : public run_store {
 public:
     explicit sqlite_store(const std::filesystem::path& file) : file_(file), s_("SQLite", file.string()) {}
@@ -167,12 +175,11 @@ public:
             Statement st(s_);
             st << "SELECT severity,code,entity,file,line,col,record_key,message FROM findings "
                   "WHERE run_id=? ORDER BY seq", use(id);
-            st.execute();
-            RecordSet rs(st);
-            for (bool more = rs.moveFirst(); more; more = rs.moveNext())
+            for_each_row(st, [&](RecordSet& rs) {
                 out.push_back({str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3),
                                static_cast<uint64_t>(num(rs, 4)), static_cast<uint64_t>(num(rs, 5)),
                                str(rs, 6), str(rs, 7)});
+            });
         });
         if (!s) return s;
         return out;
@@ -194,11 +201,10 @@ public:
             std::string id = run_id;
             Statement st(s_);
             st << "SELECT run_id,path,sha256,creates,updates,deletes FROM plans WHERE run_id=?", use(id);
-            st.execute();
-            RecordSet rs(st);
-            if (rs.moveFirst())
+            for_each_row(st, [&](RecordSet& rs) {
                 out = plan_record{str(rs, 0), str(rs, 1), str(rs, 2), static_cast<uint64_t>(num(rs, 3)),
                                   static_cast<uint64_t>(num(rs, 4)), static_cast<uint64_t>(num(rs, 5))};
+            });
         });
         if (!s) return s;
         return out;
@@ -239,10 +245,9 @@ public:
             Statement st(s_);
             st << "SELECT change_id,entity,record_key,kind,status,category,message FROM change_results "
                   "WHERE run_id=? ORDER BY seq", use(id);
-            st.execute();
-            RecordSet rs(st);
-            for (bool more = rs.moveFirst(); more; more = rs.moveNext())
+            for_each_row(st, [&](RecordSet& rs) {
                 out.push_back({str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3), str(rs, 4), str(rs, 5), str(rs, 6)});
+            });
         });
         if (!s) return s;
         return out;
@@ -263,9 +268,7 @@ public:
             std::string id = run_id, sc = scope;
             Statement st(s_);
             st << "SELECT token FROM checkpoints WHERE run_id=? AND scope=?", use(id), use(sc);
-            st.execute();
-            RecordSet rs(st);
-            if (rs.moveFirst()) out = str(rs, 0);
+            for_each_row(st, [&](RecordSet& rs) { out = str(rs, 0); });
         });
         if (!s) return s;
         return out;
@@ -306,9 +309,7 @@ private:
                       where + " ORDER BY created_at DESC, id DESC LIMIT ?";
             if (!where.empty()) st, use(a);
             st, use(lim);
-            st.execute();
-            RecordSet rs(st);
-            for (bool more = rs.moveFirst(); more; more = rs.moveNext()) {
+            for_each_row(st, [&](RecordSet& rs) {
                 run_record r;
                 r.id = str(rs, 0); r.job = str(rs, 1); r.job_file = str(rs, 2); r.state = str(rs, 3);
                 r.phase = str(rs, 4); r.dry_run = num(rs, 5) != 0; r.created_at = str(rs, 6);
@@ -316,7 +317,7 @@ private:
                 r.target_connector = str(rs, 10); r.target_version = str(rs, 11);
                 r.exit_code = static_cast<int>(num(rs, 12)); r.error = str(rs, 13); r.summary_json = str(rs, 14);
                 out.push_back(std::move(r));
-            }
+            });
         });
         if (!s) return s;
         return out;

@@ -68,6 +68,9 @@ private:
     template <class F>
     sw_status call(const char* hook, sw_error& err, F&& f);
     Status to_status(const char* hook, sw_status s, const sw_error& err, error_kind schema_kind) const;
+    using entities_fn = sw_status (*)(void*, const sw_str*, size_t, sw_error*);
+    Status entities_hook(const char* hook, entities_fn fn, const std::vector<std::string>& entities,
+                         error_kind schema_kind);
 
     std::shared_ptr<const loaded_connector> lib_;
     std::unique_ptr<sw_host_ctx> ctx_;

@@ -29,8 +29,11 @@ public:
         return true;
     }
 
+    // Emits what is pending. The first flush emits even an empty batch, so
+    // the kernel learns the entity is present (and, in bulk mode, empty).
     void flush() {
-        if (states_.empty()) return;
+        if (states_.empty() && emitted_) return;
+        emitted_ = true;
         recs_.resize(states_.size());
         for (size_t i = 0; i < states_.size(); ++i)
             recs_[i] = {keys_[i], values_.data() + i * nf_, nf_, static_cast<uint32_t>(states_[i])};
@@ -55,6 +58,7 @@ private:
     sw_batch_mode mode_;
     std::string_view stable_;
     size_t batch_size_, nf_ = 0;
+    bool emitted_ = false;
     std::vector<sw_str> keys_, values_;
     std::vector<sw_record_state> states_;
     std::vector<sw_record> recs_;

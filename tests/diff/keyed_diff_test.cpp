@@ -17,6 +17,7 @@ entity_plan make(sw_batch_mode mode) {
     entity_plan ep;
     ep.schema = {"people", "id", {{"first", SW_TYPE_STRING, false}, {"last", SW_TYPE_STRING, false}}};
     ep.mode = mode;
+    ep.source_sent = true;
     ep.desired = record_set(2);
     ep.current = record_set(2);
     return ep;
@@ -62,6 +63,18 @@ TEST(keyed_diff, plans_creates_field_level_updates_and_deletes) {
     EXPECT_EQ(ep.key_of(by_kind.at(SW_CHANGE_DELETE)), "3");
     EXPECT_EQ(ep.key_of(by_kind.at(SW_CHANGE_CREATE)), "4");
     EXPECT_EQ(ep.desired.size(), 2u) << "only what changed is kept";
+}
+
+TEST(keyed_diff, an_entity_the_source_said_nothing_about_is_left_alone) {
+    auto ep = make(SW_MODE_BULK);
+    ep.source_sent = false;
+    add(ep.current, "1", "Ann", "Lee");
+    keyed_diff(ep);
+    EXPECT_TRUE(ep.changes.empty());
+    ep.source_sent = true;  // an empty bulk batch: the entity is now empty
+    keyed_diff(ep);
+    ASSERT_EQ(ep.changes.size(), 1u);
+    EXPECT_EQ(ep.changes[0].kind, SW_CHANGE_DELETE);
 }
 
 TEST(streaming_diff, reports_duplicates_on_both_sides) {

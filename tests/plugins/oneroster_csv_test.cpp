@@ -223,3 +223,49 @@ TEST_F(malformed, unreadable_zip) {
     EXPECT_THAT(r.err, HasSubstr("district.zip: not a readable zip archive"));
     EXPECT_EQ(sw_test::snapshot(drop()), before_);
 }
+
+// A delta export changes only what it lists: absent records stay, and only
+// rows marked tobedeleted (or the 1.0 word 'inactive') are removed.
+TEST_F(oneroster, a_delta_export_deletes_only_what_it_marks) {
+    auto src = tmp_ / "full";
+    sw_test::copy_tree(sw_test::shared_data("oneroster/Test_minimal_data_set"), src);
+    ASSERT_EQ(run(src, false).code, 0);
+    auto delivered = sw_test::read_file(drop() / "people.csv");
+    ASSERT_NE(delivered.find("usr-222-987654"), std::string::npos);
+
+    auto delta = tmp_ / "delta";
+    sw_test::write_file(delta / "manifest.csv",
+                        "propertyName,value\r\nmanifest.version,1.0\r\noneroster.version,1.1\r\n"
+                        "file.users,delta\r\nfile.enrollments,absent\r\nfile.orgs,absent\r\n");
+    sw_test::write_file(delta / "users.csv",
+                        "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,userIds,"
+                        "givenName,familyName,middleName,identifier,email,sms,phone,agentSourcedIds,grades,password\r\n"
+                        "usr-222-987654,inactive,2026-11-20,TRUE,org-sch-222-456,teacher,jim.smith,,Jim,Smith,,,,,,,,\r\n"
+                        "usr-new-1,active,2026-11-20,TRUE,org-sch-222-456,student,new.one,,New,One,,,,,,,,\r\n");
+    sw_test::write_file(tmp_ / "job.json", sw_test::roster_job(delta, drop()));
+    auto r = sw_test::cli(data(), {"run", (tmp_ / "job.json").string(), "--dry-run", "--plan-out",
+                                   (tmp_ / "plan.json").string()});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto plan = nlohmann::json::parse(sw_test::read_file(tmp_ / "plan.json"));
+    EXPECT_EQ(plan["summary"]["people"]["create"], 1);
+    EXPECT_EQ(plan["summary"]["people"]["delete"], 1) << "'inactive' is read as tobedeleted";
+    EXPECT_EQ(plan["summary"]["people"]["update"], 0);
+    EXPECT_EQ(plan["changes"].size(), 2u) << "the five users the delta does not list must stay";
+    for (auto& c : plan["changes"])
+        EXPECT_EQ(c["key"], c["kind"] == "delete" ? "usr-222-987654" : "usr-new-1");
+}
+
+// The other half of the rule: a bulk file that is present but empty says the
+// entity is now empty, so everything delivered is planned for deletion (the
+// safety gates of a later release hold such a plan for approval).
+TEST_F(oneroster, a_present_but_empty_bulk_file_empties_the_entity) {
+    auto src = tmp_ / "full";
+    sw_test::copy_tree(sw_test::shared_data("oneroster/Test_minimal_data_set"), src);
+    ASSERT_EQ(run(src, false).code, 0);
+    auto enr = sw_test::read_file(src / "enrollments.csv");
+    sw_test::write_file(src / "enrollments.csv", enr.substr(0, enr.find('\n') + 1));
+    auto d = dry(src);
+    ASSERT_EQ(d.r.code, 0) << d.r.out << d.r.err;
+    EXPECT_EQ(d.plan["summary"]["rosters"]["delete"], 6);
+    EXPECT_EQ(d.plan["summary"]["people"]["delete"], 0);
+}

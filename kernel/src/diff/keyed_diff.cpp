@@ -89,9 +89,10 @@ bool streaming_diff::offer(std::string_view key, const std::string_view* values,
 }
 
 // In bulk mode a current record the source no longer sends is deleted; in
-// delta mode it is left alone.
+// delta mode, or when the source sent nothing at all for the entity (a file
+// absent from the export), it is left alone.
 std::vector<std::string_view> streaming_diff::finish() {
-    if (ep_.mode == SW_MODE_BULK)
+    if (ep_.mode == SW_MODE_BULK && ep_.source_sent)
         for (uint32_t c = 0; c < ep_.current.size(); ++c)
             if (!seen_[c]) ep_.changes.push_back({SW_CHANGE_DELETE, 0, c, 0, 0});
     // Creates are the only keys not checked against `seen_`.

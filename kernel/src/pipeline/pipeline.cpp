@@ -191,6 +191,12 @@ private:
             if (!es) return SW_OK;
             if (std::find(requested.begin(), requested.end(), es->name) == requested.end()) return SW_OK;
             auto mode = static_cast<sw_batch_mode>(b.mode == SW_MODE_DELTA ? SW_MODE_DELTA : SW_MODE_BULK);
+            for (size_t mi = 0; mi < mappers_.size(); ++mi)
+                if (mappers_[mi].source() == es->name) {
+                    auto& ep = plans_.entities[mapper_target_[mi]];
+                    ep.source_sent = true;
+                    if (mode == SW_MODE_DELTA) ep.mode = SW_MODE_DELTA;
+                }
             for (size_t i = 0; i < b.record_count; ++i) {
                 const sw_record& rec = b.records[i];
                 ++extracted_;
@@ -200,7 +206,6 @@ private:
                     if (m.source() != es->name) continue;
                     const size_t ti = mapper_target_[mi];
                     auto& ep = plans_.entities[ti];
-                    if (mode == SW_MODE_DELTA) ep.mode = SW_MODE_DELTA;
                     auto o = m.map(rec, key, values, error);
                     if (o == entity_mapper::outcome::filtered) continue;
                     if (o == entity_mapper::outcome::failed) {

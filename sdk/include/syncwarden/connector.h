@@ -136,6 +136,9 @@ typedef struct sw_record {
     uint32_t state; /* sw_record_state */
 } sw_record;
 
+/* An entity for which extract emits no batch at all is one the source says
+ * nothing about: nothing of it is deleted. To say "this entity is now
+ * empty", emit one empty bulk batch. */
 typedef enum sw_batch_mode {
     SW_MODE_BULK = 0,  /* the source sends the whole entity: absent means gone */
     SW_MODE_DELTA = 1  /* only changes: absent means unchanged */

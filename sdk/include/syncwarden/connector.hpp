@@ -155,8 +155,12 @@ public:
         pending_.push_back({std::string(key), values, state});
         if (pending_.size() >= batch_size_) flush();
     }
+    // Emits what is pending. The first flush emits even an empty batch: it
+    // tells the kernel the entity is present (and, in bulk mode, empty). An
+    // entity with no batch at all is one the source says nothing about.
     void flush() {
-        if (pending_.empty()) return;
+        if (pending_.empty() && emitted_) return;
+        emitted_ = true;
         std::vector<std::vector<sw_str>> vals(pending_.size());
         std::vector<sw_record> recs(pending_.size());
         for (size_t i = 0; i < pending_.size(); ++i) {
@@ -177,6 +181,7 @@ private:
     std::string entity_;
     sw_batch_mode mode_;
     size_t batch_size_;
+    bool emitted_ = false;
     std::vector<pending> pending_;
 };
 

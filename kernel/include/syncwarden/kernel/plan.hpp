@@ -23,6 +23,9 @@ struct planned_change {
 struct entity_plan {
     entity_schema schema;         // the target's
     sw_batch_mode mode = SW_MODE_BULK;
+    // Whether the source emitted any batch (even an empty one) for the source
+    // entity. Without one the source said nothing, and nothing is deleted.
+    bool source_sent = false;
     record_set desired{0}, current{0};
     std::vector<planned_change> changes;
     std::vector<uint16_t> changed_fields;

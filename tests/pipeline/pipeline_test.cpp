@@ -164,3 +164,24 @@ TEST(pipeline_custom_diff, a_target_diff_hook_replaces_the_generic_diff) {
     EXPECT_EQ(r.out.find("i-2"), std::string::npos);
     EXPECT_EQ(sw_test::read_file(tmp / "applied.log"), "i-1\n");
 }
+
+TEST_F(pipeline_e2e, bad_connector_settings_exit_3_and_say_which_setting) {
+    sw_test::write_file(job(), R"({"name": "x",
+      "source": {"connector": "oneroster-csv", "settings": {"path": ")" + src_.string() + R"("}},
+      "target": {"connector": "vendor-csv", "settings": {"folder": "out"}},
+      "mapping": {"entities": [{"target": "people", "source": "users", "fields": {"id": "sourcedId"}}]}})");
+    auto r = run(true);
+    EXPECT_EQ(r.code, 3) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("vendor-csv 1.0.0: create failed (config"));
+    EXPECT_THAT(r.err, HasSubstr("target settings.files: required"));
+
+    sw_test::write_file(job(), R"({"name": "x",
+      "source": {"connector": "oneroster-csv", "settings": {"path": ")" + (tmp_ / "nowhere").string() + R"("}},
+      "target": {"connector": "vendor-csv", "settings": {"folder": "out",
+        "files": [{"entity": "people", "file": "p.csv", "key": "id", "columns": ["id"]}]}},
+      "mapping": {"entities": [{"target": "people", "source": "users", "fields": {"id": "sourcedId"}}]}})");
+    r = run(true);
+    EXPECT_EQ(r.code, 3) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("nowhere does not exist"));
+    EXPECT_FALSE(fs::exists(tmp_ / "out"));
+}

@@ -175,11 +175,7 @@ private:
             if (std::find(requested.begin(), requested.end(), m.source()) == requested.end())
                 requested.push_back(m.source());
         auto& ctx = source_->ctx();
-        ctx.on_finding = [this](const sw_finding& f) {
-            add_finding({severity_name(f.severity), std::string(view(f.code)), std::string(view(f.entity)),
-                         std::string(view(f.file)), f.line, f.column, std::string(view(f.key)),
-                         std::string(view(f.message))});
-        };
+        collect_findings(*source_);
         std::string key;
         std::vector<std::string> values;
         std::vector<std::string_view> views;
@@ -213,8 +209,8 @@ private:
                                      m.target() + " from " + es->name + " '" + std::string(view(rec.key)) + "': " + error});
                         continue;
                     }
-                    if (!check_mapped(ep.schema, rec, key, values)) continue;
                     views.assign(values.begin(), values.end());
+                    if (!check_mapped(ep.schema, rec, key, views)) continue;
                     const bool tobedeleted = rec.state == SW_RECORD_TOBEDELETED;
                     if (!streaming_) ep.desired.add(key, views.data(), static_cast<uint8_t>(tobedeleted));
                     else if (!differs_[ti]->offer(key, views.data(), tobedeleted)) duplicate_in_source(ep, key);
@@ -230,32 +226,30 @@ private:
     }
 
     bool check_mapped(const entity_schema& es, const sw_record& rec, const std::string& key,
-                      const std::vector<std::string>& values) {
-        auto bad = [&](const std::string& msg) {
-            add_finding({"error", "mapping", es.name, "", 0, 0, std::string(view(rec.key)),
-                         es.name + " '" + key + "' (source key '" + std::string(view(rec.key)) + "'): " + msg});
-            return false;
+                      const std::vector<std::string_view>& values) {
+        std::string what;
+        if (key.empty()) what = es.key_name + " maps to an empty value";
+        else if (auto p = find_value_problem(es, values.data(), rec.state == SW_RECORD_ACTIVE); p.code) what = p.what;
+        if (what.empty()) return true;
+        add_finding({"error", "mapping", es.name, "", 0, 0, std::string(view(rec.key)),
+                     es.name + " '" + key + "' (source key '" + std::string(view(rec.key)) + "'), after mapping: " + what});
+        return false;
+    }
+
+    // Findings from a connector, whichever hook it reports them in.
+    void collect_findings(connector_session& s) {
+        s.ctx().on_finding = [this](const sw_finding& f) {
+            add_finding({severity_name(f.severity), std::string(view(f.code)), std::string(view(f.entity)),
+                         std::string(view(f.file)), f.line, f.column, std::string(view(f.key)),
+                         std::string(view(f.message))});
         };
-        if (key.empty()) return bad(es.key_name + " maps to an empty value");
-        if (rec.state == SW_RECORD_TOBEDELETED) return true;
-        for (size_t f = 0; f < es.fields.size(); ++f) {
-            if (values[f].empty() && es.fields[f].required)
-                return bad("required target field " + es.fields[f].name + " maps to an empty value");
-            if (auto why = check_value(es.fields[f].type, values[f]); !why.empty())
-                return bad(es.fields[f].name + " maps to '" + values[f] + "': " + why);
-        }
-        return true;
     }
 
     Status read_state() {
         std::vector<std::string> requested;
         for (auto& ep : plans_.entities) requested.push_back(ep.schema.name);
         auto& ctx = target_->ctx();
-        ctx.on_finding = [this](const sw_finding& f) {
-            add_finding({severity_name(f.severity), std::string(view(f.code)), std::string(view(f.entity)),
-                         std::string(view(f.file)), f.line, f.column, std::string(view(f.key)),
-                         std::string(view(f.message))});
-        };
+        collect_findings(*target_);
         std::vector<std::string_view> views;
         record_checker checker(target_contract_, target_->who(), "read_state",
                                [this](finding_record f) { add_finding(std::move(f)); });

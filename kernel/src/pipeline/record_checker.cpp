@@ -40,21 +40,27 @@ bool record_checker::check_shape(const sw_record& rec, const entity_schema& es) 
     return true;
 }
 
-bool record_checker::check_record(const sw_record& rec, const entity_schema& es) const {
-    if (!check_shape(rec, es)) return false;
-    const bool active = rec.state == SW_RECORD_ACTIVE;
+value_problem find_value_problem(const entity_schema& es, const std::string_view* values, bool active) {
     for (size_t f = 0; f < es.fields.size(); ++f) {
-        const sw_str v = rec.values[f];
+        const std::string_view v = values[f];
         const field_schema& fs = es.fields[f];
-        if (v.len == 0) {
-            if (fs.required && active) return bad(es, rec, "missing_required", "required field " + fs.name + " is empty");
+        if (v.empty()) {
+            if (fs.required && active) return {"missing_required", "required field " + fs.name + " is empty"};
             continue;
         }
         if (fs.type == SW_TYPE_STRING || fs.type == SW_TYPE_LIST) continue;
-        if (auto why = check_value(fs.type, view(v)); !why.empty())
-            return bad(es, rec, "bad_value", fs.name + " is '" + std::string(view(v)) + "': " + why);
+        if (auto why = check_value(fs.type, v); !why.empty())
+            return {"bad_value", fs.name + " is '" + std::string(v) + "': " + why};
     }
-    return true;
+    return {};
+}
+
+bool record_checker::check_record(const sw_record& rec, const entity_schema& es) const {
+    if (!check_shape(rec, es)) return false;
+    values_.resize(es.fields.size());
+    for (size_t f = 0; f < es.fields.size(); ++f) values_[f] = view(rec.values[f]);
+    auto p = find_value_problem(es, values_.data(), rec.state == SW_RECORD_ACTIVE);
+    return p.code ? bad(es, rec, p.code, p.what) : true;
 }
 
 }  // namespace syncwarden::kernel

@@ -8,8 +8,18 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace syncwarden::kernel {
+
+// The first value that breaks its field's contract: a required field left
+// empty (only for active records) or a value that does not fit its type.
+struct value_problem {
+    const char* code = nullptr;  // "missing_required" or "bad_value"; null when all is well
+    std::string what;
+};
+value_problem find_value_problem(const entity_schema& es, const std::string_view* values, bool active);
 
 class record_checker {
 public:
@@ -29,6 +39,7 @@ private:
     const contract_schema& contract_;
     std::string who_, hook_;
     report_fn report_;
+    mutable std::vector<std::string_view> values_;  // scratch for check_record
 };
 
 }  // namespace syncwarden::kernel

@@ -126,12 +126,6 @@ void append_escaped(std::string& out, std::string_view v) {
     out += '"';
 }
 
-std::string escape(std::string_view v) {
-    std::string out;
-    append_escaped(out, v);
-    return out;
-}
-
 std::string join_row(const std::vector<std::string>& values) {
     std::string out;
     for (size_t i = 0; i < values.size(); ++i) {

@@ -43,8 +43,7 @@ private:
     uint64_t error_line_ = 0, error_column_ = 0;
 };
 
-// Quotes a value when it needs it.
-std::string escape(std::string_view v);
+// Appends a value, quoted when it needs it.
 void append_escaped(std::string& out, std::string_view v);
 std::string join_row(const std::vector<std::string>& values);
 

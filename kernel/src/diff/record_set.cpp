@@ -120,12 +120,4 @@ std::optional<size_t> record_set::lookup(std::string_view k) const {
     return std::nullopt;
 }
 
-size_t record_set::bytes_used() const {
-    size_t b = 0;
-    for (size_t i = 0; i + 1 < blocks_.size(); ++i) b += k_block;
-    b += last_capacity_;
-    return b + start_.capacity() * sizeof(char*) + state_.capacity() + order_.capacity() * 4 +
-           index_.capacity() * 8;
-}
-
 }  // namespace syncwarden::kernel

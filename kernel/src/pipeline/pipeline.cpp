@@ -503,7 +503,10 @@ run_outcome pipeline::run(const job_config& job, const run_options& opts) {
     r.summary_json = summary.dump();
     if (auto fs_ = store_.add_findings(r.id, out.findings); !fs_ && s) out.status = fs_;
     if (auto us = store_.update_run(r); !us && s) out.status = us;
-    log_info({r.id, job.name, "", r.phase, "run_finished"}, r.state);
+    if (out.status) log_info({r.id, job.name, "", r.phase, "run_finished"}, r.state);
+    // Only the class of error: its message may quote record keys, which are
+    // people's identifiers and never go into logs.
+    else log_warn({r.id, job.name, "", r.phase, "run_finished"}, r.state + ": " + to_string(out.status.kind()));
     return out;
 }
 

@@ -32,7 +32,6 @@ public:
     // The first record wins where a key occurs twice; those keys are returned.
     std::vector<std::string_view> build_index();
     std::optional<size_t> lookup(std::string_view key) const;
-    size_t bytes_used() const;
 
 private:
     std::string_view piece(size_t i, size_t p) const;

@@ -185,3 +185,30 @@ TEST_F(pipeline_e2e, bad_connector_settings_exit_3_and_say_which_setting) {
     EXPECT_THAT(r.err, HasSubstr("nowhere does not exist"));
     EXPECT_FALSE(fs::exists(tmp_ / "out"));
 }
+
+TEST(pipeline_apply, a_refused_change_is_recorded_and_the_run_exits_6) {
+    sw_test::temp_dir tmp;
+    auto data = tmp / "data";
+    for (auto f : {"good", "diff_target"})
+        ASSERT_EQ(sw_test::cli(data, {"connectors", "install", sw_test::fixture(f).string()}).code, 0);
+    // "good" emits Ada (i-1) and Grace (i-2); this target plans names
+    // starting with A plus, here, refuses i-1 when applying it.
+    sw_test::write_file(tmp / "job.json", R"({"name": "refusing",
+      "source": {"connector": "good"},
+      "target": {"connector": "diff-target", "settings": {"log": ")" + (tmp / "applied.log").string() + R"(",
+                 "refuse": ["i-1"]}},
+      "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]}})");
+    auto r = sw_test::cli(data, {"run", (tmp / "job.json").string()});
+    EXPECT_EQ(r.code, 6) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("1 of 1 changes failed; last: items/i-1: the vendor refused i-1"));
+    auto id = r.out.substr(4, r.out.find(' ', 4) - 4);
+    auto show = sw_test::cli(data, {"runs", "show", id, "--json"});
+    ASSERT_EQ(show.code, 0) << show.err;
+    auto j = nlohmann::json::parse(show.out);
+    EXPECT_EQ(j["state"], "failed");
+    EXPECT_EQ(j["exit_code"], 6);
+    ASSERT_EQ(j["changes"].size(), 1u);
+    EXPECT_EQ(j["changes"][0]["key"], "i-1");
+    EXPECT_EQ(j["changes"][0]["status"], "permanent");
+    EXPECT_EQ(j["changes"][0]["category"], "refused");
+}

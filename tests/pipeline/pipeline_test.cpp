@@ -148,15 +148,22 @@ TEST_F(pipeline_e2e, config_errors_exit_3_with_the_json_path) {
     EXPECT_EQ(unknown.code, 2);
 }
 
-TEST(pipeline_custom_diff, a_target_diff_hook_replaces_the_generic_diff) {
-    sw_test::temp_dir tmp;
-    auto data = tmp / "data";
+// The "good" fixture source into the diff-target fixture, which logs what it
+// applies to tmp/applied.log. `extra` adds target settings.
+static void diff_target_job(const sw_test::temp_dir& tmp, const std::string& extra = "") {
     for (auto f : {"good", "diff_target"})
-        ASSERT_EQ(sw_test::cli(data, {"connectors", "install", sw_test::fixture(f).string()}).code, 0);
+        ASSERT_EQ(sw_test::cli(tmp / "data", {"connectors", "install", sw_test::fixture(f).string()}).code, 0);
     sw_test::write_file(tmp / "job.json", R"({"name": "d",
       "source": {"connector": "good"},
-      "target": {"connector": "diff-target", "settings": {"log": ")" + (tmp / "applied.log").string() + R"("}},
+      "target": {"connector": "diff-target", "settings": {"log": ")" + (tmp / "applied.log").string() + "\"" + extra +
+                                              R"(}},
       "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]}})");
+}
+
+TEST(pipeline_custom_diff, a_target_diff_hook_replaces_the_generic_diff) {
+    sw_test::temp_dir tmp;
+    diff_target_job(tmp);
+    auto data = tmp / "data";
     auto r = sw_test::cli(data, {"run", (tmp / "job.json").string()});
     ASSERT_EQ(r.code, 0) << r.out << r.err;
     // "good" emits Ada (i-1) and Grace (i-2); the hook plans only names starting with A.
@@ -188,16 +195,10 @@ TEST_F(pipeline_e2e, bad_connector_settings_exit_3_and_say_which_setting) {
 
 TEST(pipeline_apply, a_refused_change_is_recorded_and_the_run_exits_6) {
     sw_test::temp_dir tmp;
-    auto data = tmp / "data";
-    for (auto f : {"good", "diff_target"})
-        ASSERT_EQ(sw_test::cli(data, {"connectors", "install", sw_test::fixture(f).string()}).code, 0);
     // "good" emits Ada (i-1) and Grace (i-2); this target plans names
     // starting with A plus, here, refuses i-1 when applying it.
-    sw_test::write_file(tmp / "job.json", R"({"name": "refusing",
-      "source": {"connector": "good"},
-      "target": {"connector": "diff-target", "settings": {"log": ")" + (tmp / "applied.log").string() + R"(",
-                 "refuse": ["i-1"]}},
-      "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]}})");
+    diff_target_job(tmp, R"(, "refuse": ["i-1"])");
+    auto data = tmp / "data";
     auto r = sw_test::cli(data, {"run", (tmp / "job.json").string()});
     EXPECT_EQ(r.code, 6) << r.out << r.err;
     EXPECT_THAT(r.err, HasSubstr("1 of 1 changes failed; last: items/i-1: the vendor refused i-1"));

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 
 using namespace syncwarden::kernel;
@@ -19,13 +20,17 @@ namespace {
 struct result { double seconds; unsigned long long records; };
 
 Result<result> run(const std::shared_ptr<const loaded_connector>& lib, unsigned long long n, bool check) {
-    auto session = connector_session::create(lib, {{"records", std::to_string(n)}}, "bench", ".");
+    auto session = open_in_process(lib, {{"records", std::to_string(n)}}, "bench", ".", no_services());
     if (!session) return session.status();
-    auto contract = (*session)->contract();
+    auto contract = (*session)->contract(no_services());
     if (!contract) return contract.status();
     unsigned long long seen = 0, bad = 0;
     record_checker checker(*contract, (*session)->who(), "extract", [&](finding_record) { ++bad; });
-    (*session)->ctx().on_emit = [&](const sw_batch& b) -> sw_status {
+    struct sink final : record_sink {
+        std::function<sw_status(const sw_batch&)> fn;
+        sw_status on_records(const sw_batch& b) override { return fn(b); }
+    } counter;
+    counter.fn = [&](const sw_batch& b) -> sw_status {
         if (!check) {
             seen += b.record_count;
             return SW_OK;
@@ -36,7 +41,7 @@ Result<result> run(const std::shared_ptr<const loaded_connector>& lib, unsigned 
         return SW_OK;
     };
     auto t0 = std::chrono::steady_clock::now();
-    auto s = (*session)->extract({"people"});
+    auto s = (*session)->extract({"people"}, counter, no_services());
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!s) return s;
     if (seen != n || bad)

@@ -86,8 +86,9 @@ sw_status extract(void* inst, const sw_str*, size_t, sw_error*) {
 }
 
 const sw_manifest k_manifest = {sizeof(sw_manifest), {"null-source", 11}, {"1.0.0", 5}, {"bench", 5},
-                                {"emits N synthetic records", 25}, SW_CAP_SOURCE, SW_THREAD_INSTANCE};
-const sw_hooks k_hooks = {sizeof(sw_hooks), create, destroy, contract, extract, nullptr, nullptr, nullptr, nullptr};
+                                {"emits N synthetic records", 25}, SW_CAP_SOURCE, SW_THREAD_INSTANCE, {nullptr, 0}};
+const sw_hooks k_hooks = {sizeof(sw_hooks), create, destroy, contract, extract, nullptr, nullptr, nullptr, nullptr,
+                          nullptr};
 const sw_connector k_connector = {sizeof(sw_connector), SW_ABI_MAJOR, SW_ABI_MINOR, &k_manifest, &k_hooks};
 
 }  // namespace

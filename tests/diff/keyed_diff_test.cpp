@@ -39,7 +39,9 @@ TEST(record_set, holds_fields_compactly_and_finds_by_key) {
     add(rs, "a", "Dup", "");
     auto dups = rs.sort_by_key();
     ASSERT_EQ(dups.size(), 1u);
-    EXPECT_EQ(dups[0], "a");
+    EXPECT_EQ(rs.key(dups[0].first), "a");
+    EXPECT_EQ(dups[0].first, 1u);
+    EXPECT_EQ(dups[0].second, 2u) << "the positions of both copies";
 }
 
 TEST(keyed_diff, plans_creates_field_level_updates_and_deletes) {
@@ -93,6 +95,28 @@ TEST(streaming_diff, reports_duplicates_on_both_sides) {
     EXPECT_EQ(dups[0], "5");
 }
 
+// The target holds s-1 twice and the source still sends s-1, renamed: the
+// plan must never delete a key the source sends.
+TEST(streaming_diff, never_deletes_a_key_the_source_sends_when_the_target_holds_it_twice) {
+    auto ep = make(SW_MODE_BULK);
+    ep.source_sent = true;
+    add(ep.current, "s-1", "Zoe", "Garcia");
+    add(ep.current, "s-2", "Bo", "Chen");
+    add(ep.current, "s-1", "Zoe", "Garcia");
+    streaming_diff d(ep);
+    ASSERT_EQ(d.target_duplicates().size(), 1u);
+    EXPECT_EQ(d.target_duplicates()[0].first, 0u);
+    EXPECT_EQ(d.target_duplicates()[0].second, 2u);
+    std::string_view renamed[] = {"Zoé", "Garcia"}, same[] = {"Bo", "Chen"};
+    EXPECT_TRUE(d.offer("s-1", renamed, false));
+    EXPECT_TRUE(d.offer("s-2", same, false));
+    (void)d.finish();
+    for (auto& c : ep.changes)
+        EXPECT_NE(c.kind, SW_CHANGE_DELETE) << "planned delete of " << ep.key_of(c);
+    ASSERT_EQ(ep.changes.size(), 1u);
+    EXPECT_EQ(ep.changes[0].kind, SW_CHANGE_UPDATE);
+}
+
 TEST(keyed_diff, delta_mode_deletes_only_what_is_marked_tobedeleted) {
     auto ep = make(SW_MODE_DELTA);
     add(ep.desired, "2", "Bo", "Chen", SW_RECORD_TOBEDELETED);
@@ -105,10 +129,19 @@ TEST(keyed_diff, delta_mode_deletes_only_what_is_marked_tobedeleted) {
     EXPECT_EQ(ep.key_of(ep.changes[0]), "2");
 }
 
-TEST(keyed_diff, change_ids_are_stable_and_distinct) {
-    auto a = change_id("r1", "people", "2", SW_CHANGE_UPDATE);
-    EXPECT_EQ(a, change_id("r1", "people", "2", SW_CHANGE_UPDATE));
-    EXPECT_NE(a, change_id("r2", "people", "2", SW_CHANGE_UPDATE));
-    EXPECT_NE(a, change_id("r1", "people", "2", SW_CHANGE_DELETE));
+TEST(keyed_diff, change_ids_are_content_ids) {
+    record_set d(2);
+    add(d, "2", "Ann", "Lee");
+    add(d, "2", "Ann", "Leigh");
+    add(d, "2", "AnnL", "ee");
+    auto a = change_id("job", "people", "2", SW_CHANGE_UPDATE, &d, 0);
+    EXPECT_EQ(a, change_id("job", "people", "2", SW_CHANGE_UPDATE, &d, 0)) << "the same change, the same id";
+    EXPECT_NE(a, change_id("other-job", "people", "2", SW_CHANGE_UPDATE, &d, 0));
+    EXPECT_NE(a, change_id("job", "staff", "2", SW_CHANGE_UPDATE, &d, 0));
+    EXPECT_NE(a, change_id("job", "people", "2", SW_CHANGE_CREATE, &d, 0));
+    EXPECT_NE(a, change_id("job", "people", "2", SW_CHANGE_UPDATE, &d, 1)) << "other desired values, another id";
+    EXPECT_NE(a, change_id("job", "people", "2", SW_CHANGE_UPDATE, &d, 2)) << "values are not just concatenated";
+    EXPECT_EQ(change_id("job", "people", "2", SW_CHANGE_DELETE, &d, 0),
+              change_id("job", "people", "2", SW_CHANGE_DELETE, &d, 1)) << "a delete has no desired values";
     EXPECT_EQ(a.size(), 24u);
 }

@@ -66,7 +66,7 @@ TEST(loader, refuses_another_abi_major) {
 
 TEST(loader, refuses_a_newer_abi_minor) {
     auto m = refusal("abi_minor");
-    EXPECT_THAT(m, HasSubstr("ABI minor is 7, newer than the kernel's 1.0"));
+    EXPECT_THAT(m, HasSubstr("ABI minor is 7, newer than the kernel's 1.1"));
 }
 
 TEST(loader, refuses_a_struct_size_too_small) {
@@ -81,6 +81,20 @@ TEST(loader, refuses_a_missing_required_hook) {
     EXPECT_THAT(m, HasSubstr("SW_CAP_SOURCE"));
 }
 
+// A connector built against the 1.0 headers has shorter tables; it still
+// loads, and the 1.1 hooks it does not know are absent.
+TEST(loader, loads_a_connector_built_for_abi_1_0) {
+    auto lib = load_connector(fixture("abi_v10"));
+    ASSERT_TRUE(lib.is_ok()) << lib.status().message();
+    EXPECT_EQ((*lib)->info().abi_minor, 0u);
+    EXPECT_EQ((*lib)->hooks().state_token, nullptr);
+    EXPECT_TRUE((*lib)->info().settings_schema.empty());
+    auto session = open_in_process(*lib, nlohmann::json::object(), "job", "/tmp", no_services());
+    ASSERT_TRUE(session.is_ok()) << session.status().message();
+    EXPECT_FALSE((*session)->has_state_token());
+    EXPECT_TRUE((*session)->contract(no_services()).is_ok());
+}
+
 // The contract hook runs when a run starts; a bad contract fails that run
 // with a connector error instead of crashing the kernel.
 class contract_hook : public ::testing::TestWithParam<const char*> {};
@@ -88,9 +102,9 @@ class contract_hook : public ::testing::TestWithParam<const char*> {};
 TEST_P(contract_hook, a_bad_contract_is_refused_with_a_message) {
     auto lib = load_connector(fixture(GetParam()));
     ASSERT_TRUE(lib.is_ok()) << lib.status().message();
-    auto session = connector_session::create(*lib, nlohmann::json::object(), "job", "/tmp");
+    auto session = open_in_process(*lib, nlohmann::json::object(), "job", "/tmp", no_services());
     ASSERT_TRUE(session.is_ok()) << session.status().message();
-    auto c = (*session)->contract();
+    auto c = (*session)->contract(no_services());
     ASSERT_FALSE(c.is_ok());
     EXPECT_EQ(c.status().kind(), error_kind::connector);
     const std::string m = c.status().message();

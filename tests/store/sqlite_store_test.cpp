@@ -12,7 +12,7 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
     {
         auto s = open_sqlite_store(file);
         ASSERT_TRUE(s.is_ok()) << s.status().message();
-        EXPECT_EQ((*s)->schema_version(), 2);
+        EXPECT_EQ((*s)->schema_version(), 3);
         run_record r;
         r.id = "r1";
         r.job = "j";
@@ -23,14 +23,15 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
         r.summary_json = R"({"applied":3})";
         ASSERT_TRUE((*s)->update_run(r));
         ASSERT_TRUE((*s)->add_findings("r1", {{"warning", "bad_date", "users", "users.csv", 4, 17, "u1", "m"}}));
-        ASSERT_TRUE((*s)->add_change_results("r1", {{"c2", "people", "u2", "create", "applied", "", "", 1},
-                                                    {"c1", "people", "u1", "create", "applied", "", "", 0}}));
-        ASSERT_TRUE((*s)->save_checkpoint("r1", "apply/people", "200", "t"));
-        ASSERT_TRUE((*s)->save_plan({"r1", "/p.json", "abc", 1, 2, 3}));
+        ASSERT_TRUE((*s)->save_apply_batch("r1", {{"c2", "people", "u2", "create", "staged", "", "", 1},
+                                                  {"c1", "people", "u1", "create", "staged", "", "", 0}},
+                                           "apply/people", "200", "t"));
+        ASSERT_TRUE((*s)->finish_apply(r, true, "", ""));
+        ASSERT_TRUE((*s)->save_plan({"r1", "/p.json", "abc", 1, 2, 3, "/p.plan", "d1"}));
     }
     auto s = open_sqlite_store(file);
     ASSERT_TRUE(s.is_ok());
-    EXPECT_EQ((*s)->schema_version(), 2);
+    EXPECT_EQ((*s)->schema_version(), 3);
     auto r = (*s)->get_run("r1");
     ASSERT_TRUE(r.is_ok());
     EXPECT_EQ(r->state, "succeeded");
@@ -46,6 +47,7 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
     EXPECT_EQ(*(*s)->load_checkpoint("r1", "apply/people").value(), "200");
     EXPECT_FALSE((*s)->load_checkpoint("r1", "apply/other")->has_value());
     EXPECT_EQ((*s)->get_plan("r1")->value().deletes, 3u);
+    EXPECT_EQ((*s)->get_plan("r1")->value().digest, "d1");
     auto missing = (*s)->get_run("nope");
     ASSERT_FALSE(missing.is_ok());
     EXPECT_EQ(missing.status().kind(), error_kind::not_found);
@@ -81,11 +83,13 @@ TEST(sqlite_store, migrates_a_version_1_store_keeping_its_change_results) {
       CREATE TABLE change_results(run_id TEXT NOT NULL, change_id TEXT NOT NULL, entity TEXT NOT NULL,
         record_key TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL, category TEXT NOT NULL,
         message TEXT NOT NULL, PRIMARY KEY(run_id, change_id));
+      CREATE TABLE plans(run_id TEXT PRIMARY KEY REFERENCES runs(id), path TEXT NOT NULL,
+        sha256 TEXT NOT NULL, creates INTEGER NOT NULL, updates INTEGER NOT NULL, deletes INTEGER NOT NULL);
       INSERT INTO change_results VALUES('r1','cafe','people','u1','create','applied','','');)";
     ASSERT_EQ(std::system(("sqlite3 " + file.string() + " \"" + v1 + "\"").c_str()), 0);
     auto s = open_sqlite_store(file);
     ASSERT_TRUE(s.is_ok()) << s.status().message();
-    EXPECT_EQ((*s)->schema_version(), 2);
+    EXPECT_EQ((*s)->schema_version(), 3);
     auto r = (*s)->change_results("r1");
     ASSERT_TRUE(r.is_ok()) << r.status().message();
     ASSERT_EQ(r->size(), 1u);

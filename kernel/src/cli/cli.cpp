@@ -6,6 +6,7 @@
 #include <syncwarden/kernel/pipeline.hpp>
 #include <syncwarden/kernel/registry.hpp>
 #include <syncwarden/kernel/store.hpp>
+#include <syncwarden/kernel/text.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -27,6 +28,8 @@ commands:
                                  plan a sync; without --dry-run also apply it
   runs list [--limit N] [--json] recent runs, newest first
   runs show RUN_ID [--json]      one run: state, counts, findings, failed changes
+  runs apply RUN_ID              apply the stored plan of a dry run, if the
+                                 target has not changed since it was made
   version                        kernel and ABI versions
 
 The data directory holds installed connectors, the run store and plans. It is
@@ -42,7 +45,7 @@ struct context {
 };
 
 int fail(context& c, const Status& s) {
-    c.err << "error: " << s.message() << "\n";
+    c.err << "error: " << printable(s.message()) << "\n";
     return exit_code_for(s);
 }
 
@@ -130,13 +133,44 @@ void print_findings(context& c, const std::vector<finding_record>& fs, size_t li
         }
         c.out << "  " << f.severity << " [" << f.code << "] ";
         if (!f.file.empty()) {
-            c.out << f.file;
+            c.out << printable(f.file);
             if (f.line) c.out << ":" << f.line;
             if (f.column) c.out << ":" << f.column;
             c.out << ": ";
         }
-        c.out << f.message << "\n";
+        c.out << printable(f.message) << "\n";
     }
+}
+
+// What a run did, for people; then its exit code.
+int print_outcome(context& c, const run_outcome& o, bool dry_run) {
+    c.out << (dry_run ? "dry run " : "run ") << o.run.id << " of job " << printable(o.run.job) << ": " << o.run.state
+          << "\n";
+    if (!o.run.source_version.empty())
+        c.out << "  source " << o.run.source_connector << " " << o.run.source_version << ", target "
+              << o.run.target_connector << " " << o.run.target_version << "\n";
+    if (!o.findings.empty()) {
+        c.out << "findings (" << o.findings.size() + o.findings_not_kept << ", " << o.blocking_findings
+              << " blocking):\n";
+        print_findings(c, o.findings, 20);
+    }
+    if (!o.planned.empty()) {
+        c.out << "plan:\n";
+        c.out << "  " << std::left << std::setw(20) << "entity" << std::right << std::setw(8) << "create"
+              << std::setw(8) << "update" << std::setw(8) << "delete" << "\n";
+        for (auto& [e, n] : o.planned)
+            c.out << "  " << std::left << std::setw(20) << e << std::right << std::setw(8) << n.create
+                  << std::setw(8) << n.update << std::setw(8) << n.remove << "\n";
+        if (!o.preview.empty()) {
+            c.out << "first changes:\n";
+            for (auto& l : o.preview) c.out << "  " << l << "\n";
+        }
+        c.out << "plan written to " << o.plan_path.string() << "\n";
+    }
+    if (!dry_run && o.status) c.out << "applied " << o.applied << " changes, " << o.failed << " failed\n";
+    if (dry_run && o.status) c.out << "dry run: nothing was changed in the target\n";
+    if (!o.status) return fail(c, o.status);
+    return 0;
 }
 
 int run_cmd(context& c, const std::vector<std::string>& args) {
@@ -160,40 +194,14 @@ int run_cmd(context& c, const std::vector<std::string>& args) {
     pipeline p(reg, **store, c.clk, c.cfg.data_dir);
     auto o = p.run(*job, opts);
 
-    c.out << (opts.dry_run ? "dry run " : "run ") << o.run.id << " of job " << job->name << ": " << o.run.state
-          << "\n";
-    if (!o.run.source_version.empty())
-        c.out << "  source " << job->source.connector << " " << o.run.source_version << ", target "
-              << job->target.connector << " " << o.run.target_version << "\n";
-    if (!o.findings.empty()) {
-        c.out << "findings (" << o.findings.size() + o.findings_not_kept << ", " << o.blocking_findings
-              << " blocking):\n";
-        print_findings(c, o.findings, 20);
-    }
-    if (!o.planned.empty()) {
-        c.out << "plan:\n";
-        c.out << "  " << std::left << std::setw(20) << "entity" << std::right << std::setw(8) << "create"
-              << std::setw(8) << "update" << std::setw(8) << "delete" << "\n";
-        for (auto& [e, n] : o.planned)
-            c.out << "  " << std::left << std::setw(20) << e << std::right << std::setw(8) << n.create
-                  << std::setw(8) << n.update << std::setw(8) << n.remove << "\n";
-        if (!o.preview.empty()) {
-            c.out << "first changes:\n";
-            for (auto& l : o.preview) c.out << "  " << l << "\n";
-        }
-        c.out << "plan written to " << o.plan_path.string() << "\n";
-    }
-    if (!opts.dry_run && o.status) c.out << "applied " << o.applied << " changes, " << o.failed << " failed\n";
-    if (opts.dry_run && o.status) c.out << "dry run: nothing was changed in the target\n";
-    if (!o.status) return fail(c, o.status);
-    return 0;
+    return print_outcome(c, o, opts.dry_run);
 }
 
 int runs_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
     if (!parse_args(args, {{"--json", false}, {"--limit", true}}, pa, error)) return usage(c, error);
-    if (pa.pos.empty()) return usage(c, "runs needs a subcommand: list or show");
+    if (pa.pos.empty()) return usage(c, "runs needs a subcommand: list, show or apply");
     auto store = open_store(c);
     if (!store) return fail(c, store.status());
     bool json = pa.opts.count("--json") > 0;
@@ -275,6 +283,15 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
             }
         c.out << "changes recorded: " << results->size() << ", failed: " << failed << "\n";
         return 0;
+    }
+    if (pa.pos[0] == "apply") {
+        if (pa.pos.size() != 2) return usage(c, "runs apply takes one RUN_ID");
+        registry reg(c.cfg.data_dir / "connectors", c.clk);
+        pipeline p(reg, **store, c.clk, c.cfg.data_dir);
+        auto o = p.apply_stored(pa.pos[1]);
+        if (o.run.id.empty()) return fail(c, o.status);
+        c.out << "applying the plan of run " << pa.pos[1] << "\n";
+        return print_outcome(c, o, false);
     }
     return usage(c, "unknown runs subcommand '" + pa.pos[0] + "'");
 }

@@ -12,18 +12,24 @@ const char* kind_name(sw_change_kind k) {
     return "?";
 }
 
-// Not a cryptographic digest: an identifier that is stable for the same
-// (run, entity, key, kind), computed millions of times per large plan.
-std::string change_id(const std::string& run_id, std::string_view entity, std::string_view key,
-                      sw_change_kind kind) {
-    std::string material;
-    material.reserve(run_id.size() + entity.size() + key.size() + 3);
-    material += run_id;
-    material += '\x1f';
-    material += entity;
-    material += '\x1f';
-    material += key;
+// Not a cryptographic digest: an identifier computed millions of times per
+// large plan. Every piece is length-prefixed, so no two inputs share one
+// material string.
+std::string change_id(std::string_view job, std::string_view entity, std::string_view key, sw_change_kind kind,
+                      const record_set* desired, size_t desired_index) {
+    thread_local std::string material;
+    material.clear();
+    auto piece = [](std::string_view v) {
+        const uint32_t n = static_cast<uint32_t>(v.size());
+        material.append(reinterpret_cast<const char*>(&n), sizeof n);
+        material.append(v);
+    };
+    piece(job);
+    piece(entity);
+    piece(key);
     material += static_cast<char>('0' + kind);
+    if (desired && kind != SW_CHANGE_DELETE)
+        for (size_t f = 0; f < desired->field_count(); ++f) piece(desired->field(desired_index, f));
     uint64_t a = hash_bytes(material);
     material += '\x1e';
     uint64_t b = hash_bytes(material);
@@ -90,13 +96,20 @@ bool streaming_diff::offer(std::string_view key, const std::string_view* values,
 
 // In bulk mode a current record the source no longer sends is deleted; in
 // delta mode, or when the source sent nothing at all for the entity (a file
-// absent from the export), it is left alone.
+// absent from the export), it is left alone. A second copy of a key the
+// target holds twice is never deleted when the source sends that key: the
+// index only knows the first copy, and deleting "the other one" would tell
+// the target to delete a live record.
 std::vector<std::string_view> streaming_diff::finish() {
+    for (auto& d : target_dups_)
+        if (seen_[d.first]) seen_[d.second] = 1;
     if (ep_.mode == SW_MODE_BULK && ep_.source_sent)
         for (uint32_t c = 0; c < ep_.current.size(); ++c)
             if (!seen_[c]) ep_.changes.push_back({SW_CHANGE_DELETE, 0, c, 0, 0});
     // Creates are the only keys not checked against `seen_`.
-    return ep_.desired.sort_by_key();
+    std::vector<std::string_view> dups;
+    for (auto& d : ep_.desired.sort_by_key()) dups.push_back(ep_.desired.key(d.second));
+    return dups;
 }
 
 void keyed_diff(entity_plan& ep) {

@@ -46,15 +46,16 @@ std::string_view record_set::piece(size_t i, size_t p) const {
     return {text + b, e[p] - b};
 }
 
-std::vector<std::string_view> record_set::sort_by_key() {
+std::vector<record_set::duplicate> record_set::sort_by_key() {
     order_.resize(size());
     for (uint32_t i = 0; i < order_.size(); ++i) order_[i] = i;
     std::stable_sort(order_.begin(), order_.end(),
                      [this](uint32_t a, uint32_t b) { return key(a) < key(b); });
-    std::vector<std::string_view> dups;
-    for (size_t n = 1; n < order_.size(); ++n)
-        if (key(order_[n]) == key(order_[n - 1]) && (dups.empty() || dups.back() != key(order_[n])))
-            dups.push_back(key(order_[n]));
+    std::vector<duplicate> dups;
+    for (size_t n = 1, run = 0; n < order_.size(); ++n) {
+        if (key(order_[n]) != key(order_[run])) run = n;
+        else dups.push_back({order_[run], order_[n]});
+    }
     return dups;
 }
 
@@ -89,8 +90,8 @@ namespace {
 inline uint64_t fingerprint(uint64_t h) { return (h | (1ULL << 63)) & 0xffffffff00000000ULL; }
 }  // namespace
 
-std::vector<std::string_view> record_set::build_index() {
-    std::vector<std::string_view> dups;
+std::vector<record_set::duplicate> record_set::build_index() {
+    std::vector<duplicate> dups;
     size_t cap = 16;
     while (cap < size() * 2) cap <<= 1;
     index_.assign(cap, 0);
@@ -104,7 +105,7 @@ std::vector<std::string_view> record_set::build_index() {
                 dup = true;
                 break;
             }
-        if (dup) dups.push_back(k);
+        if (dup) dups.push_back({index_[slot] & 0xffffffffULL, i});
         else index_[slot] = fp | i;
     }
     return dups;

@@ -4,7 +4,9 @@
 #define BOOST_DLL_USE_STD_FS
 #include <boost/dll/shared_library.hpp>
 
+#include <algorithm>
 #include <array>
+#include <cstring>
 #include <cstddef>
 #include <fstream>
 #include <regex>
@@ -16,19 +18,28 @@ class dll_connector final : public loaded_connector {
 public:
     dll_connector(boost::dll::shared_library lib, const sw_connector* c, connector_info info,
                   std::filesystem::path path)
-        : lib_(std::move(lib)), c_(c), info_(std::move(info)), path_(std::move(path)) {}
+        : lib_(std::move(lib)), info_(std::move(info)), path_(std::move(path)) {
+        // A connector built for an older minor has a shorter table: copy what
+        // it has, and the slots it does not know stay NULL.
+        std::memcpy(&hooks_, c->hooks, std::min<size_t>(c->hooks->struct_size, sizeof hooks_));
+        hooks_.struct_size = sizeof hooks_;
+    }
     const connector_info& info() const override { return info_; }
-    const sw_hooks& hooks() const override { return *c_->hooks; }
+    const sw_hooks& hooks() const override { return hooks_; }
     const std::filesystem::path& path() const override { return path_; }
 
 private:
     boost::dll::shared_library lib_;
-    const sw_connector* c_;
+    sw_hooks hooks_{};
     connector_info info_;
     std::filesystem::path path_;
 };
 
 std::string text(sw_str s) { return s.ptr ? std::string(s.ptr, s.len) : std::string(); }
+
+// The sizes of the 1.0 structs: a 1.0 connector is still loaded.
+constexpr size_t k_manifest_v10 = offsetof(sw_manifest, settings_schema);
+constexpr size_t k_hooks_v10 = offsetof(sw_hooks, state_token);
 
 Status refuse(const std::filesystem::path& p, const std::string& why) {
     return Status::error(error_kind::connector, "loading " + p.string() + ": " + why);
@@ -73,15 +84,16 @@ Status check_tables(const std::filesystem::path& p, const sw_connector* c, conne
                              " for ABI 1.0; rebuild against the SDK headers");
     const sw_manifest* m = c->manifest;
     if (!m) return refuse(p, "sw_connector.manifest is NULL, expected a pointer to a static sw_manifest");
-    if (m->struct_size < sizeof(sw_manifest))
+    if (m->struct_size < k_manifest_v10)
         return refuse(p, "sw_manifest.struct_size is " + std::to_string(m->struct_size) +
-                             ", expected at least " + std::to_string(sizeof(sw_manifest)));
+                             ", expected at least " + std::to_string(k_manifest_v10));
     info.name = text(m->name);
     info.version = text(m->version);
     info.build_id = text(m->build_id);
     info.description = text(m->description);
     info.capabilities = m->capabilities;
     info.thread_safety = m->thread_safety;
+    if (m->struct_size >= sizeof(sw_manifest)) info.settings_schema = text(m->settings_schema);
     static const std::regex name_re("[a-z0-9][a-z0-9-]{0,63}");
     if (!std::regex_match(info.name, name_re))
         return refuse(p, "manifest name is '" + info.name +
@@ -94,9 +106,9 @@ Status check_tables(const std::filesystem::path& p, const sw_connector* c, conne
                              ", expected SW_CAP_SOURCE and/or SW_CAP_TARGET");
     const sw_hooks* h = c->hooks;
     if (!h) return refuse(p, "sw_connector.hooks is NULL, expected a pointer to a static sw_hooks");
-    if (h->struct_size < sizeof(sw_hooks))
+    if (h->struct_size < k_hooks_v10)
         return refuse(p, "sw_hooks.struct_size is " + std::to_string(h->struct_size) +
-                             ", expected at least " + std::to_string(sizeof(sw_hooks)));
+                             ", expected at least " + std::to_string(k_hooks_v10));
     auto need = [&](const void* fn, const char* hook, const char* why) -> Status {
         if (fn) return Status::ok();
         return refuse(p, std::string("required hook '") + hook + "' is NULL" + why);
@@ -121,6 +133,14 @@ Status check_tables(const std::filesystem::path& p, const sw_connector* c, conne
         if (auto s = need(reinterpret_cast<const void*>(h->diff), "diff",
                           " but the manifest declares SW_CAP_CUSTOM_DIFF"); !s)
             return s;
+    if (info.capabilities & SW_CAP_STATE_TOKEN) {
+        if (h->struct_size < sizeof(sw_hooks))
+            return refuse(p, "the manifest declares SW_CAP_STATE_TOKEN (ABI 1.1) but sw_hooks.struct_size is " +
+                                 std::to_string(h->struct_size) + ", expected " + std::to_string(sizeof(sw_hooks)));
+        if (auto s = need(reinterpret_cast<const void*>(h->state_token), "state_token",
+                          " but the manifest declares SW_CAP_STATE_TOKEN"); !s)
+            return s;
+    }
     return Status::ok();
 }
 
@@ -132,6 +152,7 @@ std::string capabilities_text(uint32_t caps) {
     if (caps & SW_CAP_SOURCE) add("source");
     if (caps & SW_CAP_TARGET) add("target");
     if (caps & SW_CAP_CUSTOM_DIFF) add("diff");
+    if (caps & SW_CAP_STATE_TOKEN) add("state-token");
     return out;
 }
 

@@ -2,7 +2,6 @@
 #include <syncwarden/kernel/registry.hpp>
 
 #include <nlohmann/json.hpp>
-#include <openssl/evp.h>
 
 #include <fstream>
 #include <unistd.h>
@@ -12,16 +11,6 @@ using nlohmann::json;
 
 namespace syncwarden::kernel {
 namespace {
-
-std::string hex(const unsigned char* d, unsigned n) {
-    static const char* digits = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < n; ++i) {
-        out += digits[d[i] >> 4];
-        out += digits[d[i] & 15];
-    }
-    return out;
-}
 
 json to_json(const installed_release& r) {
     return {{"name", r.info.name},
@@ -63,26 +52,6 @@ Result<installed_release> read_release(const fs::path& dir) {
 }
 
 }  // namespace
-
-std::string sha256_file_hex(const fs::path& p, std::string* error) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) {
-        if (error) *error = "cannot read " + p.string();
-        return {};
-    }
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-    std::vector<char> buf(1 << 16);
-    while (in) {
-        in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-        EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(in.gcount()));
-    }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned n = 0;
-    EVP_DigestFinal_ex(ctx, md, &n);
-    EVP_MD_CTX_free(ctx);
-    return hex(md, n);
-}
 
 registry::registry(fs::path root, const clock& clk) : root_(std::move(root)), clock_(clk) {}
 

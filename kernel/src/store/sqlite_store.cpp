@@ -7,6 +7,7 @@
 #include <Poco/Exception.h>
 
 #include <mutex>
+#include <sys/stat.h>
 
 using namespace Poco::Data::Keywords;
 using Poco::Data::RecordSet;
@@ -48,6 +49,11 @@ const char* const k_migrations[] = {
         category, message FROM change_results;
       DROP TABLE change_results;
       ALTER TABLE change_results_v2 RENAME TO change_results;)",
+    // v3: the persisted plan the applier reads, and the run a `runs apply`
+    // run takes its plan from.
+    R"(ALTER TABLE plans ADD COLUMN plan_file TEXT NOT NULL DEFAULT '';
+      ALTER TABLE plans ADD COLUMN digest TEXT NOT NULL DEFAULT '';
+      ALTER TABLE runs ADD COLUMN plan_of TEXT NOT NULL DEFAULT '';)",
 };
 
 std::string str(RecordSet& rs, size_t col) {
@@ -69,7 +75,9 @@ void for_each_row(Statement& st, F&& row) {
 
 class sqlite_store final : public run_store {
 public:
-    explicit sqlite_store(const std::filesystem::path& file) : file_(file), s_("SQLite", file.string()) {}
+    explicit sqlite_store(const std::filesystem::path& file) : file_(file), s_("SQLite", file.string()) {
+        ::stat(file.c_str(), &identity_);
+    }
 
     Status migrate() {
         return guard("migrating the schema", [&] {
@@ -116,23 +124,40 @@ public:
             run_record c = r;
             int dry = c.dry_run;
             s_ << "INSERT INTO runs(id,job,job_file,state,phase,dry_run,created_at,finished_at,"
-                  "source_connector,source_version,target_connector,target_version,exit_code,error,summary) "
-                  "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                  "source_connector,source_version,target_connector,target_version,exit_code,error,summary,plan_of) "
+                  "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 use(c.id), use(c.job), use(c.job_file), use(c.state), use(c.phase), use(dry),
                 use(c.created_at), use(c.finished_at), use(c.source_connector), use(c.source_version),
                 use(c.target_connector), use(c.target_version), use(c.exit_code), use(c.error),
-                use(c.summary_json), now;
+                use(c.summary_json), use(c.plan_of), now;
         });
     }
 
     Status update_run(const run_record& r) override {
-        return guard("updating run " + r.id, [&] {
-            run_record c = r;
-            s_ << "UPDATE runs SET state=?,phase=?,finished_at=?,source_version=?,target_version=?,"
-                  "exit_code=?,error=?,summary=? WHERE id=?",
-                use(c.state), use(c.phase), use(c.finished_at), use(c.source_version),
-                use(c.target_version), use(c.exit_code), use(c.error), use(c.summary_json), use(c.id), now;
+        return guard("updating run " + r.id, [&] { write_run(r); });
+    }
+
+    Status finish_apply(const run_record& r, bool committed, const std::string& category,
+                        const std::string& message) override {
+        return guard("recording the end of run " + r.id, [&] {
+            std::string id = r.id, status = committed ? "applied" : "failed", cat = committed ? "" : category,
+                        msg = committed ? "" : message;
+            s_.begin();
+            s_ << "UPDATE change_results SET status=?, category=?, message=? WHERE run_id=? AND status='staged'",
+                use(status), use(cat), use(msg), use(id), now;
+            write_run(r);
+            s_.commit();
         });
+    }
+
+    Status check_still_there() override {
+        struct stat now_st {};
+        if (::stat(file_.c_str(), &now_st) != 0 || now_st.st_ino != identity_.st_ino || now_st.st_dev != identity_.st_dev)
+            return Status::error(error_kind::store,
+                                 "the run store " + file_.string() +
+                                     " was deleted or replaced while this run was using it; what the run did "
+                                     "would be recorded nowhere, so it stops here");
+        return Status::ok();
     }
 
     Result<run_record> get_run(const std::string& id) override {
@@ -190,8 +215,9 @@ public:
             plan_record c = p;
             Poco::Int64 cr = static_cast<Poco::Int64>(c.creates), up = static_cast<Poco::Int64>(c.updates),
                         de = static_cast<Poco::Int64>(c.deletes);
-            s_ << "INSERT OR REPLACE INTO plans VALUES(?,?,?,?,?,?)", use(c.run_id), use(c.path),
-                use(c.sha256), use(cr), use(up), use(de), now;
+            s_ << "INSERT OR REPLACE INTO plans(run_id,path,sha256,creates,updates,deletes,plan_file,digest) "
+                  "VALUES(?,?,?,?,?,?,?,?)", use(c.run_id), use(c.path),
+                use(c.sha256), use(cr), use(up), use(de), use(c.plan_file), use(c.digest), now;
         });
     }
 
@@ -200,20 +226,20 @@ public:
         auto s = guard("reading the plan of run " + run_id, [&] {
             std::string id = run_id;
             Statement st(s_);
-            st << "SELECT run_id,path,sha256,creates,updates,deletes FROM plans WHERE run_id=?", use(id);
+            st << "SELECT run_id,path,sha256,creates,updates,deletes,plan_file,digest FROM plans WHERE run_id=?", use(id);
             for_each_row(st, [&](RecordSet& rs) {
                 out = plan_record{str(rs, 0), str(rs, 1), str(rs, 2), static_cast<uint64_t>(num(rs, 3)),
-                                  static_cast<uint64_t>(num(rs, 4)), static_cast<uint64_t>(num(rs, 5))};
+                                  static_cast<uint64_t>(num(rs, 4)), static_cast<uint64_t>(num(rs, 5)),
+                                  str(rs, 6), str(rs, 7)};
             });
         });
         if (!s) return s;
         return out;
     }
 
-    Status add_change_results(const std::string& run_id,
-                              const std::vector<change_result_record>& rs) override {
+    Status save_apply_batch(const std::string& run_id, const std::vector<change_result_record>& rs,
+                            const std::string& scope, const std::string& token, const std::string& at) override {
         return guard("saving change results of run " + run_id, [&] {
-            if (rs.empty()) return;
             // One prepared statement bound to columns: a batch is one round of
             // executions, not one prepare per change.
             std::vector<std::string> id(rs.size(), run_id), cid, ent, key, kind, st, cat, msg;
@@ -230,10 +256,14 @@ public:
                 msg.push_back(r.message);
             }
             s_.begin();
-            Statement ins(s_);
-            ins << "INSERT OR REPLACE INTO change_results VALUES(?,?,?,?,?,?,?,?,?)", use(id), use(seq), use(cid),
-                use(ent), use(key), use(kind), use(st), use(cat), use(msg);
-            ins.execute();
+            if (!rs.empty()) {
+                Statement ins(s_);
+                ins << "INSERT OR REPLACE INTO change_results VALUES(?,?,?,?,?,?,?,?,?)", use(id), use(seq), use(cid),
+                    use(ent), use(key), use(kind), use(st), use(cat), use(msg);
+                ins.execute();
+            }
+            std::string rid = run_id, sc = scope, tk = token, ts = at;
+            s_ << "INSERT OR REPLACE INTO checkpoints VALUES(?,?,?,?)", use(rid), use(sc), use(tk), use(ts), now;
             s_.commit();
         });
     }
@@ -290,6 +320,14 @@ private:
         }
     }
 
+    void write_run(const run_record& r) {
+        run_record c = r;
+        s_ << "UPDATE runs SET state=?,phase=?,finished_at=?,source_version=?,target_version=?,"
+              "exit_code=?,error=?,summary=? WHERE id=?",
+            use(c.state), use(c.phase), use(c.finished_at), use(c.source_version),
+            use(c.target_version), use(c.exit_code), use(c.error), use(c.summary_json), use(c.id), now;
+    }
+
     int read_version() {
         Statement st(s_);
         st << "SELECT version FROM schema_version";
@@ -305,7 +343,7 @@ private:
             int lim = static_cast<int>(limit);
             Statement st(s_);
             st << "SELECT id,job,job_file,state,phase,dry_run,created_at,finished_at,source_connector,"
-                  "source_version,target_connector,target_version,exit_code,error,summary FROM runs " +
+                  "source_version,target_connector,target_version,exit_code,error,summary,plan_of FROM runs " +
                       where + " ORDER BY created_at DESC, id DESC LIMIT ?";
             if (!where.empty()) st, use(a);
             st, use(lim);
@@ -316,6 +354,7 @@ private:
                 r.finished_at = str(rs, 7); r.source_connector = str(rs, 8); r.source_version = str(rs, 9);
                 r.target_connector = str(rs, 10); r.target_version = str(rs, 11);
                 r.exit_code = static_cast<int>(num(rs, 12)); r.error = str(rs, 13); r.summary_json = str(rs, 14);
+                r.plan_of = str(rs, 15);
                 out.push_back(std::move(r));
             });
         });
@@ -324,6 +363,7 @@ private:
     }
 
     std::filesystem::path file_;
+    struct stat identity_ {};  // the file as opened, to notice it being deleted or replaced
     Session s_;
     std::mutex mu_;
 };

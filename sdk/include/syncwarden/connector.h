@@ -1,5 +1,5 @@
 /*
- * Syncwarden connector ABI, version 1.0.
+ * Syncwarden connector ABI, version 1.1.
  *
  * The only interface between the Syncwarden kernel and a connector shared
  * library. Plain C99, stdint/stddef only. Read top to bottom; sdk/ABI.md has
@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 #define SW_ABI_MAJOR 1
-#define SW_ABI_MINOR 0
+#define SW_ABI_MINOR 1
 #define SW_ENTRY_SYMBOL "sw_connector_entry"
 
 #if defined(__GNUC__)
@@ -69,6 +69,7 @@ typedef struct sw_error {
 #define SW_CAP_SOURCE 0x1u      /* implements extract */
 #define SW_CAP_TARGET 0x2u      /* implements read_state and apply */
 #define SW_CAP_CUSTOM_DIFF 0x4u /* implements diff */
+#define SW_CAP_STATE_TOKEN 0x8u /* 1.1: implements state_token */
 
 typedef enum sw_thread_safety {
     SW_THREAD_INSTANCE = 0, /* one thread at a time per instance (default) */
@@ -84,6 +85,10 @@ typedef struct sw_manifest {
     sw_str description;   /* one line for `connectors list` */
     uint32_t capabilities;   /* SW_CAP_* */
     uint32_t thread_safety;  /* sw_thread_safety */
+    /* 1.1: a JSON Schema (draft 7) for the settings object, as JSON text.
+     * The kernel validates the job's settings against it before create and
+     * names the JSON path of every violation. Empty: no schema. */
+    sw_str settings_schema;
 } sw_manifest;
 
 /* ---- data contract -------------------------------------------------------- */
@@ -147,7 +152,8 @@ typedef enum sw_batch_mode {
 typedef struct sw_batch {
     uint32_t struct_size;
     sw_str entity;
-    uint32_t mode; /* sw_batch_mode; all batches of one entity in a run agree */
+    uint32_t mode; /* sw_batch_mode; all batches of one entity in a run agree,
+                      a batch that disagrees is a connector defect */
     const sw_record* records;
     size_t record_count;
 } sw_batch;
@@ -162,7 +168,10 @@ typedef enum sw_change_kind {
  * record (contract order) and changed_fields the indexes that differ (all of
  * them for create). For delete, values holds the last known record. */
 typedef struct sw_change {
-    sw_str id; /* stable: the same change in a resumed run has the same id */
+    /* A content id: a hash of job, entity, key, kind and desired values. The
+     * same change planned twice has the same id, so a target may use it to
+     * drop a change it has already applied. */
+    sw_str id;
     uint32_t kind; /* sw_change_kind */
     sw_str key;
     const sw_str* values;
@@ -246,6 +255,14 @@ typedef struct sw_host_api {
 
     /* From a diff hook only: the connector's own plan. */
     sw_status (*emit_changes)(sw_host_ctx* ctx, const sw_change_batch* batch);
+
+    /* ---- 1.1 ---- */
+
+    /* From read_state or the state_token hook: an opaque token for the state
+     * the target holds now (a digest of files, a version, a change counter).
+     * The kernel stores it with the plan and, before applying a plan, asks
+     * for the current one; a plan whose target state changed is refused. */
+    void (*state_token)(sw_host_ctx* ctx, sw_str token);
 } sw_host_api;
 
 /* ---- hooks: what the connector implements -------------------------------- */
@@ -288,8 +305,19 @@ typedef struct sw_hooks {
     sw_status (*apply)(void* instance, const sw_change_batch* batch, sw_error* err);
 
     /* Optional. After the last batch was acknowledged: make it durable
-     * (write files, commit a transaction). */
+     * (write files, commit a transaction). A target that reports state tokens
+     * must refuse here, with SW_PERMANENT and category "state_changed", when
+     * its state is no longer the one its last token described: it never
+     * merges a plan onto a state the plan was not made against. */
     sw_status (*commit)(void* instance, sw_error* err);
+
+    /* ---- 1.1 ---- */
+
+    /* Optional (SW_CAP_STATE_TOKEN). Report the current state token of these
+     * entities with host->state_token, without emitting records. The kernel
+     * calls it before applying a stored plan. */
+    sw_status (*state_token)(void* instance, const sw_str* entities,
+                             size_t entity_count, sw_error* err);
 } sw_hooks;
 
 /* What the entry symbol returns. abi_major and abi_minor stay at these

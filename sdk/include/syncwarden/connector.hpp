@@ -10,6 +10,7 @@
 
 #include <syncwarden/connector.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -18,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #ifndef SW_BUILD_ID
@@ -95,6 +97,13 @@ public:
         sw_str out{};
         if (api_->checkpoint_load(ctx_, &out) != SW_OK) return {};
         return std::string(from_sw(out));
+    }
+    // ABI 1.1: hands the kernel the token of the state just read. A 1.0
+    // kernel does not offer the slot; then this does nothing.
+    void state_token(std::string_view token) const {
+        if (api_->struct_size >= offsetof(sw_host_api, state_token) + sizeof api_->state_token &&
+            api_->state_token)
+            api_->state_token(ctx_, to_sw(token));
     }
 
 private:
@@ -199,6 +208,9 @@ public:
     virtual void diff(const sw_batch* /*desired*/) { not_offered("diff"); }
     virtual void apply(const sw_change_batch& /*batch*/) { not_offered("apply"); }
     virtual void commit() {}
+    // SW_CAP_STATE_TOKEN: report the current state token with
+    // host_api().state_token(), without emitting records.
+    virtual void state_token(const std::vector<std::string>& /*entities*/) { not_offered("state_token"); }
 
 protected:
     const host& host_api() const { return host_; }
@@ -275,7 +287,27 @@ struct thunks {
     static sw_status commit(void* inst, sw_error* err) {
         return guard(err, [&] { static_cast<T*>(inst)->commit(); });
     }
+    static sw_status state_token(void* inst, const sw_str* entities, size_t n, sw_error* err) {
+        return guard(err, [&] { static_cast<T*>(inst)->state_token(to_strings(entities, n)); });
+    }
 };
+
+// A connector class may declare `static const char* settings_schema()`
+// returning its settings' JSON Schema; the manifest carries it.
+template <class T, class = void>
+struct has_settings_schema : std::false_type {};
+template <class T>
+struct has_settings_schema<T, std::void_t<decltype(T::settings_schema())>> : std::true_type {};
+
+template <class T>
+inline sw_str settings_schema_of() {
+    if constexpr (has_settings_schema<T>::value) {
+        const char* s = T::settings_schema();
+        return sw_str{s, std::char_traits<char>::length(s)};
+    } else {
+        return sw_str{nullptr, 0};
+    }
+}
 
 template <class T>
 constexpr sw_hooks make_hooks(uint32_t caps) {
@@ -287,7 +319,8 @@ constexpr sw_hooks make_hooks(uint32_t caps) {
                     (caps & SW_CAP_TARGET) ? &thunks<T>::read_state : nullptr,
                     (caps & SW_CAP_CUSTOM_DIFF) ? &thunks<T>::diff : nullptr,
                     (caps & SW_CAP_TARGET) ? &thunks<T>::apply : nullptr,
-                    &thunks<T>::commit};
+                    &thunks<T>::commit,
+                    (caps & SW_CAP_STATE_TOKEN) ? &thunks<T>::state_token : nullptr};
 }
 
 constexpr sw_str lit(const char* s) { return sw_str{s, std::char_traits<char>::length(s)}; }
@@ -306,7 +339,8 @@ constexpr sw_str lit(const char* s) { return sw_str{s, std::char_traits<char>::l
             ::syncwarden::sdk::detail::lit(SW_BUILD_ID),                                      \
             ::syncwarden::sdk::detail::lit(DESCRIPTION),                                      \
             (CAPS),                                                                           \
-            SW_THREAD_INSTANCE};                                                              \
+            SW_THREAD_INSTANCE,                                                               \
+            ::syncwarden::sdk::detail::settings_schema_of<CLASS>()};                          \
         static const sw_hooks hooks = ::syncwarden::sdk::detail::make_hooks<CLASS>(CAPS);     \
         static const sw_connector connector = {sizeof(sw_connector), SW_ABI_MAJOR,            \
                                                SW_ABI_MINOR, &manifest, &hooks};              \

@@ -18,6 +18,7 @@ struct connector_info {
     uint32_t abi_major = 0, abi_minor = 0;
     uint32_t capabilities = 0;
     uint32_t thread_safety = 0;
+    std::string settings_schema;  // JSON Schema text (ABI 1.1), empty when none
 };
 
 std::string capabilities_text(uint32_t caps);  // "source,target"

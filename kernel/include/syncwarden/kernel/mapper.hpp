@@ -19,7 +19,8 @@ public:
                                          const entity_schema& source, const entity_schema& target);
 
     enum class outcome { mapped, filtered, failed };
-    // On failed, `error` says which target field and why.
+    // On failed, `error` says which target field and why. On filtered (the
+    // record does not match `where`), `key` is its target key, or empty.
     outcome map(const sw_record& rec, std::string& key, std::vector<std::string>& values,
                 std::string& error) const;
     const std::string& source() const { return source_; }

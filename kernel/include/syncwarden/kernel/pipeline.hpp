@@ -1,5 +1,6 @@
-// Drives one run through contract -> extract -> diff -> (gates) -> apply, and
-// records everything in the run store. Knows nothing of the CLI.
+// One run, end to end: the planner makes the plan, the plan is persisted,
+// the gates check it, and the applier applies the persisted plan. Records
+// everything in the run store. Knows nothing of the CLI.
 #pragma once
 
 #include <syncwarden/kernel/clock.hpp>
@@ -36,7 +37,10 @@ struct run_outcome {
 class pipeline {
 public:
     pipeline(registry& reg, run_store& store, const clock& clk, std::filesystem::path data_dir);
+    // Plans the job; without dry_run also applies the plan.
     run_outcome run(const job_config& job, const run_options& opts);
+    // Applies the stored plan of an earlier dry run, as a new run.
+    run_outcome apply_stored(const std::string& run_id);
 
 private:
     registry& registry_;

@@ -41,16 +41,17 @@ struct change_counts {
 };
 
 struct plan {
-    std::string run_id;
     std::vector<entity_plan> entities;
     std::map<std::string, change_counts> counts() const;
     size_t total() const;
 };
 
 const char* kind_name(sw_change_kind k);
-// The stable id of a change: run id + entity + key + kind, hashed.
-std::string change_id(const std::string& run_id, std::string_view entity, std::string_view key,
-                      sw_change_kind kind);
+// The content id of a change: job, entity, key, kind and the desired values
+// (none for a delete), hashed to 24 hex digits. No run id: the same change
+// planned twice has the same id.
+std::string change_id(std::string_view job, std::string_view entity, std::string_view key, sw_change_kind kind,
+                      const record_set* desired, size_t desired_index);
 
 // The kernel's generic keyed diff, fed one desired record at a time.
 // Construction indexes ep.current; offer() compares a record with the
@@ -60,7 +61,7 @@ class streaming_diff {
 public:
     explicit streaming_diff(entity_plan& ep);
     // Keys the target holds more than once (the first one is compared).
-    const std::vector<std::string_view>& target_duplicates() const { return target_dups_; }
+    const std::vector<record_set::duplicate>& target_duplicates() const { return target_dups_; }
     // False when this key was offered before: a duplicate in the source.
     bool offer(std::string_view key, const std::string_view* values, bool tobedeleted);
     // Returns the keys planned for creation more than once.
@@ -69,7 +70,7 @@ public:
 private:
     entity_plan& ep_;
     std::vector<uint8_t> seen_;  // per current record: the source sent it
-    std::vector<std::string_view> target_dups_;
+    std::vector<record_set::duplicate> target_dups_;
 };
 
 // The whole diff at once, for an entity_plan whose desired set is filled.

@@ -22,15 +22,18 @@ public:
     std::string_view field(size_t i, size_t f) const { return piece(i, f + 1); }
     uint8_t state(size_t i) const { return state_[i]; }
 
+    // Two records with one key: the first one and a later one.
+    struct duplicate { size_t first, second; };
+
     // Sorts an index by key; afterwards sorted(n) is the n-th record in key
     // order. Returns the keys that occur more than once.
-    std::vector<std::string_view> sort_by_key();
+    std::vector<duplicate> sort_by_key();
     size_t sorted(size_t n) const { return order_[n]; }
     // After sort_by_key: the record with this key.
     std::optional<size_t> find(std::string_view key) const;
     // A hash index over the keys, for lookups while records stream in.
-    // The first record wins where a key occurs twice; those keys are returned.
-    std::vector<std::string_view> build_index();
+    // The first record wins where a key occurs twice; those are returned.
+    std::vector<duplicate> build_index();
     std::optional<size_t> lookup(std::string_view key) const;
 
 private:

@@ -3,6 +3,7 @@
 //   <name>/<version>/<sha256>.so     the immutable library file
 #pragma once
 
+#include <syncwarden/kernel/digest.hpp>
 #include <syncwarden/kernel/loader.hpp>
 #include <syncwarden/kernel/result.hpp>
 #include <syncwarden/kernel/semver.hpp>
@@ -45,7 +46,5 @@ private:
     std::mutex mu_;
     std::map<std::string, std::shared_ptr<const loaded_connector>> open_;
 };
-
-std::string sha256_file_hex(const std::filesystem::path& p, std::string* error);
 
 }  // namespace syncwarden::kernel

@@ -1,6 +1,11 @@
-// One connector instance for one run: the host context the connector sees,
-// and hook calls that never let an exception or a bad status escape as
-// anything but a Status with context.
+// One connector instance for one run, as the kernel's phases see it.
+//
+// Each phase call takes the sink objects that receive what the connector
+// hands back during that call (records, changes, per-change results,
+// findings, checkpoints). A sink lives exactly as long as the call that uses
+// it: between calls, and during destroy, a connector's host calls reach no
+// kernel state at all. A worker-process session implements the same
+// interface.
 #pragma once
 
 #include <syncwarden/connector.h>
@@ -10,72 +15,92 @@
 
 #include <nlohmann/json.hpp>
 
-#include <atomic>
 #include <filesystem>
-#include <functional>
-#include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
-
-// The kernel's side of the opaque sw_host_ctx.
-struct sw_host_ctx {
-    std::string who;  // "oneroster-csv 1.0.0", for messages
-    nlohmann::json settings;
-    std::map<std::string, std::string> config_values;  // owns what config_get returned
-    std::function<sw_status(const sw_batch&)> on_emit;
-    std::function<void(const sw_finding&)> on_finding;
-    std::function<void(size_t, sw_status, std::string_view, std::string_view)> on_result;
-    std::function<sw_status(const sw_change_batch&)> on_changes;
-    std::function<sw_status(const std::string&)> on_checkpoint_save;
-    std::function<std::string()> on_checkpoint_load;
-    std::string checkpoint_buf;
-    std::atomic<bool> cancelled{false};
-};
 
 namespace syncwarden::kernel {
 
-const sw_host_api& host_api_table();
+// Records from extract (source) or read_state (target).
+class record_sink {
+public:
+    virtual ~record_sink() = default;
+    // SW_OK to go on; another status makes emit return it to the connector.
+    virtual sw_status on_records(const sw_batch& batch) = 0;
+};
+
+// A target's own plan, from its diff hook.
+class change_sink {
+public:
+    virtual ~change_sink() = default;
+    virtual sw_status on_changes(const sw_change_batch& batch) = 0;
+};
+
+// Per-change outcomes of one apply call.
+class result_sink {
+public:
+    virtual ~result_sink() = default;
+    virtual void on_result(size_t index, sw_status status, std::string_view category,
+                           std::string_view message) = 0;
+};
+
+// What every hook may use: findings and the connector's checkpoint.
+class run_services {
+public:
+    virtual ~run_services() = default;
+    virtual void on_finding(const sw_finding& finding) = 0;
+    virtual sw_status checkpoint_save(std::string_view token) = 0;
+    virtual std::optional<std::string> checkpoint_load() = 0;
+};
+
+// A run_services that drops findings and keeps no checkpoint: for calls
+// outside a run (install-time checks, `runs apply` before the run exists).
+run_services& no_services();
+
 const char* status_name(sw_status s);
+
+// The outcome of a hook that can fail per item (apply): its status and text.
+struct hook_error {
+    sw_status status = SW_OK;
+    std::string category, message;
+};
 
 class connector_session {
 public:
-    // Creates an instance of `lib` with the given settings.
-    static Result<std::unique_ptr<connector_session>> create(
-        std::shared_ptr<const loaded_connector> lib, const nlohmann::json& settings,
-        const std::string& job_name, const std::filesystem::path& base_dir);
-    ~connector_session();
-    connector_session(const connector_session&) = delete;
-    connector_session& operator=(const connector_session&) = delete;
+    virtual ~connector_session() = default;
 
-    sw_host_ctx& ctx() { return *ctx_; }
-    const connector_info& info() const { return lib_->info(); }
-    const std::string& who() const { return ctx_->who; }
+    virtual const connector_info& info() const = 0;
+    virtual const std::string& who() const = 0;  // "vendor-csv 1.0.0", for messages
+    virtual bool has_diff() const = 0;
+    virtual bool has_state_token() const = 0;
 
-    Result<contract_schema> contract();
-    Status extract(const std::vector<std::string>& entities);
-    Status read_state(const std::vector<std::string>& entities);
-    bool has_diff() const { return lib_->hooks().diff != nullptr; }
-    Status diff(const sw_batch* desired);
-    // The status the hook returned (SW_OK or not) plus its error text.
-    sw_status apply(const sw_change_batch& batch, std::string& category, std::string& message);
-    Status commit();
-
-private:
-    connector_session(std::shared_ptr<const loaded_connector> lib, std::unique_ptr<sw_host_ctx> ctx)
-        : lib_(std::move(lib)), ctx_(std::move(ctx)) {}
-    // Calls a hook, catching anything it throws.
-    template <class F>
-    sw_status call(const char* hook, sw_error& err, F&& f);
-    Status to_status(const char* hook, sw_status s, const sw_error& err, error_kind schema_kind) const;
-    using entities_fn = sw_status (*)(void*, const sw_str*, size_t, sw_error*);
-    Status entities_hook(const char* hook, entities_fn fn, const std::vector<std::string>& entities,
-                         error_kind schema_kind);
-
-    std::shared_ptr<const loaded_connector> lib_;
-    std::unique_ptr<sw_host_ctx> ctx_;
-    void* instance_ = nullptr;
-    const sw_contract* raw_contract_ = nullptr;
+    virtual Result<contract_schema> contract(run_services& rs) = 0;
+    virtual Status extract(const std::vector<std::string>& entities, record_sink& out, run_services& rs) = 0;
+    // The token the target reported while reading, if any.
+    virtual Result<std::optional<std::string>> read_state(const std::vector<std::string>& entities,
+                                                          record_sink& out, run_services& rs) = 0;
+    // The target's current token (SW_CAP_STATE_TOKEN), without reading records.
+    virtual Result<std::optional<std::string>> state_token(const std::vector<std::string>& entities,
+                                                           run_services& rs) = 0;
+    // desired == nullptr marks the end of the desired records.
+    virtual Status diff(const sw_batch* desired, change_sink& out, run_services& rs) = 0;
+    virtual hook_error apply(const sw_change_batch& batch, result_sink& out, run_services& rs) = 0;
+    virtual hook_error commit(run_services& rs) = 0;
 };
+
+// Creates an instance of `lib` in this process. `settings` is checked
+// against the connector's settings schema first; `settings_path` names where
+// the settings live in the job file ("job.json: $.target.settings").
+Result<std::unique_ptr<connector_session>> open_in_process(std::shared_ptr<const loaded_connector> lib,
+                                                           const nlohmann::json& settings,
+                                                           const std::string& job_name,
+                                                           const std::filesystem::path& base_dir,
+                                                           run_services& rs);
+
+// The host table the kernel hands to connectors (the ABI harness uses it).
+const sw_host_api& host_api_table();
 
 }  // namespace syncwarden::kernel

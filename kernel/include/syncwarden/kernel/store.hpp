@@ -24,6 +24,7 @@ struct run_record {
     int exit_code = 0;
     std::string error;
     std::string summary_json = "{}";
+    std::string plan_of;  // `runs apply`: the run whose stored plan this run applies
 };
 
 struct finding_record {
@@ -33,10 +34,14 @@ struct finding_record {
 };
 
 struct plan_record {
-    std::string run_id, path, sha256;
+    std::string run_id, path, sha256;  // the plan for people (JSON) and its SHA-256
     uint64_t creates = 0, updates = 0, deletes = 0;
+    std::string plan_file, digest;     // the persisted plan the applier reads, and its SHA-256
 };
 
+// status: "staged" (the target accepted it; not durable yet), "applied" (the
+// target's commit made it durable), or the failure: a sw_status name, or
+// "failed" when the commit failed.
 struct change_result_record {
     std::string change_id, entity, key, kind, status, category, message;
     uint64_t seq = 0;  // position of the change in the run's plan
@@ -53,8 +58,19 @@ public:
     virtual Result<std::vector<finding_record>> findings(const std::string& run_id) = 0;
     virtual Status save_plan(const plan_record& p) = 0;
     virtual Result<std::optional<plan_record>> get_plan(const std::string& run_id) = 0;
-    virtual Status add_change_results(const std::string& run_id,
-                                      const std::vector<change_result_record>& r) = 0;
+    // One applied batch: its results and the apply checkpoint, in one
+    // transaction.
+    virtual Status save_apply_batch(const std::string& run_id, const std::vector<change_result_record>& r,
+                                    const std::string& checkpoint_scope, const std::string& checkpoint,
+                                    const std::string& at) = 0;
+    // The end of an apply, in one transaction: the run's staged changes become
+    // "applied" when the target committed, else "failed" with the commit's
+    // category and message; and the run row is updated.
+    virtual Status finish_apply(const run_record& r, bool committed, const std::string& category,
+                                const std::string& message) = 0;
+    // Fails when the store's file was deleted or replaced since it was
+    // opened: what is written now would be recorded nowhere.
+    virtual Status check_still_there() = 0;
     virtual Result<std::vector<change_result_record>> change_results(const std::string& run_id) = 0;
     virtual Status save_checkpoint(const std::string& run_id, const std::string& scope,
                                    const std::string& token, const std::string& at) = 0;

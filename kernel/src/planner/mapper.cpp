@@ -1,12 +1,11 @@
 #include <syncwarden/kernel/mapper.hpp>
+#include <syncwarden/kernel/text.hpp>
 
 #include <algorithm>
 #include <cctype>
 
 namespace syncwarden::kernel {
 namespace {
-
-std::string_view view(sw_str s) { return s.ptr ? std::string_view(s.ptr, s.len) : std::string_view(); }
 
 std::string transformed(std::string v, const std::string& how) {
     if (how == "lower")
@@ -149,11 +148,15 @@ bool entity_mapper::value_of(const rule& r, const sw_record& rec, std::string& v
 
 entity_mapper::outcome entity_mapper::map(const sw_record& rec, std::string& key,
                                           std::vector<std::string>& values, std::string& error) const {
+    error.clear();
     for (auto& [idx, allowed] : where_) {
         auto v = idx < 0 ? view(rec.key) : view(rec.values[idx]);
-        if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) return outcome::filtered;
+        if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+            // The key still matters: the record may have left this entity.
+            if (!value_of(rules_[static_cast<size_t>(key_rule_)], rec, key, error)) key.clear();
+            return outcome::filtered;
+        }
     }
-    error.clear();
     if (!value_of(rules_[static_cast<size_t>(key_rule_)], rec, key, error)) return outcome::failed;
     values.resize(field_rule_.size());
     for (size_t i = 0; i < field_rule_.size(); ++i) {

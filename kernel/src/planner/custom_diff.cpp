@@ -1,48 +1,43 @@
 #include "custom_diff.hpp"
 
+#include <syncwarden/kernel/text.hpp>
+
 #include <algorithm>
 
 namespace syncwarden::kernel {
 namespace {
-std::string_view view(sw_str s) { return s.ptr ? std::string_view(s.ptr, s.len) : std::string_view(); }
-}  // namespace
 
-Status run_custom_diff(connector_session& target, plan& plans, const std::map<std::string, size_t>& target_index,
-                       const std::function<void(finding_record)>& add_finding) {
-    std::vector<entity_plan> result;
-    for (auto& ep : plans.entities) {
-        entity_plan np;
-        np.schema = ep.schema;
-        np.mode = ep.mode;
-        np.desired = record_set(ep.schema.fields.size());
-        np.current = record_set(ep.schema.fields.size());
-        result.push_back(std::move(np));
-    }
-    std::vector<std::string_view> views;
-    target.ctx().on_changes = [&](const sw_change_batch& b) -> sw_status {
+// Takes the changes a target's diff hook emits into a new plan.
+class plan_sink final : public change_sink {
+public:
+    plan_sink(connector_session& target, plan& plans, std::vector<entity_plan>& result,
+              const std::map<std::string, size_t>& target_index, const std::function<void(finding_record)>& add_finding)
+        : target_(target), plans_(plans), result_(result), target_index_(target_index), add_finding_(add_finding) {}
+
+    sw_status on_changes(const sw_change_batch& b) override {
         std::string entity(view(b.entity));
-        if (b.struct_size < sizeof(sw_change_batch) || !target_index.count(entity) || (b.change_count && !b.changes)) {
-            add_finding({"error", "schema_drift", entity, "", 0, 0, "", target.who() + " diff: emitted changes for an unknown entity or a malformed batch"});
+        if (b.struct_size < sizeof(sw_change_batch) || !target_index_.count(entity) || (b.change_count && !b.changes)) {
+            add_finding_({"error", "schema_drift", entity, "", 0, 0, "", target_.who() + " diff: emitted changes for an unknown entity or a malformed batch"});
             return SW_SCHEMA;
         }
-        auto& np = result[target_index.at(entity)];
-        const auto& cur = plans.entities[target_index.at(entity)].current;
+        auto& np = result_[target_index_.at(entity)];
+        const auto& cur = plans_.entities[target_index_.at(entity)].current;
         const size_t nf = np.schema.fields.size();
         for (size_t i = 0; i < b.change_count; ++i) {
             const sw_change& c = b.changes[i];
             if (c.value_count != nf || (nf && !c.values) || c.kind > SW_CHANGE_DELETE) {
-                add_finding({"error", "schema_drift", entity, "", 0, 0, std::string(view(c.key)),
-                             target.who() + " diff: change has " + std::to_string(c.value_count) + " values, expected " + std::to_string(nf)});
+                add_finding_({"error", "schema_drift", entity, "", 0, 0, std::string(view(c.key)),
+                             target_.who() + " diff: change has " + std::to_string(c.value_count) + " values, expected " + std::to_string(nf)});
                 continue;
             }
-            views.resize(nf);
-            for (size_t f = 0; f < nf; ++f) views[f] = view(c.values[f]);
+            views_.resize(nf);
+            for (size_t f = 0; f < nf; ++f) views_[f] = view(c.values[f]);
             planned_change pc{static_cast<sw_change_kind>(c.kind), 0, 0,
                               static_cast<uint32_t>(np.changed_fields.size()), 0};
             auto existing = cur.find(view(c.key));
             if (c.kind != SW_CHANGE_DELETE) {
                 pc.desired = static_cast<uint32_t>(np.desired.size());
-                np.desired.add(view(c.key), views.data(), 0);
+                np.desired.add(view(c.key), views_.data(), 0);
             }
             if (c.kind != SW_CHANGE_CREATE) {
                 pc.current = static_cast<uint32_t>(np.current.size());
@@ -51,7 +46,7 @@ Status run_custom_diff(connector_session& target, plan& plans, const std::map<st
                     for (size_t f = 0; f < nf; ++f) cv[f] = cur.field(*existing, f);
                     np.current.add(view(c.key), cv.data(), 0);
                 } else {
-                    np.current.add(view(c.key), views.data(), 0);
+                    np.current.add(view(c.key), views_.data(), 0);
                 }
             }
             for (size_t k = 0; k < c.changed_count && c.changed_fields; ++k)
@@ -62,7 +57,31 @@ Status run_custom_diff(connector_session& target, plan& plans, const std::map<st
             np.changes.push_back(pc);
         }
         return SW_OK;
-    };
+    }
+
+private:
+    connector_session& target_;
+    plan& plans_;
+    std::vector<entity_plan>& result_;
+    const std::map<std::string, size_t>& target_index_;
+    const std::function<void(finding_record)>& add_finding_;
+    std::vector<std::string_view> views_;
+};
+
+}  // namespace
+
+Status run_custom_diff(connector_session& target, plan& plans, const std::map<std::string, size_t>& target_index,
+                       run_services& rs, const std::function<void(finding_record)>& add_finding) {
+    std::vector<entity_plan> result;
+    for (auto& ep : plans.entities) {
+        entity_plan np;
+        np.schema = ep.schema;
+        np.mode = ep.mode;
+        np.desired = record_set(ep.schema.fields.size());
+        np.current = record_set(ep.schema.fields.size());
+        result.push_back(std::move(np));
+    }
+    plan_sink sink(target, plans, result, target_index, add_finding);
     for (auto& ep : plans.entities) {
         auto& d = ep.desired;
         const size_t batch = 1000;
@@ -84,11 +103,10 @@ Status run_custom_diff(connector_session& target, plan& plans, const std::map<st
             }
             sw_batch b{sizeof(sw_batch), {ep.schema.name.data(), ep.schema.name.size()},
                        static_cast<uint32_t>(ep.mode), recs.data(), recs.size()};
-            if (auto s = target.diff(&b); !s) return s;
+            if (auto s = target.diff(&b, sink, rs); !s) return s;
         }
     }
-    if (auto s = target.diff(nullptr); !s) return s;
-    target.ctx().on_changes = nullptr;
+    if (auto s = target.diff(nullptr, sink, rs); !s) return s;
     for (size_t i = 0; i < result.size(); ++i) plans.entities[i] = std::move(result[i]);
     return Status::ok();
 }

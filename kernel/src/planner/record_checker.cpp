@@ -1,8 +1,8 @@
 #include <syncwarden/kernel/record_checker.hpp>
+#include <syncwarden/kernel/text.hpp>
 
 namespace syncwarden::kernel {
 namespace {
-std::string_view view(sw_str s) { return s.ptr ? std::string_view(s.ptr, s.len) : std::string_view(); }
 }  // namespace
 
 record_checker::record_checker(const contract_schema& contract, std::string who, std::string hook, report_fn report)

@@ -15,6 +15,6 @@ namespace syncwarden::kernel {
 // `plans` holds the desired (sorted) and current records per entity on entry
 // and the target's plan on return. Malformed changes are reported as findings.
 Status run_custom_diff(connector_session& target, plan& plans, const std::map<std::string, size_t>& target_index,
-                       const std::function<void(finding_record)>& add_finding);
+                       run_services& rs, const std::function<void(finding_record)>& add_finding);
 
 }  // namespace syncwarden::kernel

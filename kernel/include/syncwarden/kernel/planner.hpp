@@ -1,0 +1,41 @@
+// The planner: contract, extract, map and diff of one run. It ends with the
+// change plan in memory and the target's state token; the pipeline persists
+// both (plan_file.hpp) before anything else looks at them.
+#pragma once
+
+#include <syncwarden/kernel/config.hpp>
+#include <syncwarden/kernel/findings.hpp>
+#include <syncwarden/kernel/plan.hpp>
+#include <syncwarden/kernel/session.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace syncwarden::kernel {
+
+struct planned {
+    plan changes;
+    std::optional<std::string> state_token;  // what the target reported while reading
+    size_t extracted = 0;                    // records the source emitted
+};
+
+class planner {
+public:
+    // `phase` is told when a phase starts ("contract", "extract", "diff");
+    // a failed status from it stops the planner.
+    using phase_fn = std::function<Status(const char*)>;
+    planner(const job_config& job, connector_session& source, connector_session& target, run_services& source_rs,
+            run_services& target_rs, finding_log& findings, phase_fn phase);
+    ~planner();
+    planner(const planner&) = delete;
+    planner& operator=(const planner&) = delete;
+
+    Result<planned> run();
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace syncwarden::kernel

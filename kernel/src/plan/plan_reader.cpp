@@ -1,0 +1,157 @@
+#include <syncwarden/kernel/digest.hpp>
+#include <syncwarden/kernel/plan_file.hpp>
+
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace syncwarden::kernel {
+namespace {
+
+constexpr char k_magic[8] = {'S', 'W', 'P', 'L', 'A', 'N', '0', '1'};
+
+// Bounds-checked reads from the mapped file. A plan whose digest matches was
+// written by this kernel, but a reader that trusts its input is one bug away
+// from reading past the map.
+struct cursor {
+    const char* p;
+    const char* end;
+    bool ok = true;
+    template <class T>
+    T get() {
+        T v{};
+        if (static_cast<size_t>(end - p) < sizeof v) {
+            ok = false;
+            return v;
+        }
+        std::memcpy(&v, p, sizeof v);
+        p += sizeof v;
+        return v;
+    }
+    std::string_view bytes() {
+        uint32_t n = get<uint32_t>();
+        if (!ok || static_cast<size_t>(end - p) < n) {
+            ok = false;
+            return {};
+        }
+        std::string_view s(p, n);
+        p += n;
+        return s;
+    }
+};
+
+Result<plan_header> parse_header(std::string_view text) {
+    try {
+        auto j = nlohmann::json::parse(text);
+        plan_header h;
+        h.job = j.at("job");
+        h.run_id = j.at("run_id");
+        h.created_at = j.at("created_at");
+        const auto& t = j.at("target");
+        h.target = {t.at("connector"), t.at("version"), t.at("build_id"), t.at("settings"), t.at("base_dir")};
+        h.batch_size = j.at("batch_size");
+        if (j.contains("state_token")) h.state_token = j["state_token"].get<std::string>();
+        for (auto& e : j.at("entities"))
+            h.entities.push_back({e.at("name"), e.at("key_name"), e.at("fields").get<std::vector<std::string>>(),
+                                  e.at("changes"), e.at("creates"), e.at("updates"), e.at("deletes")});
+        return h;
+    } catch (const std::exception& e) {
+        return Status::error(error_kind::store, std::string("its header is not a plan header: ") + e.what());
+    }
+}
+
+}  // namespace
+
+plan_reader::~plan_reader() {
+    if (data_) ::munmap(const_cast<char*>(data_), size_);
+}
+
+Result<std::unique_ptr<plan_reader>> plan_reader::open(const fs::path& file, const std::string& expected_digest) {
+    auto refuse = [&](const std::string& why) {
+        return Status::error(error_kind::store, "the plan " + file.string() + " " + why);
+    };
+    std::unique_ptr<plan_reader> r(new plan_reader());
+    r->file_ = file;
+    int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return refuse("cannot be opened: " + std::string(std::strerror(errno)) + "; make a new plan");
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || st.st_size < static_cast<off_t>(sizeof k_magic)) {
+        ::close(fd);
+        return refuse("is empty or truncated; make a new plan");
+    }
+    r->size_ = static_cast<size_t>(st.st_size);
+    void* m = ::mmap(nullptr, r->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (m == MAP_FAILED) return refuse("cannot be mapped: " + std::string(std::strerror(errno)));
+    r->data_ = static_cast<const char*>(m);
+    ::madvise(m, r->size_, MADV_SEQUENTIAL);
+
+    sha256 h;
+    h.update(r->data_, r->size_);
+    const std::string digest = h.hex();
+    if (digest != expected_digest)
+        return refuse("does not match its digest (sha256 " + digest.substr(0, 16) + ", the run store recorded " +
+                      expected_digest.substr(0, 16) + "): it was changed or damaged after it was made; " +
+                      "nothing was applied. Make a new plan");
+    if (std::memcmp(r->data_, k_magic, sizeof k_magic) != 0) return refuse("is not a Syncwarden plan file");
+    cursor c{r->data_ + sizeof k_magic, r->data_ + r->size_};
+    auto text = c.bytes();
+    if (!c.ok) return refuse("is truncated in its header");
+    auto hdr = parse_header(text);
+    if (!hdr) return refuse(hdr.status().message());
+    r->header_ = std::move(*hdr);
+    r->body_ = static_cast<size_t>(c.p - r->data_);
+    return r;
+}
+
+Status plan_reader::for_each_batch(size_t batch_size, const batch_fn& fn) const {
+    if (batch_size == 0) batch_size = 1;
+    cursor c{data_ + body_, data_ + size_};
+    std::vector<sw_change> changes;
+    std::vector<std::vector<sw_str>> values;
+    std::vector<std::vector<uint32_t>> changed;
+    uint64_t seq = 0;
+    for (auto& e : header_.entities) {
+        const size_t nf = e.fields.size();
+        uint64_t left = e.changes;
+        while (left > 0) {
+            const size_t n = static_cast<size_t>(std::min<uint64_t>(left, batch_size));
+            changes.resize(n);
+            values.resize(n);
+            changed.resize(n);
+            for (size_t k = 0; k < n; ++k) {
+                auto kind = c.get<uint8_t>();
+                auto id = c.bytes();
+                auto key = c.bytes();
+                values[k].resize(nf);
+                for (size_t f = 0; f < nf; ++f) {
+                    auto v = c.bytes();
+                    values[k][f] = {v.data(), v.size()};
+                }
+                auto nc = c.get<uint32_t>();
+                changed[k].clear();
+                for (uint32_t i = 0; i < nc && c.ok; ++i) {
+                    auto f = c.get<uint16_t>();
+                    if (f >= nf) c.ok = false;
+                    changed[k].push_back(f);
+                }
+                if (!c.ok || kind > SW_CHANGE_DELETE)
+                    return Status::error(error_kind::store, "the plan " + file_.string() + " is malformed at change " +
+                                                                std::to_string(seq + k + 1) + "; make a new plan");
+                changes[k] = {{id.data(), id.size()}, kind, {key.data(), key.size()}, values[k].data(), nf,
+                              changed[k].data(), changed[k].size()};
+            }
+            sw_change_batch b{sizeof(sw_change_batch), {e.name.data(), e.name.size()}, changes.data(), n};
+            if (auto s = fn(e, b, seq); !s) return s;
+            seq += n;
+            left -= n;
+        }
+    }
+    return Status::ok();
+}
+
+}  // namespace syncwarden::kernel

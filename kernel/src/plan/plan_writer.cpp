@@ -1,0 +1,230 @@
+#include "plan_writer.hpp"
+
+#include <syncwarden/kernel/digest.hpp>
+#include <syncwarden/kernel/plan_file.hpp>
+#include <syncwarden/kernel/text.hpp>
+
+#include <cstdio>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace syncwarden::kernel {
+
+std::string change_line(const entity_plan& ep, const planned_change& c) {
+    std::string line = std::string(kind_name(c.kind)) + " " + ep.schema.name + "/" + std::string(ep.key_of(c));
+    for (uint32_t i = 0; i < c.changed_count && i < 6; ++i) {
+        auto f = ep.changed_fields[c.changed_begin + i];
+        line += i == 0 ? ": " : ", ";
+        line += ep.schema.fields[f].name;
+        if (c.kind == SW_CHANGE_UPDATE)
+            line += " '" + std::string(ep.current.field(c.current, f)) + "' -> '" +
+                    std::string(ep.desired.field(c.desired, f)) + "'";
+        else
+            line += "='" + std::string(ep.desired.field(c.desired, f)) + "'";
+    }
+    if (c.changed_count > 6) line += ", ...";
+    return printable(line);
+}
+
+uint64_t plan_header::total_changes() const {
+    uint64_t n = 0;
+    for (auto& e : entities) n += e.changes;
+    return n;
+}
+
+namespace {
+
+constexpr char k_magic[8] = {'S', 'W', 'P', 'L', 'A', 'N', '0', '1'};
+
+// A file written through a 1 MiB buffer to a temp name, synced, then renamed
+// into place. Every write is checked: a full disk fails the plan, it never
+// leaves a short file under the real name.
+class atomic_file {
+public:
+    explicit atomic_file(fs::path file) : file_(std::move(file)), tmp_(file_) {
+        tmp_ += ".tmp";
+        out_ = std::fopen(tmp_.c_str(), "wb");
+        ok_ = out_ != nullptr;
+    }
+    ~atomic_file() {
+        if (out_) std::fclose(out_);
+        if (!done_) {
+            std::error_code ec;
+            fs::remove(tmp_, ec);
+        }
+    }
+    bool opened() const { return out_ != nullptr; }
+    std::string buf;
+    sha256* hash = nullptr;  // when set, every byte written is hashed
+    void drain(bool force) {
+        if (!force && buf.size() < (1u << 20)) return;
+        if (hash) hash->update(buf);
+        if (ok_ && std::fwrite(buf.data(), 1, buf.size(), out_) != buf.size()) ok_ = false;
+        buf.clear();
+    }
+    Status finish() {
+        drain(true);
+        if (ok_) ok_ = std::fflush(out_) == 0 && ::fsync(::fileno(out_)) == 0;
+        if (std::fclose(out_) != 0) ok_ = false;
+        out_ = nullptr;
+        if (!ok_)
+            return Status::error(error_kind::store, "writing " + tmp_.string() +
+                                                        " failed (is the disk full?); nothing was applied");
+        std::error_code ec;
+        fs::rename(tmp_, file_, ec);
+        if (ec) return Status::error(error_kind::store, "renaming " + tmp_.string() + ": " + ec.message());
+        done_ = true;
+        int dir = ::open(file_.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
+        if (dir >= 0) {
+            ::fsync(dir);
+            ::close(dir);
+        }
+        return Status::ok();
+    }
+
+private:
+    fs::path file_, tmp_;
+    std::FILE* out_ = nullptr;
+    bool ok_ = false, done_ = false;
+};
+
+template <class T>
+void put(std::string& out, T v) {
+    out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+void put_bytes(std::string& out, std::string_view s) {
+    put(out, static_cast<uint32_t>(s.size()));
+    out.append(s);
+}
+
+void append_json_change(std::string& out, const std::string& id, const entity_plan& ep, const planned_change& c) {
+    out += "{\"id\":\"";
+    out += id;
+    out += "\",\"entity\":";
+    append_json_string(out, ep.schema.name);
+    out += ",\"key\":";
+    append_json_string(out, ep.key_of(c));
+    out += ",\"kind\":\"";
+    out += kind_name(c.kind);
+    out += '"';
+    if (c.kind != SW_CHANGE_DELETE) {
+        out += ",\"fields\":{";
+        for (uint32_t i = 0; i < c.changed_count; ++i) {
+            auto f = ep.changed_fields[c.changed_begin + i];
+            if (i) out += ',';
+            append_json_string(out, ep.schema.fields[f].name);
+            out += ":{\"new\":";
+            append_json_string(out, ep.desired.field(c.desired, f));
+            if (c.kind == SW_CHANGE_UPDATE) {
+                out += ",\"old\":";
+                append_json_string(out, ep.current.field(c.current, f));
+            }
+            out += '}';
+        }
+        out += '}';
+    }
+    out += '}';
+}
+
+void append_binary_change(std::string& out, const std::string& id, const entity_plan& ep, const planned_change& c) {
+    put(out, static_cast<uint8_t>(c.kind));
+    put_bytes(out, id);
+    put_bytes(out, ep.key_of(c));
+    const bool del = c.kind == SW_CHANGE_DELETE;
+    const record_set& rs = del ? ep.current : ep.desired;
+    const size_t idx = del ? c.current : c.desired;
+    for (size_t f = 0; f < rs.field_count(); ++f) put_bytes(out, rs.field(idx, f));
+    put(out, static_cast<uint32_t>(c.changed_count));
+    for (uint32_t i = 0; i < c.changed_count; ++i) put(out, static_cast<uint16_t>(ep.changed_fields[c.changed_begin + i]));
+}
+
+nlohmann::json header_json(const plan_header& h) {
+    nlohmann::json ents = nlohmann::json::array();
+    for (auto& e : h.entities)
+        ents.push_back({{"name", e.name}, {"key_name", e.key_name}, {"fields", e.fields}, {"changes", e.changes},
+                        {"creates", e.creates}, {"updates", e.updates}, {"deletes", e.deletes}});
+    nlohmann::json j{{"job", h.job},
+                     {"run_id", h.run_id},
+                     {"created_at", h.created_at},
+                     {"target", {{"connector", h.target.connector},
+                                 {"version", h.target.version},
+                                 {"build_id", h.target.build_id},
+                                 {"settings", h.target.settings},
+                                 {"base_dir", h.target.base_dir}}},
+                     {"batch_size", h.batch_size},
+                     {"entities", ents}};
+    if (h.state_token) j["state_token"] = *h.state_token;
+    return j;
+}
+
+}  // namespace
+
+Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, const plan& p,
+                                      const nlohmann::json& json_header,
+                                      const std::vector<finding_record>& findings) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    header.entities.clear();
+    for (auto& ep : p.entities) {
+        plan_header::entity e{ep.schema.name, ep.schema.key_name, {}, ep.changes.size()};
+        for (auto& f : ep.schema.fields) e.fields.push_back(f.name);
+        for (auto& c : ep.changes)
+            ++(c.kind == SW_CHANGE_CREATE ? e.creates : c.kind == SW_CHANGE_UPDATE ? e.updates : e.deletes);
+        header.entities.push_back(std::move(e));
+    }
+    written_plan out{dir / (header.run_id + ".json"), dir / (header.run_id + ".plan"), ""};
+    atomic_file js(out.json), bin(out.binary);
+    if (!js.opened() || !bin.opened())
+        return Status::error(error_kind::store, "cannot create plan files in " + dir.string() +
+                                                    "; check that the data directory is writable");
+    sha256 digest;
+    bin.hash = &digest;
+
+    // The human file: header, findings, changes; invalid UTF-8 becomes U+FFFD.
+    js.buf = json_header.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    js.buf.pop_back();  // reopen the object to stream findings and changes into it
+    js.buf += ",\"findings\":[";
+    for (size_t i = 0; i < findings.size(); ++i) {
+        auto& f = findings[i];
+        js.buf += i ? ",\n{" : "\n{";
+        for (auto [k, v] : {std::pair{"severity", &f.severity}, {"code", &f.code}, {"entity", &f.entity}, {"file", &f.file}}) {
+            js.buf += '"';
+            js.buf += k;
+            js.buf += "\":";
+            append_json_string(js.buf, *v);
+            js.buf += ',';
+        }
+        js.buf += "\"line\":" + std::to_string(f.line) + ",\"column\":" + std::to_string(f.column) + ",\"key\":";
+        append_json_string(js.buf, f.key);
+        js.buf += ",\"message\":";
+        append_json_string(js.buf, f.message);
+        js.buf += '}';
+        js.drain(false);
+    }
+    js.buf += "],\"changes\":[";
+
+    bin.buf.append(k_magic, sizeof k_magic);
+    std::string hj = header_json(header).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    put_bytes(bin.buf, hj);
+
+    bool first = true;
+    for (auto& ep : p.entities)
+        for (auto& c : ep.changes) {
+            const std::string id = change_id(header.job, ep.schema.name, ep.key_of(c), c.kind, &ep.desired, c.desired);
+            js.buf += first ? "\n" : ",\n";
+            first = false;
+            append_json_change(js.buf, id, ep, c);
+            append_binary_change(bin.buf, id, ep, c);
+            js.drain(false);
+            bin.drain(false);
+        }
+    js.buf += "\n]}\n";
+    if (auto s = js.finish(); !s) return s;
+    if (auto s = bin.finish(); !s) return s;
+    out.digest = digest.hex();
+    return out;
+}
+
+}  // namespace syncwarden::kernel

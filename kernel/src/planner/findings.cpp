@@ -1,0 +1,27 @@
+#include <syncwarden/kernel/findings.hpp>
+
+namespace syncwarden::kernel {
+
+void finding_log::add(finding_record f) {
+    bool used = f.entity.empty() || used_.count(f.entity);
+    if (f.severity == "error") {
+        if (used) ++blocking_;
+        else {
+            f.severity = "warning";
+            f.message += " (entity not used by this job, so it does not block the run)";
+        }
+    }
+    if (kept_.size() < k_max_kept) kept_.push_back(std::move(f));
+    else ++not_kept_;
+}
+
+std::string finding_log::first_blocking() const {
+    for (auto& f : kept_)
+        if (f.severity == "error") {
+            if (f.file.empty()) return f.message;
+            return f.file + ":" + std::to_string(f.line) + ":" + std::to_string(f.column) + ": " + f.message;
+        }
+    return "";
+}
+
+}  // namespace syncwarden::kernel

@@ -1,0 +1,294 @@
+#include <syncwarden/kernel/log.hpp>
+#include <syncwarden/kernel/mapper.hpp>
+#include <syncwarden/kernel/planner.hpp>
+#include <syncwarden/kernel/record_checker.hpp>
+#include <syncwarden/kernel/text.hpp>
+
+#include "custom_diff.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace syncwarden::kernel {
+
+struct planner::impl {
+    const job_config& job;
+    connector_session& source;
+    connector_session& target;
+    run_services& source_rs;
+    run_services& target_rs;
+    finding_log& findings;
+    phase_fn phase;
+
+    contract_schema source_contract, target_contract;
+    std::vector<entity_mapper> mappers;
+    std::vector<size_t> mapper_target;  // per mapper: its index in out.changes.entities
+    std::map<std::string, size_t> target_index;
+    std::vector<std::unique_ptr<streaming_diff>> differs;  // per target entity, when streaming
+    bool streaming = true;
+    planned out;
+
+    void add(finding_record f) { findings.add(std::move(f)); }
+
+    Status check_contracts() {
+        auto sc = source.contract(source_rs);
+        if (!sc) return sc.status();
+        auto tc = target.contract(target_rs);
+        if (!tc) return tc.status();
+        source_contract = std::move(*sc);
+        target_contract = std::move(*tc);
+        auto names = [](const contract_schema& c) {
+            std::string s;
+            for (auto& e : c.entities) s += (s.empty() ? "" : ", ") + e.name;
+            return s;
+        };
+        for (auto& m : job.entities) {
+            const entity_schema* se = source_contract.find(m.source);
+            const entity_schema* te = target_contract.find(m.target);
+            if (!se)
+                return Status::error(error_kind::config, job.file.string() + ": " + m.path + ".source: '" + m.source +
+                                                             "' is not an entity of " + source.who() +
+                                                             " (entities: " + names(source_contract) + ")");
+            if (!te)
+                return Status::error(error_kind::config, job.file.string() + ": " + m.path + ".target: '" + m.target +
+                                                             "' is not an entity of " + target.who() +
+                                                             " (entities: " + names(target_contract) + ")");
+            auto em = entity_mapper::compile(m, job, *se, *te);
+            if (!em) return em.status();
+            mappers.push_back(std::move(*em));
+            findings.use_entity(m.source);
+            findings.use_entity(m.target);
+            auto [it, fresh] = target_index.emplace(m.target, out.changes.entities.size());
+            mapper_target.push_back(it->second);
+            if (!fresh) continue;
+            entity_plan ep;
+            ep.schema = *te;
+            ep.desired = record_set(te->fields.size());
+            ep.current = record_set(te->fields.size());
+            out.changes.entities.push_back(std::move(ep));
+        }
+        return Status::ok();
+    }
+
+    // Target state, checked for shape and stored as each entity's current set.
+    class state_sink final : public record_sink {
+    public:
+        explicit state_sink(impl& p)
+            : p_(p), checker_(p.target_contract, p.target.who(), "read_state",
+                              [&p](finding_record f) { p.add(std::move(f)); }) {}
+        sw_status on_records(const sw_batch& b) override {
+            const entity_schema* es = checker_.check_batch(b);
+            if (!es || !p_.target_index.count(es->name)) return SW_OK;
+            auto& ep = p_.out.changes.entities[p_.target_index[es->name]];
+            for (size_t i = 0; i < b.record_count; ++i) {
+                const sw_record& rec = b.records[i];
+                if (!checker_.check_shape(rec, *es)) continue;
+                views_.resize(rec.value_count);
+                for (size_t f = 0; f < rec.value_count; ++f) views_[f] = view(rec.values[f]);
+                ep.current.add(view(rec.key), views_.data(), 0);
+            }
+            return SW_OK;
+        }
+
+    private:
+        impl& p_;
+        record_checker checker_;
+        std::vector<std::string_view> views_;
+    };
+
+    Status read_state() {
+        std::vector<std::string> requested;
+        for (auto& ep : out.changes.entities) requested.push_back(ep.schema.name);
+        state_sink sink(*this);
+        auto token = target.read_state(requested, sink, target_rs);
+        if (!token) return token.status();
+        out.state_token = std::move(*token);
+        return Status::ok();
+    }
+
+    // Source records: checked against the source contract, mapped, and diffed
+    // as they arrive (or kept whole for a target's diff hook).
+    class extract_sink final : public record_sink {
+    public:
+        extract_sink(impl& p, const std::vector<std::string>& requested)
+            : p_(p), requested_(requested),
+              checker_(p.source_contract, p.source.who(), "extract", [&p](finding_record f) { p.add(std::move(f)); }) {}
+
+        sw_status on_records(const sw_batch& b) override {
+            const entity_schema* es = checker_.check_batch(b);
+            if (!es) return SW_OK;
+            if (std::find(requested_.begin(), requested_.end(), es->name) == requested_.end()) return SW_OK;
+            if (!check_mode(*es, b)) return SW_OK;
+            const auto mode = static_cast<sw_batch_mode>(b.mode);
+            for (size_t mi = 0; mi < p_.mappers.size(); ++mi)
+                if (p_.mappers[mi].source() == es->name) {
+                    auto& ep = p_.out.changes.entities[p_.mapper_target[mi]];
+                    ep.source_sent = true;
+                    ep.mode = mode;
+                }
+            for (size_t i = 0; i < b.record_count; ++i) {
+                const sw_record& rec = b.records[i];
+                ++p_.out.extracted;
+                if (!checker_.check_record(rec, *es)) continue;
+                left_.clear();
+                mapped_.assign(p_.out.changes.entities.size(), 0);
+                for (size_t mi = 0; mi < p_.mappers.size(); ++mi)
+                    if (p_.mappers[mi].source() == es->name) map_one(mi, *es, rec, mode);
+                // Left an entity that no other mapping of this record feeds.
+                for (auto& [ti, key] : left_)
+                    if (!mapped_[ti]) {
+                        key_ = key;
+                        offer(p_.out.changes.entities[ti], ti, nullptr, true);
+                    }
+            }
+            return SW_OK;
+        }
+
+    private:
+        // All batches of one entity in a run agree on their mode.
+        bool check_mode(const entity_schema& es, const sw_batch& b) {
+            auto [it, fresh] = modes_.emplace(es.name, b.mode);
+            if (fresh || it->second == b.mode) return true;
+            if (reported_.insert(es.name).second)
+                p_.add({"error", "connector_defect", es.name, "", 0, 0, "",
+                        p_.source.who() + " extract: emitted a " + (b.mode == SW_MODE_DELTA ? "delta" : "bulk") +
+                            " batch of '" + es.name + "' after " + (it->second == SW_MODE_DELTA ? "delta" : "bulk") +
+                            " batches; all batches of an entity in a run must have one mode. This is a defect "
+                            "of the connector: report it to its authors"});
+            return false;
+        }
+
+        void map_one(size_t mi, const entity_schema& es, const sw_record& rec, sw_batch_mode mode) {
+            auto& m = p_.mappers[mi];
+            const size_t ti = p_.mapper_target[mi];
+            auto& ep = p_.out.changes.entities[ti];
+            const bool tobedeleted = rec.state == SW_RECORD_TOBEDELETED;
+            auto o = m.map(rec, key_, values_, error_);
+            if (o == entity_mapper::outcome::filtered) {
+                // A record that no longer matches `where` has left this
+                // entity: in a delta feed nothing else would delete it, and a
+                // tobedeleted record is deleted whatever it matches.
+                if (!key_.empty() && (mode == SW_MODE_DELTA || tobedeleted)) left_.emplace_back(ti, key_);
+                return;
+            }
+            mapped_[ti] = 1;
+            if (o == entity_mapper::outcome::failed) {
+                p_.add({"error", "mapping", m.target(), "", 0, 0, std::string(view(rec.key)),
+                        m.target() + " from " + es.name + " '" + std::string(view(rec.key)) + "': " + error_});
+                return;
+            }
+            views_.assign(values_.begin(), values_.end());
+            if (!check_mapped(ep.schema, rec)) return;
+            offer(ep, ti, views_.data(), tobedeleted);
+        }
+
+        void offer(entity_plan& ep, size_t ti, const std::string_view* values, bool tobedeleted) {
+            if (!values) {
+                blank_.assign(ep.schema.fields.size(), std::string_view());
+                values = blank_.data();
+            }
+            if (!p_.streaming) ep.desired.add(key_, values, static_cast<uint8_t>(tobedeleted));
+            else if (!p_.differs[ti]->offer(key_, values, tobedeleted)) p_.duplicate_in_source(ep, key_);
+        }
+
+        bool check_mapped(const entity_schema& es, const sw_record& rec) {
+            std::string what;
+            if (key_.empty()) what = es.key_name + " maps to an empty value";
+            else if (auto p = find_value_problem(es, views_.data(), rec.state == SW_RECORD_ACTIVE); p.code) what = p.what;
+            if (what.empty()) return true;
+            p_.add({"error", "mapping", es.name, "", 0, 0, std::string(view(rec.key)),
+                    es.name + " '" + key_ + "' (source key '" + std::string(view(rec.key)) + "'), after mapping: " + what});
+            return false;
+        }
+
+        impl& p_;
+        const std::vector<std::string>& requested_;
+        record_checker checker_;
+        std::map<std::string, uint32_t> modes_;
+        std::set<std::string> reported_;
+        std::string key_, error_;
+        std::vector<std::pair<size_t, std::string>> left_;  // per record: (target entity, key) it left
+        std::vector<uint8_t> mapped_;                       // per record: target entities a mapping fed
+        std::vector<std::string> values_;
+        std::vector<std::string_view> views_, blank_;
+    };
+
+    Status extract() {
+        std::vector<std::string> requested;
+        for (auto& m : mappers)
+            if (std::find(requested.begin(), requested.end(), m.source()) == requested.end())
+                requested.push_back(m.source());
+        extract_sink sink(*this, requested);
+        auto s = source.extract(requested, sink, source_rs);
+        log_info({"", job.name, source.who(), "extract", "extracted"}, std::to_string(out.extracted) + " records");
+        return s;
+    }
+
+    void duplicate_in_target(const entity_plan& ep, const record_set::duplicate& d) {
+        const std::string key(ep.current.key(d.first));
+        add({"error", "duplicate_key", ep.schema.name, "", 0, 0, key,
+             target.who() + " holds " + ep.schema.name + " '" + printable(key) + "' more than once (records " +
+                 std::to_string(d.first + 1) + " and " + std::to_string(d.second + 1) + " of what it read). " +
+                 "Nothing is planned for this entity until the target holds each key once: remove the extra copy " +
+                 "from the target (for a file drop, delete the duplicate row) and run again"});
+    }
+    void duplicate_in_source(const entity_plan& ep, std::string_view dup) {
+        add({"error", "duplicate_key", ep.schema.name, "", 0, 0, std::string(dup),
+             ep.schema.name + " '" + printable(dup) + "' occurs more than once after mapping; keys must be unique"});
+    }
+
+    void index_current() {
+        for (auto& ep : out.changes.entities) {
+            differs.push_back(std::make_unique<streaming_diff>(ep));
+            for (auto& d : differs.back()->target_duplicates()) duplicate_in_target(ep, d);
+        }
+    }
+
+    Status diff() {
+        if (!streaming) {
+            for (auto& ep : out.changes.entities) {
+                for (auto& d : ep.desired.sort_by_key()) duplicate_in_source(ep, ep.desired.key(d.second));
+                for (auto& d : ep.current.sort_by_key()) duplicate_in_target(ep, d);
+            }
+            return run_custom_diff(target, out.changes, target_index, target_rs,
+                                   [this](finding_record f) { add(std::move(f)); });
+        }
+        for (size_t i = 0; i < out.changes.entities.size(); ++i)
+            for (auto dup : differs[i]->finish()) duplicate_in_source(out.changes.entities[i], dup);
+        return Status::ok();
+    }
+
+    Result<planned> run() {
+        if (auto s = phase("contract"); !s) return s;
+        if (auto s = check_contracts(); !s) return s;
+        // With the kernel's own diff, the target's state is read first and
+        // indexed, so each source record is compared as it streams in and
+        // unchanged records are never stored. A target's diff hook needs
+        // every desired record, so that path keeps them all.
+        streaming = !target.has_diff();
+        if (auto s = phase("extract"); !s) return s;
+        if (streaming) {
+            if (auto s = read_state(); !s) return s;
+            index_current();
+        }
+        if (auto s = extract(); !s) return s;
+        if (auto s = phase("diff"); !s) return s;
+        if (!streaming)
+            if (auto s = read_state(); !s) return s;
+        if (auto s = diff(); !s) return s;
+        differs.clear();
+        return std::move(out);
+    }
+};
+
+planner::planner(const job_config& job, connector_session& source, connector_session& target,
+                 run_services& source_rs, run_services& target_rs, finding_log& findings, phase_fn phase)
+    : impl_(new impl{job, source, target, source_rs, target_rs, findings, std::move(phase), {}, {}, {}, {}, {}, {},
+                     true, {}}) {}
+
+planner::~planner() = default;
+
+Result<planned> planner::run() { return impl_->run(); }
+
+}  // namespace syncwarden::kernel

@@ -1,8 +1,11 @@
 // Vendor roster drop folder: one CSV file per entity in a layout the job
 // declares. The current state is what was last delivered, read back from the
-// folder. Apply collects the changes; commit writes complete new files
-// atomically (temp file, then rename) plus a changes file listing the delta.
+// folder; its state token is the SHA-256 of those files. Apply collects the
+// changes; commit checks, under the folder's lock, that the files are still
+// the ones the token describes, then delivers complete new files plus a
+// changes file all-or-nothing (delivery.hpp).
 #include <csv.hpp>
+#include <delivery.hpp>
 #include <settings.hpp>
 #include <mapped_file.hpp>
 #include <view_batch.hpp>
@@ -16,9 +19,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
-#include <unistd.h>
+#include <optional>
 
 namespace fs = std::filesystem;
 using syncwarden::sdk::error;
@@ -46,6 +50,7 @@ public:
         fs::path folder = s["folder"].get<std::string>();
         folder_ = folder.is_absolute() ? folder : fs::path(base_dir()) / folder;
         changes_file_ = s.value("changes_file", "changes.csv");
+        if (auto why = bad_file_name(changes_file_); !why.empty()) fail(".changes_file", why);
         if (!s.contains("files") || !s["files"].is_array() || s["files"].empty())
             fail(".files", "required: an array of {entity, file, key, columns}");
         for (size_t i = 0; i < s["files"].size(); ++i) {
@@ -58,8 +63,8 @@ public:
                     fail(p + "." + name, "required, a non-empty string");
                 *dst = f[name].get<std::string>();
             }
-            if (l.file.find('/') != std::string::npos || l.file == changes_file_)
-                fail(p + ".file", "'" + l.file + "' must be a plain file name, and not the changes file");
+            if (auto why = bad_file_name(l.file); !why.empty()) fail(p + ".file", why);
+            if (l.file == changes_file_) fail(p + ".file", "'" + l.file + "' is the changes file's name");
             if (!f.contains("columns") || !f["columns"].is_array() || f["columns"].empty())
                 fail(p + ".columns", "required, an array of column names");
             bool has_key = false;
@@ -92,17 +97,28 @@ public:
 
     const sw_contract& contract() override { return *contract_; }
 
-    // Streams each delivered file back as records; nothing is kept.
+    // Streams each delivered file back as records; nothing is kept. The
+    // bytes are hashed as they are parsed, for the state token.
     void read_state(const std::vector<std::string>& entities) override {
+        auto lock = lock_existing();
+        csv::digest token;
         for (auto& l : layouts_) {
             if (std::find(entities.begin(), entities.end(), l.entity) == entities.end()) continue;
             fs::path p = folder_ / l.file;
             std::error_code ec;
-            if (!fs::exists(p, ec)) continue;  // nothing delivered yet
+            if (!begin_token(token, l, p)) continue;  // nothing delivered yet
             csv::mapped_file file = open(p);
+            size_t hashed = 0;
+            auto hash_to = [&](size_t pos) {
+                token.update(file.data().substr(hashed, pos - hashed));
+                hashed = pos;
+            };
             csv::reader r(file.data());
             std::vector<csv::field> row;
-            if (!check_header(r, row, l, p)) continue;
+            if (!check_header(r, row, l, p)) {
+                hash_to(file.data().size());
+                continue;
+            }
             csv::view_batch out(host_api(), l.entity, SW_MODE_BULK, file.data());
             std::vector<std::string_view> values(l.fields.size());
             while (r.next(row)) {
@@ -111,11 +127,21 @@ public:
                                                      std::to_string(l.columns.size()));
                 for (size_t c = 0, f = 0; c < row.size(); ++c)
                     if (c != l.key_pos) values[f++] = row[c].text;
-                if (out.add(row[l.key_pos].text, values, SW_RECORD_ACTIVE)) file.release_before(r.position());
+                if (out.add(row[l.key_pos].text, values, SW_RECORD_ACTIVE)) {
+                    hash_to(r.position());
+                    file.release_before(r.position());
+                }
             }
             if (!r.error().empty()) bad_file(p, r.error_line(), r.error_column(), r.error());
             out.flush();
+            hash_to(file.data().size());
         }
+        remember_token(entities, token.hex());
+    }
+
+    void state_token(const std::vector<std::string>& entities) override {
+        auto lock = lock_existing();
+        remember_token(entities, current_token(entities));
     }
 
     // Collects the changes; commit() writes them.
@@ -150,27 +176,36 @@ public:
         }
     }
 
-    // Writes every touched file completely to a temp name, then renames them
-    // all: the vendor never sees half a delivery.
+    // Under the folder's lock: refuses when the files are no longer the ones
+    // the last state token described, then writes every touched file
+    // completely and delivers them all-or-nothing.
     void commit() override {
         if (pending_.empty()) return;
         std::error_code ec;
         fs::create_directories(folder_, ec);
         if (ec) throw error(SW_PERMANENT, "io", "cannot create " + folder_.string() + ": " + ec.message());
-        std::vector<std::pair<fs::path, fs::path>> renames;
+        csv::folder_lock lock(folder_);
+        log_recovery(csv::recover(folder_));
+        if (token_ && current_token(token_entities_) != *token_)
+            throw error(SW_PERMANENT, "state_changed",
+                        folder_.string() + ": the delivered files changed after this run read them (another run, "
+                                           "or someone else, wrote to the folder); nothing was delivered. Run the "
+                                           "job again to plan against what the folder holds now");
+        std::vector<std::pair<fs::path, std::string>> files;
         for (auto& l : layouts_) {
             auto it = pending_.find(l.entity);
             if (it == pending_.end()) continue;
-            renames.emplace_back(write_merged(l, it->second), folder_ / l.file);
+            files.emplace_back(write_merged(l, it->second), l.file);
+            if (files.size() == 1) csv::crash_point(1);
         }
-        std::string delta = csv::join_row({"change_id", "entity", "kind", "key", "changed_fields"}) + delta_;
-        renames.emplace_back(write_temp(changes_file_, delta), folder_ / changes_file_);
-        for (auto& [tmp, dst] : renames) {
-            fs::rename(tmp, dst, ec);
-            if (ec) throw error(SW_PERMANENT, "io", "cannot rename " + tmp.string() + " to " + dst.string() + ": " + ec.message());
-        }
+        csv::temp_writer changes(folder_, changes_file_);
+        changes.write(csv::join_row({"change_id", "entity", "kind", "key", "changed_fields"}));
+        changes.write(delta_);
+        files.emplace_back(changes.finish(), changes_file_);
+        csv::publish(folder_, files);
         pending_.clear();
         delta_.clear();
+        token_.reset();
     }
 
 private:
@@ -248,14 +283,11 @@ private:
         std::stable_sort(old.begin(), old.end(), [](auto& a, auto& b) { return a.key < b.key; });
         // The last change to a key wins.
         std::stable_sort(pf.items.begin(), pf.items.end(), [&](auto& a, auto& b) { return pf.key(a) < pf.key(b); });
-        fs::path tmp = folder_ / ("." + l.file + ".tmp-" + std::to_string(::getpid()));
-        std::FILE* out = std::fopen(tmp.c_str(), "wb");
-        if (!out) throw error(SW_RETRYABLE, "io", "cannot write " + tmp.string());
-        std::string buf = csv::join_row(l.columns);
-        auto put = [&](std::string_view s) {
-            buf.append(s);
-            if (!s.empty() && s.back() != '\n') buf += "\r\n";
-            if (buf.size() > (1u << 20)) { std::fwrite(buf.data(), 1, buf.size(), out); buf.clear(); }
+        csv::temp_writer out(folder_, l.file);
+        out.write(csv::join_row(l.columns));
+        auto put = [&](std::string_view row) {
+            out.write(row);
+            if (!row.empty() && row.back() != '\n') out.write("\r\n");
         };
         size_t i = 0, j = 0;
         while (i < old.size() || j < pf.items.size()) {
@@ -271,11 +303,7 @@ private:
             if (last.kind != SW_CHANGE_DELETE) put(pf.row(last));
             j = jn + 1;
         }
-        std::fwrite(buf.data(), 1, buf.size(), out);
-        bool ok = std::fflush(out) == 0;
-        ok = (std::fclose(out) == 0) && ok;
-        if (!ok) throw error(SW_RETRYABLE, "io", "cannot write " + tmp.string());
-        return tmp;
+        return out.finish();
     }
 
     [[noreturn]] static void bad_file(const fs::path& p, uint64_t line, uint64_t col, const std::string& msg) {
@@ -283,13 +311,56 @@ private:
                                           "; the delivered file is damaged, move it away to deliver afresh");
     }
 
-    fs::path write_temp(const std::string& name, const std::string& text) {
-        fs::path tmp = folder_ / ("." + name + ".tmp-" + std::to_string(::getpid()));
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        out << text;
-        out.close();
-        if (!out) throw error(SW_RETRYABLE, "io", "cannot write " + tmp.string());
-        return tmp;
+    // A plain file name in the folder: no separators, not "." or "..", not
+    // hidden (dot files are the connector's own), not empty.
+    static std::string bad_file_name(const std::string& name) {
+        if (name.empty()) return "must not be empty";
+        if (name.find('/') != std::string::npos || name.find('\\') != std::string::npos)
+            return "'" + name + "' must be a plain file name, without '/' or '\\'";
+        if (name[0] == '.') return "'" + name + "' must not start with '.'";
+        return "";
+    }
+
+    // The folder's lock while it is read, after repairing an interrupted
+    // delivery; nothing when nothing was ever delivered.
+    std::unique_ptr<csv::folder_lock> lock_existing() {
+        std::error_code ec;
+        if (!fs::is_directory(folder_, ec)) return nullptr;
+        auto lock = std::make_unique<csv::folder_lock>(folder_);
+        log_recovery(csv::recover(folder_));
+        return lock;
+    }
+
+    void log_recovery(const std::string& did) const {
+        if (!did.empty()) host_api().log(SW_LOG_WARN, folder_.string() + ": " + did);
+    }
+
+    // Each file's name, then "absent" or its bytes.
+    bool begin_token(csv::digest& token, const file_layout& l, const fs::path& p) const {
+        token.update(l.file);
+        token.update(std::string_view("\0", 1));
+        std::error_code ec;
+        const bool present = fs::exists(p, ec);
+        token.update(present ? "present" : "absent");
+        return present;
+    }
+
+    std::string current_token(const std::vector<std::string>& entities) const {
+        csv::digest token;
+        for (auto& l : layouts_) {
+            if (std::find(entities.begin(), entities.end(), l.entity) == entities.end()) continue;
+            fs::path p = folder_ / l.file;
+            if (!begin_token(token, l, p)) continue;
+            csv::mapped_file file = open(p);
+            token.update(file.data());
+        }
+        return token.hex();
+    }
+
+    void remember_token(const std::vector<std::string>& entities, std::string token) {
+        token_entities_ = entities;
+        token_ = std::move(token);
+        host_api().state_token(*token_);
     }
 
     const file_layout* find_layout(const std::string& entity) const {
@@ -305,10 +376,12 @@ private:
     const sw_contract* contract_ = nullptr;
     std::map<std::string, pending_file> pending_;
     std::string delta_;
+    std::optional<std::string> token_;         // the state last read or reported
+    std::vector<std::string> token_entities_;  // the entities it covers
 };
 
 }  // namespace
 }  // namespace syncwarden::vendor
 
-SW_CONNECTOR(syncwarden::vendor::vendor_csv, "vendor-csv", "1.0.0", SW_CAP_TARGET,
+SW_CONNECTOR(syncwarden::vendor::vendor_csv, "vendor-csv", "1.1.0", SW_CAP_TARGET | SW_CAP_STATE_TOKEN,
              "a vendor's roster drop folder: one CSV file per entity, written atomically")

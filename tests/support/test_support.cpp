@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <fstream>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <random>
 #include <sstream>
 
@@ -30,6 +33,39 @@ cli_result cli(const fs::path& data_dir, const std::vector<std::string>& args) {
     r.code = syncwarden::kernel::run_cli(all, out, err, clk);
     r.out = out.str();
     r.err = err.str();
+    return r;
+}
+
+process_result run_kernel(const fs::path& data_dir, const std::vector<std::string>& args,
+                          const std::vector<std::string>& env) {
+    std::vector<std::string> argv{SW_KERNEL_BIN, "--data-dir", data_dir.string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> av;
+    for (auto& a : argv) av.push_back(const_cast<char*>(a.c_str()));
+    av.push_back(nullptr);
+    std::vector<std::string> envs;
+    for (char** e = environ; *e; ++e) envs.emplace_back(*e);
+    envs.insert(envs.end(), env.begin(), env.end());
+    std::vector<char*> ev;
+    for (auto& e : envs) ev.push_back(const_cast<char*>(e.c_str()));
+    ev.push_back(nullptr);
+    fs::create_directories(data_dir);
+    const std::string out = (data_dir / "child.out").string();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            ::dup2(fd, 1);
+            ::dup2(fd, 2);
+        }
+        ::execve(av[0], av.data(), ev.data());
+        ::_exit(127);
+    }
+    process_result r;
+    int status = 0;
+    if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return r;
+    if (WIFEXITED(status)) r.code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
     return r;
 }
 

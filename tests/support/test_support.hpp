@@ -36,6 +36,15 @@ struct cli_result {
 // Runs `syncwarden --data-dir DATA args...` in this process.
 cli_result cli(const fs::path& data_dir, const std::vector<std::string>& args);
 
+// Runs the `syncwarden` binary as a child process with `env` added to the
+// environment; output goes to files in `data_dir`. `signal` is the signal
+// that killed it, or 0.
+struct process_result {
+    int code = -1, signal = 0;
+};
+process_result run_kernel(const fs::path& data_dir, const std::vector<std::string>& args,
+                          const std::vector<std::string>& env = {});
+
 void write_file(const fs::path& p, const std::string& content);
 std::string read_file(const fs::path& p);
 // Every file below `dir`, relative path -> content.

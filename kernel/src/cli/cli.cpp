@@ -106,7 +106,7 @@ int connectors_cmd(context& c, const std::vector<std::string>& args) {
                              {"capabilities", capabilities_text(r.info.capabilities)},
                              {"build_id", r.info.build_id}, {"sha256", r.sha256},
                              {"path", r.path.string()}, {"installed_at", r.installed_at}});
-            c.out << j.dump(2) << "\n";
+            c.out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
             return 0;
         }
         if (all->empty()) {
@@ -218,7 +218,7 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
                 j.push_back({{"id", r.id}, {"job", r.job}, {"state", r.state}, {"dry_run", r.dry_run},
                              {"created_at", r.created_at}, {"exit_code", r.exit_code},
                              {"summary", nlohmann::json::parse(r.summary_json, nullptr, false)}});
-            c.out << j.dump(2) << "\n";
+            c.out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
             return 0;
         }
         if (runs->empty()) {
@@ -250,7 +250,10 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
                              {"target", {{"connector", r->target_connector}, {"version", r->target_version}}},
                              {"exit_code", r->exit_code}, {"error", r->error},
                              {"summary", nlohmann::json::parse(r->summary_json, nullptr, false)}};
-            if (*plan) j["plan"] = {{"path", (*plan)->path}, {"sha256", (*plan)->sha256}};
+            if (*plan)
+                j["plan"] = {{"path", (*plan)->path}, {"sha256", (*plan)->sha256}, {"file", (*plan)->plan_file},
+                             {"digest", (*plan)->digest}};
+            if (!r->plan_of.empty()) j["plan_of"] = r->plan_of;
             nlohmann::json fj = nlohmann::json::array();
             for (auto& f : *findings)
                 fj.push_back({{"severity", f.severity}, {"code", f.code}, {"entity", f.entity}, {"file", f.file},
@@ -261,7 +264,7 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
                 rj.push_back({{"id", x.change_id}, {"entity", x.entity}, {"key", x.key}, {"kind", x.kind},
                               {"status", x.status}, {"category", x.category}, {"message", x.message}});
             j["changes"] = rj;
-            c.out << j.dump(2) << "\n";
+            c.out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
             return 0;
         }
         c.out << "run " << r->id << "\n  job        " << r->job << " (" << r->job_file << ")\n  state      "
@@ -269,7 +272,8 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
               << "\n  created    " << r->created_at << "\n  finished   " << r->finished_at << "\n  source     "
               << r->source_connector << " " << r->source_version << "\n  target     " << r->target_connector
               << " " << r->target_version << "\n  summary    " << r->summary_json << "\n";
-        if (*plan) c.out << "  plan       " << (*plan)->path << "\n";
+        if (*plan) c.out << "  plan       " << (*plan)->path << " (digest " << (*plan)->digest.substr(0, 16) << ")\n";
+        if (!r->plan_of.empty()) c.out << "  applies    the plan of run " << r->plan_of << "\n";
         if (!r->error.empty()) c.out << "  error      " << r->error << "\n";
         if (!findings->empty()) {
             c.out << "findings:\n";

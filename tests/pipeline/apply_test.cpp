@@ -1,0 +1,213 @@
+// The persisted plan as the unit of work: a dry run's plan applied later,
+// refused when the target changed or the plan was altered, staged changes
+// that become applied only with the target's commit.
+#include "test_support.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string run_id_of(const std::string& out) {
+    auto p = out.find("run r");
+    return out.substr(p + 4, out.find(' ', p + 4) - p - 4);
+}
+
+// A demo district synced into a vendor-csv drop, with its own data dir.
+struct district {
+    explicit district(const fs::path& root) : root(root) {
+        sw_test::install_shipped(data());
+        sw_test::copy_tree(fs::path(SW_SOURCE_DIR) / "config/demo/district", root / "district");
+        sw_test::write_file(job(), sw_test::roster_job(root / "district", drop()));
+    }
+    fs::path data() const { return root / "data"; }
+    fs::path drop() const { return root / "drop"; }
+    fs::path job() const { return root / "job.json"; }
+    sw_test::cli_result run(bool dry) const {
+        std::vector<std::string> a{"run", job().string()};
+        if (dry) a.push_back("--dry-run");
+        return sw_test::cli(data(), a);
+    }
+    sw_test::cli_result apply(const std::string& id) const { return sw_test::cli(data(), {"runs", "apply", id}); }
+    nlohmann::json show(const std::string& id) const {
+        auto r = sw_test::cli(data(), {"runs", "show", id, "--json"});
+        EXPECT_EQ(r.code, 0) << r.err;
+        return nlohmann::json::parse(r.out);
+    }
+    void edit_users(const std::string& from, const std::string& to) const {
+        auto u = sw_test::read_file(root / "district/users.csv");
+        u.replace(u.find(from), from.size(), to);
+        sw_test::write_file(root / "district/users.csv", u);
+    }
+    fs::path root;
+};
+
+std::vector<std::pair<std::string, std::string>> delivered(const fs::path& drop) {
+    auto all = sw_test::snapshot(drop);
+    std::erase_if(all, [](auto& f) { return f.first == ".syncwarden.lock"; });
+    return all;
+}
+
+}  // namespace
+
+TEST(runs_apply, a_dry_runs_plan_applied_later_delivers_exactly_what_an_immediate_apply_delivers) {
+    sw_test::temp_dir tmp;
+    district now(tmp / "now"), later(tmp / "later");
+    for (auto* d : {&now, &later}) {
+        ASSERT_EQ(d->run(false).code, 0);
+        d->edit_users(",Marcus,", ",Mark,");
+        d->edit_users("s-1003,,", "s-1003,tobedeleted,");
+    }
+    auto r = now.run(false);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+
+    auto dry = later.run(true);
+    ASSERT_EQ(dry.code, 0) << dry.out << dry.err;
+    const auto dry_id = run_id_of(dry.out);
+    // The source changes again after the dry run: the stored plan, not the
+    // source, is what gets applied.
+    later.edit_users(",Mark,", ",Marco,");
+    auto a = later.apply(dry_id);
+    ASSERT_EQ(a.code, 0) << a.out << a.err;
+    EXPECT_THAT(a.out, HasSubstr("applying the plan of run " + dry_id));
+    EXPECT_THAT(a.out, HasSubstr("applied 2 changes, 0 failed"));
+
+    EXPECT_EQ(delivered(later.drop()), delivered(now.drop())) << "including changes.csv and its change ids";
+    auto j = later.show(run_id_of(a.out.substr(a.out.find('\n') + 1)));
+    EXPECT_EQ(j["state"], "succeeded");
+    EXPECT_EQ(j["plan_of"], dry_id);
+    ASSERT_EQ(j["changes"].size(), 2u);
+    for (auto& c : j["changes"]) EXPECT_EQ(c["status"], "applied");
+}
+
+TEST(runs_apply, a_plan_whose_target_changed_is_refused_and_says_why) {
+    sw_test::temp_dir tmp;
+    district d(tmp.path());
+    ASSERT_EQ(d.run(false).code, 0);
+    d.edit_users(",Marcus,", ",Mark,");
+    auto dry = d.run(true);
+    ASSERT_EQ(dry.code, 0) << dry.err;
+    // Someone edits the delivered file after the plan was made.
+    auto people = sw_test::read_file(d.drop() / "people.csv");
+    people.replace(people.find("Zoë"), 4, "Zoe");
+    sw_test::write_file(d.drop() / "people.csv", people);
+    auto before = delivered(d.drop());
+
+    auto a = d.apply(run_id_of(dry.out));
+    EXPECT_EQ(a.code, 6) << a.out << a.err;
+    EXPECT_THAT(a.err, HasSubstr("the target changed since the plan of run " + run_id_of(dry.out) + " was made"));
+    EXPECT_THAT(a.err, HasSubstr("nothing was applied"));
+    EXPECT_THAT(a.err, HasSubstr("--dry-run"));
+    EXPECT_EQ(delivered(d.drop()), before);
+}
+
+TEST(runs_apply, a_plan_is_applied_once_the_second_time_the_target_has_moved_on) {
+    sw_test::temp_dir tmp;
+    district d(tmp.path());
+    auto dry = d.run(true);
+    ASSERT_EQ(dry.code, 0);
+    ASSERT_EQ(d.apply(run_id_of(dry.out)).code, 0);
+    auto again = d.apply(run_id_of(dry.out));
+    EXPECT_EQ(again.code, 6) << again.out << again.err;
+    EXPECT_THAT(again.err, HasSubstr("the target changed since the plan"));
+}
+
+TEST(runs_apply, an_altered_plan_file_is_refused) {
+    sw_test::temp_dir tmp;
+    district d(tmp.path());
+    auto dry = d.run(true);
+    ASSERT_EQ(dry.code, 0);
+    const auto id = run_id_of(dry.out);
+    auto plan_file = d.data() / "plans" / (id + ".plan");
+    auto bytes = sw_test::read_file(plan_file);
+    auto at = bytes.find("Zoë");
+    ASSERT_NE(at, std::string::npos);
+    bytes.replace(at, 4, "Zoe!");
+    sw_test::write_file(plan_file, bytes);
+    auto a = d.apply(id);
+    EXPECT_EQ(a.code, 1) << a.out << a.err;
+    EXPECT_THAT(a.err, HasSubstr("does not match its digest"));
+    EXPECT_FALSE(fs::exists(d.drop() / "people.csv"));
+}
+
+TEST(runs_apply, only_a_dry_run_that_succeeded_has_a_plan_to_apply) {
+    sw_test::temp_dir tmp;
+    district d(tmp.path());
+    auto applied = d.run(false);
+    ASSERT_EQ(applied.code, 0);
+    auto a = d.apply(run_id_of(applied.out));
+    EXPECT_EQ(a.code, 2) << a.err;
+    EXPECT_THAT(a.err, HasSubstr("was not a dry run"));
+    EXPECT_EQ(d.apply("r-nope").code, 7);
+}
+
+TEST(runs_apply, change_ids_are_content_ids_the_same_change_planned_twice_has_the_same_id) {
+    sw_test::temp_dir tmp;
+    district d(tmp.path());
+    auto a = d.run(true), b = d.run(true);
+    ASSERT_EQ(a.code, 0);
+    ASSERT_EQ(b.code, 0);
+    auto ids = [&](const std::string& out) {
+        auto j = nlohmann::json::parse(sw_test::read_file(d.data() / "plans" / (run_id_of(out) + ".json")));
+        std::vector<std::string> v;
+        for (auto& c : j["changes"]) v.push_back(c["id"]);
+        return v;
+    };
+    EXPECT_EQ(ids(a.out), ids(b.out));
+    EXPECT_EQ(ids(a.out).size(), 69u);
+}
+
+// "good" emits Ada (i-1) and Grace (i-2) into the diff-target fixture.
+static void fixture_job(const sw_test::temp_dir& tmp, const std::string& extra) {
+    for (auto f : {"good", "diff_target"})
+        ASSERT_EQ(sw_test::cli(tmp / "data", {"connectors", "install", sw_test::fixture(f).string()}).code, 0);
+    sw_test::write_file(tmp / "job.json", R"({"name": "d",
+      "source": {"connector": "good"},
+      "target": {"connector": "diff-target", "settings": {"log": ")" + (tmp / "applied.log").string() + "\"" + extra +
+                                              R"(}},
+      "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]}})");
+}
+
+TEST(apply, after_a_failed_commit_no_change_is_applied_in_the_store) {
+    sw_test::temp_dir tmp;
+    fixture_job(tmp, R"(, "fail_commit": true)");
+    auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
+    EXPECT_EQ(r.code, 6) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("commit failed (retryable, vendor_down): the vendor did not confirm"));
+    EXPECT_THAT(r.err, HasSubstr("none of them counts as applied"));
+    auto show = sw_test::cli(tmp / "data", {"runs", "show", run_id_of(r.out), "--json"});
+    auto j = nlohmann::json::parse(show.out);
+    EXPECT_EQ(j["state"], "failed");
+    EXPECT_EQ(j["summary"]["applied"], 0);
+    EXPECT_EQ(j["summary"]["failed"], 1);
+    ASSERT_EQ(j["changes"].size(), 1u);
+    EXPECT_EQ(j["changes"][0]["status"], "failed");
+    EXPECT_EQ(j["changes"][0]["category"], "vendor_down");
+    auto text = sw_test::cli(tmp / "data", {"runs", "show", run_id_of(r.out)});
+    EXPECT_THAT(text.out, HasSubstr("changes recorded: 1, failed: 1"));
+}
+
+TEST(apply, host_calls_from_destroy_reach_no_freed_run_state) {
+    sw_test::temp_dir tmp;
+    fixture_job(tmp, R"(, "late_calls": true)");
+    auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
+    EXPECT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("applied 1 changes, 0 failed"));
+}
+
+TEST(apply, a_result_for_a_change_index_past_the_batch_is_a_connector_defect) {
+    sw_test::temp_dir tmp;
+    fixture_job(tmp, R"(, "bad_index": true)");
+    auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
+    EXPECT_EQ(r.code, 4) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("reported a result for change index 6"));
+    EXPECT_THAT(r.err, HasSubstr("defect of the connector; nothing was committed"));
+    auto j = nlohmann::json::parse(sw_test::cli(tmp / "data", {"runs", "show", run_id_of(r.out), "--json"}).out);
+    EXPECT_EQ(j["summary"]["applied"], 0);
+    for (auto& c : j["changes"]) EXPECT_NE(c["status"], "applied");
+}

@@ -134,6 +134,23 @@ public:
                         "settings.path is required: the folder or .zip of the OneRoster CSV export");
         fs::path p = s["path"].get<std::string>();
         path_ = (p.is_absolute() ? p : fs::path(base_dir()) / p).lexically_normal().string();
+        if (s.contains("encoding")) {
+            static const char* known[] = {"utf-8", "windows-1252", "iso-8859-1"};
+            std::string e = s["encoding"].is_string() ? s["encoding"].get<std::string>() : s["encoding"].dump();
+            std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
+            if (e == "utf8") e = "utf-8";
+            if (e == "cp1252") e = "windows-1252";
+            if (e == "latin1" || e == "latin-1") e = "iso-8859-1";
+            if (std::find(std::begin(known), std::end(known), e) == std::end(known))
+                throw error(SW_CONFIG, "settings", "settings.encoding: '" + e +
+                                                       "' is not one of utf-8, windows-1252, iso-8859-1");
+            files_options_.encoding = e;
+        }
+        if (s.contains("zip_limit_mb")) {
+            if (!s["zip_limit_mb"].is_number_unsigned() || s["zip_limit_mb"].get<uint64_t>() == 0)
+                throw error(SW_CONFIG, "settings", "settings.zip_limit_mb: expected a whole number of MiB above 0");
+            files_options_.zip_limit = s["zip_limit_mb"].get<uint64_t>() << 20;
+        }
         for (auto& e : entities()) {
             builder_.entity(e.name, "sourcedId");
             builder_.field("dateLastModified");
@@ -145,7 +162,7 @@ public:
     const sw_contract& contract() override { return *contract_; }
 
     void extract(const std::vector<std::string>& requested) override {
-        source_files files(path_);
+        source_files files(path_, files_options_);
         read_manifest(files);
         for (auto& spec : entities())
             for (auto& c : spec.columns)
@@ -490,6 +507,7 @@ private:
     }
 
     std::string path_;
+    source_files::options files_options_;
     sdk::contract_builder builder_;
     const sw_contract* contract_ = nullptr;
     bool has_manifest_ = false;

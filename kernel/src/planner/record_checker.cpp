@@ -21,7 +21,20 @@ const entity_schema* record_checker::check_batch(const sw_batch& b) const {
     if (!es) return drift("", "emitted records for '" + entity + "', which its contract does not declare");
     if (b.record_count && !b.records)
         return drift(entity, "records is NULL but record_count is " + std::to_string(b.record_count));
+    if (b.mode > SW_MODE_DELTA) {
+        report_({"error", "connector_defect", entity, "", 0, 0, "",
+                 who_ + " " + hook_ + ": a batch of '" + entity + "' has mode " + std::to_string(b.mode) +
+                     ", which is neither bulk (0) nor delta (1); its records were not used. This is a defect of "
+                     "the connector: report it to its authors"});
+        return nullptr;
+    }
     return es;
+}
+
+std::string record_checker::encoding_hint() const {
+    return hook_ == "extract" ? "; the source is not UTF-8: tell the connector the export's encoding (oneroster-csv: "
+                                "the \"encoding\" setting) or convert the file"
+                              : "; the target holds text that is not UTF-8: repair it in the target";
 }
 
 bool record_checker::bad(const entity_schema& es, const sw_record& rec, const char* code,
@@ -37,6 +50,18 @@ bool record_checker::check_shape(const sw_record& rec, const entity_schema& es) 
                                                 " values, the contract declares " + std::to_string(es.fields.size()) +
                                                 " fields");
     if (rec.key.len == 0) return bad(es, rec, "missing_key", "record has an empty " + es.key_name);
+    if (rec.state > SW_RECORD_TOBEDELETED)
+        return bad(es, rec, "connector_defect",
+                   "record state is " + std::to_string(rec.state) +
+                       ", which is neither active (0) nor tobedeleted (1); this is a defect of the connector");
+    if (auto at = utf8_invalid_at(view(rec.key)); at != std::string_view::npos)
+        return bad(es, rec, "bad_encoding", es.key_name + " is not valid UTF-8 at byte " + std::to_string(at + 1) + 
+                                                encoding_hint());
+    for (size_t f = 0; f < rec.value_count; ++f)
+        if (auto at = utf8_invalid_at(view(rec.values[f])); at != std::string_view::npos)
+            return bad(es, rec, "bad_encoding",
+                       es.fields[f].name + " is not valid UTF-8 at byte " + std::to_string(at + 1) + " ('" +
+                           printable(view(rec.values[f])) + "')" + encoding_hint());
     return true;
 }
 

@@ -29,13 +29,15 @@ public:
 
     // The batch's entity, or null when the whole batch is refused.
     const entity_schema* check_batch(const sw_batch& b) const;
-    // Shape only: value count and key. Used for state read back from a target.
+    // Shape, key, record state and UTF-8. Used alone for state read back
+    // from a target.
     bool check_shape(const sw_record& rec, const entity_schema& es) const;
     // Shape, required fields (for active records) and value types.
     bool check_record(const sw_record& rec, const entity_schema& es) const;
 
 private:
     bool bad(const entity_schema& es, const sw_record& rec, const char* code, const std::string& msg) const;
+    std::string encoding_hint() const;
     const contract_schema& contract_;
     std::string who_, hook_;
     report_fn report_;

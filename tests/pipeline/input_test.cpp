@@ -1,0 +1,94 @@
+// Input the kernel must survive: text that is not UTF-8, names that would
+// drive a terminal, connectors that break their contract.
+#include "test_support.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string run_id_of(const std::string& out) {
+    auto p = out.find("run r");
+    return out.substr(p + 4, out.find(' ', p + 4) - p - 4);
+}
+
+// The file converted from UTF-8 to Windows-1252 by glibc's iconv command (letters cp1252
+// lacks, like "ł", become their nearest match).
+void to_cp1252(const fs::path& file) {
+    auto text = sw_test::read_file(file);
+    if (text.rfind("\xef\xbb\xbf", 0) == 0) sw_test::write_file(file, text.substr(3));  // no BOM in cp1252
+    const auto tmp = file.string() + ".cp1252";
+    ASSERT_EQ(std::system(("iconv -f UTF-8 -t WINDOWS-1252//TRANSLIT '" + file.string() + "' > '" + tmp + "'").c_str()), 0);
+    fs::rename(tmp, file);
+}
+
+class input_e2e : public ::testing::Test {
+protected:
+    void SetUp() override {
+        sw_test::install_shipped(data());
+        sw_test::copy_tree(fs::path(SW_SOURCE_DIR) / "config/demo/district", src());
+    }
+    fs::path data() const { return tmp_ / "data"; }
+    fs::path src() const { return tmp_ / "district"; }
+    fs::path drop() const { return tmp_ / "drop"; }
+    fs::path job() const { return tmp_ / "job.json"; }
+    void write_job(const std::string& source_extra = "") {
+        auto j = nlohmann::json::parse(sw_test::roster_job(src(), drop()));
+        const auto extra = nlohmann::json::parse("{" + source_extra + "}");
+        for (auto& [k, v] : extra.items()) j["source"]["settings"][k] = v;
+        sw_test::write_file(job(), j.dump(2));
+    }
+    sw_test::temp_dir tmp_;
+};
+
+}  // namespace
+
+TEST_F(input_e2e, a_windows_1252_export_read_as_utf8_is_a_finding_and_every_json_stays_valid) {
+    to_cp1252(src() / "users.csv");
+    write_job();
+    auto r = sw_test::cli(data(), {"run", job().string(), "--dry-run"});
+    EXPECT_EQ(r.code, 5) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("[bad_encoding]"));
+    EXPECT_THAT(r.out, HasSubstr("username is not valid UTF-8 at byte 3"));
+    EXPECT_THAT(r.out, HasSubstr("the \"encoding\" setting"));
+    const auto id = run_id_of(r.out);
+    auto show = sw_test::cli(data(), {"runs", "show", id, "--json"});
+    ASSERT_EQ(show.code, 0) << show.err;
+    EXPECT_TRUE(nlohmann::json::accept(show.out));
+    EXPECT_TRUE(nlohmann::json::accept(sw_test::read_file(data() / "plans" / (id + ".json"))));
+    auto list = sw_test::cli(data(), {"runs", "list", "--json"});
+    EXPECT_TRUE(nlohmann::json::accept(list.out));
+    EXPECT_FALSE(fs::exists(drop()));
+}
+
+TEST_F(input_e2e, the_encoding_setting_reads_a_windows_1252_export_as_the_right_letters) {
+    to_cp1252(src() / "users.csv");
+    write_job(R"("encoding": "windows-1252")");
+    auto r = sw_test::cli(data(), {"run", job().string()});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_THAT(sw_test::read_file(drop() / "people.csv"), HasSubstr("s-1001,zoë.garcía,Zoë,García,student"));
+    write_job(R"("encoding": "ebcdic")");
+    r = sw_test::cli(data(), {"run", job().string(), "--dry-run"});
+    EXPECT_EQ(r.code, 3);
+    EXPECT_THAT(r.err, HasSubstr("settings.encoding: 'ebcdic' is not one of utf-8, windows-1252, iso-8859-1"));
+}
+
+TEST_F(input_e2e, control_characters_in_names_and_values_are_printed_escaped) {
+    write_job();
+    auto j = nlohmann::json::parse(sw_test::read_file(job()));
+    j["name"] = "evil\x1b[2J\nname";
+    sw_test::write_file(job(), j.dump());
+    auto u = sw_test::read_file(src() / "users.csv");
+    const std::string given = ",Zoë,";
+    u.replace(u.find(given), given.size(), ",\"Zo\x1b]0;pwned\x07\",");
+    sw_test::write_file(src() / "users.csv", u);
+    auto r = sw_test::cli(data(), {"run", job().string(), "--dry-run"});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << "no raw escape reaches the terminal";
+    EXPECT_EQ(r.out.find('\x07'), std::string::npos);
+    EXPECT_THAT(r.out, HasSubstr("of job evil\\x1b[2J\\nname:"));
+    EXPECT_THAT(r.out, HasSubstr("first_name='Zo\\x1b]0;pwned\\x07'"));
+}

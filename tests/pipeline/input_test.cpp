@@ -92,3 +92,33 @@ TEST_F(input_e2e, control_characters_in_names_and_values_are_printed_escaped) {
     EXPECT_THAT(r.out, HasSubstr("of job evil\\x1b[2J\\nname:"));
     EXPECT_THAT(r.out, HasSubstr("first_name='Zo\\x1b]0;pwned\\x07'"));
 }
+
+// A source that breaks its contract fails the run as a connector defect;
+// nothing of its batch is delivered.
+class contract_breach : public ::testing::TestWithParam<std::pair<const char*, const char*>> {};
+
+TEST_P(contract_breach, is_a_connector_defect_and_nothing_is_delivered) {
+    auto [fixture, words] = GetParam();
+    sw_test::temp_dir tmp;
+    sw_test::install_shipped(tmp / "data");
+    ASSERT_EQ(sw_test::cli(tmp / "data", {"connectors", "install", sw_test::fixture(fixture).string()}).code, 0);
+    const std::string name = nlohmann::json::parse(
+        sw_test::cli(tmp / "data", {"connectors", "list", "--json"}).out)[0]["name"];
+    sw_test::write_file(tmp / "job.json", R"({"name": "breach",
+      "source": {"connector": ")" + name + R"("},
+      "target": {"connector": "vendor-csv", "settings": {"folder": "out",
+         "files": [{"entity": "items", "file": "items.csv", "key": "id", "columns": ["id", "name"]}]}},
+      "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]}})");
+    auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
+    EXPECT_EQ(r.code, 5) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("[connector_defect]"));
+    EXPECT_THAT(r.out, HasSubstr(words));
+    EXPECT_THAT(r.out, HasSubstr("defect of the connector"));
+    EXPECT_FALSE(fs::exists(tmp / "out"));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    input, contract_breach,
+    ::testing::Values(std::pair{"bad_state", "record state is 5, which is neither active (0) nor tobedeleted (1)"},
+                      std::pair{"bad_mode", "has mode 9, which is neither bulk (0) nor delta (1)"},
+                      std::pair{"mixed_mode", "emitted a delta batch of 'items' after bulk batches"}));

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <map>
+#include <set>
 
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
@@ -212,4 +213,52 @@ TEST(pipeline_apply, a_refused_change_is_recorded_and_the_run_exits_6) {
     EXPECT_EQ(j["changes"][0]["key"], "i-1");
     EXPECT_EQ(j["changes"][0]["status"], "permanent");
     EXPECT_EQ(j["changes"][0]["category"], "refused");
+}
+
+// Delta feeds with `where`: a record that moves out of an entity's filter is
+// deleted from the entity it left, and a tobedeleted record is deleted
+// whatever its role now says.
+TEST_F(pipeline_e2e, a_delta_record_that_leaves_a_where_is_deleted_from_the_entity_it_left) {
+    sw_test::write_file(job(), R"({"name": "split",
+      "source": {"connector": "oneroster-csv", "settings": {"path": ")" + src_.string() + R"("}},
+      "target": {"connector": "vendor-csv", "settings": {"folder": ")" + drop().string() + R"(",
+        "files": [{"entity": "students", "file": "students.csv", "key": "id", "columns": ["id", "name"]},
+                  {"entity": "teachers", "file": "teachers.csv", "key": "id", "columns": ["id", "name"]}]}},
+      "mapping": {"entities": [
+        {"target": "students", "source": "users", "where": {"role": "student"},
+         "fields": {"id": "sourcedId", "name": "givenName"}},
+        {"target": "teachers", "source": "users", "where": {"role": "teacher"},
+         "fields": {"id": "sourcedId", "name": "givenName"}}]}})");
+    ASSERT_EQ(run(false).code, 0);
+    ASSERT_THAT(sw_test::read_file(drop() / "students.csv"), HasSubstr("s-1001,Zoë"));
+    ASSERT_THAT(sw_test::read_file(drop() / "students.csv"), HasSubstr("s-1002,"));
+
+    // The next export is a delta: s-1001 is now a teacher; s-1002 is to be
+    // deleted, and its row says teacher.
+    auto header = sw_test::read_file(src_ / "users.csv");
+    header = header.substr(0, header.find('\n') + 1);
+    for (auto f : {"academicSessions.csv", "classes.csv", "courses.csv", "enrollments.csv", "orgs.csv"})
+        fs::remove(src_ / f);
+    sw_test::write_file(src_ / "manifest.csv",
+                        "propertyName,value\r\nmanifest.version,1.0\r\noneroster.version,1.1\r\n"
+                        "file.users,delta\r\nfile.enrollments,absent\r\nfile.orgs,absent\r\n"
+                        "file.classes,absent\r\nfile.courses,absent\r\nfile.academicSessions,absent\r\n");
+    sw_test::write_file(src_ / "users.csv",
+                        header + "s-1001,active,,TRUE,org-north,teacher,zoe,,Zoë,García,,,,,,,,\r\n"
+                                 "s-1002,tobedeleted,,TRUE,org-north,teacher,jose,,José,Nguyen,,,,,,,,\r\n");
+    auto r = run(true);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    std::set<std::string> planned;
+    const auto p = plan();
+    for (auto& c : p["changes"])
+        planned.insert(c["kind"].get<std::string>() + " " + c["entity"].get<std::string>() + "/" +
+                       c["key"].get<std::string>());
+    EXPECT_EQ(planned, (std::set<std::string>{"delete students/s-1001", "create teachers/s-1001",
+                                              "delete students/s-1002"})) << r.out;
+    ASSERT_EQ(run(false).code, 0);
+    auto students = sw_test::read_file(drop() / "students.csv");
+    EXPECT_EQ(students.find("s-1001,"), std::string::npos);
+    EXPECT_EQ(students.find("s-1002,"), std::string::npos);
+    EXPECT_THAT(students, HasSubstr("s-1004,"));
+    EXPECT_THAT(sw_test::read_file(drop() / "teachers.csv"), HasSubstr("s-1001,Zoë"));
 }

@@ -3,6 +3,9 @@
 #include "test_support.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
 
 using namespace syncwarden::kernel;
 using sw_test::fixture;
@@ -85,4 +88,95 @@ TEST(registry, cli_lists_name_version_abi_capabilities_and_build_id) {
     r = sw_test::cli(tmp.path(), {"connectors", "install", fixture("not_elf").string()});
     EXPECT_EQ(r.code, 4);
     EXPECT_THAT(r.err, HasSubstr("not an ELF shared object"));
+}
+
+// ---- what an installed release can suffer, and what the registry does ----
+
+namespace {
+std::filesystem::path release_dir(const sw_test::temp_dir& tmp, const char* name, const char* version) {
+    return tmp / "data" / "connectors" / name / version;
+}
+std::filesystem::path installed_so(const std::filesystem::path& dir) {
+    for (auto& e : std::filesystem::directory_iterator(dir))
+        if (e.path().extension() == ".so") return e.path();
+    return {};
+}
+void make_writable(const std::filesystem::path& p) {
+    std::filesystem::permissions(p, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+}
+}  // namespace
+
+TEST(registry, a_pre_release_that_is_a_path_is_refused_and_nothing_lands_outside) {
+    sw_test::temp_dir tmp;
+    auto r = sw_test::cli(tmp / "data", {"connectors", "install", fixture("versioned_escape").string()});
+    EXPECT_EQ(r.code, 4) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("pre-release: 'x/' may hold only letters, digits and '-'"));
+    EXPECT_FALSE(std::filesystem::exists(tmp / "escaped"));
+    for (auto& e : std::filesystem::recursive_directory_iterator(tmp.path()))
+        EXPECT_EQ(e.path().string().find("escaped"), std::string::npos) << e.path();
+}
+
+TEST(registry, one_damaged_release_json_is_skipped_with_a_warning_naming_it) {
+    sw_test::temp_dir tmp;
+    auto data = tmp / "data";
+    for (auto f : {"versioned_100", "versioned_120"})
+        ASSERT_EQ(sw_test::cli(data, {"connectors", "install", fixture(f).string()}).code, 0);
+    auto broken = release_dir(tmp, "versioned", "1.2.0") / "release.json";
+    sw_test::write_file(broken, "{\"name\": \"versioned\", trunc");
+    auto r = sw_test::cli(data, {"connectors", "list"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("1.0.0"));
+    EXPECT_EQ(r.out.find("1.2.0"), std::string::npos);
+    EXPECT_THAT(r.err, HasSubstr("warning: " + broken.string() + " is damaged"));
+    EXPECT_THAT(r.err, HasSubstr("that release is skipped"));
+    // Installing it again repairs it.
+    r = sw_test::cli(data, {"connectors", "install", fixture("versioned_120").string()});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("repaired versioned 1.2.0"));
+    EXPECT_THAT(sw_test::cli(data, {"connectors", "list"}).out, HasSubstr("1.2.0"));
+}
+
+TEST(registry, a_tampered_library_is_refused_and_reinstalling_repairs_it) {
+    sw_test::temp_dir tmp;
+    auto data = tmp / "data";
+    sw_test::install_shipped(data);
+    auto so = installed_so(release_dir(tmp, "vendor-csv", "1.1.0"));
+    ASSERT_FALSE(so.empty());
+    make_writable(so);
+    {
+        std::ofstream junk(so, std::ios::binary | std::ios::app);
+        junk << std::string(4096, 'J');
+    }
+    sw_test::write_file(tmp / "job.json", sw_test::roster_job(std::filesystem::path(SW_SOURCE_DIR) / "config/demo/district",
+                                                              tmp / "drop"));
+    auto r = sw_test::cli(data, {"run", (tmp / "job.json").string(), "--dry-run"});
+    EXPECT_EQ(r.code, 4) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("refusing vendor-csv 1.1.0"));
+    EXPECT_THAT(r.err, HasSubstr("the file was changed after it was installed"));
+
+    r = sw_test::cli(data, {"connectors", "install", sw_test::plugin("vendor-csv").string()});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_THAT(r.out, HasSubstr("repaired vendor-csv 1.1.0"));
+    r = sw_test::cli(data, {"run", (tmp / "job.json").string(), "--dry-run"});
+    EXPECT_EQ(r.code, 0) << r.out << r.err;
+}
+
+TEST(registry, a_copy_registered_under_another_version_is_refused) {
+    sw_test::temp_dir tmp;
+    auto data = tmp / "data";
+    ASSERT_EQ(sw_test::cli(data, {"connectors", "install", fixture("versioned_100").string()}).code, 0);
+    auto from = release_dir(tmp, "versioned", "1.0.0"), to = release_dir(tmp, "versioned", "1.9.9");
+    std::filesystem::copy(from, to);
+    auto meta = nlohmann::json::parse(sw_test::read_file(to / "release.json"));
+    meta["version"] = "1.9.9";
+    sw_test::write_file(to / "release.json", meta.dump());
+    system_clock clk;
+    registry reg(data / "connectors", clk);
+    auto rel = reg.resolve("versioned", "^1");
+    ASSERT_TRUE(rel.is_ok());
+    ASSERT_EQ(rel->info.version, "1.9.9");
+    auto open = reg.open(*rel);
+    ASSERT_FALSE(open.is_ok());
+    EXPECT_THAT(open.status().message(),
+                HasSubstr("the library says it is versioned 1.0.0 build 'v100', but release.json says versioned 1.9.9"));
 }

@@ -1,5 +1,6 @@
 #include <syncwarden/kernel/semver.hpp>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 using namespace syncwarden::kernel;
@@ -18,6 +19,24 @@ TEST(semver, parses_and_orders_versions) {
     EXPECT_FALSE(semver::parse("1.2").is_ok());
     EXPECT_FALSE(semver::parse("1.x.0").is_ok());
     EXPECT_FALSE(semver::parse("01.2.3").is_ok());
+}
+
+// semver 2.0.0 §9-11: what a pre-release may hold, and how they order.
+TEST(semver, pre_releases_are_validated_and_ordered_by_identifier) {
+    EXPECT_LT(*semver::parse("1.0.0-rc.2"), *semver::parse("1.0.0-rc.10")) << "numeric identifiers compare as numbers";
+    EXPECT_LT(*semver::parse("1.0.0-alpha"), *semver::parse("1.0.0-alpha.1"));
+    EXPECT_LT(*semver::parse("1.0.0-alpha.1"), *semver::parse("1.0.0-alpha.beta"));
+    EXPECT_LT(*semver::parse("1.0.0-alpha.beta"), *semver::parse("1.0.0-beta"));
+    EXPECT_LT(*semver::parse("1.0.0-beta.11"), *semver::parse("1.0.0-rc.1"));
+    EXPECT_LT(*semver::parse("1.0.0-rc.1"), *semver::parse("1.0.0"));
+    EXPECT_EQ(*semver::parse("1.0.0+build.5"), *semver::parse("1.0.0+other")) << "build metadata does not count";
+    for (auto bad : {"1.0.0-x/../../../../escaped", "1.0.0-rc..1", "1.0.0-01", "1.0.0-rc_1", "1.0.0-", "1.0.0+",
+                     "1.0.0-a b"}) {
+        auto v = semver::parse(bad);
+        EXPECT_FALSE(v.is_ok()) << bad;
+    }
+    EXPECT_THAT(semver::parse("1.0.0-x/../../escaped").status().message(),
+                ::testing::HasSubstr("may hold only letters, digits and '-'"));
 }
 
 TEST(semver, ranges_follow_npm_conventions) {

@@ -91,13 +91,14 @@ int connectors_cmd(context& c, const std::vector<std::string>& args) {
         if (pa.pos.size() != 2) return usage(c, "connectors install takes one FILE.so");
         auto r = reg.install(pa.pos[1]);
         if (!r) return fail(c, r.status());
-        c.out << "installed " << r->info.name << " " << r->info.version << " (build " << r->info.build_id
+        c.out << (r->repaired ? "repaired " : "installed ") << r->info.name << " " << r->info.version << " (build " << r->info.build_id
               << ", " << capabilities_text(r->info.capabilities) << ")\n  " << r->path.string() << "\n";
         return 0;
     }
     if (pa.pos[0] == "list") {
         auto all = reg.list();
         if (!all) return fail(c, all.status());
+        for (auto& w : reg.warnings()) c.err << "warning: " << printable(w) << "\n";
         if (pa.opts.count("--json")) {
             nlohmann::json j = nlohmann::json::array();
             for (auto& r : *all)
@@ -193,6 +194,7 @@ int run_cmd(context& c, const std::vector<std::string>& args) {
     registry reg(c.cfg.data_dir / "connectors", c.clk);
     pipeline p(reg, **store, c.clk, c.cfg.data_dir);
     auto o = p.run(*job, opts);
+    for (auto& w : reg.warnings()) c.err << "warning: " << printable(w) << "\n";
 
     return print_outcome(c, o, opts.dry_run);
 }

@@ -1,5 +1,7 @@
 #include <syncwarden/kernel/semver.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <sstream>
 
@@ -12,6 +14,34 @@ bool parse_number(std::string_view s, unsigned& out) {
     return ec == std::errc() && p == s.data() + s.size();
 }
 
+// Dot-separated identifiers of [0-9A-Za-z-], none empty; numeric ones
+// without leading zeros when `numeric_rule` (pre-release, semver §9).
+bool valid_identifiers(std::string_view s, bool numeric_rule, std::string& why) {
+    size_t start = 0;
+    while (true) {
+        size_t dot = s.find('.', start);
+        std::string_view id = s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+        if (id.empty()) {
+            why = "an empty identifier in '" + std::string(s) + "'";
+            return false;
+        }
+        bool numeric = true;
+        for (char c : id) {
+            if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') {
+                why = "'" + std::string(id) + "' may hold only letters, digits and '-'";
+                return false;
+            }
+            if (!std::isdigit(static_cast<unsigned char>(c))) numeric = false;
+        }
+        if (numeric_rule && numeric && id.size() > 1 && id[0] == '0') {
+            why = "the numeric identifier '" + std::string(id) + "' has a leading zero";
+            return false;
+        }
+        if (dot == std::string_view::npos) return true;
+        start = dot + 1;
+    }
+}
+
 Status bad(std::string_view text, const std::string& why) {
     return Status::error(error_kind::config,
                          "'" + std::string(text) + "' is not a version: " + why);
@@ -21,11 +51,19 @@ Status bad(std::string_view text, const std::string& why) {
 Result<semver> parse_partial(std::string_view text, int& parts) {
     semver v;
     std::string_view rest = text;
+    std::string why;
+    auto plus = rest.find('+');
+    if (plus != std::string_view::npos) {
+        v.build = std::string(rest.substr(plus + 1));
+        rest = rest.substr(0, plus);
+        if (!valid_identifiers(v.build, false, why)) return bad(text, "build metadata: " + why);
+    }
     auto dash = rest.find('-');
     if (dash != std::string_view::npos) {
         v.prerelease = std::string(rest.substr(dash + 1));
         rest = rest.substr(0, dash);
         if (v.prerelease.empty()) return bad(text, "empty pre-release after '-'");
+        if (!valid_identifiers(v.prerelease, true, why)) return bad(text, "pre-release: " + why);
     }
     unsigned* slots[3] = {&v.major, &v.minor, &v.patch};
     parts = 0;
@@ -58,6 +96,7 @@ std::string semver::str() const {
     std::ostringstream o;
     o << major << '.' << minor << '.' << patch;
     if (!prerelease.empty()) o << '-' << prerelease;
+    if (!build.empty()) o << '+' << build;
     return o.str();
 }
 
@@ -65,10 +104,27 @@ std::strong_ordering semver::operator<=>(const semver& o) const {
     if (auto c = major <=> o.major; c != 0) return c;
     if (auto c = minor <=> o.minor; c != 0) return c;
     if (auto c = patch <=> o.patch; c != 0) return c;
-    // A release sorts after its pre-releases.
+    // A release sorts after its pre-releases; pre-releases compare
+    // identifier by identifier (semver §11). Build metadata does not count.
     if (prerelease.empty() != o.prerelease.empty())
         return prerelease.empty() ? std::strong_ordering::greater : std::strong_ordering::less;
-    return prerelease.compare(o.prerelease) <=> 0;
+    std::string_view a = prerelease, b = o.prerelease;
+    while (!a.empty() || !b.empty()) {
+        if (a.empty()) return std::strong_ordering::less;  // fewer identifiers, all equal so far
+        if (b.empty()) return std::strong_ordering::greater;
+        auto da = a.find('.'), db = b.find('.');
+        std::string_view x = a.substr(0, da), y = b.substr(0, db);
+        a = da == std::string_view::npos ? std::string_view() : a.substr(da + 1);
+        b = db == std::string_view::npos ? std::string_view() : b.substr(db + 1);
+        auto is_num = [](std::string_view id) {
+            return !id.empty() && std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; });
+        };
+        const bool nx = is_num(x), ny = is_num(y);
+        if (nx != ny) return nx ? std::strong_ordering::less : std::strong_ordering::greater;
+        if (nx && x.size() != y.size()) return x.size() <=> y.size();  // no leading zeros: longer is larger
+        if (auto c = x.compare(y) <=> 0; c != 0) return c;
+    }
+    return std::strong_ordering::equal;
 }
 
 Result<semver_range> semver_range::parse(std::string_view text) {

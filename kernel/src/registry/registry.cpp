@@ -3,7 +3,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
+#include <cstdio>
+#include <random>
 #include <fstream>
+#include <vector>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -42,7 +46,10 @@ Result<installed_release> read_release(const fs::path& dir) {
         r.info.capabilities = j.at("capabilities");
         r.info.thread_safety = j.value("thread_safety", 0u);
         r.sha256 = j.at("sha256");
-        r.path = dir / j.at("file").get<std::string>();
+        const std::string file_name = j.at("file");
+        if (file_name.empty() || file_name.find('/') != std::string::npos || file_name[0] == '.')
+            throw std::runtime_error("\"file\" is '" + file_name + "', not a file name in its folder");
+        r.path = dir / file_name;
         r.installed_at = j.value("installed_at", "");
         return r;
     } catch (const std::exception& e) {
@@ -51,58 +58,132 @@ Result<installed_release> read_release(const fs::path& dir) {
     }
 }
 
+// Copies `from` to `to` (a new file) in one read, hashing the bytes on the
+// way, and syncs it. Returns the SHA-256, or "" with `err` set.
+std::string copy_hashed(const fs::path& from, const fs::path& to, std::string& err) {
+    std::ifstream in(from, std::ios::binary);
+    if (!in) {
+        err = "cannot read " + from.string() + "; check the path and its permissions";
+        return {};
+    }
+    std::FILE* out = std::fopen(to.c_str(), "wb");
+    if (!out) {
+        err = "cannot write " + to.string();
+        return {};
+    }
+    sha256 h;
+    std::vector<char> buf(1 << 16);
+    bool ok = true;
+    while (in && ok) {
+        in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+        const auto n = static_cast<size_t>(in.gcount());
+        h.update(buf.data(), n);
+        ok = std::fwrite(buf.data(), 1, n, out) == n;
+    }
+    ok = !in.bad() && ok && std::fflush(out) == 0 && ::fsync(::fileno(out)) == 0;
+    ok = std::fclose(out) == 0 && ok;
+    if (!ok) {
+        err = "copying " + from.string() + " to " + to.string() + " failed (is the disk full?)";
+        return {};
+    }
+    return h.hex();
+}
+
+// Writes release.json through a temp file, synced, renamed into place.
+Status write_release(const fs::path& dir, const installed_release& r) {
+    auto tmp = dir / ("release.json.tmp-" + std::to_string(::getpid()));
+    const std::string text = to_json(r).dump(2) + "\n";
+    std::FILE* out = std::fopen(tmp.c_str(), "wb");
+    bool ok = out && std::fwrite(text.data(), 1, text.size(), out) == text.size() && std::fflush(out) == 0 &&
+              ::fsync(::fileno(out)) == 0;
+    if (out) ok = std::fclose(out) == 0 && ok;
+    std::error_code ec;
+    if (ok) fs::rename(tmp, dir / "release.json", ec);
+    if (!ok || ec) {
+        fs::remove(tmp, ec);
+        return Status::error(error_kind::store, "writing " + (dir / "release.json").string() +
+                                                    " failed (is the disk full?); the release is not installed");
+    }
+    return Status::ok();
+}
+
 }  // namespace
 
 registry::registry(fs::path root, const clock& clk) : root_(std::move(root)), clock_(clk) {}
 
 Result<installed_release> registry::install(const fs::path& so) {
-    auto loaded = load_connector(so);
-    if (!loaded) return loaded.status();
-    const auto& info = (*loaded)->info();
+    // One read of the source: it is copied (and hashed) into the registry,
+    // and only that copy is checked and published, so what was checked is
+    // what gets installed.
+    std::error_code ec;
+    fs::create_directories(root_, ec);
+    if (ec) return Status::error(error_kind::store, "creating " + root_.string() + ": " + ec.message());
+    // A name never used before: the dynamic loader caches libraries by path,
+    // and a C++ library with unique symbols is never unloaded.
+    static std::atomic<unsigned> installs{0};
+    const fs::path incoming = root_ / (".incoming-" + std::to_string(::getpid()) + "-" +
+                                       std::to_string(installs++) + "-" +
+                                       std::to_string(std::random_device{}()) + ".so");
+    struct cleanup {
+        fs::path p;
+        ~cleanup() {
+            std::error_code e;
+            fs::remove(p, e);
+        }
+    } remove_incoming{incoming};
     std::string err;
-    auto sha = sha256_file_hex(so, &err);
-    if (sha.empty()) return Status::error(error_kind::connector, err);
+    const std::string sha = copy_hashed(so, incoming, err);
+    if (sha.empty()) return Status::error(error_kind::connector, "installing " + so.string() + ": " + err);
+    auto loaded = load_connector(incoming);
+    if (!loaded) {
+        std::string m = loaded.status().message();
+        if (auto p = m.find(incoming.string()); p != std::string::npos) m.replace(p, incoming.string().size(), so.string());
+        return Status::error(loaded.status().kind(), m);
+    }
+    const auto info = (*loaded)->info();
+    loaded->reset();
 
     auto dir = root_ / info.name / info.version;
+    installed_release r{info, sha, dir / (sha.substr(0, 16) + ".so"), iso8601(clock_.now())};
     if (fs::exists(dir / "release.json")) {
         auto existing = read_release(dir);
-        if (!existing) return existing.status();
-        if (existing->info.build_id != info.build_id)
-            return Status::error(
-                error_kind::connector,
-                "installing " + so.string() + ": " + info.name + " " + info.version +
-                    " is already installed with build id '" + existing->info.build_id +
-                    "', this file has build id '" + info.build_id +
-                    "'; releases are immutable, so give the new build a new version");
-        if (existing->sha256 != sha)
-            return Status::error(
-                error_kind::connector,
-                "installing " + so.string() + ": " + info.name + " " + info.version + " build '" +
-                    info.build_id + "' is already installed with different content (sha256 " +
-                    existing->sha256.substr(0, 16) + ", this file " + sha.substr(0, 16) +
-                    "); releases are immutable, so give the new build a new version or build id");
-        return *existing;
+        if (existing) {
+            if (existing->info.build_id != info.build_id)
+                return Status::error(
+                    error_kind::connector,
+                    "installing " + so.string() + ": " + info.name + " " + info.version +
+                        " is already installed with build id '" + existing->info.build_id +
+                        "', this file has build id '" + info.build_id +
+                        "'; releases are immutable, so give the new build a new version");
+            if (existing->sha256 != sha)
+                return Status::error(
+                    error_kind::connector,
+                    "installing " + so.string() + ": " + info.name + " " + info.version + " build '" +
+                        info.build_id + "' is already installed with different content (sha256 " +
+                        existing->sha256.substr(0, 16) + ", this file " + sha.substr(0, 16) +
+                        "); releases are immutable, so give the new build a new version or build id");
+            std::string e2;
+            if (existing->path == r.path && sha256_file_hex(existing->path, &e2) == sha) return *existing;
+            r.installed_at = existing->installed_at;
+            r.repaired = true;  // the installed copy was damaged or missing
+        } else {
+            r.repaired = true;  // release.json was damaged
+        }
     }
-    std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) return Status::error(error_kind::store, "creating " + dir.string() + ": " + ec.message());
-    installed_release r{info, sha, dir / (sha.substr(0, 16) + ".so"), iso8601(clock_.now())};
-    // Copy then rename, so a half-copied library is never visible.
-    auto tmp = dir / (".install-" + std::to_string(::getpid()));
-    fs::copy_file(so, tmp, fs::copy_options::overwrite_existing, ec);
-    if (!ec) fs::permissions(tmp, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read, ec);
-    if (!ec) fs::rename(tmp, r.path, ec);
-    if (ec) return Status::error(error_kind::store, "copying " + so.string() + " to " + r.path.string() + ": " + ec.message());
-    std::ofstream out(dir / "release.json.tmp");
-    out << to_json(r).dump(2) << "\n";
-    out.close();
-    fs::rename(dir / "release.json.tmp", dir / "release.json", ec);
-    if (ec) return Status::error(error_kind::store, "writing release.json in " + dir.string() + ": " + ec.message());
+    fs::permissions(incoming, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read, ec);
+    // A new inode under the library's name: a process that has the old file
+    // loaded keeps its mapping.
+    if (!ec) fs::rename(incoming, r.path, ec);
+    if (ec) return Status::error(error_kind::store, "publishing " + r.path.string() + ": " + ec.message());
+    if (auto s = write_release(dir, r); !s) return s;
     return r;
 }
 
 Result<std::vector<installed_release>> registry::list() const {
     std::vector<installed_release> out;
+    warnings_.clear();
     std::error_code ec;
     if (!fs::exists(root_, ec)) return out;
     for (auto& name : fs::directory_iterator(root_, ec)) {
@@ -110,7 +191,17 @@ Result<std::vector<installed_release>> registry::list() const {
         for (auto& ver : fs::directory_iterator(name.path(), ec)) {
             if (!fs::exists(ver.path() / "release.json")) continue;
             auto r = read_release(ver.path());
-            if (!r) return r.status();
+            if (!r) {
+                warnings_.push_back(r.status().message() + "; that release is skipped");
+                continue;
+            }
+            if (!semver::parse(r->info.version) || r->info.name != name.path().filename().string() ||
+                r->info.version != ver.path().filename().string()) {
+                warnings_.push_back((ver.path() / "release.json").string() + " names " + r->info.name + " " +
+                                    r->info.version + ", which is not where it lies; that release is skipped. "
+                                    "Reinstall the release");
+                continue;
+            }
             out.push_back(std::move(*r));
         }
     }
@@ -146,10 +237,26 @@ Result<std::shared_ptr<const loaded_connector>> registry::open(const installed_r
     std::lock_guard lock(mu_);
     auto key = r.path.string();
     if (auto it = open_.find(key); it != open_.end()) return it->second;
+    auto refuse = [&](const std::string& why) {
+        return Status::error(error_kind::connector, "refusing " + r.info.name + " " + r.info.version + " (" +
+                                                        r.path.string() + "): " + why +
+                                                        "; reinstall it with `syncwarden connectors install FILE.so`");
+    };
+    // The file is checked against what was installed before it is loaded:
+    // a patched or appended-to library never runs.
+    std::string err;
+    const auto sha = sha256_file_hex(r.path, &err);
+    if (sha.empty()) return refuse(err);
+    if (sha != r.sha256)
+        return refuse("its SHA-256 is " + sha.substr(0, 16) + ", but " + r.sha256.substr(0, 16) +
+                      " was installed: the file was changed after it was installed");
     auto loaded = load_connector(r.path);
     if (!loaded) return loaded.status();
-    if ((*loaded)->info().build_id != r.info.build_id)
-        return Status::error(error_kind::connector, r.path.string() + ": build id changed on disk; reinstall it");
+    const auto& in = (*loaded)->info();
+    if (in.name != r.info.name || in.version != r.info.version || in.build_id != r.info.build_id)
+        return refuse("the library says it is " + in.name + " " + in.version + " build '" + in.build_id +
+                      "', but release.json says " + r.info.name + " " + r.info.version + " build '" +
+                      r.info.build_id + "'");
     open_[key] = *loaded;
     return *loaded;
 }

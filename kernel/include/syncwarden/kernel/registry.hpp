@@ -24,20 +24,26 @@ struct installed_release {
     std::string sha256;
     std::filesystem::path path;
     std::string installed_at;
+    bool repaired = false;  // install replaced a damaged copy of this release
 };
 
 class registry {
 public:
     registry(std::filesystem::path root, const clock& clk);
 
-    // Validates the library by loading it, then copies it in. Installing the
-    // same build again is a no-op; the same name and version with another
-    // build id is refused.
+    // Copies the library in (one read), checks the copy by loading it, and
+    // publishes it with a rename. Installing the same build again is a no-op,
+    // or repairs the installed copy when it was damaged; the same name and
+    // version with another build id is refused.
     Result<installed_release> install(const std::filesystem::path& so);
+    // Releases whose release.json is damaged or misplaced are skipped, and
+    // said in warnings().
     Result<std::vector<installed_release>> list() const;
+    const std::vector<std::string>& warnings() const { return warnings_; }
     // The newest installed release of `name` that `range` allows.
     Result<installed_release> resolve(const std::string& name, const std::string& range) const;
-    // Loads an installed release (cached: each file is opened once).
+    // Loads an installed release (cached: each file is opened once), after
+    // checking the file's SHA-256 and that its manifest matches release.json.
     Result<std::shared_ptr<const loaded_connector>> open(const installed_release& r);
 
 private:
@@ -45,6 +51,7 @@ private:
     const clock& clock_;
     std::mutex mu_;
     std::map<std::string, std::shared_ptr<const loaded_connector>> open_;
+    mutable std::vector<std::string> warnings_;
 };
 
 }  // namespace syncwarden::kernel

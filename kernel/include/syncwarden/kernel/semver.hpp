@@ -13,6 +13,7 @@ namespace syncwarden::kernel {
 struct semver {
     unsigned major = 0, minor = 0, patch = 0;
     std::string prerelease;  // "" for a release
+    std::string build;       // build metadata after '+'; ignored in comparisons
 
     static Result<semver> parse(std::string_view text);
     std::string str() const;

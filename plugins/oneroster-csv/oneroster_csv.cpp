@@ -159,6 +159,23 @@ public:
         contract_ = &builder_.build();
     }
 
+    static const char* settings_schema() {
+        return R"({
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "oneroster-csv settings",
+  "type": "object",
+  "required": ["path"],
+  "additionalProperties": false,
+  "properties": {
+    "path": {"type": "string", "minLength": 1,
+             "description": "the folder or .zip of the OneRoster CSV export; relative to the job file"},
+    "encoding": {"type": "string", "enum": ["utf-8", "utf8", "windows-1252", "cp1252", "iso-8859-1", "latin1", "latin-1"],
+                 "default": "utf-8", "description": "the export's text encoding: utf-8, windows-1252 or iso-8859-1"},
+    "zip_limit_mb": {"type": "integer", "minimum": 1, "default": 4096,
+                     "description": "how large a zipped export may unpack to, in MiB"}}
+})";
+    }
+
     const sw_contract& contract() override { return *contract_; }
 
     void extract(const std::vector<std::string>& requested) override {

@@ -95,6 +95,31 @@ public:
         contract_ = &builder_.build();
     }
 
+    static const char* settings_schema() {
+        return R"({
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "vendor-csv settings",
+  "type": "object",
+  "required": ["folder", "files"],
+  "additionalProperties": false,
+  "properties": {
+    "folder": {"type": "string", "minLength": 1,
+               "description": "the folder the vendor picks files up from; relative to the job file"},
+    "changes_file": {"type": "string", "minLength": 1, "pattern": "^[^./][^/]*$", "default": "changes.csv",
+                     "description": "a plain file name (no '/', not starting with '.') for the file listing each run's changes"},
+    "files": {"type": "array", "minItems": 1, "description": "one CSV file per target entity",
+      "items": {"type": "object", "required": ["entity", "file", "key", "columns"], "additionalProperties": false,
+        "properties": {
+          "entity": {"type": "string", "minLength": 1},
+          "file": {"type": "string", "minLength": 1, "pattern": "^[^./][^/]*$",
+                   "description": "a plain file name in the folder: no '/', not starting with '.'"},
+          "key": {"type": "string", "minLength": 1, "description": "the column that identifies a row"},
+          "columns": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+          "required": {"type": "array", "items": {"type": "string", "minLength": 1},
+                       "description": "columns that must never be empty"}}}}}
+})";
+    }
+
     const sw_contract& contract() override { return *contract_; }
 
     // Streams each delivered file back as records; nothing is kept. The

@@ -180,3 +180,14 @@ TEST(registry, a_copy_registered_under_another_version_is_refused) {
     EXPECT_THAT(open.status().message(),
                 HasSubstr("the library says it is versioned 1.0.0 build 'v100', but release.json says versioned 1.9.9"));
 }
+
+TEST(registry, connectors_schema_prints_the_settings_schema) {
+    sw_test::temp_dir tmp;
+    sw_test::install_shipped(tmp / "data");
+    auto r = sw_test::cli(tmp / "data", {"connectors", "schema", "vendor-csv"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    auto schema = nlohmann::json::parse(r.out);
+    EXPECT_EQ(schema["required"], nlohmann::json({"folder", "files"}));
+    EXPECT_EQ(schema["additionalProperties"], false);
+    EXPECT_EQ(sw_test::cli(tmp / "data", {"connectors", "schema", "nope"}).code, 7);
+}

@@ -73,7 +73,8 @@ TEST_F(input_e2e, the_encoding_setting_reads_a_windows_1252_export_as_the_right_
     write_job(R"("encoding": "ebcdic")");
     r = sw_test::cli(data(), {"run", job().string(), "--dry-run"});
     EXPECT_EQ(r.code, 3);
-    EXPECT_THAT(r.err, HasSubstr("settings.encoding: 'ebcdic' is not one of utf-8, windows-1252, iso-8859-1"));
+    EXPECT_THAT(r.err, HasSubstr("$.source.settings.encoding is \"ebcdic\": not one of the allowed values "
+                                 "(expected the export's text encoding: utf-8, windows-1252 or iso-8859-1)"));
 }
 
 TEST_F(input_e2e, control_characters_in_names_and_values_are_printed_escaped) {

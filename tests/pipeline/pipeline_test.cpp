@@ -180,8 +180,8 @@ TEST_F(pipeline_e2e, bad_connector_settings_exit_3_and_say_which_setting) {
       "mapping": {"entities": [{"target": "people", "source": "users", "fields": {"id": "sourcedId"}}]}})");
     auto r = run(true);
     EXPECT_EQ(r.code, 3) << r.out << r.err;
-    EXPECT_THAT(r.err, HasSubstr("vendor-csv 1.1.0: create failed (config"));
-    EXPECT_THAT(r.err, HasSubstr("target settings.files: required"));
+    EXPECT_THAT(r.err, HasSubstr("job.json: $.target.settings: Missing required property 'files'"));
+    EXPECT_THAT(r.err, HasSubstr("`syncwarden connectors schema vendor-csv` shows every setting it accepts"));
 
     sw_test::write_file(job(), R"({"name": "x",
       "source": {"connector": "oneroster-csv", "settings": {"path": ")" + (tmp_ / "nowhere").string() + R"("}},

@@ -177,9 +177,12 @@ TEST(vendor_csv, leftover_temp_files_are_removed_on_the_next_open) {
 TEST(vendor_csv, file_names_in_the_settings_must_be_plain_names) {
     sw_test::temp_dir tmp;
     for (auto [setting, name, why] :
-         {std::tuple{"file", "../escape.csv", "must be a plain file name"}, {"file", "..", "must not start with '.'"},
-          {"file", "", "a non-empty string"}, {"changes_file", "sub/changes.csv", "must be a plain file name"},
-          {"changes_file", ".hidden", "must not start with '.'"}}) {
+         {std::tuple{"file", "../escape.csv", "settings.files[0].file is \"../escape.csv\": not of the expected form "
+                                              "(expected a plain file name in the folder"},
+          {"file", "..", "settings.files[0].file is \"..\": not of the expected form"},
+          {"file", "", "settings.files[0].file is \"\": String should be no fewer than 1 characters"},
+          {"changes_file", "sub/changes.csv", "settings.changes_file is \"sub/changes.csv\": not of the expected form"},
+          {"changes_file", ".hidden", "settings.changes_file is \".hidden\": not of the expected form"}}) {
         nlohmann::json files{{{"entity", "people"}, {"file", "people.csv"}, {"key", "id"}, {"columns", {"id"}}}};
         nlohmann::json settings{{"folder", (tmp / "drop").string()}, {"files", files}};
         if (std::string(setting) == "file") settings["files"][0]["file"] = name;
@@ -191,4 +194,29 @@ TEST(vendor_csv, file_names_in_the_settings_must_be_plain_names) {
         EXPECT_EQ(s.status().kind(), error_kind::config);
         EXPECT_THAT(s.status().message(), HasSubstr(why)) << name;
     }
+}
+
+// Settings the schema does not know are refused, not ignored: a typo in
+// "required" would otherwise deliver a student with an empty school.
+TEST(vendor_csv, unknown_or_mistyped_settings_are_refused_with_their_json_path) {
+    sw_test::temp_dir tmp;
+    auto lib = load_connector(sw_test::plugin("vendor-csv"));
+    ASSERT_TRUE(lib.is_ok());
+    nlohmann::json file{{"entity", "people"}, {"file", "people.csv"}, {"key", "id"}, {"columns", {"id", "school"}}};
+    auto attempt = [&](nlohmann::json settings) {
+        auto s = open_in_process(*lib, settings, "job", tmp.path(), no_services(), "job.json: $.target.settings");
+        EXPECT_FALSE(s.is_ok());
+        return s.is_ok() ? std::string() : s.status().message();
+    };
+    auto typo = file;
+    typo["requried"] = {"school"};
+    EXPECT_THAT(attempt({{"folder", "out"}, {"files", {typo}}}),
+                HasSubstr("job.json: $.target.settings.files[0]"));
+    EXPECT_THAT(attempt({{"folder", "out"}, {"files", {typo}}}), HasSubstr("requried"));
+    EXPECT_THAT(attempt({{"folder", "out"}, {"files", {file}}, {"change_file", "c.csv"}}), HasSubstr("change_file"));
+    EXPECT_THAT(attempt({{"folder", "out"}, {"files", {file}}, {"pathh", "x"}}), HasSubstr("pathh"));
+    auto numbers = file;
+    numbers["required"] = {7};
+    EXPECT_THAT(attempt({{"folder", "out"}, {"files", {numbers}}}),
+                HasSubstr("job.json: $.target.settings.files[0].required[0] is 7"));
 }

@@ -24,6 +24,8 @@ const char* k_usage = R"(usage: syncwarden [--data-dir DIR] [--config KERNEL.jso
 commands:
   connectors install FILE.so     check a connector library and install it
   connectors list [--json]       installed releases: name, version, ABI, capabilities, build id
+  connectors schema NAME [--version RANGE]
+                                 the JSON Schema of a connector's settings
   run JOB.json [--dry-run] [--plan-out FILE] [--preview N]
                                  plan a sync; without --dry-run also apply it
   runs list [--limit N] [--json] recent runs, newest first
@@ -84,8 +86,8 @@ Result<std::unique_ptr<run_store>> open_store(context& c) {
 int connectors_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
-    if (!parse_args(args, {{"--json", false}}, pa, error)) return usage(c, error);
-    if (pa.pos.empty()) return usage(c, "connectors needs a subcommand: install or list");
+    if (!parse_args(args, {{"--json", false}, {"--version", true}}, pa, error)) return usage(c, error);
+    if (pa.pos.empty()) return usage(c, "connectors needs a subcommand: install, list or schema");
     registry reg(c.cfg.data_dir / "connectors", c.clk);
     if (pa.pos[0] == "install") {
         if (pa.pos.size() != 2) return usage(c, "connectors install takes one FILE.so");
@@ -120,6 +122,20 @@ int connectors_cmd(context& c, const std::vector<std::string>& args) {
             c.out << std::setw(18) << r.info.name << std::setw(10) << r.info.version << std::setw(6)
                   << (std::to_string(r.info.abi_major) + "." + std::to_string(r.info.abi_minor)) << std::setw(20)
                   << capabilities_text(r.info.capabilities) << r.info.build_id << "\n";
+        return 0;
+    }
+    if (pa.pos[0] == "schema") {
+        if (pa.pos.size() != 2) return usage(c, "connectors schema takes one NAME");
+        auto rel = reg.resolve(pa.pos[1], pa.opts.count("--version") ? pa.opts["--version"] : "*");
+        if (!rel) return fail(c, rel.status());
+        auto lib = reg.open(*rel);
+        if (!lib) return fail(c, lib.status());
+        const auto& schema = (*lib)->info().settings_schema;
+        if (schema.empty()) {
+            c.out << rel->info.name << " " << rel->info.version << " declares no settings schema\n";
+            return 0;
+        }
+        c.out << schema << "\n";
         return 0;
     }
     return usage(c, "unknown connectors subcommand '" + pa.pos[0] + "'");

@@ -117,7 +117,8 @@ public:
                                      "'; make a new plan with the installed release");
         auto lib = reg_.open(*rel);
         if (!lib) return lib.status();
-        auto s = open_in_process(*lib, h.target.settings, h.job, h.target.base_dir, target_host_);
+        auto s = open_in_process(*lib, h.target.settings, h.job, h.target.base_dir, target_host_,
+                                 "the target settings stored in the plan of run " + dry.id);
         if (!s) return s.status();
         target_ = std::move(*s);
         return apply(**r, *target_);
@@ -150,14 +151,14 @@ private:
                                  job_->file.string() + ": $." + role + ".connector: '" + ref.connector +
                                      "' is not a " + role + " connector (capabilities: " +
                                      capabilities_text((*lib)->info().capabilities) + ")");
-        auto settings = expand_settings(ref.settings, data_dir_, job_->base_dir,
-                                        job_->file.string() + ": $." + role + ".settings");
+        const std::string where = job_->file.string() + ": $." + role + ".settings";
+        auto settings = expand_settings(ref.settings, data_dir_, job_->base_dir, where);
         if (!settings) return settings.status();
         if (std::string(role) == "target") {
             target_settings_ = *settings;
             target_build_ = rel->info.build_id;
         }
-        auto s = open_in_process(*lib, *settings, job_->name, job_->base_dir, rs);
+        auto s = open_in_process(*lib, *settings, job_->name, job_->base_dir, rs, where);
         if (!s) return s.status();
         session = std::move(*s);
         return Status::ok();

@@ -2,6 +2,8 @@
 #include <syncwarden/kernel/session.hpp>
 #include <syncwarden/kernel/text.hpp>
 
+#include "settings_schema.hpp"
+
 #include <cstring>
 #include <map>
 
@@ -303,9 +305,12 @@ Result<std::unique_ptr<connector_session>> open_in_process(std::shared_ptr<const
                                                            const nlohmann::json& settings,
                                                            const std::string& job_name,
                                                            const std::filesystem::path& base_dir,
-                                                           run_services& rs) {
+                                                           run_services& rs, const std::string& settings_path) {
     auto ctx = std::make_unique<sw_host_ctx>();
     ctx->who = lib->info().name + " " + lib->info().version;
+    if (!lib->info().settings_schema.empty())
+        if (auto st = validate_settings(lib->info().settings_schema, settings, settings_path, ctx->who); !st)
+            return st;
     ctx->settings = settings;
     auto s = std::make_unique<in_process_session>(std::move(lib), std::move(ctx));
     if (auto st = s->create(job_name, base_dir, rs); !st) return st;

@@ -98,7 +98,8 @@ Result<std::unique_ptr<connector_session>> open_in_process(std::shared_ptr<const
                                                            const nlohmann::json& settings,
                                                            const std::string& job_name,
                                                            const std::filesystem::path& base_dir,
-                                                           run_services& rs);
+                                                           run_services& rs,
+                                                           const std::string& settings_path = "settings");
 
 // The host table the kernel hands to connectors (the ABI harness uses it).
 const sw_host_api& host_api_table();

@@ -1,0 +1,20 @@
+// A connector's settings, checked against the JSON Schema its manifest
+// declares (ABI 1.1), before the connector sees them.
+#pragma once
+
+#include <syncwarden/kernel/result.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace syncwarden::kernel {
+
+// `where` names the settings in messages ("job.json: $.target.settings");
+// `who` the connector ("vendor-csv 1.1.0"). Every violation is listed with
+// its JSON path. A schema that is not valid JSON Schema is the connector's
+// defect.
+Status validate_settings(const std::string& schema_text, const nlohmann::json& settings, const std::string& where,
+                         const std::string& who);
+
+}  // namespace syncwarden::kernel

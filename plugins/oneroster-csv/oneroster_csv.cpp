@@ -262,6 +262,7 @@ private:
                         "present, but manifest.csv does not declare it bulk or delta; not read");
             return std::nullopt;
         }
+        if (!actual && !has_manifest_) return std::nullopt;  // without a manifest, an absent file says nothing
         if (!actual) {
             finding(SW_SEVERITY_ERROR, "missing_file", spec.name, fname, 0, 0, "",
                     "manifest.csv declares this file (" + mode + ") but the export does not contain it; "
@@ -337,7 +338,7 @@ private:
                         "sourcedId '" + std::string(key) + "' appeared earlier in this file; sourcedIds must be unique");
                 continue;
             }
-            check_values(spec, disp, line, row, slot, key, values);
+            if (!check_values(spec, disp, line, row, slot, key, values, tobedeleted)) continue;
             if (is_users_12) fill_roles(key, values);
             if (is_roles) remember_role(values);
             if (out && out->add(key, values, tobedeleted ? SW_RECORD_TOBEDELETED : SW_RECORD_ACTIVE))
@@ -367,6 +368,7 @@ private:
         slot.assign(header.size(), k_ignore);
         std::set<std::string> seen;
         size_t trailing_empty = 0;
+        bool bad = false;  // every defect of the header is reported before giving up
         for (size_t i = 0; i < header.size(); ++i) {
             std::string h(header[i].text);
             if (h.empty()) {
@@ -376,17 +378,19 @@ private:
             if (trailing_empty) {
                 finding(SW_SEVERITY_ERROR, "csv_header", spec.name, disp, 1, header[i].column, "",
                         "empty column name before column '" + h + "'; every column needs a name");
-                return false;
+                trailing_empty = 0;
+                bad = true;
             }
-            if (const char* alias = header_alias(h)) {
+            if (const char* alias = header_alias(spec.name, h)) {
                 finding(SW_SEVERITY_WARNING, "header_alias", spec.name, disp, 1, header[i].column, "",
-                        "column '" + h + "' is read as '" + alias + "' (misspelled header)");
+                        "column '" + h + "' is read as '" + alias + "' (" + alias_reason(h) + ")");
                 h = alias;
             }
             if (!seen.insert(h).second) {
                 finding(SW_SEVERITY_ERROR, "csv_header", spec.name, disp, 1, header[i].column, "",
                         "column '" + h + "' appears twice in the header");
-                return false;
+                bad = true;
+                continue;
             }
             if (h == "sourcedId") slot[i] = k_id;
             else if (h == "status") slot[i] = k_status;
@@ -395,7 +399,11 @@ private:
                 bool found = false;
                 for (size_t c = 0; c < spec.columns.size(); ++c)
                     if (h == spec.columns[c].name) { slot[i] = static_cast<int>(c) + 1; found = true; }
-                if (!found)
+                if (!found && is_extension_column(h))
+                    finding(SW_SEVERITY_INFO, "extension_column", spec.name, disp, 1, header[i].column, "",
+                            "column '" + h + "' is an extension column (metadata.* or ext_*), allowed by the "
+                            "OneRoster CSV binding; it is not part of the connector's contract, so no mapping reads it");
+                else if (!found)
                     finding(SW_SEVERITY_WARNING, "unknown_column", spec.name, disp, 1, header[i].column, "",
                             "column '" + h + "' is not part of OneRoster " + version_ + " " + spec.name + "; ignored");
             }
@@ -408,7 +416,7 @@ private:
         if (!seen.count("sourcedId")) missing.push_back("sourcedId");
         for (auto& c : spec.columns)
             if ((version_ == "1.1" ? c.required_11 : c.required_12) && !seen.count(c.name)) missing.push_back(c.name);
-        if (missing.empty()) return true;
+        if (missing.empty()) return !bad;
         std::string list;
         for (auto& m : missing) list += (list.empty() ? "'" : ", '") + m + "'";
         finding(SW_SEVERITY_ERROR, "missing_column", spec.name, disp, 1, header.back().column + header.back().text.size(), "",
@@ -417,15 +425,27 @@ private:
         return false;
     }
 
-    void check_values(const entity_spec& spec, const std::string& disp, uint64_t line,
+    // False when the row breaks a rule the contract states (a required
+    // value is empty): that is reported here, with its line and column, and
+    // the row is not emitted.
+    bool check_values(const entity_spec& spec, const std::string& disp, uint64_t line,
                       const std::vector<csv::field>& row, const std::vector<int>& slot,
-                      std::string_view key, std::vector<std::string_view>& values) {
+                      std::string_view key, std::vector<std::string_view>& values, bool tobedeleted) {
+        bool ok = true;
         for (size_t i = 0; i < row.size() && i < slot.size(); ++i) {
             int s = slot[i];
             if (s < 0) continue;
             auto& v = values[static_cast<size_t>(s)];
-            if (v.empty()) continue;
             const uint64_t col = row[i].column;
+            if (v.empty()) {
+                if (s > 0 && spec.columns[static_cast<size_t>(s) - 1].required_value && !tobedeleted) {
+                    finding(SW_SEVERITY_ERROR, "missing_required", spec.name, disp, line, col, std::string(key),
+                            std::string(spec.columns[static_cast<size_t>(s) - 1].name) + " is empty; OneRoster " +
+                                version_ + " requires it for " + spec.name);
+                    ok = false;
+                }
+                continue;
+            }
             if (s == 0) {
                 if (!is_iso_date(v))
                     finding(SW_SEVERITY_WARNING, "bad_date", spec.name, disp, line, col, std::string(key),
@@ -454,6 +474,7 @@ private:
                 }
             }
         }
+        return ok;
     }
 
     // Checks now when the referenced entity was read already; else later.

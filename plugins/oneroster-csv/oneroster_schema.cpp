@@ -105,15 +105,36 @@ const entity_spec* find_entity(const std::string& name) {
     return nullptr;
 }
 
-const char* header_alias(const std::string& header) {
-    static const std::map<std::string, const char*> aliases = {
+namespace {
+// OneRoster 1.0 names of users columns that 1.1 renamed.
+const std::map<std::string, const char*>& renamed_in_11() {
+    static const std::map<std::string, const char*> m = {
+        {"userId", "userIds"},
+        {"agents", "agentSourcedIds"},
+    };
+    return m;
+}
+}  // namespace
+
+const char* header_alias(const std::string& entity, const std::string& header) {
+    static const std::map<std::string, const char*> misspelled = {
         {"prefferedGivenName", "preferredGivenName"},
         {"prefferedMiddleName", "preferredMiddleName"},
         {"prefferedFamilyName", "preferredFamilyName"},
         {"dataLastModified", "dateLastModified"},
     };
-    auto it = aliases.find(header);
-    return it == aliases.end() ? nullptr : it->second;
+    if (auto it = misspelled.find(header); it != misspelled.end()) return it->second;
+    if (entity == "users")
+        if (auto it = renamed_in_11().find(header); it != renamed_in_11().end()) return it->second;
+    return nullptr;
+}
+
+std::string alias_reason(const std::string& header) {
+    return renamed_in_11().count(header) ? "its OneRoster 1.0 name, renamed in 1.1" : "misspelled header";
+}
+
+bool is_extension_column(const std::string& header) {
+    return header.rfind("metadata.", 0) == 0 || header.rfind("ext_", 0) == 0;
 }
 
 }  // namespace syncwarden::oneroster

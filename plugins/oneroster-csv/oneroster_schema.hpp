@@ -26,7 +26,12 @@ struct entity_spec {
 const std::vector<entity_spec>& entities();
 const entity_spec* find_entity(const std::string& name);
 
-// Misspelled headers seen in real exports, read as the right name.
-const char* header_alias(const std::string& header);
+// Headers read as another name: misspellings seen in real exports, and the
+// OneRoster 1.0 names of users columns 1.1 renamed (userId, agents).
+const char* header_alias(const std::string& entity, const std::string& header);
+// Why header_alias renames it, for the warning.
+std::string alias_reason(const std::string& header);
+// metadata.* and ext_* columns: extensions the CSV binding allows.
+bool is_extension_column(const std::string& header);
 
 }  // namespace syncwarden::oneroster

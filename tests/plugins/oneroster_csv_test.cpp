@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <sstream>
 
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
@@ -268,4 +269,93 @@ TEST_F(oneroster, a_present_but_empty_bulk_file_empties_the_entity) {
     ASSERT_EQ(d.r.code, 0) << d.r.out << d.r.err;
     EXPECT_EQ(d.plan["summary"]["rosters"]["delete"], 6);
     EXPECT_EQ(d.plan["summary"]["people"]["delete"], 0);
+}
+
+// ---- findings that name their row, and headers read in one pass ----
+
+namespace {
+fs::path demo_copy(const fs::path& to) {
+    sw_test::copy_tree(fs::path(SW_SOURCE_DIR) / "config/demo/district", to);
+    return to;
+}
+void edit(const fs::path& file, const std::string& from, const std::string& to) {
+    auto t = sw_test::read_file(file);
+    auto p = t.find(from);
+    ASSERT_NE(p, std::string::npos) << from;
+    t.replace(p, from.size(), to);
+    sw_test::write_file(file, t);
+}
+}  // namespace
+
+TEST_F(oneroster, a_missing_required_value_is_reported_with_its_file_line_and_column) {
+    auto src = demo_copy(tmp_ / "src");
+    edit(src / "users.csv", "s-1002,,,TRUE,org-north,student,josé.nguyen,", "s-1002,,,TRUE,org-north,student,,");
+    auto d = dry(src);
+    EXPECT_EQ(d.r.code, 5) << d.r.out << d.r.err;
+    const auto* f = find(d.plan["findings"], "missing_required", "users.csv");
+    ASSERT_NE(f, nullptr) << d.plan["findings"].dump(1);
+    EXPECT_EQ((*f)["line"], 8);
+    EXPECT_EQ((*f)["column"], 33);
+    EXPECT_EQ((*f)["key"], "s-1002");
+    EXPECT_THAT((*f)["message"].get<std::string>(), HasSubstr("username is empty"));
+    EXPECT_EQ(count(d.plan["findings"], "missing_required"), 1u) << "reported once, by the connector";
+}
+
+TEST_F(oneroster, every_header_defect_of_a_file_is_reported_in_one_pass) {
+    auto src = demo_copy(tmp_ / "src");
+    edit(src / "users.csv", "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,",
+         "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,role,,username,");
+    auto d = dry(src);
+    EXPECT_EQ(d.r.code, 5);
+    std::vector<std::string> msgs;
+    for (auto& f : d.plan["findings"])
+        if (f["file"] == "users.csv" && f["code"] == "csv_header") msgs.push_back(f["message"]);
+    ASSERT_EQ(msgs.size(), 2u) << d.plan["findings"].dump(1);
+    EXPECT_THAT(msgs[0], HasSubstr("column 'role' appears twice"));
+    EXPECT_THAT(msgs[1], HasSubstr("empty column name before column 'username'"));
+}
+
+TEST_F(oneroster, extension_columns_are_info_and_oneroster_1_0_names_are_read_with_a_warning) {
+    auto src = demo_copy(tmp_ / "src");
+    auto users = sw_test::read_file(src / "users.csv");
+    // Rename 1.1's userIds and agentSourcedIds to their 1.0 names, and add
+    // two extension columns.
+    edit(src / "users.csv", ",userIds,", ",userId,");
+    edit(src / "users.csv", ",agentSourcedIds,", ",agents,");
+    edit(src / "users.csv", ",password\r\n", ",password,metadata.lunch,ext_bus\r\n");
+    auto t = sw_test::read_file(src / "users.csv");
+    std::string out, line;
+    std::istringstream in(t);
+    bool header = true;
+    while (std::getline(in, line)) {
+        out += line;
+        if (!header && !line.empty()) out.insert(out.size() - 1, ",free,12");
+        out += "\n";
+        header = false;
+    }
+    sw_test::write_file(src / "users.csv", out);
+    auto d = dry(src);
+    ASSERT_EQ(d.r.code, 0) << d.r.out << d.r.err;
+    size_t ext = 0;
+    for (auto& f : d.plan["findings"]) {
+        EXPECT_NE(f["code"], "unknown_column") << f.dump();
+        if (f["code"] == "extension_column") {
+            ++ext;
+            EXPECT_EQ(f["severity"], "info");
+        }
+        if (f["code"] == "header_alias")
+            EXPECT_THAT(f["message"].get<std::string>(), HasSubstr("its OneRoster 1.0 name, renamed in 1.1"));
+    }
+    EXPECT_EQ(ext, 2u);
+    EXPECT_EQ(count(d.plan["findings"], "header_alias"), 2u);
+}
+
+TEST_F(oneroster, without_a_manifest_an_absent_file_is_not_said_to_be_declared) {
+    auto src = demo_copy(tmp_ / "src");
+    fs::remove(src / "manifest.csv");
+    fs::remove(src / "courses.csv");
+    auto d = dry(src);
+    for (auto& f : d.plan["findings"])
+        EXPECT_EQ(f["message"].get<std::string>().find("manifest.csv declares"), std::string::npos) << f.dump();
+    EXPECT_EQ(count(d.plan["findings"], "missing_file"), 0u);
 }

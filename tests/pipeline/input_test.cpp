@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <fstream>
+
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
@@ -123,3 +125,50 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(std::pair{"bad_state", "record state is 5, which is neither active (0) nor tobedeleted (1)"},
                       std::pair{"bad_mode", "has mode 9, which is neither bulk (0) nor delta (1)"},
                       std::pair{"mixed_mode", "emitted a delta batch of 'items' after bulk batches"}));
+
+TEST(cli, commands_that_need_no_data_dir_create_none) {
+    sw_test::temp_dir tmp;
+    auto data = tmp / "nowhere";
+    EXPECT_EQ(sw_test::cli(data, {"version"}).code, 0);
+    EXPECT_EQ(sw_test::cli(data, {"connectors", "list"}).code, 0);
+    auto list = sw_test::cli(data, {"runs", "list"});
+    EXPECT_EQ(list.code, 0);
+    EXPECT_THAT(list.out, HasSubstr("no runs yet"));
+    EXPECT_EQ(sw_test::cli(data, {"runs", "show", "r-1"}).code, 7);
+    EXPECT_FALSE(fs::exists(data));
+}
+
+TEST(cli, a_job_file_that_is_a_device_or_huge_is_refused_before_it_is_read) {
+    sw_test::temp_dir tmp;
+    auto r = sw_test::cli(tmp / "data", {"run", "/dev/zero"});
+    EXPECT_EQ(r.code, 3) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("/dev/zero: not a regular file"));
+    {
+        std::ofstream big(tmp / "big.json");
+        big << "[";
+        std::string chunk(1 << 20, ' ');
+        for (int i = 0; i < 17; ++i) big << chunk;
+        big << "]";
+    }
+    r = sw_test::cli(tmp / "data", {"run", (tmp / "big.json").string()});
+    EXPECT_EQ(r.code, 3) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("may be at most 16 MiB"));
+}
+
+TEST(cli, unknown_or_malformed_variables_in_settings_are_config_errors) {
+    sw_test::temp_dir tmp;
+    sw_test::install_shipped(tmp / "data");
+    for (auto [folder, words] : {std::pair{"${HOME}/drop", "unknown variable '${HOME}'"},
+                                 {"${data_dir/drop", "not a complete variable"},
+                                 {"${${data_dir}}", "not a complete variable"}}) {
+        auto j = nlohmann::json::parse(sw_test::roster_job(fs::path(SW_SOURCE_DIR) / "config/demo/district", "x"));
+        j["target"]["settings"]["folder"] = folder;
+        sw_test::write_file(tmp / "job.json", j.dump());
+        auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string(), "--dry-run"});
+        EXPECT_EQ(r.code, 3) << folder << ": " << r.err;
+        EXPECT_THAT(r.err, HasSubstr("job.json: $.target.settings.folder"));
+        EXPECT_THAT(r.err, HasSubstr(words));
+    }
+    for (auto& e : fs::recursive_directory_iterator(tmp.path()))
+        EXPECT_EQ(e.path().string().find("${"), std::string::npos) << "created " << e.path();
+}

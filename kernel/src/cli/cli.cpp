@@ -220,6 +220,17 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
     std::string error;
     if (!parse_args(args, {{"--json", false}, {"--limit", true}}, pa, error)) return usage(c, error);
     if (pa.pos.empty()) return usage(c, "runs needs a subcommand: list, show or apply");
+    // Reading commands never create a data dir: with no store there are no runs.
+    std::error_code ec;
+    if (pa.pos[0] != "apply" && !fs::exists(c.cfg.data_dir / "syncwarden.db", ec)) {
+        if (pa.pos[0] == "list") {
+            c.out << (pa.opts.count("--json") ? "[]\n" : "no runs yet\n");
+            return 0;
+        }
+        if (pa.pos[0] == "show" && pa.pos.size() == 2)
+            return fail(c, Status::error(error_kind::not_found, "no run with id '" + pa.pos[1] + "'; " +
+                                                                    c.cfg.data_dir.string() + " holds no runs"));
+    }
     auto store = open_store(c);
     if (!store) return fail(c, store.status());
     bool json = pa.opts.count("--json") > 0;
@@ -347,13 +358,15 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
     if (env && *env && config_file.empty()) c.cfg.data_dir = env;
     if (!data_dir.empty()) c.cfg.data_dir = data_dir;
     c.cfg.data_dir = fs::absolute(c.cfg.data_dir);
-    init_logging(c.cfg.data_dir, c.cfg.log_level);
-
     std::vector<std::string> rest(args.begin() + 1, args.end());
     if (args[0] == "version") {
         out << "syncwarden " << SYNCWARDEN_VERSION << " (connector ABI " << SW_ABI_MAJOR << "." << SW_ABI_MINOR << ")\n";
         return 0;
     }
+    // Only a command that writes to the data dir creates it (and its logs).
+    const bool writes = args[0] == "run" || (args[0] == "runs" && !rest.empty() && rest[0] == "apply") ||
+                        (args[0] == "connectors" && !rest.empty() && rest[0] == "install");
+    if (writes) init_logging(c.cfg.data_dir, c.cfg.log_level);
     if (args[0] == "connectors") return connectors_cmd(c, rest);
     if (args[0] == "run") return run_cmd(c, rest);
     if (args[0] == "runs") return runs_cmd(c, rest);

@@ -1,7 +1,6 @@
 #include <syncwarden/kernel/config.hpp>
 
 #include <fstream>
-#include <sstream>
 
 namespace syncwarden::kernel {
 
@@ -10,9 +9,19 @@ Result<nlohmann::json> parse_json_file(const std::filesystem::path& file) {
     if (!in)
         return Status::error(error_kind::config,
                              file.string() + ": cannot read the file; check the path");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const std::string text = ss.str();
+    // A config file is small; a device or a huge file is refused before it
+    // is read into memory.
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(file, ec))
+        return Status::error(error_kind::config, file.string() + ": not a regular file; give the path of a JSON file");
+    const auto size = std::filesystem::file_size(file, ec);
+    if (ec || size > k_max_config_bytes)
+        return Status::error(error_kind::config, file.string() + ": the file is " + std::to_string(size >> 20) +
+                                                     " MiB; a config or job file may be at most " +
+                                                     std::to_string(k_max_config_bytes >> 20) + " MiB");
+    std::string text(size, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(size));
+    text.resize(static_cast<size_t>(in.gcount()));
     try {
         return nlohmann::json::parse(text, nullptr, true, /*ignore_comments=*/true);
     } catch (const nlohmann::json::parse_error& e) {

@@ -63,7 +63,9 @@ Result<kernel_config> load_kernel_config(const std::filesystem::path& file,
                                          const std::filesystem::path& default_data_dir);
 Result<job_config> load_job(const std::filesystem::path& file);
 
-// Parses JSON with comments; errors say file:line:column.
+// Parses JSON with comments; errors say file:line:column. Only regular
+// files of at most k_max_config_bytes are read.
+inline constexpr uintmax_t k_max_config_bytes = 16u << 20;
 Result<nlohmann::json> parse_json_file(const std::filesystem::path& file);
 
 }  // namespace syncwarden::kernel

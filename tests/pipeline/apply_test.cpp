@@ -200,6 +200,16 @@ TEST(apply, host_calls_from_destroy_reach_no_freed_run_state) {
     EXPECT_THAT(r.out, HasSubstr("applied 1 changes, 0 failed"));
 }
 
+TEST(apply, a_store_deleted_during_the_run_stops_it_before_the_commit) {
+    sw_test::temp_dir tmp;
+    fixture_job(tmp, R"(, "remove_during_apply": ")" + (tmp / "data" / "syncwarden.db").string() + "\"");
+    auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
+    EXPECT_EQ(r.code, 1) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("syncwarden.db was deleted or replaced while this run was using it"));
+    EXPECT_EQ(sw_test::read_file(tmp / "applied.log").find("committed"), std::string::npos)
+        << "nothing is committed that no run would record";
+}
+
 TEST(apply, a_result_for_a_change_index_past_the_batch_is_a_connector_defect) {
     sw_test::temp_dir tmp;
     fixture_job(tmp, R"(, "bad_index": true)");

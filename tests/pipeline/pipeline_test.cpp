@@ -170,7 +170,7 @@ TEST(pipeline_custom_diff, a_target_diff_hook_replaces_the_generic_diff) {
     // "good" emits Ada (i-1) and Grace (i-2); the hook plans only names starting with A.
     EXPECT_THAT(r.out, HasSubstr("create items/i-1: name='Ada'"));
     EXPECT_EQ(r.out.find("i-2"), std::string::npos);
-    EXPECT_EQ(sw_test::read_file(tmp / "applied.log"), "i-1\n");
+    EXPECT_EQ(sw_test::read_file(tmp / "applied.log"), "i-1\ncommitted\n");
 }
 
 TEST_F(pipeline_e2e, bad_connector_settings_exit_3_and_say_which_setting) {

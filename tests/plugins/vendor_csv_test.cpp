@@ -100,6 +100,16 @@ TEST_P(vendor_csv_crash, the_next_open_leaves_entirely_the_old_or_the_new_delive
                                       {"SYNCWARDEN_CRASH_AT=" + std::to_string(step)});
     ASSERT_EQ(killed.signal, SIGKILL) << "exit " << killed.code << ": " << sw_test::read_file(crashed.data() / "child.out");
 
+    // The killed run's changes were accepted but never committed: the store
+    // must not call any of them applied.
+    auto runs = nlohmann::json::parse(sw_test::cli(crashed.data(), {"runs", "list", "--json"}).out);
+    ASSERT_EQ(runs.size(), 2u);
+    auto killed_run = nlohmann::json::parse(
+        sw_test::cli(crashed.data(), {"runs", "show", runs[0]["id"].get<std::string>(), "--json"}).out);
+    EXPECT_EQ(killed_run["state"], "applying");
+    ASSERT_FALSE(killed_run["changes"].empty());
+    for (auto& c : killed_run["changes"]) EXPECT_EQ(c["status"], "staged") << c.dump();
+
     auto next = sw_test::cli(crashed.data(), {"run", crashed.job().string(), "--dry-run"});
     ASSERT_EQ(next.code, 0) << next.out << next.err;
     auto now = delivered(crashed.drop());

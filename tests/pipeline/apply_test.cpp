@@ -192,6 +192,18 @@ TEST(apply, after_a_failed_commit_no_change_is_applied_in_the_store) {
     EXPECT_THAT(text.out, HasSubstr("changes recorded: 1, failed: 1"));
 }
 
+TEST(apply, a_connectors_checkpoints_are_kept_in_the_run_store) {
+    sw_test::temp_dir tmp;
+    fixture_job(tmp, "");
+    auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const std::string q = "sqlite3 " + (tmp / "data" / "syncwarden.db").string() +
+                          " \"SELECT scope || '=' || token FROM checkpoints WHERE run_id='" + run_id_of(r.out) +
+                          "' ORDER BY scope\" > " + (tmp / "cp.txt").string();
+    ASSERT_EQ(std::system(q.c_str()), 0);
+    EXPECT_EQ(sw_test::read_file(tmp / "cp.txt"), "apply=1\nconnector/target=through i-1\n");
+}
+
 TEST(apply, host_calls_from_destroy_reach_no_freed_run_state) {
     sw_test::temp_dir tmp;
     fixture_job(tmp, R"(, "late_calls": true)");

@@ -13,11 +13,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string run_id_of(const std::string& out) {
-    auto p = out.find("run r");
-    return out.substr(p + 4, out.find(' ', p + 4) - p - 4);
-}
-
 // A demo district synced into a vendor-csv drop, with its own data dir.
 struct district {
     explicit district(const fs::path& root) : root(root) {
@@ -68,7 +63,7 @@ TEST(runs_apply, a_dry_runs_plan_applied_later_delivers_exactly_what_an_immediat
 
     auto dry = later.run(true);
     ASSERT_EQ(dry.code, 0) << dry.out << dry.err;
-    const auto dry_id = run_id_of(dry.out);
+    const auto dry_id = sw_test::run_id_of(dry.out);
     // The source changes again after the dry run: the stored plan, not the
     // source, is what gets applied.
     later.edit_users(",Mark,", ",Marco,");
@@ -78,7 +73,7 @@ TEST(runs_apply, a_dry_runs_plan_applied_later_delivers_exactly_what_an_immediat
     EXPECT_THAT(a.out, HasSubstr("applied 2 changes, 0 failed"));
 
     EXPECT_EQ(delivered(later.drop()), delivered(now.drop())) << "including changes.csv and its change ids";
-    auto j = later.show(run_id_of(a.out.substr(a.out.find('\n') + 1)));
+    auto j = later.show(sw_test::run_id_of(a.out));
     EXPECT_EQ(j["state"], "succeeded");
     EXPECT_EQ(j["plan_of"], dry_id);
     ASSERT_EQ(j["changes"].size(), 2u);
@@ -98,9 +93,9 @@ TEST(runs_apply, a_plan_whose_target_changed_is_refused_and_says_why) {
     sw_test::write_file(d.drop() / "people.csv", people);
     auto before = delivered(d.drop());
 
-    auto a = d.apply(run_id_of(dry.out));
+    auto a = d.apply(sw_test::run_id_of(dry.out));
     EXPECT_EQ(a.code, 6) << a.out << a.err;
-    EXPECT_THAT(a.err, HasSubstr("the target changed since the plan of run " + run_id_of(dry.out) + " was made"));
+    EXPECT_THAT(a.err, HasSubstr("the target changed since the plan of run " + sw_test::run_id_of(dry.out) + " was made"));
     EXPECT_THAT(a.err, HasSubstr("nothing was applied"));
     EXPECT_THAT(a.err, HasSubstr("--dry-run"));
     EXPECT_EQ(delivered(d.drop()), before);
@@ -111,8 +106,8 @@ TEST(runs_apply, a_plan_is_applied_once_the_second_time_the_target_has_moved_on)
     district d(tmp.path());
     auto dry = d.run(true);
     ASSERT_EQ(dry.code, 0);
-    ASSERT_EQ(d.apply(run_id_of(dry.out)).code, 0);
-    auto again = d.apply(run_id_of(dry.out));
+    ASSERT_EQ(d.apply(sw_test::run_id_of(dry.out)).code, 0);
+    auto again = d.apply(sw_test::run_id_of(dry.out));
     EXPECT_EQ(again.code, 6) << again.out << again.err;
     EXPECT_THAT(again.err, HasSubstr("the target changed since the plan"));
 }
@@ -122,7 +117,7 @@ TEST(runs_apply, an_altered_plan_file_is_refused) {
     district d(tmp.path());
     auto dry = d.run(true);
     ASSERT_EQ(dry.code, 0);
-    const auto id = run_id_of(dry.out);
+    const auto id = sw_test::run_id_of(dry.out);
     auto plan_file = d.data() / "plans" / (id + ".plan");
     auto bytes = sw_test::read_file(plan_file);
     auto at = bytes.find("Zoë");
@@ -140,7 +135,7 @@ TEST(runs_apply, only_a_dry_run_that_succeeded_has_a_plan_to_apply) {
     district d(tmp.path());
     auto applied = d.run(false);
     ASSERT_EQ(applied.code, 0);
-    auto a = d.apply(run_id_of(applied.out));
+    auto a = d.apply(sw_test::run_id_of(applied.out));
     EXPECT_EQ(a.code, 2) << a.err;
     EXPECT_THAT(a.err, HasSubstr("was not a dry run"));
     EXPECT_EQ(d.apply("r-nope").code, 7);
@@ -153,7 +148,7 @@ TEST(runs_apply, change_ids_are_content_ids_the_same_change_planned_twice_has_th
     ASSERT_EQ(a.code, 0);
     ASSERT_EQ(b.code, 0);
     auto ids = [&](const std::string& out) {
-        auto j = nlohmann::json::parse(sw_test::read_file(d.data() / "plans" / (run_id_of(out) + ".json")));
+        auto j = nlohmann::json::parse(sw_test::read_file(d.data() / "plans" / (sw_test::run_id_of(out) + ".json")));
         std::vector<std::string> v;
         for (auto& c : j["changes"]) v.push_back(c["id"]);
         return v;
@@ -162,25 +157,14 @@ TEST(runs_apply, change_ids_are_content_ids_the_same_change_planned_twice_has_th
     EXPECT_EQ(ids(a.out).size(), 69u);
 }
 
-// "good" emits Ada (i-1) and Grace (i-2) into the diff-target fixture.
-static void fixture_job(const sw_test::temp_dir& tmp, const std::string& extra) {
-    for (auto f : {"good", "diff_target"})
-        ASSERT_EQ(sw_test::cli(tmp / "data", {"connectors", "install", sw_test::fixture(f).string()}).code, 0);
-    sw_test::write_file(tmp / "job.json", R"({"name": "d",
-      "source": {"connector": "good"},
-      "target": {"connector": "diff-target", "settings": {"log": ")" + (tmp / "applied.log").string() + "\"" + extra +
-                                              R"(}},
-      "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]}})");
-}
-
 TEST(apply, after_a_failed_commit_no_change_is_applied_in_the_store) {
     sw_test::temp_dir tmp;
-    fixture_job(tmp, R"(, "fail_commit": true)");
+    sw_test::diff_target_job(tmp.path(), R"(, "fail_commit": true)");
     auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
     EXPECT_EQ(r.code, 6) << r.out << r.err;
     EXPECT_THAT(r.err, HasSubstr("commit failed (retryable, vendor_down): the vendor did not confirm"));
     EXPECT_THAT(r.err, HasSubstr("none of them counts as applied"));
-    auto show = sw_test::cli(tmp / "data", {"runs", "show", run_id_of(r.out), "--json"});
+    auto show = sw_test::cli(tmp / "data", {"runs", "show", sw_test::run_id_of(r.out), "--json"});
     auto j = nlohmann::json::parse(show.out);
     EXPECT_EQ(j["state"], "failed");
     EXPECT_EQ(j["summary"]["applied"], 0);
@@ -188,17 +172,17 @@ TEST(apply, after_a_failed_commit_no_change_is_applied_in_the_store) {
     ASSERT_EQ(j["changes"].size(), 1u);
     EXPECT_EQ(j["changes"][0]["status"], "failed");
     EXPECT_EQ(j["changes"][0]["category"], "vendor_down");
-    auto text = sw_test::cli(tmp / "data", {"runs", "show", run_id_of(r.out)});
+    auto text = sw_test::cli(tmp / "data", {"runs", "show", sw_test::run_id_of(r.out)});
     EXPECT_THAT(text.out, HasSubstr("changes recorded: 1, failed: 1"));
 }
 
 TEST(apply, a_connectors_checkpoints_are_kept_in_the_run_store) {
     sw_test::temp_dir tmp;
-    fixture_job(tmp, "");
+    sw_test::diff_target_job(tmp.path(), "");
     auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
     ASSERT_EQ(r.code, 0) << r.err;
     const std::string q = "sqlite3 " + (tmp / "data" / "syncwarden.db").string() +
-                          " \"SELECT scope || '=' || token FROM checkpoints WHERE run_id='" + run_id_of(r.out) +
+                          " \"SELECT scope || '=' || token FROM checkpoints WHERE run_id='" + sw_test::run_id_of(r.out) +
                           "' ORDER BY scope\" > " + (tmp / "cp.txt").string();
     ASSERT_EQ(std::system(q.c_str()), 0);
     EXPECT_EQ(sw_test::read_file(tmp / "cp.txt"), "apply=1\nconnector/target=through i-1\n");
@@ -206,7 +190,7 @@ TEST(apply, a_connectors_checkpoints_are_kept_in_the_run_store) {
 
 TEST(apply, host_calls_from_destroy_reach_no_freed_run_state) {
     sw_test::temp_dir tmp;
-    fixture_job(tmp, R"(, "late_calls": true)");
+    sw_test::diff_target_job(tmp.path(), R"(, "late_calls": true)");
     auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
     EXPECT_EQ(r.code, 0) << r.out << r.err;
     EXPECT_THAT(r.out, HasSubstr("applied 1 changes, 0 failed"));
@@ -214,7 +198,7 @@ TEST(apply, host_calls_from_destroy_reach_no_freed_run_state) {
 
 TEST(apply, a_store_deleted_during_the_run_stops_it_before_the_commit) {
     sw_test::temp_dir tmp;
-    fixture_job(tmp, R"(, "remove_during_apply": ")" + (tmp / "data" / "syncwarden.db").string() + "\"");
+    sw_test::diff_target_job(tmp.path(), R"(, "remove_during_apply": ")" + (tmp / "data" / "syncwarden.db").string() + "\"");
     auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
     EXPECT_EQ(r.code, 1) << r.out << r.err;
     EXPECT_THAT(r.err, HasSubstr("syncwarden.db was deleted or replaced while this run was using it"));
@@ -224,12 +208,12 @@ TEST(apply, a_store_deleted_during_the_run_stops_it_before_the_commit) {
 
 TEST(apply, a_result_for_a_change_index_past_the_batch_is_a_connector_defect) {
     sw_test::temp_dir tmp;
-    fixture_job(tmp, R"(, "bad_index": true)");
+    sw_test::diff_target_job(tmp.path(), R"(, "bad_index": true)");
     auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
     EXPECT_EQ(r.code, 4) << r.out << r.err;
     EXPECT_THAT(r.err, HasSubstr("reported a result for change index 6"));
     EXPECT_THAT(r.err, HasSubstr("defect of the connector; nothing was committed"));
-    auto j = nlohmann::json::parse(sw_test::cli(tmp / "data", {"runs", "show", run_id_of(r.out), "--json"}).out);
+    auto j = nlohmann::json::parse(sw_test::cli(tmp / "data", {"runs", "show", sw_test::run_id_of(r.out), "--json"}).out);
     EXPECT_EQ(j["summary"]["applied"], 0);
     for (auto& c : j["changes"]) EXPECT_NE(c["status"], "applied");
 }

@@ -12,11 +12,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string run_id_of(const std::string& out) {
-    auto p = out.find("run r");
-    return out.substr(p + 4, out.find(' ', p + 4) - p - 4);
-}
-
 // The file converted from UTF-8 to Windows-1252 by glibc's iconv command (letters cp1252
 // lacks, like "ł", become their nearest match).
 void to_cp1252(const fs::path& file) {
@@ -56,7 +51,7 @@ TEST_F(input_e2e, a_windows_1252_export_read_as_utf8_is_a_finding_and_every_json
     EXPECT_THAT(r.out, HasSubstr("[bad_encoding]"));
     EXPECT_THAT(r.out, HasSubstr("username is not valid UTF-8 at byte 3"));
     EXPECT_THAT(r.out, HasSubstr("the \"encoding\" setting"));
-    const auto id = run_id_of(r.out);
+    const auto id = sw_test::run_id_of(r.out);
     auto show = sw_test::cli(data(), {"runs", "show", id, "--json"});
     ASSERT_EQ(show.code, 0) << show.err;
     EXPECT_TRUE(nlohmann::json::accept(show.out));

@@ -36,10 +36,6 @@ protected:
         f(u);
         sw_test::write_file(src_ / "users.csv", u);
     }
-    static std::string run_id(const std::string& out) {
-        auto p = out.find("run r");
-        return out.substr(p + 4, out.find(' ', p + 4) - p - 4);
-    }
 
     sw_test::temp_dir tmp_;
     fs::path src_;
@@ -101,7 +97,7 @@ TEST_F(pipeline_e2e, a_changed_feed_plans_exactly_its_three_changes) {
 TEST_F(pipeline_e2e, runs_list_and_show_read_the_store) {
     auto r = run(true);
     ASSERT_EQ(r.code, 0);
-    auto id = run_id(r.out);
+    auto id = sw_test::run_id_of(r.out);
     auto list = sw_test::cli(data(), {"runs", "list"});
     ASSERT_EQ(list.code, 0);
     EXPECT_THAT(list.out, HasSubstr(id));
@@ -149,21 +145,9 @@ TEST_F(pipeline_e2e, config_errors_exit_3_with_the_json_path) {
     EXPECT_EQ(unknown.code, 2);
 }
 
-// The "good" fixture source into the diff-target fixture, which logs what it
-// applies to tmp/applied.log. `extra` adds target settings.
-static void diff_target_job(const sw_test::temp_dir& tmp, const std::string& extra = "") {
-    for (auto f : {"good", "diff_target"})
-        ASSERT_EQ(sw_test::cli(tmp / "data", {"connectors", "install", sw_test::fixture(f).string()}).code, 0);
-    sw_test::write_file(tmp / "job.json", R"({"name": "d",
-      "source": {"connector": "good"},
-      "target": {"connector": "diff-target", "settings": {"log": ")" + (tmp / "applied.log").string() + "\"" + extra +
-                                              R"(}},
-      "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]}})");
-}
-
 TEST(pipeline_custom_diff, a_target_diff_hook_replaces_the_generic_diff) {
     sw_test::temp_dir tmp;
-    diff_target_job(tmp);
+    sw_test::diff_target_job(tmp.path());
     auto data = tmp / "data";
     auto r = sw_test::cli(data, {"run", (tmp / "job.json").string()});
     ASSERT_EQ(r.code, 0) << r.out << r.err;
@@ -198,7 +182,7 @@ TEST(pipeline_apply, a_refused_change_is_recorded_and_the_run_exits_6) {
     sw_test::temp_dir tmp;
     // "good" emits Ada (i-1) and Grace (i-2); this target plans names
     // starting with A plus, here, refuses i-1 when applying it.
-    diff_target_job(tmp, R"(, "refuse": ["i-1"])");
+    sw_test::diff_target_job(tmp.path(), R"(, "refuse": ["i-1"])");
     auto data = tmp / "data";
     auto r = sw_test::cli(data, {"run", (tmp / "job.json").string()});
     EXPECT_EQ(r.code, 6) << r.out << r.err;

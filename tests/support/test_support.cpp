@@ -127,6 +127,23 @@ std::string roster_job(const fs::path& source, const fs::path& drop_folder) {
 })";
 }
 
+std::string run_id_of(const std::string& out) {
+    auto p = out.rfind("\nrun r");
+    p = p == std::string::npos ? out.find("run r") : p + 1;
+    if (p == std::string::npos) return {};
+    return out.substr(p + 4, out.find(' ', p + 4) - p - 4);
+}
+
+void diff_target_job(const fs::path& dir, const std::string& extra) {
+    for (auto f : {"good", "diff_target"})
+        ASSERT_EQ(cli(dir / "data", {"connectors", "install", fixture(f).string()}).code, 0);
+    write_file(dir / "job.json", R"({"name": "d",
+      "source": {"connector": "good"},
+      "target": {"connector": "diff-target", "settings": {"log": ")" + (dir / "applied.log").string() + "\"" + extra +
+                                     R"(}},
+      "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]}})");
+}
+
 void copy_tree(const fs::path& from, const fs::path& to) {
     fs::create_directories(to);
     fs::copy(from, to, fs::copy_options::recursive | fs::copy_options::overwrite_existing);

@@ -61,6 +61,14 @@ void install_shipped(const fs::path& data_dir);
 // users -> people, enrollments -> rosters.
 std::string roster_job(const fs::path& source, const fs::path& drop_folder);
 
+// The run id a `run` or `runs apply` printed ("run r2026...-abc123 of job").
+std::string run_id_of(const std::string& out);
+
+// A job from the "good" fixture source into the diff-target fixture, which
+// logs what it applies to dir/applied.log; installs both into dir/data.
+// `extra` adds target settings (JSON members with a leading comma).
+void diff_target_job(const fs::path& dir, const std::string& extra = "");
+
 // Copies a OneRoster folder so a test may change it.
 void copy_tree(const fs::path& from, const fs::path& to);
 

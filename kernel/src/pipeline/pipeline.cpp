@@ -297,6 +297,27 @@ void finish_run(run_store& store, const clock& clk, run_outcome& out, const appl
 
 }  // namespace
 
+namespace {
+
+// Runs `body` on a driver for `out.run`, turning anything thrown into an
+// internal error, and records how the run ended.
+template <class F>
+void drive(registry& reg, run_store& store, const clock& clk, const fs::path& data_dir, run_outcome& out, F&& body) {
+    Status s;
+    apply_outcome applied;
+    try {
+        run_driver d(reg, store, clk, data_dir, out);
+        s = body(d);
+        d.finish_findings();
+        applied = d.applied();
+    } catch (const std::exception& e) {
+        s = Status::error(error_kind::internal, std::string("the kernel failed: ") + e.what());
+    }
+    finish_run(store, clk, out, applied, s);
+}
+
+}  // namespace
+
 run_outcome pipeline::run(const job_config& job, const run_options& opts) {
     run_outcome out;
     run_record& r = out.run;
@@ -313,17 +334,7 @@ run_outcome pipeline::run(const job_config& job, const run_options& opts) {
         out.status = s;
         return out;
     }
-    Status s;
-    apply_outcome applied;
-    try {
-        run_driver d(registry_, store_, clock_, data_dir_, out);
-        s = d.plan_and_apply(job, opts);
-        d.finish_findings();
-        applied = d.applied();
-    } catch (const std::exception& e) {
-        s = Status::error(error_kind::internal, std::string("the kernel failed: ") + e.what());
-    }
-    finish_run(store_, clock_, out, applied, s);
+    drive(registry_, store_, clock_, data_dir_, out, [&](run_driver& d) { return d.plan_and_apply(job, opts); });
     return out;
 }
 
@@ -365,17 +376,8 @@ run_outcome pipeline::apply_stored(const std::string& run_id) {
         out.status = s;
         return out;
     }
-    Status s;
-    apply_outcome applied;
-    try {
-        run_driver d(registry_, store_, clock_, data_dir_, out);
-        s = d.apply_stored(*dry, **pr);
-        applied = d.applied();
-    } catch (const std::exception& e) {
-        s = Status::error(error_kind::internal, std::string("the kernel failed: ") + e.what());
-    }
     out.plan_path = (*pr)->path;
-    finish_run(store_, clock_, out, applied, s);
+    drive(registry_, store_, clock_, data_dir_, out, [&](run_driver& d) { return d.apply_stored(*dry, **pr); });
     return out;
 }
 

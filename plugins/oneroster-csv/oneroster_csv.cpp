@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <optional>
 #include <map>
+#include <memory>
 #include <set>
 #include <unordered_map>
 
@@ -151,10 +152,12 @@ public:
                 throw error(SW_CONFIG, "settings", "settings.zip_limit_mb: expected a whole number of MiB above 0");
             files_options_.zip_limit = s["zip_limit_mb"].get<uint64_t>() << 20;
         }
+        peek_extensions();
         for (auto& e : entities()) {
             builder_.entity(e.name, "sourcedId");
             builder_.field("dateLastModified");
             for (auto& c : e.columns) builder_.field(c.name, c.type, c.required_value ? SW_FIELD_REQUIRED : 0);
+            for (auto& x : extensions_[e.name]) builder_.field(x);
         }
         contract_ = &builder_.build();
     }
@@ -179,7 +182,8 @@ public:
     const sw_contract& contract() override { return *contract_; }
 
     void extract(const std::vector<std::string>& requested) override {
-        source_files files(path_, files_options_);
+        if (!files_) files_ = std::make_unique<source_files>(path_, files_options_);
+        const source_files& files = *files_;
         read_manifest(files);
         for (auto& spec : entities())
             for (auto& c : spec.columns)
@@ -192,6 +196,35 @@ public:
     }
 
 private:
+    // The extension columns (metadata.*, ext_*) of each file's header become
+    // string fields at the end of the entity's contract, so a mapping can
+    // read them. An export that cannot be opened here is reported by extract.
+    void peek_extensions() {
+        try {
+            files_ = std::make_unique<source_files>(path_, files_options_);
+        } catch (const std::exception&) {
+            return;
+        }
+        for (auto& spec : entities()) {
+            auto actual = files_->actual_name(std::string(spec.name) + ".csv");
+            if (!actual) continue;
+            try {
+                csv::mapped_file file = files_->read(*actual);
+                csv::reader r(file.data());
+                std::vector<csv::field> header;
+                if (!r.next(header)) continue;
+                auto& ext = extensions_[spec.name];
+                for (auto& h : header) {
+                    std::string name(h.text);
+                    if (is_extension_column(name) && std::find(ext.begin(), ext.end(), name) == ext.end())
+                        ext.push_back(name);
+                }
+            } catch (const std::exception&) {
+                // read again, and reported, by extract
+            }
+        }
+    }
+
     void finding(sw_severity sev, const std::string& code, const std::string& entity, const std::string& file,
                  uint64_t line, uint64_t col, const std::string& key, const std::string& msg) {
         auto& n = counts_[file + "|" + code];
@@ -298,7 +331,7 @@ private:
         if (!map_header(spec, disp, header, slot, named)) return;
         std::optional<csv::view_batch> out;
         if (want) out.emplace(host_api(), spec.name, ed.mode, file.data());
-        const size_t nf = spec.columns.size() + 1;
+        const size_t nf = spec.columns.size() + 1 + extensions_[spec.name].size();
         std::vector<std::string_view> values(nf);
         std::vector<csv::field> row;
         bool structural = false;
@@ -399,10 +432,16 @@ private:
                 bool found = false;
                 for (size_t c = 0; c < spec.columns.size(); ++c)
                     if (h == spec.columns[c].name) { slot[i] = static_cast<int>(c) + 1; found = true; }
-                if (!found && is_extension_column(h))
+                const auto& ext = extensions_[spec.name];
+                if (!found && is_extension_column(h)) {
+                    auto it = std::find(ext.begin(), ext.end(), h);
+                    if (it != ext.end()) slot[i] = static_cast<int>(spec.columns.size() + 1 + (it - ext.begin()));
                     finding(SW_SEVERITY_INFO, "extension_column", spec.name, disp, 1, header[i].column, "",
                             "column '" + h + "' is an extension column (metadata.* or ext_*), allowed by the "
-                            "OneRoster CSV binding; it is not part of the connector's contract, so no mapping reads it");
+                            "OneRoster CSV binding" +
+                                (it != ext.end() ? "; a mapping can read it as field '" + h + "'"
+                                                 : "; it appeared after the run started, so no mapping reads it"));
+                }
                 else if (!found)
                     finding(SW_SEVERITY_WARNING, "unknown_column", spec.name, disp, 1, header[i].column, "",
                             "column '" + h + "' is not part of OneRoster " + version_ + " " + spec.name + "; ignored");
@@ -438,7 +477,8 @@ private:
             auto& v = values[static_cast<size_t>(s)];
             const uint64_t col = row[i].column;
             if (v.empty()) {
-                if (s > 0 && spec.columns[static_cast<size_t>(s) - 1].required_value && !tobedeleted) {
+                if (s > 0 && static_cast<size_t>(s) <= spec.columns.size() &&
+                    spec.columns[static_cast<size_t>(s) - 1].required_value && !tobedeleted) {
                     finding(SW_SEVERITY_ERROR, "missing_required", spec.name, disp, line, col, std::string(key),
                             std::string(spec.columns[static_cast<size_t>(s) - 1].name) + " is empty; OneRoster " +
                                 version_ + " requires it for " + spec.name);
@@ -452,6 +492,7 @@ private:
                             "dateLastModified '" + std::string(v) + "' is not an ISO 8601 date; kept as written");
                 continue;
             }
+            if (static_cast<size_t>(s) > spec.columns.size()) continue;  // an extension column: any text
             const column_spec& c = spec.columns[static_cast<size_t>(s) - 1];
             if (c.type == SW_TYPE_BOOL) {
                 if (iequals(v, "true")) v = "true";
@@ -546,6 +587,8 @@ private:
 
     std::string path_;
     source_files::options files_options_;
+    std::unique_ptr<source_files> files_;  // opened by the constructor, read by extract
+    std::map<std::string, std::vector<std::string>> extensions_;  // entity -> extension columns
     sdk::contract_builder builder_;
     const sw_contract* contract_ = nullptr;
     bool has_manifest_ = false;

@@ -246,3 +246,28 @@ TEST_F(pipeline_e2e, a_delta_record_that_leaves_a_where_is_deleted_from_the_enti
     EXPECT_THAT(students, HasSubstr("s-1004,"));
     EXPECT_THAT(sw_test::read_file(drop() / "teachers.csv"), HasSubstr("s-1001,Zoë"));
 }
+
+// The delivered file holds s-1001 twice and the SIS renamed her: the plan
+// must not delete her, and the duplicate is a blocking finding saying where.
+TEST_F(pipeline_e2e, a_key_the_target_holds_twice_is_never_deleted_and_blocks_the_run) {
+    ASSERT_EQ(run(false).code, 0);
+    auto people = sw_test::read_file(drop() / "people.csv");
+    auto at = people.find("s-1001,");
+    auto row = people.substr(at, people.find('\n', at) + 1 - at);
+    people += row;
+    sw_test::write_file(drop() / "people.csv", people);
+    edit_users([](std::string& u) { u.replace(u.find(",Zoë,"), 6, ",Zoey,"); });
+    auto before = sw_test::snapshot(drop());
+
+    auto r = run(true);
+    EXPECT_EQ(r.code, 5) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("[duplicate_key]"));
+    EXPECT_THAT(r.out, HasSubstr("holds people 's-1001' more than once (records"));
+    EXPECT_THAT(r.out, HasSubstr("delete the duplicate row"));
+    const auto p = plan();
+    for (auto& c : p["changes"])
+        EXPECT_FALSE(c["kind"] == "delete" && c["key"] == "s-1001") << "planned to delete a live person";
+    r = run(false);
+    EXPECT_EQ(r.code, 5);
+    EXPECT_EQ(sw_test::snapshot(drop()), before) << "nothing delivered";
+}

@@ -348,6 +348,15 @@ TEST_F(oneroster, extension_columns_are_info_and_oneroster_1_0_names_are_read_wi
     }
     EXPECT_EQ(ext, 2u);
     EXPECT_EQ(count(d.plan["findings"], "header_alias"), 2u);
+
+    // A mapping reads an extension column like any other field.
+    auto j = nlohmann::json::parse(sw_test::roster_job(src, drop()));
+    j["target"]["settings"]["files"][0]["columns"].push_back("lunch");
+    j["mapping"]["entities"][0]["fields"]["lunch"] = "metadata.lunch";
+    sw_test::write_file(tmp_ / "job.json", j.dump());
+    auto r = sw_test::cli(data(), {"run", (tmp_ / "job.json").string(), "--dry-run", "--preview", "1"});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("lunch='free'"));
 }
 
 TEST_F(oneroster, without_a_manifest_an_absent_file_is_not_said_to_be_declared) {
@@ -358,4 +367,32 @@ TEST_F(oneroster, without_a_manifest_an_absent_file_is_not_said_to_be_declared) 
     for (auto& f : d.plan["findings"])
         EXPECT_EQ(f["message"].get<std::string>().find("manifest.csv declares"), std::string::npos) << f.dump();
     EXPECT_EQ(count(d.plan["findings"], "missing_file"), 0u);
+}
+
+// A small zip that unpacks to more than the limit is refused while it is
+// unpacked, not after it filled memory.
+TEST_F(oneroster, a_zip_that_unpacks_past_its_limit_is_refused) {
+    auto src = demo_copy(tmp_ / "src");
+    std::string users = sw_test::read_file(src / "users.csv");
+    std::string padding;
+    for (int i = 0; i < 40000; ++i)
+        padding += "x-" + std::to_string(i) + ",,,TRUE,org-north,student,user" + std::to_string(i) +
+                   ",,Pad,Ding,,,,,,,09,\r\n";
+    sw_test::write_file(src / "users.csv", users + padding);
+    ASSERT_GT(fs::file_size(src / "users.csv"), 2u << 20);
+    auto zip = tmp_ / "export.zip";
+    {
+        std::ofstream out(zip, std::ios::binary);
+        Poco::Zip::Compress c(out, true);
+        c.addRecursive(Poco::Path(src.string() + "/"), Poco::Zip::ZipCommon::CL_MAXIMUM, false, Poco::Path("export/"));
+        c.close();
+    }
+    ASSERT_LT(fs::file_size(zip), 1u << 20);
+    auto j = nlohmann::json::parse(sw_test::roster_job(zip, drop()));
+    j["source"]["settings"]["zip_limit_mb"] = 1;
+    sw_test::write_file(tmp_ / "job.json", j.dump());
+    auto r = sw_test::cli(data(), {"run", (tmp_ / "job.json").string(), "--dry-run"});
+    EXPECT_NE(r.code, 0);
+    EXPECT_THAT(r.err, HasSubstr("export.zip: unpacks to more than 1 MiB (at member users.csv)"));
+    EXPECT_THAT(r.err, HasSubstr("raise the oneroster-csv setting zip_limit_mb"));
 }

@@ -4,7 +4,7 @@ namespace syncwarden::kernel {
 namespace {
 
 // Length of the valid UTF-8 sequence at s[i], or 0 when it is invalid.
-size_t sequence_length(std::string_view s, size_t i) {
+[[gnu::always_inline]] inline size_t sequence_length(std::string_view s, size_t i) {
     const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
     const unsigned char c = b(i);
     if (c < 0x80) return 1;
@@ -29,19 +29,23 @@ size_t sequence_length(std::string_view s, size_t i) {
 }  // namespace
 
 size_t utf8_invalid_at(std::string_view s) {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const size_t n = s.size();
     size_t i = 0;
-    while (i < s.size()) {
-        // Runs of ASCII are the common case: skip them eight bytes at a time.
-        while (i + 8 <= s.size()) {
-            uint64_t w;
-            __builtin_memcpy(&w, s.data() + i, 8);
-            if (w & 0x8080808080808080ULL) break;
-            i += 8;
+    while (i < n) {
+        if (p[i] < 0x80) {
+            // Runs of ASCII are the common case: skip them eight bytes at a time.
+            for (; i + 8 <= n; i += 8) {
+                uint64_t w;
+                __builtin_memcpy(&w, p + i, 8);
+                if (w & 0x8080808080808080ULL) break;
+            }
+            while (i < n && p[i] < 0x80) ++i;
+            continue;
         }
-        if (i >= s.size()) break;
-        size_t n = sequence_length(s, i);
-        if (n == 0) return i;
-        i += n;
+        const size_t len = sequence_length(s, i);
+        if (len == 0) return i;
+        i += len;
     }
     return std::string_view::npos;
 }

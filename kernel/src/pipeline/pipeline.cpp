@@ -82,7 +82,7 @@ public:
             return s;
         if (auto s = open_one(job.target, "target", SW_CAP_TARGET, target_, out_.run.target_version, target_host_); !s)
             return s;
-        std::unique_ptr<plan_reader> reader;
+        written_plan written;
         {
             planner p(job, *source_, *target_, source_host_, target_host_, findings_,
                       [this](const char* name) { return phase(name); });
@@ -91,13 +91,15 @@ public:
             if (auto s = phase("gates"); !s) return s;
             // The in-memory plan is dropped here: from now on the persisted
             // plan is the only one.
-            auto r = persist(job, opts, *result);
-            if (!r) return r.status();
-            reader = std::move(*r);
+            auto w = persist(job, opts, *result);
+            if (!w) return w.status();
+            written = std::move(*w);
         }
         if (auto s = check_gates(findings_); !s) return s;
         if (opts.dry_run) return Status::ok();
-        return apply(*reader, *target_);
+        auto reader = plan_reader::open(written.binary, written.digest);
+        if (!reader) return reader.status();
+        return apply(**reader, *target_);
     }
 
     Status apply_stored(const run_record& dry, const plan_record& pr) {
@@ -170,7 +172,7 @@ private:
         return out;
     }
 
-    Result<std::unique_ptr<plan_reader>> persist(const job_config& job, const run_options& opts, const planned& p) {
+    Result<written_plan> persist(const job_config& job, const run_options& opts, const planned& p) {
         out_.planned = p.changes.counts();
         for (auto& ep : p.changes.entities)
             for (auto& c : ep.changes) {
@@ -207,11 +209,10 @@ private:
             fs::copy_file(w->json, opts.plan_out, fs::copy_options::overwrite_existing, ec);
             if (ec) return Status::error(error_kind::usage, "writing the plan to " + opts.plan_out.string() + ": " + ec.message());
         }
-        std::string err;
-        plan_record pr{out_.run.id, w->json.string(), sha256_file_hex(w->json, &err), total.create, total.update,
+        plan_record pr{out_.run.id, w->json.string(), w->json_digest, total.create, total.update,
                        total.remove, w->binary.string(), w->digest};
         if (auto s = store_.save_plan(pr); !s) return s;
-        return plan_reader::open(w->binary, w->digest);
+        return std::move(*w);
     }
 
     Status apply(const plan_reader& reader, connector_session& target) {

@@ -2,6 +2,7 @@
 #include <syncwarden/kernel/plan_file.hpp>
 
 #include <cstring>
+#include <vector>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -84,15 +85,28 @@ Result<std::unique_ptr<plan_reader>> plan_reader::open(const fs::path& file, con
         return refuse("is empty or truncated; make a new plan");
     }
     r->size_ = static_cast<size_t>(st.st_size);
+    // The digest is checked with plain reads, so that checking an 8M-change
+    // plan does not make it all resident; the map is read once, in order,
+    // and its pages are given back behind the reader (for_each_batch).
+    sha256 h;
+    {
+        std::vector<char> buf(1 << 20);
+        for (off_t at = 0; at < st.st_size;) {
+            const ssize_t n = ::pread(fd, buf.data(), buf.size(), at);
+            if (n <= 0) {
+                ::close(fd);
+                return refuse("cannot be read: " + std::string(n < 0 ? std::strerror(errno) : "it is shorter than its size"));
+            }
+            h.update(buf.data(), static_cast<size_t>(n));
+            at += n;
+        }
+    }
+    const std::string digest = h.hex();
     void* m = ::mmap(nullptr, r->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     ::close(fd);
     if (m == MAP_FAILED) return refuse("cannot be mapped: " + std::string(std::strerror(errno)));
     r->data_ = static_cast<const char*>(m);
     ::madvise(m, r->size_, MADV_SEQUENTIAL);
-
-    sha256 h;
-    h.update(r->data_, r->size_);
-    const std::string digest = h.hex();
     if (digest != expected_digest)
         return refuse("does not match its digest (sha256 " + digest.substr(0, 16) + ", the run store recorded " +
                       expected_digest.substr(0, 16) + "): it was changed or damaged after it was made; " +
@@ -106,6 +120,14 @@ Result<std::unique_ptr<plan_reader>> plan_reader::open(const fs::path& file, con
     r->header_ = std::move(*hdr);
     r->body_ = static_cast<size_t>(c.p - r->data_);
     return r;
+}
+
+void plan_reader::release_before(size_t offset) const {
+    static const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const size_t end = offset / page * page;
+    if (end <= released_ + (16u << 20)) return;  // in steps of at least 16 MiB
+    ::madvise(const_cast<char*>(data_) + released_, end - released_, MADV_DONTNEED);
+    released_ = end;
 }
 
 Status plan_reader::for_each_batch(size_t batch_size, const batch_fn& fn) const {
@@ -147,6 +169,7 @@ Status plan_reader::for_each_batch(size_t batch_size, const batch_fn& fn) const 
             }
             sw_change_batch b{sizeof(sw_change_batch), {e.name.data(), e.name.size()}, changes.data(), n};
             if (auto s = fn(e, b, seq); !s) return s;
+            release_before(static_cast<size_t>(c.p - data_));
             seq += n;
             left -= n;
         }

@@ -179,8 +179,9 @@ Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, c
     if (!js.opened() || !bin.opened())
         return Status::error(error_kind::store, "cannot create plan files in " + dir.string() +
                                                     "; check that the data directory is writable");
-    sha256 digest;
+    sha256 digest, json_digest;
     bin.hash = &digest;
+    js.hash = &json_digest;
 
     // The human file: header, findings, changes; invalid UTF-8 becomes U+FFFD.
     js.buf = json_header.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -224,6 +225,7 @@ Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, c
     if (auto s = js.finish(); !s) return s;
     if (auto s = bin.finish(); !s) return s;
     out.digest = digest.hex();
+    out.json_digest = json_digest.hex();
     return out;
 }
 

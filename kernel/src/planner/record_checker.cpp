@@ -1,6 +1,8 @@
 #include <syncwarden/kernel/record_checker.hpp>
 #include <syncwarden/kernel/text.hpp>
 
+#include <cstring>
+
 namespace syncwarden::kernel {
 namespace {
 }  // namespace
@@ -31,6 +33,25 @@ const entity_schema* record_checker::check_batch(const sw_batch& b) const {
     return es;
 }
 
+namespace {
+
+// Whether every byte is ASCII: ORs the bytes together, so the common case
+// costs no UTF-8 decoding.
+bool ascii(sw_str s) {
+    const char* p = s.ptr;
+    size_t n = s.ptr ? s.len : 0;
+    uint64_t acc = 0;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        std::memcpy(&w, p, 8);
+        acc |= w;
+    }
+    for (; n; --n) acc |= static_cast<unsigned char>(*p++);
+    return (acc & 0x8080808080808080ULL) == 0;
+}
+
+}  // namespace
+
 std::string record_checker::encoding_hint() const {
     return hook_ == "extract" ? "; the source is not UTF-8: tell the connector the export's encoding (oneroster-csv: "
                                 "the \"encoding\" setting) or convert the file"
@@ -54,14 +75,17 @@ bool record_checker::check_shape(const sw_record& rec, const entity_schema& es) 
         return bad(es, rec, "connector_defect",
                    "record state is " + std::to_string(rec.state) +
                        ", which is neither active (0) nor tobedeleted (1); this is a defect of the connector");
-    if (auto at = utf8_invalid_at(view(rec.key)); at != std::string_view::npos)
-        return bad(es, rec, "bad_encoding", es.key_name + " is not valid UTF-8 at byte " + std::to_string(at + 1) + 
-                                                encoding_hint());
-    for (size_t f = 0; f < rec.value_count; ++f)
+    if (!ascii(rec.key))
+        if (auto at = utf8_invalid_at(view(rec.key)); at != std::string_view::npos)
+            return bad(es, rec, "bad_encoding",
+                       es.key_name + " is not valid UTF-8 at byte " + std::to_string(at + 1) + encoding_hint());
+    for (size_t f = 0; f < rec.value_count; ++f) {
+        if (ascii(rec.values[f])) continue;
         if (auto at = utf8_invalid_at(view(rec.values[f])); at != std::string_view::npos)
             return bad(es, rec, "bad_encoding",
                        es.fields[f].name + " is not valid UTF-8 at byte " + std::to_string(at + 1) + " ('" +
                            printable(view(rec.values[f])) + "')" + encoding_hint());
+    }
     return true;
 }
 

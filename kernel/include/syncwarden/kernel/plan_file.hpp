@@ -52,7 +52,8 @@ struct plan_header {
 
 struct written_plan {
     std::filesystem::path json, binary;
-    std::string digest;  // SHA-256 of `binary`, hex
+    std::string digest;       // SHA-256 of `binary`, hex
+    std::string json_digest;  // SHA-256 of `json`, hex
 };
 
 // Writes both files of a plan. `header.entities` is filled from `p`.
@@ -83,10 +84,12 @@ public:
 
 private:
     plan_reader() = default;
+    void release_before(size_t offset) const;  // gives back pages already read
     std::filesystem::path file_;
     const char* data_ = nullptr;
     size_t size_ = 0;
     size_t body_ = 0;  // where the changes start
+    mutable size_t released_ = 0;
     plan_header header_;
 };
 

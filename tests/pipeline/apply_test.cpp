@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <csignal>
 #include <fstream>
+#include <sys/wait.h>
 
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
@@ -204,6 +206,31 @@ TEST(apply, a_store_deleted_during_the_run_stops_it_before_the_commit) {
     EXPECT_THAT(r.err, HasSubstr("syncwarden.db was deleted or replaced while this run was using it"));
     EXPECT_EQ(sw_test::read_file(tmp / "applied.log").find("committed"), std::string::npos)
         << "nothing is committed that no run would record";
+}
+
+// The target committed, then another process holds the run store: the run
+// cannot record the commit, and says exactly that instead of a bare store
+// error; the store still shows the changes as staged, never applied.
+TEST(apply, a_store_locked_after_the_commit_is_reported_as_such) {
+    sw_test::temp_dir tmp;
+    const auto db = tmp / "data" / "syncwarden.db";
+    sw_test::diff_target_job(tmp.path(), R"(, "lock_in_commit": ")" + db.string() + "\"");
+    auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
+    EXPECT_EQ(r.code, 1) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("the target made 1 changes durable, but the run store could not record it"));
+    EXPECT_THAT(r.err, HasSubstr("nothing needs to be applied again"));
+    EXPECT_THAT(sw_test::read_file(tmp / "applied.log"), HasSubstr("committed"));
+    // The other process lets go of the store.
+    const pid_t locker = std::stoi(sw_test::read_file(db.string() + ".locker"));
+    ::kill(locker, SIGKILL);
+    ::waitpid(locker, nullptr, 0);
+    auto runs = nlohmann::json::parse(sw_test::cli(tmp / "data", {"runs", "list", "--json"}).out);
+    ASSERT_EQ(runs.size(), 1u);
+    auto j = nlohmann::json::parse(
+        sw_test::cli(tmp / "data", {"runs", "show", runs[0]["id"].get<std::string>(), "--json"}).out);
+    for (auto& c : j["changes"]) EXPECT_EQ(c["status"], "staged");
+    auto text = sw_test::cli(tmp / "data", {"runs", "show", runs[0]["id"].get<std::string>()});
+    EXPECT_THAT(text.out, HasSubstr("changes recorded: 1, failed: 0, staged but not committed: 1"));
 }
 
 TEST(apply, a_result_for_a_change_index_past_the_batch_is_a_connector_defect) {

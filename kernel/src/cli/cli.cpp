@@ -308,13 +308,22 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
             c.out << "findings:\n";
             print_findings(c, *findings, 50);
         }
-        size_t failed = 0;
-        for (auto& x : *results)
-            if (x.status != "applied") {
-                if (failed++ == 0) c.out << "failed changes:\n";
-                c.out << "  " << x.kind << " " << x.entity << "/" << x.key << ": " << x.status << " " << x.message << "\n";
+        size_t failed = 0, staged = 0;
+        for (auto& x : *results) {
+            if (x.status == "applied") continue;
+            if (x.status == "staged") {
+                ++staged;
+                continue;
             }
-        c.out << "changes recorded: " << results->size() << ", failed: " << failed << "\n";
+            if (failed++ == 0) c.out << "failed changes:\n";
+            c.out << "  " << x.kind << " " << x.entity << "/" << printable(x.key) << ": " << x.status << " "
+                  << printable(x.message) << "\n";
+        }
+        c.out << "changes recorded: " << results->size() << ", failed: " << failed;
+        // Accepted by the target but never committed: a run that was killed,
+        // or whose commit could not be recorded.
+        if (staged) c.out << ", staged but not committed: " << staged;
+        c.out << "\n";
         return 0;
     }
     if (pa.pos[0] == "apply") {

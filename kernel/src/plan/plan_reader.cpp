@@ -13,7 +13,7 @@ namespace fs = std::filesystem;
 namespace syncwarden::kernel {
 namespace {
 
-constexpr char k_magic[8] = {'S', 'W', 'P', 'L', 'A', 'N', '0', '1'};
+constexpr char k_magic[8] = {'S', 'W', 'P', 'L', 'A', 'N', '0', '2'};
 
 // Bounds-checked reads from the mapped file. A plan whose digest matches was
 // written by this kernel, but a reader that trusts its input is one bug away
@@ -33,8 +33,28 @@ struct cursor {
         p += sizeof v;
         return v;
     }
+    uint64_t varint() {
+        uint64_t v = 0;
+        for (int shift = 0; shift < 64; shift += 7) {
+            if (p == end) break;
+            const auto b = static_cast<unsigned char>(*p++);
+            v |= static_cast<uint64_t>(b & 0x7f) << shift;
+            if (!(b & 0x80)) return v;
+        }
+        ok = false;
+        return 0;
+    }
+    std::string_view raw(size_t n) {
+        if (static_cast<size_t>(end - p) < n) {
+            ok = false;
+            return {};
+        }
+        std::string_view s(p, n);
+        p += n;
+        return s;
+    }
     std::string_view bytes() {
-        uint32_t n = get<uint32_t>();
+        const uint64_t n = varint();
         if (!ok || static_cast<size_t>(end - p) < n) {
             ok = false;
             return {};
@@ -136,6 +156,8 @@ Status plan_reader::for_each_batch(size_t batch_size, const batch_fn& fn) const 
     std::vector<sw_change> changes;
     std::vector<std::vector<sw_str>> values;
     std::vector<std::vector<uint32_t>> changed;
+    std::vector<char> ids;  // the batch's content ids as hex text
+    static const char* hex = "0123456789abcdef";
     uint64_t seq = 0;
     for (auto& e : header_.entities) {
         const size_t nf = e.fields.size();
@@ -145,27 +167,35 @@ Status plan_reader::for_each_batch(size_t batch_size, const batch_fn& fn) const 
             changes.resize(n);
             values.resize(n);
             changed.resize(n);
+            ids.resize(n * 24);
             for (size_t k = 0; k < n; ++k) {
                 auto kind = c.get<uint8_t>();
-                auto id = c.bytes();
+                auto raw_id = c.raw(12);
+                char* id = ids.data() + k * 24;
+                for (size_t i = 0; i < raw_id.size(); ++i) {
+                    id[2 * i] = hex[static_cast<unsigned char>(raw_id[i]) >> 4];
+                    id[2 * i + 1] = hex[static_cast<unsigned char>(raw_id[i]) & 15];
+                }
                 auto key = c.bytes();
                 values[k].resize(nf);
                 for (size_t f = 0; f < nf; ++f) {
                     auto v = c.bytes();
                     values[k][f] = {v.data(), v.size()};
                 }
-                auto nc = c.get<uint32_t>();
                 changed[k].clear();
-                for (uint32_t i = 0; i < nc && c.ok; ++i) {
-                    auto f = c.get<uint16_t>();
-                    if (f >= nf) c.ok = false;
-                    changed[k].push_back(f);
-                }
+                if (kind == SW_CHANGE_CREATE)
+                    for (uint32_t f = 0; f < nf; ++f) changed[k].push_back(f);
+                else if (kind == SW_CHANGE_UPDATE)
+                    for (uint64_t i = 0, nc = c.varint(); i < nc && c.ok; ++i) {
+                        const uint64_t f = c.varint();
+                        if (f >= nf) c.ok = false;
+                        changed[k].push_back(static_cast<uint32_t>(f));
+                    }
                 if (!c.ok || kind > SW_CHANGE_DELETE)
                     return Status::error(error_kind::store, "the plan " + file_.string() + " is malformed at change " +
                                                                 std::to_string(seq + k + 1) + "; make a new plan");
-                changes[k] = {{id.data(), id.size()}, kind, {key.data(), key.size()}, values[k].data(), nf,
-                              changed[k].data(), changed[k].size()};
+                changes[k] = {{id, 24}, kind, {key.data(), key.size()}, values[k].data(), nf, changed[k].data(),
+                              changed[k].size()};
             }
             sw_change_batch b{sizeof(sw_change_batch), {e.name.data(), e.name.size()}, changes.data(), n};
             if (auto s = fn(e, b, seq); !s) return s;

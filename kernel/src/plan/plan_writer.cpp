@@ -36,14 +36,16 @@ uint64_t plan_header::total_changes() const {
 
 namespace {
 
-constexpr char k_magic[8] = {'S', 'W', 'P', 'L', 'A', 'N', '0', '1'};
+constexpr char k_magic[8] = {'S', 'W', 'P', 'L', 'A', 'N', '0', '2'};
 
 // A file written through a 1 MiB buffer to a temp name, synced, then renamed
 // into place. Every write is checked: a full disk fails the plan, it never
 // leaves a short file under the real name.
 class atomic_file {
 public:
-    explicit atomic_file(fs::path file) : file_(std::move(file)), tmp_(file_) {
+    // `durable`: fsync before the rename (the applier's plan). The human plan
+    // is a report, renamed into place without waiting for the disk.
+    atomic_file(fs::path file, bool durable) : file_(std::move(file)), tmp_(file_), durable_(durable) {
         tmp_ += ".tmp";
         out_ = std::fopen(tmp_.c_str(), "wb");
         ok_ = out_ != nullptr;
@@ -62,11 +64,19 @@ public:
         if (!force && buf.size() < (1u << 20)) return;
         if (hash) hash->update(buf);
         if (ok_ && std::fwrite(buf.data(), 1, buf.size(), out_) != buf.size()) ok_ = false;
+        written_ += buf.size();
         buf.clear();
+        // Start the disk writing behind us, so the fsync at the end has
+        // little left to wait for.
+        if (durable_ && ok_ && written_ - started_ >= (64u << 20) && std::fflush(out_) == 0) {
+            ::sync_file_range(::fileno(out_), static_cast<off_t>(started_), static_cast<off_t>(written_ - started_),
+                              SYNC_FILE_RANGE_WRITE);
+            started_ = written_;
+        }
     }
     Status finish() {
         drain(true);
-        if (ok_) ok_ = std::fflush(out_) == 0 && ::fsync(::fileno(out_)) == 0;
+        if (ok_) ok_ = std::fflush(out_) == 0 && (!durable_ || ::fsync(::fileno(out_)) == 0);
         if (std::fclose(out_) != 0) ok_ = false;
         out_ = nullptr;
         if (!ok_)
@@ -76,7 +86,7 @@ public:
         fs::rename(tmp_, file_, ec);
         if (ec) return Status::error(error_kind::store, "renaming " + tmp_.string() + ": " + ec.message());
         done_ = true;
-        int dir = ::open(file_.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
+        int dir = durable_ ? ::open(file_.parent_path().c_str(), O_RDONLY | O_DIRECTORY) : -1;
         if (dir >= 0) {
             ::fsync(dir);
             ::close(dir);
@@ -86,17 +96,33 @@ public:
 
 private:
     fs::path file_, tmp_;
+    bool durable_;
     std::FILE* out_ = nullptr;
     bool ok_ = false, done_ = false;
+    size_t written_ = 0, started_ = 0;
 };
 
 template <class T>
 void put(std::string& out, T v) {
     out.append(reinterpret_cast<const char*>(&v), sizeof v);
 }
+// Lengths and counts as LEB128 varints: a field of a roster is short, and a
+// length costs one byte instead of four.
+void put_varint(std::string& out, uint64_t v) {
+    while (v >= 0x80) {
+        out += static_cast<char>((v & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out += static_cast<char>(v);
+}
 void put_bytes(std::string& out, std::string_view s) {
-    put(out, static_cast<uint32_t>(s.size()));
+    put_varint(out, s.size());
     out.append(s);
+}
+// The 24-hex-digit content id as its 12 bytes.
+void put_id(std::string& out, const std::string& id) {
+    auto nib = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+    for (size_t i = 0; i + 1 < id.size(); i += 2) out += static_cast<char>(nib(id[i]) << 4 | nib(id[i + 1]));
 }
 
 void append_json_change(std::string& out, const std::string& id, const entity_plan& ep, const planned_change& c) {
@@ -128,16 +154,20 @@ void append_json_change(std::string& out, const std::string& id, const entity_pl
     out += '}';
 }
 
+// kind (1 byte), id (12 bytes), key, one value per field, then for an
+// update its changed field indexes (a create changes every field, a delete
+// none). Strings are a varint length and the bytes.
 void append_binary_change(std::string& out, const std::string& id, const entity_plan& ep, const planned_change& c) {
     put(out, static_cast<uint8_t>(c.kind));
-    put_bytes(out, id);
+    put_id(out, id);
     put_bytes(out, ep.key_of(c));
     const bool del = c.kind == SW_CHANGE_DELETE;
     const record_set& rs = del ? ep.current : ep.desired;
     const size_t idx = del ? c.current : c.desired;
     for (size_t f = 0; f < rs.field_count(); ++f) put_bytes(out, rs.field(idx, f));
-    put(out, static_cast<uint32_t>(c.changed_count));
-    for (uint32_t i = 0; i < c.changed_count; ++i) put(out, static_cast<uint16_t>(ep.changed_fields[c.changed_begin + i]));
+    if (c.kind != SW_CHANGE_UPDATE) return;
+    put_varint(out, c.changed_count);
+    for (uint32_t i = 0; i < c.changed_count; ++i) put_varint(out, ep.changed_fields[c.changed_begin + i]);
 }
 
 nlohmann::json header_json(const plan_header& h) {
@@ -175,7 +205,7 @@ Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, c
         header.entities.push_back(std::move(e));
     }
     written_plan out{dir / (header.run_id + ".json"), dir / (header.run_id + ".plan"), ""};
-    atomic_file js(out.json), bin(out.binary);
+    atomic_file js(out.json, false), bin(out.binary, true);
     if (!js.opened() || !bin.opened())
         return Status::error(error_kind::store, "cannot create plan files in " + dir.string() +
                                                     "; check that the data directory is writable");

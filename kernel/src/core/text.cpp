@@ -52,21 +52,32 @@ size_t utf8_invalid_at(std::string_view s) {
 
 void append_json_string(std::string& out, std::string_view v) {
     static const char* hex = "0123456789abcdef";
+    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+    const size_t n = v.size();
     out += '"';
     size_t i = 0;
-    while (i < v.size()) {
-        const unsigned char c = static_cast<unsigned char>(v[i]);
-        if (c >= 0x80) {
-            size_t n = sequence_length(v, i);
-            if (n == 0) {
-                out += "\xef\xbf\xbd";
+    while (i < n) {
+        // Copy the longest run that needs no escaping in one append: a
+        // plan has millions of values, nearly all of them plain text.
+        const size_t start = i;
+        while (i < n) {
+            const unsigned char c = p[i];
+            if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
                 ++i;
-            } else {
-                out.append(v.data() + i, n);
-                i += n;
+                continue;
             }
-            continue;
+            if (c >= 0x80) {
+                const size_t len = sequence_length(v, i);
+                if (len) {
+                    i += len;
+                    continue;
+                }
+            }
+            break;
         }
+        out.append(v.data() + start, i - start);
+        if (i == n) break;
+        const unsigned char c = p[i++];
         switch (c) {
             case '"': out += "\\\""; break;
             case '\\': out += "\\\\"; break;
@@ -74,15 +85,14 @@ void append_json_string(std::string& out, std::string_view v) {
             case '\r': out += "\\r"; break;
             case '\t': out += "\\t"; break;
             default:
-                if (c < 0x20 || c == 0x7f) {
+                if (c >= 0x80) {
+                    out += "\xef\xbf\xbd";  // an invalid byte becomes U+FFFD
+                } else {
                     out += "\\u00";
                     out += hex[c >> 4];
                     out += hex[c & 15];
-                } else {
-                    out += static_cast<char>(c);
                 }
         }
-        ++i;
     }
     out += '"';
 }

@@ -33,9 +33,10 @@ std::string change_id(std::string_view job, std::string_view entity, std::string
     uint64_t a = hash_bytes(material);
     material += '\x1e';
     uint64_t b = hash_bytes(material);
-    char out[25];
-    std::snprintf(out, sizeof out, "%016llx%08llx", static_cast<unsigned long long>(a),
-                  static_cast<unsigned long long>(b >> 32));
+    static const char* hex = "0123456789abcdef";
+    std::string out(24, '0');
+    for (int i = 0; i < 16; ++i) out[static_cast<size_t>(i)] = hex[(a >> (60 - 4 * i)) & 15];
+    for (int i = 0; i < 8; ++i) out[static_cast<size_t>(16 + i)] = hex[(b >> (60 - 4 * i)) & 15];
     return out;
 }
 

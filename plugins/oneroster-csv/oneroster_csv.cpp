@@ -209,8 +209,8 @@ private:
             auto actual = files_->actual_name(std::string(spec.name) + ".csv");
             if (!actual) continue;
             try {
-                csv::mapped_file file = files_->read(*actual);
-                csv::reader r(file.data());
+                const std::string head = files_->first_line(*actual);
+                csv::reader r(head);
                 std::vector<csv::field> header;
                 if (!r.next(header)) continue;
                 auto& ext = extensions_[spec.name];

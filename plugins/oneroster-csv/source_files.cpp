@@ -133,6 +133,18 @@ csv::mapped_file source_files::read(const std::string& actual) const {
     return csv::mapped_file::own(to_utf8(file.data(), encoding_, display(actual)));
 }
 
+std::string source_files::first_line(const std::string& actual) const {
+    csv::mapped_file file;
+    try {
+        file = csv::mapped_file::open(zip_ ? members_.at(actual) : (fs::path(path_) / actual).string());
+    } catch (const std::exception& e) {
+        throw error(SW_CONFIG, "io", e.what());
+    }
+    std::string_view head = file.data().substr(0, file.data().find('\n'));
+    if (encoding_ == "utf-8") return std::string(head);
+    return to_utf8(head, encoding_, display(actual));
+}
+
 std::string source_files::display(const std::string& actual) const {
     return zip_ ? fs::path(path_).filename().string() + ":" + actual : actual;
 }

@@ -30,6 +30,8 @@ public:
     std::optional<std::string> actual_name(const std::string& name) const;
     // The whole content of a present file.
     csv::mapped_file read(const std::string& actual) const;
+    // Its first line (the header), converted, without reading the rest.
+    std::string first_line(const std::string& actual) const;
     const std::string& where() const { return path_; }
     // "users.csv" or "district.zip:users.csv", for messages.
     std::string display(const std::string& actual) const;

@@ -186,7 +186,9 @@ TEST(pipeline_apply, a_refused_change_is_recorded_and_the_run_exits_6) {
     auto data = tmp / "data";
     auto r = sw_test::cli(data, {"run", (tmp / "job.json").string()});
     EXPECT_EQ(r.code, 6) << r.out << r.err;
-    EXPECT_THAT(r.err, HasSubstr("1 of 1 changes failed; last: items/i-1: the vendor refused i-1"));
+    EXPECT_THAT(r.err, HasSubstr("all 1 changes failed, so nothing was committed; last: items/i-1: the vendor refused i-1"));
+    EXPECT_EQ(sw_test::read_file(tmp / "applied.log").find("committed"), std::string::npos)
+        << "commit is not called when no change was accepted";
     auto id = r.out.substr(4, r.out.find(' ', 4) - 4);
     auto show = sw_test::cli(data, {"runs", "show", id, "--json"});
     ASSERT_EQ(show.code, 0) << show.err;

@@ -97,6 +97,12 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
         return s;
     });
     if (!st) return st;
+    // Nothing accepted, nothing to make durable: commit is not called.
+    if (out.staged == 0 && out.failed > 0)
+        return Status::error(error_kind::target, "all " + std::to_string(out.failed) +
+                                                     " changes failed, so nothing was committed; last: " +
+                                                     out.last_error + ". `syncwarden runs show " + run_id +
+                                                     "` lists them");
     // Whatever commit makes durable must be recorded somewhere.
     if (auto s = store.check_still_there(); !s) return s;
     out.commit_attempted = true;

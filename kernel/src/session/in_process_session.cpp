@@ -279,8 +279,6 @@ private:
 
 }  // namespace
 
-const sw_host_api& host_api_table() { return k_host; }
-
 run_services& no_services() {
     static null_services s;
     return s;

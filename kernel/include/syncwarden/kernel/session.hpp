@@ -101,7 +101,4 @@ Result<std::unique_ptr<connector_session>> open_in_process(std::shared_ptr<const
                                                            run_services& rs,
                                                            const std::string& settings_path = "settings");
 
-// The host table the kernel hands to connectors (the ABI harness uses it).
-const sw_host_api& host_api_table();
-
 }  // namespace syncwarden::kernel

@@ -222,8 +222,7 @@ TEST(apply, a_store_locked_after_the_commit_is_reported_as_such) {
     EXPECT_THAT(sw_test::read_file(tmp / "applied.log"), HasSubstr("committed"));
     // The other process lets go of the store.
     const pid_t locker = std::stoi(sw_test::read_file(db.string() + ".locker"));
-    ::kill(locker, SIGKILL);
-    ::waitpid(locker, nullptr, 0);
+    ::kill(-locker, SIGKILL);
     auto runs = nlohmann::json::parse(sw_test::cli(tmp / "data", {"runs", "list", "--json"}).out);
     ASSERT_EQ(runs.size(), 1u);
     auto j = nlohmann::json::parse(

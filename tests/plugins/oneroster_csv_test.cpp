@@ -343,8 +343,9 @@ TEST_F(oneroster, extension_columns_are_info_and_oneroster_1_0_names_are_read_wi
             ++ext;
             EXPECT_EQ(f["severity"], "info");
         }
-        if (f["code"] == "header_alias")
+        if (f["code"] == "header_alias") {
             EXPECT_THAT(f["message"].get<std::string>(), HasSubstr("its OneRoster 1.0 name, renamed in 1.1"));
+        }
     }
     EXPECT_EQ(ext, 2u);
     EXPECT_EQ(count(d.plan["findings"], "header_alias"), 2u);

@@ -27,10 +27,10 @@ std::vector<std::pair<std::string, std::string>> delivered(const fs::path& drop)
 // The demo district in a vendor-csv drop: delivered once, then the source
 // changes so that the next apply rewrites people.csv and changes.csv.
 struct district {
-    explicit district(const fs::path& root) : root(root) {
+    explicit district(const fs::path& root, const std::string& extra = "") : root(root) {
         sw_test::install_shipped(data());
         sw_test::copy_tree(fs::path(SW_SOURCE_DIR) / "config/demo/district", root / "district");
-        sw_test::write_file(job(), sw_test::roster_job(root / "district", drop()));
+        sw_test::write_file(job(), sw_test::roster_job(root / "district", drop(), extra));
         auto r = sw_test::cli(data(), {"run", job().string()});
         EXPECT_EQ(r.code, 0) << r.err;
         auto u = sw_test::read_file(root / "district/users.csv");
@@ -85,13 +85,15 @@ hook_error create_people(connector_session& s, int first, int last, const std::s
 
 // SIGKILL at each step of a commit; the next open must leave the folder
 // holding entirely the old delivery (killed before the journal is in place)
-// or entirely the new one (after), and no temp file.
+// or entirely the new one (after), and no temp file. In process, the whole
+// kernel dies with the connector.
 class vendor_csv_crash : public ::testing::TestWithParam<int> {};
 
 TEST_P(vendor_csv_crash, the_next_open_leaves_entirely_the_old_or_the_new_delivery) {
     const int step = GetParam();
     sw_test::temp_dir tmp;
-    district old_state(tmp / "old"), new_state(tmp / "new"), crashed(tmp / "crashed");
+    district old_state(tmp / "old"), new_state(tmp / "new"),
+        crashed(tmp / "crashed", R"("isolation": "in-process",)");
     ASSERT_EQ(sw_test::cli(new_state.data(), {"run", new_state.job().string()}).code, 0);
     const auto before = delivered(old_state.drop()), after = delivered(new_state.drop());
     ASSERT_NE(before, after);
@@ -118,6 +120,43 @@ TEST_P(vendor_csv_crash, the_next_open_leaves_entirely_the_old_or_the_new_delive
 }
 
 INSTANTIATE_TEST_SUITE_P(vendor_csv, vendor_csv_crash, ::testing::Values(1, 2, 3, 4, 5, 6));
+
+// The same deaths in a worker process: the kernel survives, names the
+// crash, counts none of the changes as applied, and the next run finds the
+// old or the new delivery.
+class vendor_csv_worker_crash : public ::testing::TestWithParam<int> {};
+
+TEST_P(vendor_csv_worker_crash, fails_only_the_run_and_the_next_run_recovers) {
+    const int step = GetParam();
+    sw_test::temp_dir tmp;
+    district old_state(tmp / "old"), new_state(tmp / "new"), crashed(tmp / "crashed");
+    ASSERT_EQ(sw_test::cli(new_state.data(), {"run", new_state.job().string()}).code, 0);
+    const auto before = delivered(old_state.drop()), after = delivered(new_state.drop());
+
+    auto r = sw_test::run_kernel(crashed.data(), {"run", crashed.job().string()},
+                                 {"SYNCWARDEN_CRASH_AT=" + std::to_string(step)});
+    const std::string err = sw_test::read_file(crashed.data() / "child.out");
+    EXPECT_EQ(r.signal, 0) << "the kernel itself must survive";
+    EXPECT_EQ(r.code, 4) << err;
+    EXPECT_THAT(err, HasSubstr("connector_crashed: vendor-csv 1.1.0 was killed with SIGKILL during commit"));
+    auto runs = nlohmann::json::parse(sw_test::cli(crashed.data(), {"runs", "list", "--json"}).out);
+    auto run = nlohmann::json::parse(
+        sw_test::cli(crashed.data(), {"runs", "show", runs[0]["id"].get<std::string>(), "--json"}).out);
+    EXPECT_EQ(run["state"], "failed");
+    EXPECT_EQ(run["category"], "connector_crashed");
+    ASSERT_FALSE(run["changes"].empty());
+    for (auto& c : run["changes"]) {
+        EXPECT_EQ(c["status"], "failed") << c.dump();
+        EXPECT_EQ(c["category"], "connector_crashed") << c.dump();
+    }
+
+    auto next = sw_test::cli(crashed.data(), {"run", crashed.job().string(), "--dry-run"});
+    ASSERT_EQ(next.code, 0) << next.out << next.err;
+    if (step <= 3) EXPECT_EQ(delivered(crashed.drop()), before);
+    else EXPECT_EQ(delivered(crashed.drop()), after);
+}
+
+INSTANTIATE_TEST_SUITE_P(vendor_csv, vendor_csv_worker_crash, ::testing::Values(1, 4, 6));
 
 TEST(vendor_csv, a_full_disk_fails_the_commit_and_leaves_the_previous_delivery) {
     sw_test::temp_dir tmp;

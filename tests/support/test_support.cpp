@@ -1,6 +1,7 @@
 #include "test_support.hpp"
 
 #include <syncwarden/kernel/cli.hpp>
+#include <syncwarden/kernel/worker.hpp>
 
 #include <gtest/gtest.h>
 
@@ -12,6 +13,10 @@
 #include <sstream>
 
 namespace sw_test {
+
+// The CLI runs inside the test executables, which are not `syncwarden`:
+// their connector workers are started from the real binary.
+const bool k_worker_is_kernel = (syncwarden::kernel::set_worker_executable(SW_KERNEL_BIN), true);
 
 temp_dir::temp_dir() {
     std::random_device rd;
@@ -106,9 +111,9 @@ void install_shipped(const fs::path& data_dir) {
     }
 }
 
-std::string roster_job(const fs::path& source, const fs::path& drop_folder) {
+std::string roster_job(const fs::path& source, const fs::path& drop_folder, const std::string& extra) {
     return R"({
-  "name": "test-roster",
+  "name": "test-roster",)" + extra + R"(
   "source": {"connector": "oneroster-csv", "version": "^1", "settings": {"path": ")" + source.string() + R"("}},
   "target": {"connector": "vendor-csv", "version": "^1", "settings": {
     "folder": ")" + drop_folder.string() + R"(",

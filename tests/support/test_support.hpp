@@ -59,7 +59,8 @@ void install_shipped(const fs::path& data_dir);
 
 // A job from a OneRoster export at `source` into a vendor-csv folder:
 // users -> people, enrollments -> rosters.
-std::string roster_job(const fs::path& source, const fs::path& drop_folder);
+// `extra` adds top-level members (each with a trailing comma).
+std::string roster_job(const fs::path& source, const fs::path& drop_folder, const std::string& extra = "");
 
 // The run id a `run` or `runs apply` printed ("run r2026...-abc123 of job").
 std::string run_id_of(const std::string& out);

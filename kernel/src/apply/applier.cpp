@@ -66,6 +66,9 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                                                                const sw_change_batch& b, uint64_t first_seq) {
         batch_results rep(b.change_count);
         hook_error err = target.apply(b, rep, rs);
+        // The connector's process is gone: this batch's outcome is unknown,
+        // so nothing of it is recorded and the checkpoint stays before it.
+        if (err.fatal) return Status::error(error_kind::connector, err.message).with_category(err.category);
         if (err.status == SW_CANCELLED) return Status::error(error_kind::target, "the run was cancelled during apply");
         if (!rep.bad.empty())
             return Status::error(error_kind::connector,
@@ -107,6 +110,15 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
     if (auto s = store.check_still_there(); !s) return s;
     out.commit_attempted = true;
     hook_error c = target.commit(rs);
+    if (c.fatal) {
+        out.commit_category = c.category;
+        out.commit_message = c.message;
+        return Status::error(error_kind::connector,
+                             c.message + " Whether the target made this run's changes durable is not known, so "
+                                         "none of them counts as applied; the next run's plan shows what still "
+                                         "differs")
+            .with_category(c.category);
+    }
     if (c.status != SW_OK) {
         out.commit_category = c.category.empty() ? status_name(c.status) : c.category;
         out.commit_message = c.message;

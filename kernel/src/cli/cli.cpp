@@ -244,7 +244,8 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
         if (json) {
             nlohmann::json j = nlohmann::json::array();
             for (auto& r : *runs)
-                j.push_back({{"id", r.id}, {"job", r.job}, {"state", r.state}, {"dry_run", r.dry_run},
+                j.push_back({{"id", r.id}, {"job", r.job}, {"state", r.state}, {"category", r.category},
+                             {"dry_run", r.dry_run},
                              {"created_at", r.created_at}, {"exit_code", r.exit_code},
                              {"summary", nlohmann::json::parse(r.summary_json, nullptr, false)}});
             c.out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
@@ -277,7 +278,7 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
                              {"finished_at", r->finished_at},
                              {"source", {{"connector", r->source_connector}, {"version", r->source_version}}},
                              {"target", {{"connector", r->target_connector}, {"version", r->target_version}}},
-                             {"exit_code", r->exit_code}, {"error", r->error},
+                             {"exit_code", r->exit_code}, {"error", r->error}, {"category", r->category},
                              {"summary", nlohmann::json::parse(r->summary_json, nullptr, false)}};
             if (*plan)
                 j["plan"] = {{"path", (*plan)->path}, {"sha256", (*plan)->sha256}, {"file", (*plan)->plan_file},
@@ -303,7 +304,8 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
               << " " << r->target_version << "\n  summary    " << r->summary_json << "\n";
         if (*plan) c.out << "  plan       " << (*plan)->path << " (digest " << (*plan)->digest.substr(0, 16) << ")\n";
         if (!r->plan_of.empty()) c.out << "  applies    the plan of run " << r->plan_of << "\n";
-        if (!r->error.empty()) c.out << "  error      " << r->error << "\n";
+        if (!r->error.empty())
+            c.out << "  error      " << (r->category.empty() ? "" : "[" + r->category + "] ") << r->error << "\n";
         if (!findings->empty()) {
             c.out << "findings:\n";
             print_findings(c, *findings, 50);

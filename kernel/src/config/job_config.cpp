@@ -1,6 +1,8 @@
 #include <syncwarden/kernel/config.hpp>
 
+#include <cctype>
 #include <set>
+#include <tuple>
 
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -185,7 +187,66 @@ Result<entity_mapping> read_entity(const reader& r, const json& j, const std::st
     return m;
 }
 
+Status read_runtime(const reader& r, const json& j, job_runtime& rt) {
+    if (auto it = j.find("isolation"); it != j.end()) {
+        if (!it->is_string() || (*it != "worker" && *it != "in-process"))
+            return r.fail("$.isolation", "expected \"worker\" (the default) or \"in-process\", found " + it->dump());
+        rt.in_process = *it == "in-process";
+    }
+    if (auto l = j.find("limits"); l != j.end()) {
+        if (auto s = r.expect(*l, json::value_t::object, "$.limits", "an object"); !s) return s;
+        if (auto s = r.no_unknown(*l, "$.limits", {"memory_mb", "cpu_seconds", "open_files"}); !s) return s;
+        for (auto [key, field, min] : {std::tuple{"memory_mb", &rt.memory_mb, 64}, std::tuple{"cpu_seconds", &rt.cpu_seconds, 1},
+                                       std::tuple{"open_files", &rt.open_files, 16}}) {
+            auto v = l->find(key);
+            if (v == l->end()) continue;
+            if (!v->is_number_unsigned() || (v->get<uint64_t>() != 0 && v->get<uint64_t>() < static_cast<uint64_t>(min)))
+                return r.fail(std::string("$.limits.") + key, "expected 0 (no limit) or a whole number of at least " +
+                                                                  std::to_string(min) + ", found " + v->dump());
+            *field = v->get<uint64_t>();
+        }
+    }
+    if (auto d = j.find("deadlines"); d != j.end()) {
+        if (auto s = r.expect(*d, json::value_t::object, "$.deadlines", "an object"); !s) return s;
+        if (auto s = r.no_unknown(*d, "$.deadlines", {"contract", "extract", "diff", "apply", "stall", "grace"}); !s)
+            return s;
+        for (auto [key, field] : {std::pair{"contract", &rt.contract}, std::pair{"extract", &rt.extract},
+                                  std::pair{"diff", &rt.diff}, std::pair{"apply", &rt.apply},
+                                  std::pair{"stall", &rt.stall}, std::pair{"grace", &rt.grace}}) {
+            auto v = d->find(key);
+            if (v == d->end()) continue;
+            auto ms = parse_duration(*v);
+            if (!ms) return r.fail(std::string("$.deadlines.") + key, ms.status().message());
+            *field = *ms;
+        }
+    }
+    return Status::ok();
+}
+
 }  // namespace
+
+Result<std::chrono::milliseconds> parse_duration(const json& j) {
+    using std::chrono::milliseconds;
+    const std::string what = "expected a duration such as \"90s\", \"5m\", \"2h\", \"500ms\" or a number of "
+                             "seconds (0: none), found " + j.dump();
+    if (j.is_number()) {
+        double v = j.get<double>();
+        if (v < 0 || v > 1e9) return Status::error(error_kind::config, what);
+        return milliseconds(static_cast<long long>(v * 1000));
+    }
+    if (!j.is_string()) return Status::error(error_kind::config, what);
+    const std::string t = j.get<std::string>();
+    size_t digits = 0;
+    while (digits < t.size() && std::isdigit(static_cast<unsigned char>(t[digits]))) ++digits;
+    if (digits == 0 || digits > 9) return Status::error(error_kind::config, what);
+    long long n = std::stoll(t.substr(0, digits));
+    const std::string unit = t.substr(digits);
+    if (unit == "ms") return milliseconds(n);
+    if (unit == "s") return milliseconds(n * 1000);
+    if (unit == "m" || unit == "min") return milliseconds(n * 60000);
+    if (unit == "h") return milliseconds(n * 3600000);
+    return Status::error(error_kind::config, what);
+}
 
 Result<job_config> load_job(const fs::path& file) {
     auto parsed = parse_json_file(file);
@@ -193,7 +254,8 @@ Result<job_config> load_job(const fs::path& file) {
     const json& j = *parsed;
     reader r(file);
     if (auto s = r.expect(j, json::value_t::object, "$", "an object"); !s) return s;
-    if (auto s = r.no_unknown(j, "$", {"name", "description", "source", "target", "mapping", "apply"}); !s) return s;
+    if (auto s = r.no_unknown(j, "$", {"name", "description", "source", "target", "mapping", "apply", "isolation",
+                                         "limits", "deadlines"}); !s) return s;
     job_config job;
     job.file = fs::absolute(file);
     job.base_dir = job.file.parent_path();
@@ -244,6 +306,7 @@ Result<job_config> load_job(const fs::path& file) {
             job.batch_size = b->get<size_t>();
         }
     }
+    if (auto s = read_runtime(r, j, job.runtime); !s) return s;
     return job;
 }
 

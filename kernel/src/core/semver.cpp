@@ -150,17 +150,17 @@ Result<semver_range> semver_range::parse(std::string_view text) {
         semver lo = *v;
         if (sigil || (o == op::eq && parts < 3)) {
             semver hi;
-            if (sigil == '^' && lo.major > 0) hi = {lo.major + 1, 0, 0, ""};
-            else if (sigil == '^' && parts >= 2 && lo.minor > 0) hi = {0, lo.minor + 1, 0, ""};
-            else if (sigil == '^' && parts == 3) hi = {0, 0, lo.patch + 1, ""};
-            else if (parts == 1) hi = {lo.major + 1, 0, 0, ""};
-            else hi = {lo.major, lo.minor + 1, 0, ""};  // ~1.2.3, ~1.2, =1.2, ^0.0
+            if (sigil == '^' && lo.major > 0) hi = {lo.major + 1, 0, 0, "", ""};
+            else if (sigil == '^' && parts >= 2 && lo.minor > 0) hi = {0, lo.minor + 1, 0, "", ""};
+            else if (sigil == '^' && parts == 3) hi = {0, 0, lo.patch + 1, "", ""};
+            else if (parts == 1) hi = {lo.major + 1, 0, 0, "", ""};
+            else hi = {lo.major, lo.minor + 1, 0, "", ""};  // ~1.2.3, ~1.2, =1.2, ^0.0
             r.bounds_.push_back({op::ge, lo});
             r.bounds_.push_back({op::lt, hi});
         } else {
             if (parts < 3 && (o == op::le || o == op::gt)) {
                 // "<=1.2" means anything in 1.2.x
-                lo = parts == 1 ? semver{lo.major + 1, 0, 0, ""} : semver{lo.major, lo.minor + 1, 0, ""};
+                lo = parts == 1 ? semver{lo.major + 1, 0, 0, "", ""} : semver{lo.major, lo.minor + 1, 0, "", ""};
                 o = (o == op::le) ? op::lt : op::ge;
             }
             r.bounds_.push_back({o, lo});

@@ -7,6 +7,7 @@
 #include <syncwarden/kernel/planner.hpp>
 #include <syncwarden/kernel/session.hpp>
 #include <syncwarden/kernel/text.hpp>
+#include <syncwarden/kernel/worker.hpp>
 
 #include "../plan/plan_writer.hpp"
 #include "settings_vars.hpp"
@@ -78,6 +79,7 @@ public:
 
     Status plan_and_apply(const job_config& job, const run_options& opts) {
         job_ = &job;
+        runtime_ = job.runtime;
         if (auto s = open_one(job.source, "source", SW_CAP_SOURCE, source_, out_.run.source_version, source_host_); !s)
             return s;
         if (auto s = open_one(job.target, "target", SW_CAP_TARGET, target_, out_.run.target_version, target_host_); !s)
@@ -117,10 +119,11 @@ public:
                                      h.target.version + " build '" + h.target.build_id +
                                      "', but the installed release has build '" + rel->info.build_id +
                                      "'; make a new plan with the installed release");
-        auto lib = reg_.open(*rel);
-        if (!lib) return lib.status();
-        auto s = open_in_process(*lib, h.target.settings, h.job, h.target.base_dir, target_host_,
-                                 "the target settings stored in the plan of run " + dry.id);
+        // Isolation, limits and deadlines are how the job runs now, not part
+        // of the plan: they come from the job file when it still loads.
+        if (auto job = load_job(dry.job_file)) runtime_ = job->runtime;
+        auto s = open_session(*rel, h.target.settings, h.job, h.target.base_dir, target_host_,
+                              "the target settings stored in the plan of run " + dry.id);
         if (!s) return s.status();
         target_ = std::move(*s);
         return apply(**r, *target_);
@@ -134,25 +137,57 @@ public:
 
     const apply_outcome& applied() const { return applied_; }
 
+    void set_cancel(const cancel_flag* c) { cancel_ = c; }
+
 private:
     Status phase(const char* name) {
         out_.run.phase = name;
+        using std::chrono::milliseconds;
+        const std::string n = name;
+        milliseconds limit = n == "contract" ? runtime_.contract
+                             : n == "extract" ? runtime_.extract
+                             : n == "diff"    ? runtime_.diff
+                             : n == "apply"   ? runtime_.apply
+                                              : milliseconds(0);
+        deadline d;
+        if (limit.count() > 0) d = std::chrono::steady_clock::now() + limit;
+        for (auto* s : {source_.get(), target_.get()})
+            if (s) s->set_deadline(d);
         log_info({out_.run.id, out_.run.job, "", name, "phase_start"}, name);
         return store_.update_run(out_.run);
+    }
+
+    // A session for an installed release: in a worker process, or in this
+    // process when the job opted in.
+    Result<std::unique_ptr<connector_session>> open_session(const installed_release& rel, const nlohmann::json& settings,
+                                                            const std::string& job_name, const fs::path& base_dir,
+                                                            run_services& rs, const std::string& where) {
+        if (runtime_.in_process) {
+            auto lib = reg_.open(rel);
+            if (!lib) return lib.status();
+            return open_in_process(*lib, settings, job_name, base_dir, rs, where);
+        }
+        if (auto s = reg_.verify(rel); !s) return s;
+        worker_options o;
+        o.limits = {runtime_.memory_mb, runtime_.cpu_seconds, runtime_.open_files};
+        o.stall = runtime_.stall;
+        o.grace = runtime_.grace;
+        o.cancel = cancel_;
+        o.run_id = out_.run.id;
+        o.job = job_name;
+        return open_in_worker(rel.path, rel.info, settings, job_name, base_dir, rs, where, o);
     }
 
     Status open_one(const connector_ref& ref, const char* role, uint32_t need_cap,
                     std::unique_ptr<connector_session>& session, std::string& version, run_services& rs) {
         auto rel = reg_.resolve(ref.connector, ref.version);
         if (!rel) return rel.status().context(std::string("resolving the ") + role + " connector");
-        auto lib = reg_.open(*rel);
-        if (!lib) return lib.status();
         version = rel->info.version;
-        if (((*lib)->info().capabilities & need_cap) == 0)
+        if ((rel->info.capabilities & need_cap) == 0)
             return Status::error(error_kind::config,
                                  job_->file.string() + ": $." + role + ".connector: '" + ref.connector +
                                      "' is not a " + role + " connector (capabilities: " +
-                                     capabilities_text((*lib)->info().capabilities) + ")");
+                                     capabilities_text(rel->info.capabilities) + ")");
         const std::string where = job_->file.string() + ": $." + role + ".settings";
         auto settings = expand_settings(ref.settings, data_dir_, job_->base_dir, where);
         if (!settings) return settings.status();
@@ -160,7 +195,7 @@ private:
             target_settings_ = *settings;
             target_build_ = rel->info.build_id;
         }
-        auto s = open_in_process(*lib, *settings, job_->name, job_->base_dir, rs, where);
+        auto s = open_session(*rel, *settings, job_->name, job_->base_dir, rs, where);
         if (!s) return s.status();
         session = std::move(*s);
         return Status::ok();
@@ -231,6 +266,8 @@ private:
     run_host source_host_, target_host_;
     nlohmann::json target_settings_;
     std::string target_build_;
+    job_runtime runtime_;
+    const cancel_flag* cancel_ = nullptr;
     apply_outcome applied_;
     std::unique_ptr<connector_session> source_, target_;
 };
@@ -248,6 +285,7 @@ int exit_code_for(const Status& s) {
         case error_kind::not_found: return 7;
         case error_kind::store:
         case error_kind::internal: return 1;
+        case error_kind::cancelled: return 8;
     }
     return 1;
 }
@@ -267,7 +305,9 @@ void finish_run(run_store& store, const clock& clk, run_outcome& out, const appl
     r.finished_at = iso8601(clk.now());
     r.exit_code = exit_code_for(s);
     r.error = s ? "" : s.message();
+    r.category = s ? "" : s.category();
     if (s) r.state = "succeeded";
+    else if (s.kind() == error_kind::cancelled) r.state = "cancelled";
     else if (s.kind() == error_kind::target && out.applied > 0) r.state = "partially_failed";
     else r.state = "failed";
     nlohmann::json summary{{"extracted_findings", out.findings.size() + out.findings_not_kept},
@@ -303,11 +343,13 @@ namespace {
 // Runs `body` on a driver for `out.run`, turning anything thrown into an
 // internal error, and records how the run ended.
 template <class F>
-void drive(registry& reg, run_store& store, const clock& clk, const fs::path& data_dir, run_outcome& out, F&& body) {
+void drive(registry& reg, run_store& store, const clock& clk, const fs::path& data_dir, const cancel_flag* cancel,
+           run_outcome& out, F&& body) {
     Status s;
     apply_outcome applied;
     try {
         run_driver d(reg, store, clk, data_dir, out);
+        d.set_cancel(cancel);
         s = body(d);
         d.finish_findings();
         applied = d.applied();
@@ -335,7 +377,7 @@ run_outcome pipeline::run(const job_config& job, const run_options& opts) {
         out.status = s;
         return out;
     }
-    drive(registry_, store_, clock_, data_dir_, out, [&](run_driver& d) { return d.plan_and_apply(job, opts); });
+    drive(registry_, store_, clock_, data_dir_, cancel_, out, [&](run_driver& d) { return d.plan_and_apply(job, opts); });
     return out;
 }
 
@@ -378,7 +420,7 @@ run_outcome pipeline::apply_stored(const std::string& run_id) {
         return out;
     }
     out.plan_path = (*pr)->path;
-    drive(registry_, store_, clock_, data_dir_, out, [&](run_driver& d) { return d.apply_stored(*dry, **pr); });
+    drive(registry_, store_, clock_, data_dir_, cancel_, out, [&](run_driver& d) { return d.apply_stored(*dry, **pr); });
     return out;
 }
 

@@ -204,7 +204,9 @@ Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, c
             ++(c.kind == SW_CHANGE_CREATE ? e.creates : c.kind == SW_CHANGE_UPDATE ? e.updates : e.deletes);
         header.entities.push_back(std::move(e));
     }
-    written_plan out{dir / (header.run_id + ".json"), dir / (header.run_id + ".plan"), ""};
+    written_plan out;
+    out.json = dir / (header.run_id + ".json");
+    out.binary = dir / (header.run_id + ".plan");
     atomic_file js(out.json, false), bin(out.binary, true);
     if (!js.opened() || !bin.opened())
         return Status::error(error_kind::store, "cannot create plan files in " + dir.string() +

@@ -1,5 +1,6 @@
 #include <syncwarden/kernel/clock.hpp>
 #include <syncwarden/kernel/registry.hpp>
+#include <syncwarden/kernel/worker.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -134,14 +135,15 @@ Result<installed_release> registry::install(const fs::path& so) {
     std::string err;
     const std::string sha = copy_hashed(so, incoming, err);
     if (sha.empty()) return Status::error(error_kind::connector, "installing " + so.string() + ": " + err);
-    auto loaded = load_connector(incoming);
-    if (!loaded) {
-        std::string m = loaded.status().message();
-        if (auto p = m.find(incoming.string()); p != std::string::npos) m.replace(p, incoming.string().size(), so.string());
-        return Status::error(loaded.status().kind(), m);
+    auto checked = inspect(incoming);
+    if (!checked) {
+        std::string m = checked.status().message();
+        for (auto p = m.find(incoming.string()); p != std::string::npos; p = m.find(incoming.string()))
+            m.replace(p, incoming.string().size(), so.string());
+        return Status::error(checked.status().kind(), "installing " + so.string() + ": " + m + "; it was not installed")
+            .with_category(checked.status().category());
     }
-    const auto info = (*loaded)->info();
-    loaded->reset();
+    const auto info = *checked;
 
     auto dir = root_ / info.name / info.version;
     installed_release r{info, sha, dir / (sha.substr(0, 16) + ".so"), iso8601(clock_.now())};
@@ -233,6 +235,29 @@ Result<installed_release> registry::resolve(const std::string& name, const std::
     return *best;
 }
 
+Result<connector_info> registry::inspect(const fs::path& so) const {
+    if (!check_in_process_) return probe_in_worker(so, worker_limits{});
+    auto loaded = load_connector(so);
+    if (!loaded) return loaded.status();
+    return (*loaded)->info();
+}
+
+Status registry::verify(const installed_release& r) const {
+    // The file is checked against what was installed before it is loaded:
+    // a patched or appended-to library never runs.
+    std::string err;
+    const auto sha = sha256_file_hex(r.path, &err);
+    std::string why = err;
+    if (!sha.empty() && sha != r.sha256)
+        why = "its SHA-256 is " + sha.substr(0, 16) + ", but " + r.sha256.substr(0, 16) +
+              " was installed: the file was changed after it was installed";
+    else if (!sha.empty())
+        return Status::ok();
+    return Status::error(error_kind::connector, "refusing " + r.info.name + " " + r.info.version + " (" +
+                                                    r.path.string() + "): " + why +
+                                                    "; reinstall it with `syncwarden connectors install FILE.so`");
+}
+
 Result<std::shared_ptr<const loaded_connector>> registry::open(const installed_release& r) {
     std::lock_guard lock(mu_);
     auto key = r.path.string();
@@ -242,14 +267,7 @@ Result<std::shared_ptr<const loaded_connector>> registry::open(const installed_r
                                                         r.path.string() + "): " + why +
                                                         "; reinstall it with `syncwarden connectors install FILE.so`");
     };
-    // The file is checked against what was installed before it is loaded:
-    // a patched or appended-to library never runs.
-    std::string err;
-    const auto sha = sha256_file_hex(r.path, &err);
-    if (sha.empty()) return refuse(err);
-    if (sha != r.sha256)
-        return refuse("its SHA-256 is " + sha.substr(0, 16) + ", but " + r.sha256.substr(0, 16) +
-                      " was installed: the file was changed after it was installed");
+    if (auto s = verify(r); !s) return s;
     auto loaded = load_connector(r.path);
     if (!loaded) return loaded.status();
     const auto& in = (*loaded)->info();

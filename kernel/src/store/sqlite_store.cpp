@@ -54,6 +54,8 @@ const char* const k_migrations[] = {
     R"(ALTER TABLE plans ADD COLUMN plan_file TEXT NOT NULL DEFAULT '';
       ALTER TABLE plans ADD COLUMN digest TEXT NOT NULL DEFAULT '';
       ALTER TABLE runs ADD COLUMN plan_of TEXT NOT NULL DEFAULT '';)",
+    // v4: the category of a run's failure (connector_crashed, timeout, ...).
+    R"(ALTER TABLE runs ADD COLUMN category TEXT NOT NULL DEFAULT '';)",
 };
 
 std::string str(RecordSet& rs, size_t col) {
@@ -124,12 +126,12 @@ public:
             run_record c = r;
             int dry = c.dry_run;
             s_ << "INSERT INTO runs(id,job,job_file,state,phase,dry_run,created_at,finished_at,"
-                  "source_connector,source_version,target_connector,target_version,exit_code,error,summary,plan_of) "
-                  "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                  "source_connector,source_version,target_connector,target_version,exit_code,error,summary,plan_of,"
+                  "category) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 use(c.id), use(c.job), use(c.job_file), use(c.state), use(c.phase), use(dry),
                 use(c.created_at), use(c.finished_at), use(c.source_connector), use(c.source_version),
                 use(c.target_connector), use(c.target_version), use(c.exit_code), use(c.error),
-                use(c.summary_json), use(c.plan_of), now;
+                use(c.summary_json), use(c.plan_of), use(c.category), now;
         });
     }
 
@@ -323,9 +325,10 @@ private:
     void write_run(const run_record& r) {
         run_record c = r;
         s_ << "UPDATE runs SET state=?,phase=?,finished_at=?,source_version=?,target_version=?,"
-              "exit_code=?,error=?,summary=? WHERE id=?",
+              "exit_code=?,error=?,summary=?,category=? WHERE id=?",
             use(c.state), use(c.phase), use(c.finished_at), use(c.source_version),
-            use(c.target_version), use(c.exit_code), use(c.error), use(c.summary_json), use(c.id), now;
+            use(c.target_version), use(c.exit_code), use(c.error), use(c.summary_json), use(c.category),
+            use(c.id), now;
     }
 
     int read_version() {
@@ -343,7 +346,7 @@ private:
             int lim = static_cast<int>(limit);
             Statement st(s_);
             st << "SELECT id,job,job_file,state,phase,dry_run,created_at,finished_at,source_connector,"
-                  "source_version,target_connector,target_version,exit_code,error,summary,plan_of FROM runs " +
+                  "source_version,target_connector,target_version,exit_code,error,summary,plan_of,category FROM runs " +
                       where + " ORDER BY created_at DESC, id DESC LIMIT ?";
             if (!where.empty()) st, use(a);
             st, use(lim);
@@ -355,6 +358,7 @@ private:
                 r.target_connector = str(rs, 10); r.target_version = str(rs, 11);
                 r.exit_code = static_cast<int>(num(rs, 12)); r.error = str(rs, 13); r.summary_json = str(rs, 14);
                 r.plan_of = str(rs, 15);
+                r.category = str(rs, 16);
                 out.push_back(std::move(r));
             });
         });

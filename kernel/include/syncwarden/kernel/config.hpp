@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -48,6 +49,18 @@ struct connector_ref {
     nlohmann::json settings = nlohmann::json::object();
 };
 
+// How a job's connectors run: isolation, limits and deadlines (README,
+// "Isolation, limits and deadlines").
+struct job_runtime {
+    bool in_process = false;  // "isolation": "in-process"; worker processes otherwise
+    uint64_t memory_mb = 2048, cpu_seconds = 3600, open_files = 1024;  // 0 = no limit
+    // Phase deadlines; 0 = none. stall: the watchdog; grace: how long a
+    // connector has to stop after it was asked to.
+    std::chrono::milliseconds contract{std::chrono::minutes(1)}, extract{std::chrono::hours(2)},
+        diff{std::chrono::hours(2)}, apply{std::chrono::hours(4)}, stall{std::chrono::minutes(5)},
+        grace{std::chrono::seconds(10)};
+};
+
 struct job_config {
     std::filesystem::path file;
     std::filesystem::path base_dir;  // the job file's folder: relative paths start here
@@ -56,7 +69,11 @@ struct job_config {
     std::map<std::string, std::map<std::string, std::string>> tables;
     std::vector<entity_mapping> entities;
     size_t batch_size = 500;
+    job_runtime runtime;
 };
+
+// "90s", "5m", "1h", "250ms", or a number of seconds; what is wrong otherwise.
+Result<std::chrono::milliseconds> parse_duration(const nlohmann::json& j);
 
 // `file` may be empty: then defaults apply, with data_dir = `default_data_dir`.
 Result<kernel_config> load_kernel_config(const std::filesystem::path& file,

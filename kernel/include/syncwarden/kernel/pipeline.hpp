@@ -8,6 +8,7 @@
 #include <syncwarden/kernel/plan.hpp>
 #include <syncwarden/kernel/registry.hpp>
 #include <syncwarden/kernel/store.hpp>
+#include <syncwarden/kernel/worker.hpp>
 
 #include <filesystem>
 #include <map>
@@ -41,12 +42,15 @@ public:
     run_outcome run(const job_config& job, const run_options& opts);
     // Applies the stored plan of an earlier dry run, as a new run.
     run_outcome apply_stored(const std::string& run_id);
+    // Runs stop (as cancelled) once this flag is set; it must outlive them.
+    void set_cancel(const cancel_flag* c) { cancel_ = c; }
 
 private:
     registry& registry_;
     run_store& store_;
     const clock& clock_;
     std::filesystem::path data_dir_;
+    const cancel_flag* cancel_ = nullptr;
 };
 
 // Exit code of the `syncwarden` command for a failed status (README).

@@ -45,13 +45,21 @@ public:
     // Loads an installed release (cached: each file is opened once), after
     // checking the file's SHA-256 and that its manifest matches release.json.
     Result<std::shared_ptr<const loaded_connector>> open(const installed_release& r);
+    // Checks the installed file's SHA-256 without loading it: for a worker
+    // process, which loads it and reports its manifest.
+    Status verify(const installed_release& r) const;
+    // Install-time checks load the library in a throw-away worker process
+    // (the default), or in this process.
+    void check_in_process(bool yes) { check_in_process_ = yes; }
 
 private:
+    Result<connector_info> inspect(const std::filesystem::path& so) const;
     std::filesystem::path root_;
     const clock& clock_;
     std::mutex mu_;
     std::map<std::string, std::shared_ptr<const loaded_connector>> open_;
     mutable std::vector<std::string> warnings_;
+    bool check_in_process_ = false;
 };
 
 }  // namespace syncwarden::kernel

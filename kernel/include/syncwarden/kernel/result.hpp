@@ -16,7 +16,8 @@ enum class error_kind {
     target,      // the target refused or failed changes
     store,       // the run store failed
     not_found,   // a run, job or connector that does not exist
-    internal     // a bug in the kernel
+    internal,    // a bug in the kernel
+    cancelled    // an operator or a signal stopped the run
 };
 
 class [[nodiscard]] Status {
@@ -34,16 +35,24 @@ public:
     explicit operator bool() const { return !failed_; }
     error_kind kind() const { return kind_; }
     const std::string& message() const { return message_; }
+    // A stable word for reports ("connector_crashed", "timeout"); may be empty.
+    const std::string& category() const { return category_; }
+    Status with_category(std::string category) const {
+        Status s = *this;
+        s.category_ = std::move(category);
+        return s;
+    }
     // Prepends context: "loading x.so: " + message.
     Status context(const std::string& where) const {
         if (!failed_) return *this;
-        return error(kind_, where + ": " + message_);
+        return error(kind_, where + ": " + message_).with_category(category_);
     }
 
 private:
     bool failed_ = false;
     error_kind kind_ = error_kind::internal;
     std::string message_;
+    std::string category_;
 };
 
 template <class T>
@@ -75,6 +84,7 @@ inline const char* to_string(error_kind k) {
         case error_kind::store: return "store";
         case error_kind::not_found: return "not_found";
         case error_kind::internal: return "internal";
+        case error_kind::cancelled: return "cancelled";
     }
     return "internal";
 }

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -63,9 +64,12 @@ run_services& no_services();
 const char* status_name(sw_status s);
 
 // The outcome of a hook that can fail per item (apply): its status and text.
+// `fatal`: the connector's process is gone (crashed, exited, killed after a
+// timeout); the run stops, and nothing more reaches the connector.
 struct hook_error {
     sw_status status = SW_OK;
     std::string category, message;
+    bool fatal = false;
 };
 
 class connector_session {
@@ -76,6 +80,9 @@ public:
     virtual const std::string& who() const = 0;  // "vendor-csv 1.0.0", for messages
     virtual bool has_diff() const = 0;
     virtual bool has_state_token() const = 0;
+    // The calls that follow must end by `d` (the phase's deadline). Only a
+    // worker session can enforce it; in-process connectors are trusted.
+    virtual void set_deadline(std::optional<std::chrono::steady_clock::time_point> d) { (void)d; }
 
     virtual Result<contract_schema> contract(run_services& rs) = 0;
     virtual Status extract(const std::vector<std::string>& entities, record_sink& out, run_services& rs) = 0;

@@ -23,6 +23,7 @@ struct run_record {
     std::string source_connector, source_version, target_connector, target_version;
     int exit_code = 0;
     std::string error;
+    std::string category;  // of the error: connector_crashed, timeout, cancelled, ...
     std::string summary_json = "{}";
     std::string plan_of;  // `runs apply`: the run whose stored plan this run applies
 };

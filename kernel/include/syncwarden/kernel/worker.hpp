@@ -1,0 +1,78 @@
+// Connector worker processes: each connector instance of a run lives in its
+// own process, started from the kernel's own binary with an internal
+// subcommand. The kernel sees it through connector_session, like an
+// in-process connector. A worker that crashes, exits, runs out of memory or
+// stops making progress fails its run with a category (connector_crashed,
+// connector_exited, connector_oom, timeout); the kernel goes on.
+#pragma once
+
+#include <syncwarden/kernel/loader.hpp>
+#include <syncwarden/kernel/result.hpp>
+#include <syncwarden/kernel/session.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace syncwarden::kernel {
+
+inline constexpr const char* k_worker_command = "__worker";
+
+// setrlimit values for the worker; 0 = no limit.
+struct worker_limits {
+    uint64_t memory_mb = 2048;    // RLIMIT_DATA: heap and private memory
+    uint64_t cpu_seconds = 3600;  // RLIMIT_CPU
+    uint64_t open_files = 1024;   // RLIMIT_NOFILE
+};
+
+// Set when the run should stop: by SIGINT/SIGTERM, `runs cancel`, or a
+// deadline. Sessions poll it and hand it to the connector as is_cancelled.
+struct cancel_flag {
+    std::atomic<bool> requested{false};
+    std::atomic<int> signal{0};  // the signal that asked, if any
+};
+
+struct worker_options {
+    worker_limits limits;
+    // No emit, result, log or other host call for this long: the connector
+    // is stuck. 0 = no watchdog.
+    std::chrono::milliseconds stall{std::chrono::minutes(5)};
+    // After is_cancelled was set: how long the connector has to return
+    // SW_CANCELLED before its process is killed.
+    std::chrono::milliseconds grace{std::chrono::seconds(10)};
+    const cancel_flag* cancel = nullptr;
+    std::string run_id, job;  // for the log lines the worker's output becomes
+};
+
+// Deadline for the calls that follow (a phase's end), or none.
+using deadline = std::optional<std::chrono::steady_clock::time_point>;
+
+// The executable started as the worker: by default this process's own
+// binary. Programs that embed the kernel without being `syncwarden` (tests,
+// benchmarks) point it at the real binary.
+void set_worker_executable(const std::filesystem::path& exe);
+
+// True when argv asks for the worker; main() then returns worker_main().
+bool is_worker_command(int argc, char** argv);
+int worker_main(int argc, char** argv);
+
+// Loads `so` in a throw-away worker and returns its manifest: a library that
+// crashes in its constructors or entry fails here, not in the kernel.
+Result<connector_info> probe_in_worker(const std::filesystem::path& so, const worker_limits& limits);
+
+// Starts a worker for `so` and creates the connector instance in it.
+// `expected` is what the registry recorded for the release; a library whose
+// manifest differs is refused.
+Result<std::unique_ptr<connector_session>> open_in_worker(const std::filesystem::path& so,
+                                                          const connector_info& expected,
+                                                          const nlohmann::json& settings,
+                                                          const std::string& job_name,
+                                                          const std::filesystem::path& base_dir,
+                                                          run_services& rs, const std::string& settings_path,
+                                                          const worker_options& opts);
+
+}  // namespace syncwarden::kernel

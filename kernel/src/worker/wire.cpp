@@ -1,0 +1,375 @@
+#include "wire.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace syncwarden::kernel::wire {
+namespace {
+
+// A length with this bit set stands for a pointer that was NULL although its
+// length was not 0; the reader hands the same defect on to the kernel's
+// checks instead of the worker crashing on it.
+constexpr uint32_t k_null_bit = 0x80000000u;
+
+inline void put32(char*& o, uint32_t v) {
+    std::memcpy(o, &v, 4);
+    o += 4;
+}
+inline void put64(char*& o, uint64_t v) {
+    std::memcpy(o, &v, 8);
+    o += 8;
+}
+inline void put_str(char*& o, sw_str s) {
+    if (!s.ptr && s.len) {
+        put32(o, static_cast<uint32_t>(s.len) | k_null_bit);
+        return;
+    }
+    put32(o, static_cast<uint32_t>(s.len));
+    if (s.len) std::memcpy(o, s.ptr, s.len);
+    o += s.len;
+}
+inline size_t str_size(sw_str s) { return 4 + (s.ptr ? s.len : 0); }
+
+// Reads encoded values; every read is bounds-checked.
+class in {
+public:
+    in(const char* p, size_t n) : p_(p), e_(p + n) {}
+    bool u32(uint32_t& v) { return fixed(v); }
+    bool u64(uint64_t& v) { return fixed(v); }
+    bool str(sw_str& s) {
+        uint32_t n;
+        if (!u32(n)) return false;
+        if (n & k_null_bit) {
+            s = {nullptr, n & ~k_null_bit};
+            return true;
+        }
+        if (static_cast<size_t>(e_ - p_) < n) return false;
+        s = {n ? p_ : nullptr, n};
+        p_ += n;
+        return true;
+    }
+    size_t left() const { return static_cast<size_t>(e_ - p_); }
+    bool at_end() const { return p_ == e_; }
+
+private:
+    template <class T>
+    bool fixed(T& v) {
+        if (static_cast<size_t>(e_ - p_) < sizeof(T)) return false;
+        std::memcpy(&v, p_, sizeof(T));
+        p_ += sizeof(T);
+        return true;
+    }
+    const char* p_;
+    const char* e_;
+};
+
+}  // namespace
+
+// ---- arena -------------------------------------------------------------------
+
+arena::~arena() {
+    if (base_) ::munmap(base_, mapped_);
+    if (fd_ >= 0) ::close(fd_);
+}
+
+arena::arena(arena&& o) noexcept : fd_(o.fd_), writable_(o.writable_), base_(o.base_), mapped_(o.mapped_) {
+    o.fd_ = -1;
+    o.base_ = nullptr;
+    o.mapped_ = 0;
+}
+
+arena& arena::operator=(arena&& o) noexcept {
+    if (this != &o) {
+        this->~arena();
+        new (this) arena(std::move(o));
+    }
+    return *this;
+}
+
+bool arena::map_at_least(size_t n) {
+    if (n <= mapped_ && base_) return true;
+    if (base_) ::munmap(base_, mapped_);
+    base_ = nullptr;
+    mapped_ = 0;
+    int prot = PROT_READ | (writable_ ? PROT_WRITE : 0);
+    void* p = ::mmap(nullptr, n, prot, MAP_SHARED, fd_, 0);
+    if (p == MAP_FAILED) return false;
+    base_ = static_cast<char*>(p);
+    mapped_ = n;
+    return true;
+}
+
+bool arena::reserve(size_t n) {
+    if (n <= mapped_ && base_) return true;
+    if (n > k_max_arena) return false;
+    size_t want = std::max<size_t>(n + n / 2, size_t(1) << 20);
+    want = (want + 4095) & ~size_t(4095);
+    if (want > k_max_arena) want = k_max_arena;
+    struct stat st{};
+    if (::fstat(fd_, &st) != 0) return false;
+    if (static_cast<size_t>(st.st_size) < want && ::ftruncate(fd_, static_cast<off_t>(want)) != 0) return false;
+    return map_at_least(want);
+}
+
+bool arena::view(size_t n) {
+    if (n <= mapped_ && base_) return true;
+    if (n > k_max_arena) return false;
+    struct stat st{};
+    if (::fstat(fd_, &st) != 0 || static_cast<size_t>(st.st_size) < n) return false;
+    return map_at_least(static_cast<size_t>(st.st_size));
+}
+
+// ---- batches -----------------------------------------------------------------
+
+size_t encoded_size(const sw_batch& b) {
+    size_t n = 4 + 4 + 8;
+    if (b.struct_size < sizeof(sw_batch)) return n + 4;
+    n += str_size(b.entity);
+    if (!b.records) return n;
+    for (size_t i = 0; i < b.record_count; ++i) {
+        const sw_record& r = b.records[i];
+        n += str_size(r.key) + 8;
+        if (!r.values) continue;
+        for (size_t k = 0; k < r.value_count; ++k) n += str_size(r.values[k]);
+    }
+    return n;
+}
+
+void encode(const sw_batch& b, char* o) {
+    put32(o, b.struct_size);
+    if (b.struct_size < sizeof(sw_batch)) {
+        put32(o, 0);
+        put64(o, 0);
+        put32(o, 0);
+        return;
+    }
+    put32(o, b.mode);
+    put64(o, b.records || !b.record_count ? b.record_count : (b.record_count | (uint64_t(1) << 63)));
+    put_str(o, b.entity);
+    if (!b.records) return;
+    for (size_t i = 0; i < b.record_count; ++i) {
+        const sw_record& r = b.records[i];
+        put_str(o, r.key);
+        put32(o, r.state);
+        put32(o, static_cast<uint32_t>(r.value_count) | (r.values || !r.value_count ? 0 : k_null_bit));
+        if (!r.values) continue;
+        for (size_t k = 0; k < r.value_count; ++k) put_str(o, r.values[k]);
+    }
+}
+
+size_t encoded_size(const sw_change_batch& b) {
+    size_t n = 4 + 8;
+    if (b.struct_size < sizeof(sw_change_batch)) return n + 4;
+    n += str_size(b.entity);
+    if (!b.changes) return n;
+    for (size_t i = 0; i < b.change_count; ++i) {
+        const sw_change& c = b.changes[i];
+        n += str_size(c.id) + 4 + str_size(c.key) + 4 + 4;
+        if (c.values)
+            for (size_t k = 0; k < c.value_count; ++k) n += str_size(c.values[k]);
+        if (c.changed_fields) n += 4 * c.changed_count;
+    }
+    return n;
+}
+
+void encode(const sw_change_batch& b, char* o) {
+    put32(o, b.struct_size);
+    if (b.struct_size < sizeof(sw_change_batch)) {
+        put64(o, 0);
+        put32(o, 0);
+        return;
+    }
+    put64(o, b.changes || !b.change_count ? b.change_count : (b.change_count | (uint64_t(1) << 63)));
+    put_str(o, b.entity);
+    if (!b.changes) return;
+    for (size_t i = 0; i < b.change_count; ++i) {
+        const sw_change& c = b.changes[i];
+        put_str(o, c.id);
+        put32(o, c.kind);
+        put_str(o, c.key);
+        put32(o, static_cast<uint32_t>(c.value_count) | (c.values || !c.value_count ? 0 : k_null_bit));
+        if (c.values)
+            for (size_t k = 0; k < c.value_count; ++k) put_str(o, c.values[k]);
+        put32(o, static_cast<uint32_t>(c.changed_count) | (c.changed_fields || !c.changed_count ? 0 : k_null_bit));
+        if (c.changed_fields)
+            for (size_t k = 0; k < c.changed_count; ++k) put32(o, c.changed_fields[k]);
+    }
+}
+
+bool batch_decoder::decode(const char* p, size_t n, sw_batch& out, std::string& why) {
+    in r(p, n);
+    uint32_t size, mode;
+    uint64_t count;
+    out = sw_batch{};
+    if (!r.u32(size) || !r.u32(mode) || !r.u64(count) || !r.str(out.entity)) {
+        why = "a record batch header is cut short";
+        return false;
+    }
+    out.struct_size = size;
+    out.mode = mode;
+    const bool null_records = count >> 63;
+    count &= ~(uint64_t(1) << 63);
+    out.record_count = count;
+    if (null_records || size < sizeof(sw_batch)) return true;
+    // Each record takes at least 12 bytes: a bound before allocating.
+    if (count > r.left() / 12) {
+        why = "a record batch says it has " + std::to_string(count) + " records, more than its bytes hold";
+        return false;
+    }
+    records_.resize(count);
+    values_.clear();
+    std::vector<size_t> first(count);
+    for (size_t i = 0; i < count; ++i) {
+        sw_record& rec = records_[i];
+        uint32_t nv;
+        if (!r.str(rec.key) || !r.u32(rec.state) || !r.u32(nv)) {
+            why = "record " + std::to_string(i) + " of a batch is cut short";
+            return false;
+        }
+        rec.value_count = nv & ~k_null_bit;
+        first[i] = (nv & k_null_bit) ? SIZE_MAX : values_.size();
+        if (nv & k_null_bit) continue;
+        if (rec.value_count > r.left() / 4) {
+            why = "record " + std::to_string(i) + " says it has more values than its bytes hold";
+            return false;
+        }
+        for (size_t k = 0; k < rec.value_count; ++k) {
+            sw_str v;
+            if (!r.str(v)) {
+                why = "value " + std::to_string(k) + " of record " + std::to_string(i) + " is cut short";
+                return false;
+            }
+            values_.push_back(v);
+        }
+    }
+    // values_ may have moved while it grew: point the records at it now.
+    for (size_t i = 0; i < count; ++i) records_[i].values = first[i] == SIZE_MAX ? nullptr : values_.data() + first[i];
+    out.records = records_.data();
+    return true;
+}
+
+bool batch_decoder::decode(const char* p, size_t n, sw_change_batch& out, std::string& why) {
+    in r(p, n);
+    uint32_t size;
+    uint64_t count;
+    out = sw_change_batch{};
+    if (!r.u32(size) || !r.u64(count) || !r.str(out.entity)) {
+        why = "a change batch header is cut short";
+        return false;
+    }
+    out.struct_size = size;
+    const bool null_changes = count >> 63;
+    count &= ~(uint64_t(1) << 63);
+    out.change_count = count;
+    if (null_changes || size < sizeof(sw_change_batch)) return true;
+    if (count > r.left() / 20) {
+        why = "a change batch says it has " + std::to_string(count) + " changes, more than its bytes hold";
+        return false;
+    }
+    changes_.resize(count);
+    values_.clear();
+    fields_.clear();
+    std::vector<std::pair<size_t, size_t>> first(count);
+    for (size_t i = 0; i < count; ++i) {
+        sw_change& c = changes_[i];
+        uint32_t nv, nf;
+        if (!r.str(c.id) || !r.u32(c.kind) || !r.str(c.key) || !r.u32(nv)) {
+            why = "change " + std::to_string(i) + " of a batch is cut short";
+            return false;
+        }
+        c.value_count = nv & ~k_null_bit;
+        first[i].first = (nv & k_null_bit) ? SIZE_MAX : values_.size();
+        if (!(nv & k_null_bit)) {
+            if (c.value_count > r.left() / 4) {
+                why = "change " + std::to_string(i) + " says it has more values than its bytes hold";
+                return false;
+            }
+            for (size_t k = 0; k < c.value_count; ++k) {
+                sw_str v;
+                if (!r.str(v)) {
+                    why = "value " + std::to_string(k) + " of change " + std::to_string(i) + " is cut short";
+                    return false;
+                }
+                values_.push_back(v);
+            }
+        }
+        if (!r.u32(nf)) {
+            why = "change " + std::to_string(i) + " of a batch is cut short";
+            return false;
+        }
+        c.changed_count = nf & ~k_null_bit;
+        first[i].second = (nf & k_null_bit) ? SIZE_MAX : fields_.size();
+        if (nf & k_null_bit) continue;
+        if (c.changed_count > r.left() / 4) {
+            why = "change " + std::to_string(i) + " says it changed more fields than its bytes hold";
+            return false;
+        }
+        for (size_t k = 0; k < c.changed_count; ++k) {
+            uint32_t f;
+            r.u32(f);
+            fields_.push_back(f);
+        }
+    }
+    for (size_t i = 0; i < count; ++i) {
+        changes_[i].values = first[i].first == SIZE_MAX ? nullptr : values_.data() + first[i].first;
+        changes_[i].changed_fields = first[i].second == SIZE_MAX ? nullptr : fields_.data() + first[i].second;
+    }
+    out.changes = changes_.data();
+    return true;
+}
+
+// ---- packets -----------------------------------------------------------------
+
+std::string& packet::begin(op o) {
+    frame_at_ = buf_.size();
+    writer w(buf_);
+    w.u32(0);
+    w.u32(static_cast<uint32_t>(o));
+    return buf_;
+}
+
+void packet::end() {
+    uint32_t len = static_cast<uint32_t>(buf_.size() - frame_at_ - 4);
+    std::memcpy(&buf_[frame_at_], &len, 4);
+}
+
+bool split(const char* p, size_t n, std::vector<frame>& out) {
+    out.clear();
+    while (n) {
+        uint32_t len, o;
+        if (n < 8) return false;
+        std::memcpy(&len, p, 4);
+        if (len < 4 || len > n - 4) return false;
+        std::memcpy(&o, p + 4, 4);
+        out.push_back({static_cast<op>(o), p + 8, len - 4});
+        p += 4 + len;
+        n -= 4 + len;
+    }
+    return true;
+}
+
+bool send_packet(int fd, const std::string& bytes) {
+    for (;;) {
+        ssize_t w = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        if (w == static_cast<ssize_t>(bytes.size())) return true;
+        if (w < 0 && errno == EINTR) continue;
+        return false;
+    }
+}
+
+long recv_packet(int fd, std::vector<char>& buf) {
+    buf.resize(k_max_packet);
+    for (;;) {
+        ssize_t r = ::recv(fd, buf.data(), buf.size(), MSG_TRUNC);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (static_cast<size_t>(r) > buf.size()) return -1;  // longer than any packet may be
+        return static_cast<long>(r);
+    }
+}
+
+}  // namespace syncwarden::kernel::wire

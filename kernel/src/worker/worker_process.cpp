@@ -1,0 +1,453 @@
+// The worker process: hosts one connector library and implements the host
+// API by talking to the kernel over the descriptors it was started with
+// (wire.hpp). Nothing here trusts the connector: whatever it does, the worst
+// outcome is that this process dies, which the kernel reports.
+#include <syncwarden/kernel/loader.hpp>
+#include <syncwarden/kernel/schema.hpp>
+#include <syncwarden/kernel/worker.hpp>
+
+#include "wire.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <new>
+#include <csignal>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+namespace syncwarden::kernel {
+namespace {
+
+using wire::op;
+
+struct worker_state {
+    int sock = wire::k_fd_control;
+    wire::arena up{wire::k_fd_up, true}, down{wire::k_fd_down, false};
+    wire::control_page* page = nullptr;
+    wire::packet outbox;
+    std::vector<char> rbuf;
+    std::vector<wire::frame> frames;
+    wire::batch_decoder decoder;
+    std::shared_ptr<const loaded_connector> lib;
+    void* instance = nullptr;
+    nlohmann::json settings;
+    std::map<std::string, std::string> config_values;
+    std::string checkpoint_buf;
+};
+
+worker_state* g = nullptr;  // one connector per process
+
+// Ends the worker; what the connector printed is flushed to the kernel first.
+[[noreturn]] void die(int code) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::_exit(code);
+}
+
+void progress() {
+    if (g->page) g->page->progress.fetch_add(1, std::memory_order_relaxed);
+}
+
+void flush() {
+    if (g->outbox.empty()) return;
+    if (!wire::send_packet(g->sock, g->outbox.bytes())) die(1);  // the kernel is gone
+    g->outbox.clear();
+}
+
+// Queues a one-way frame; `fill` writes its payload.
+template <class F>
+void post(op o, F&& fill) {
+    if (g->outbox.size() > wire::k_max_packet - 40 * 1024) flush();
+    wire::writer w(g->outbox.begin(o));
+    fill(w);
+    g->outbox.end();
+}
+
+// Sends a frame and waits for the kernel's reply frame.
+template <class F>
+wire::frame ask(op o, F&& fill) {
+    post(o, std::forward<F>(fill));
+    flush();
+    long n = wire::recv_packet(g->sock, g->rbuf);
+    if (n <= 0 || !wire::split(g->rbuf.data(), static_cast<size_t>(n), g->frames) || g->frames.size() != 1) die(1);
+    return g->frames[0];
+}
+
+sw_status reply_status(const wire::frame& f) {
+    wire::reader r(f.p, f.n);
+    uint32_t s = r.u32();
+    return f.o == op::reply_status && r.ok() && s <= SW_CANCELLED ? static_cast<sw_status>(s) : SW_INTERNAL;
+}
+
+// ---- the host API, served over the socket -------------------------------------
+
+void host_log(sw_host_ctx*, uint32_t level, sw_str msg) noexcept {
+    progress();
+    post(op::log, [&](wire::writer& w) {
+        w.u32(level);
+        w.str(msg, wire::k_max_inline_text);
+    });
+}
+
+// Puts a batch into the up arena and waits for the kernel's verdict on it.
+template <class B>
+sw_status send_batch(op o, const B* b) {
+    progress();
+    if (!b) return SW_SCHEMA;
+    size_t n = wire::encoded_size(*b);
+    if (!g->up.reserve(n)) {
+        post(op::log, [&](wire::writer& w) {
+            w.u32(SW_LOG_ERROR);
+            w.str("a batch of " + std::to_string(n) +
+                  " bytes does not fit the shared memory between worker and kernel; emit smaller batches");
+        });
+        return SW_INTERNAL;
+    }
+    wire::encode(*b, g->up.data());
+    sw_status s = reply_status(ask(o, [&](wire::writer& w) { w.u64(n); }));
+    progress();
+    return s;
+}
+
+sw_status host_emit(sw_host_ctx*, const sw_batch* b) noexcept { return send_batch(op::records, b); }
+sw_status host_emit_changes(sw_host_ctx*, const sw_change_batch* b) noexcept { return send_batch(op::changes, b); }
+
+void host_finding(sw_host_ctx*, const sw_finding* f) noexcept {
+    progress();
+    if (!f || f->struct_size < sizeof(sw_finding)) return;
+    constexpr size_t cap = 2048;
+    post(op::finding, [&](wire::writer& w) {
+        w.u32(f->severity);
+        w.str(f->code, 256);
+        w.str(f->entity, 256);
+        w.str(f->file, cap);
+        w.u64(f->line);
+        w.u64(f->column);
+        w.str(f->key, cap);
+        w.str(f->message, wire::k_max_inline_text / 2);
+    });
+}
+
+void host_change_result(sw_host_ctx*, size_t index, sw_status s, sw_str cat, sw_str msg) noexcept {
+    progress();
+    post(op::result, [&](wire::writer& w) {
+        w.u64(index);
+        w.u32(s);
+        w.str(cat, 256);
+        w.str(msg, 4096);
+    });
+}
+
+sw_status host_checkpoint_save(sw_host_ctx*, sw_str token) noexcept {
+    progress();
+    if (token.len > wire::k_max_inline_text * 4) return SW_INTERNAL;
+    return reply_status(ask(op::checkpoint_save, [&](wire::writer& w) { w.str(token); }));
+}
+
+sw_status host_checkpoint_load(sw_host_ctx*, sw_str* out) noexcept {
+    progress();
+    if (!out) return SW_INTERNAL;
+    wire::frame f = ask(op::checkpoint_load, [](wire::writer&) {});
+    wire::reader r(f.p, f.n);
+    uint32_t s = r.u32();
+    std::string_view token = r.str();
+    if (f.o != op::reply_checkpoint || !r.ok()) return SW_INTERNAL;
+    try {
+        g->checkpoint_buf.assign(token);
+    } catch (...) {
+        return SW_INTERNAL;
+    }
+    *out = sw_str{g->checkpoint_buf.data(), g->checkpoint_buf.size()};
+    return s <= SW_CANCELLED ? static_cast<sw_status>(s) : SW_INTERNAL;
+}
+
+int host_is_cancelled(sw_host_ctx*) noexcept {
+    progress();
+    return g->page && g->page->cancel.load(std::memory_order_relaxed) ? 1 : 0;
+}
+
+sw_status host_config_get(sw_host_ctx*, sw_str pointer, sw_str* out) noexcept {
+    progress();
+    try {
+        if (!out) return SW_INTERNAL;
+        std::string p = pointer.ptr ? std::string(pointer.ptr, pointer.len) : std::string();
+        auto it = g->config_values.find(p);
+        if (it == g->config_values.end()) {
+            nlohmann::json::json_pointer jp(p);
+            if (!g->settings.contains(jp)) return SW_CONFIG;
+            const auto& v = g->settings.at(jp);
+            it = g->config_values.emplace(p, v.is_string() ? v.get<std::string>() : v.dump()).first;
+        }
+        *out = sw_str{it->second.data(), it->second.size()};
+        return SW_OK;
+    } catch (...) {
+        return SW_CONFIG;
+    }
+}
+
+void host_state_token(sw_host_ctx*, sw_str token) noexcept {
+    progress();
+    post(op::token, [&](wire::writer& w) {
+        w.u32(token.len > wire::k_max_inline_text ? 1 : 0);  // 1: too long, not sent
+        w.str(token, wire::k_max_inline_text);
+    });
+}
+
+const sw_host_api k_host = {sizeof(sw_host_api), SW_ABI_MAJOR, SW_ABI_MINOR, host_log, host_emit,
+                            host_finding, host_change_result, host_checkpoint_save,
+                            host_checkpoint_load, host_is_cancelled, host_config_get,
+                            host_emit_changes, host_state_token};
+
+// ---- hook calls -----------------------------------------------------------------
+
+void done(sw_status s, const sw_error& err, uint64_t payload = 0) {
+    post(op::done, [&](wire::writer& w) {
+        w.u32(s);
+        w.u32(err.retry_after_ms);
+        w.str(std::string_view(err.category, strnlen(err.category, sizeof err.category)));
+        w.str(std::string_view(err.message, strnlen(err.message, sizeof err.message)));
+        w.u64(payload);
+    });
+    flush();
+}
+
+void fail(sw_error& err, const char* cat, const std::string& msg) {
+    std::snprintf(err.category, sizeof err.category, "%s", cat);
+    std::snprintf(err.message, sizeof err.message, "%s", msg.c_str());
+}
+
+template <class F>
+sw_status call(const char* hook, sw_error& err, F&& f) {
+    std::memset(&err, 0, sizeof err);
+    err.struct_size = sizeof err;
+    try {
+        auto s = static_cast<sw_status>(f());
+        if (s > SW_CANCELLED) {
+            fail(err, "bad_status", std::string(hook) + " returned status " + std::to_string(static_cast<unsigned>(s)) +
+                                        ", which is not a sw_status");
+            return SW_INTERNAL;
+        }
+        return s;
+    } catch (const std::exception& e) {
+        fail(err, "exception", std::string(hook) + " threw across the ABI: " + e.what());
+    } catch (...) {
+        fail(err, "exception", std::string(hook) + " threw across the ABI");
+    }
+    return SW_INTERNAL;
+}
+
+std::vector<std::string_view> read_entities(wire::reader& r) {
+    std::vector<std::string_view> out;
+    uint32_t n = r.u32();
+    for (uint32_t i = 0; i < n && r.ok(); ++i) out.push_back(r.str());
+    return out;
+}
+
+using entities_fn = sw_status (*)(void*, const sw_str*, size_t, sw_error*);
+
+void entities_hook(const char* hook, entities_fn fn, wire::reader& args) {
+    sw_error err;
+    auto names = read_entities(args);
+    std::vector<sw_str> v;
+    for (auto n : names) v.push_back({n.data(), n.size()});
+    sw_status s = fn ? call(hook, err, [&] { return fn(g->instance, v.data(), v.size(), &err); }) : SW_OK;
+    done(s, err);
+}
+
+void encode_contract(const contract_schema& c, std::string& out) {
+    wire::writer w(out);
+    w.u32(static_cast<uint32_t>(c.entities.size()));
+    for (auto& e : c.entities) {
+        w.str(e.name);
+        w.str(e.key_name);
+        w.u32(static_cast<uint32_t>(e.fields.size()));
+        for (auto& f : e.fields) {
+            w.str(f.name);
+            w.u32(f.type);
+            w.u32(f.required ? 1 : 0);
+        }
+    }
+}
+
+void serve(const std::string& who) {
+    const sw_hooks& h = g->lib->hooks();
+    for (;;) {
+        long n = wire::recv_packet(g->sock, g->rbuf);
+        if (n <= 0) die(0);  // the kernel closed the session
+        if (!wire::split(g->rbuf.data(), static_cast<size_t>(n), g->frames) || g->frames.size() != 1) die(1);
+        const wire::frame f = g->frames[0];
+        wire::reader head(f.p, f.n);
+        const uint64_t size = head.u64();
+        if (!head.ok() || (size && !g->down.view(size))) die(1);
+        wire::reader args(size ? g->down.data() : "", size);
+        sw_error err;
+        std::memset(&err, 0, sizeof err);
+        switch (f.o) {
+            case op::create: {
+                std::string_view settings = args.str(), job = args.str(), base = args.str();
+                try {
+                    g->settings = nlohmann::json::parse(settings);
+                } catch (...) {
+                    g->settings = nlohmann::json::object();
+                }
+                sw_create_args a{sizeof(sw_create_args), {settings.data(), settings.size()}, {job.data(), job.size()},
+                                 {base.data(), base.size()}};
+                void* inst = nullptr;
+                sw_status s = call("create", err, [&] { return h.create(&k_host, reinterpret_cast<sw_host_ctx*>(g), &a, &inst, &err); });
+                if (s == SW_OK) g->instance = inst;
+                done(s == SW_OK && !inst ? SW_INTERNAL : s, err, s == SW_OK && !inst ? 1 : 0);
+                break;
+            }
+            case op::contract: {
+                const sw_contract* c = nullptr;
+                sw_status s = call("contract", err, [&] { return h.contract(g->instance, &c, &err); });
+                if (s != SW_OK) {
+                    done(s, err);
+                    break;
+                }
+                // The checks run here, so a contract with bad pointers
+                // crashes this process and not the kernel.
+                auto copied = copy_contract(c, who);
+                if (!copied) {
+                    fail(err, "bad_contract", copied.status().message());
+                    done(SW_INTERNAL, err, 1);
+                    break;
+                }
+                std::string bytes;
+                encode_contract(*copied, bytes);
+                if (!g->up.reserve(bytes.size())) die(1);
+                std::memcpy(g->up.data(), bytes.data(), bytes.size());
+                done(SW_OK, err, bytes.size());
+                break;
+            }
+            case op::extract: entities_hook("extract", h.extract, args); break;
+            case op::read_state: entities_hook("read_state", h.read_state, args); break;
+            case op::state_token: entities_hook("state_token", h.state_token, args); break;
+            case op::diff: {
+                sw_batch b;
+                std::string why;
+                const bool end = size == 0;
+                if (!end && !g->decoder.decode(g->down.data(), size, b, why)) die(1);
+                sw_status s = call("diff", err, [&] { return h.diff(g->instance, end ? nullptr : &b, &err); });
+                done(s, err);
+                break;
+            }
+            case op::apply: {
+                sw_change_batch b;
+                std::string why;
+                if (!g->decoder.decode(g->down.data(), size, b, why)) die(1);
+                sw_status s = call("apply", err, [&] { return h.apply(g->instance, &b, &err); });
+                done(s, err);
+                break;
+            }
+            case op::commit: {
+                sw_status s = h.commit ? call("commit", err, [&] { return h.commit(g->instance, &err); }) : SW_OK;
+                done(s, err);
+                break;
+            }
+            case op::destroy: {
+                if (g->instance) {
+                    try { h.destroy(g->instance); } catch (...) {}
+                    g->instance = nullptr;
+                }
+                done(SW_OK, err);
+                die(0);
+            }
+            default: die(1);
+        }
+    }
+}
+
+void out_of_memory() {
+    static const char msg[] = "syncwarden worker: an allocation failed under the memory limit\n";
+    [[maybe_unused]] auto r = ::write(2, msg, sizeof msg - 1);
+    ::_exit(wire::k_exit_oom);
+}
+
+void set_limit(int resource, uint64_t value) {
+    if (!value) return;
+    rlimit rl{value, value};
+    ::setrlimit(resource, &rl);
+}
+
+}  // namespace
+
+bool is_worker_command(int argc, char** argv) { return argc > 1 && std::strcmp(argv[1], k_worker_command) == 0; }
+
+int worker_main(int argc, char** argv) {
+    // Nothing of the kernel's may leak into the connector's process.
+    ::close_range(wire::k_fd_page + 1, ~0u, 0);
+    std::string so;
+    bool probe = false;
+    uint64_t memory_mb = 0, cpu = 0, files = 0;
+    long parent = 0;
+    for (int i = 2; i < argc; ++i) {
+        std::string a = argv[i];
+        auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+        if (a == "--so") so = next();
+        else if (a == "--probe") probe = true;
+        else if (a == "--memory-mb") memory_mb = std::strtoull(next().c_str(), nullptr, 10);
+        else if (a == "--cpu-seconds") cpu = std::strtoull(next().c_str(), nullptr, 10);
+        else if (a == "--open-files") files = std::strtoull(next().c_str(), nullptr, 10);
+        else if (a == "--parent") parent = std::strtol(next().c_str(), nullptr, 10);
+    }
+    // Dies with the kernel; the check after closes the race with a kernel
+    // that died before prctl.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (parent && ::getppid() != parent) return 1;
+#if !defined(__SANITIZE_ADDRESS__) && !defined(SYNCWARDEN_SANITIZED)
+    // A sanitizer reserves terabytes of shadow memory; no data limit fits it.
+    set_limit(RLIMIT_DATA, memory_mb << 20);
+#else
+    (void)memory_mb;
+#endif
+    if (cpu) {
+        rlimit rl{cpu, cpu + 5};  // SIGXCPU at the limit, SIGKILL 5 s later
+        ::setrlimit(RLIMIT_CPU, &rl);
+    }
+    set_limit(RLIMIT_NOFILE, files);
+    std::set_new_handler(out_of_memory);
+    // Line by line, so a connector's output reaches the run's log even when
+    // the process dies.
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+
+    static worker_state state;
+    g = &state;
+    void* page = ::mmap(nullptr, sizeof(wire::control_page), PROT_READ | PROT_WRITE, MAP_SHARED, wire::k_fd_page, 0);
+    if (page == MAP_FAILED) return 1;
+    g->page = static_cast<wire::control_page*>(page);
+
+    // Loading runs the library's constructors: from here on, anything may happen.
+    auto lib = load_connector(so);
+    if (!lib) {
+        post(op::load_failed, [&](wire::writer& w) { w.str(lib.status().message()); });
+        flush();
+        return 0;
+    }
+    g->lib = *lib;
+    const connector_info& i = g->lib->info();
+    const sw_hooks& h = g->lib->hooks();
+    post(op::manifest, [&](wire::writer& w) {
+        w.str(i.name);
+        w.str(i.version);
+        w.str(i.build_id);
+        w.str(i.description);
+        w.u32(i.abi_major);
+        w.u32(i.abi_minor);
+        w.u32(i.capabilities);
+        w.u32(i.thread_safety);
+        w.str(i.settings_schema, wire::k_max_inline_text * 4);
+        w.u32((h.diff ? 1u : 0u) | (h.state_token ? 2u : 0u) | (h.commit ? 4u : 0u));
+    });
+    flush();
+    if (probe) return 0;
+    serve(i.name + " " + i.version);
+    return 0;
+}
+
+}  // namespace syncwarden::kernel

@@ -378,6 +378,10 @@ public:
 
     ~worker_session() override {
         if (!c_->reaped && !gone_) {
+            // A connector stopped by a deadline or a cancel still gets its
+            // destroy, within the grace period.
+            stopped_.reset();
+            deadline_ = steady::now() + opts_.grace;
             sinks none;
             none.rs = &no_services();
             (void)converse(op::destroy, {}, none, "destroy");

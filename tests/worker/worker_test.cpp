@@ -1,0 +1,176 @@
+// Connectors in worker processes: each misbehaviour fails only its run, with
+// the category and a message naming the connector, its version and the
+// phase; the target is untouched; the kernel goes on and the next healthy
+// run succeeds.
+#include "test_support.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <gtest/gtest.h>
+
+#include <csignal>
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// A data dir with the diff-target fixture installed; jobs from any source
+// fixture into it, delivering to applied.log.
+struct setup {
+    sw_test::temp_dir tmp;
+    setup() { install("diff_target"); }
+    fs::path data() const { return tmp / "data"; }
+    fs::path log() const { return tmp / "applied.log"; }
+    void install(const std::string& fixture) {
+        auto r = sw_test::cli(data(), {"connectors", "install", sw_test::fixture(fixture).string()});
+        ASSERT_EQ(r.code, 0) << r.err;
+    }
+    // `extra`: top-level job members, each with a trailing comma.
+    fs::path job(const std::string& source, const std::string& extra = "",
+                 const std::string& source_settings = "{}") const {
+        auto file = tmp / ("job-" + source + ".json");
+        sw_test::write_file(file, R"({"name": "w", )" + extra + R"(
+          "source": {"connector": ")" + source + R"(", "settings": )" + source_settings + R"(},
+          "target": {"connector": "diff-target", "settings": {"log": ")" + log().string() + R"("}},
+          "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]}})");
+        return file;
+    }
+    nlohmann::json last_run() const {
+        auto runs = nlohmann::json::parse(sw_test::cli(data(), {"runs", "list", "--json"}).out);
+        return nlohmann::json::parse(
+            sw_test::cli(data(), {"runs", "show", runs[0]["id"].get<std::string>(), "--json"}).out);
+    }
+    // A healthy run afterwards, in the same data dir, succeeds.
+    void healthy_run_succeeds() {
+        install("good");
+        auto r = sw_test::cli(data(), {"run", job("good").string()});
+        EXPECT_EQ(r.code, 0) << r.out << r.err;
+        EXPECT_THAT(sw_test::read_file(log()), HasSubstr("i-1"));
+    }
+};
+
+struct misbehaviour {
+    const char* fixture;   // file stem
+    const char* job_extra; // deadlines and limits that make the test quick
+    const char* category;
+    const char* says;      // what the error says, after "mis-NAME 1.0.0 "
+};
+
+void PrintTo(const misbehaviour& m, std::ostream* os) { *os << m.fixture; }
+
+class worker_misbehaviour : public ::testing::TestWithParam<misbehaviour> {};
+
+TEST_P(worker_misbehaviour, fails_only_its_run_with_a_category_and_the_next_run_succeeds) {
+    const misbehaviour& m = GetParam();
+#if defined(SYNCWARDEN_SANITIZED)
+    if (std::string(m.category) == "connector_oom")
+        GTEST_SKIP() << "a sanitizer's shadow memory leaves no room for a memory limit";
+#endif
+    setup s;
+    s.install(m.fixture);
+    std::string name = std::string("mis-") + (m.fixture + 4);
+    std::replace(name.begin(), name.end(), '_', '-');
+    auto r = sw_test::cli(s.data(), {"run", s.job(name, m.job_extra).string()});
+    EXPECT_EQ(r.code, 4) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr(std::string(m.category) + ": " + name + " 1.0.0 " + m.says));
+    EXPECT_FALSE(fs::exists(s.log())) << "the target is untouched when the source's worker fails";
+    auto run = s.last_run();
+    EXPECT_EQ(run["state"], "failed");
+    EXPECT_EQ(run["category"], m.category);
+    EXPECT_EQ(run["phase"], "extract");
+    s.healthy_run_succeeds();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    worker, worker_misbehaviour,
+    ::testing::Values(
+        misbehaviour{"mis_segfault", "", "connector_crashed", "crashed with SIGSEGV during extract"},
+        misbehaviour{"mis_abort", "", "connector_crashed", "crashed with SIGABRT during extract"},
+        misbehaviour{"mis_exit0", "", "connector_exited", "exited with code 0 during extract"},
+        misbehaviour{"mis_loop", R"("deadlines": {"stall": "1s", "grace": "100ms"},)", "timeout",
+                     "made no progress for 1 s during extract"},
+        misbehaviour{"mis_polite_loop", R"("deadlines": {"extract": "1s"},)", "timeout",
+                     "did not finish extract before the phase's deadline"},
+        misbehaviour{"mis_loop", R"("limits": {"cpu_seconds": 1}, "deadlines": {"stall": "10m"},)", "timeout",
+                     "used up its CPU time limit of 1 s during extract"},
+        misbehaviour{"mis_memhog", R"("limits": {"memory_mb": 256},)", "connector_oom",
+                     "ran out of memory during extract"}),
+    [](const ::testing::TestParamInfo<misbehaviour>& i) {
+        return std::string(i.param.fixture + 4) + "_" + std::to_string(i.index);
+    });
+
+TEST(worker, an_abort_reports_what_the_connector_said_on_stderr) {
+    setup s;
+    s.install("mis_abort");
+    auto r = sw_test::cli(s.data(), {"run", s.job("mis-abort").string()});
+    EXPECT_EQ(r.code, 4);
+    EXPECT_THAT(r.err, HasSubstr("Its last words on stderr: misbehave: giving up with abort()"));
+}
+
+// The connector's stdout and stderr go to the run's log, tagged with the
+// connector, and never to the operator's terminal.
+TEST(worker, a_connectors_output_goes_to_the_runs_log_and_not_to_the_terminal) {
+    setup s;
+    s.install("mis_stdout");
+    auto r = sw_test::run_kernel(s.data(), {"run", s.job("mis-stdout").string()});
+    const std::string terminal = sw_test::read_file(s.data() / "child.out");
+    EXPECT_EQ(r.code, 0) << terminal;
+    EXPECT_THAT(terminal, Not(HasSubstr("GARBAGE")));
+    EXPECT_THAT(terminal, Not(HasSubstr("noise on stderr")));
+    EXPECT_THAT(terminal, HasSubstr("succeeded"));
+    bool out = false, err = false;
+    std::istringstream lines(sw_test::read_file(s.data() / "logs" / "syncwarden.jsonl"));
+    for (std::string line; std::getline(lines, line);) {
+        auto j = nlohmann::json::parse(line);
+        if (j["connector"] != "mis-stdout 1.0.0" || j["event"].get<std::string>().rfind("connector_std", 0) != 0)
+            continue;
+        EXPECT_FALSE(j["run_id"].get<std::string>().empty()) << line;
+        if (j["event"] == "connector_stdout" && j["msg"].get<std::string>().find("GARBAGE ON STDOUT") == 0) out = true;
+        if (j["event"] == "connector_stderr" && j["msg"] == "noise on stderr") err = true;
+    }
+    EXPECT_TRUE(out) << "stdout is in the log, tagged with the connector";
+    EXPECT_TRUE(err) << "stderr is in the log, tagged with the connector";
+}
+
+// A library whose static constructor crashes is checked in a throw-away
+// worker: install fails cleanly and installs nothing.
+TEST(worker, installing_a_library_whose_constructor_crashes_fails_cleanly) {
+    setup s;
+    auto r = sw_test::cli(s.data(), {"connectors", "install", sw_test::fixture("mis_ctor_crash").string()});
+    EXPECT_EQ(r.code, 4) << r.out << r.err;
+    EXPECT_THAT(r.err, HasSubstr("connector_crashed"));
+    EXPECT_THAT(r.err, HasSubstr("crashed with SIGSEGV during loading"));
+    EXPECT_THAT(r.err, HasSubstr("it was not installed"));
+    auto list = sw_test::cli(s.data(), {"connectors", "list"});
+    EXPECT_THAT(list.out, Not(HasSubstr("mis-ctor-crash")));
+    s.healthy_run_succeeds();
+}
+
+// A bad limits or deadlines value is a config error naming the JSON path.
+TEST(worker, bad_limits_and_deadlines_name_the_json_path) {
+    setup s;
+    auto r = sw_test::cli(s.data(), {"run", s.job("good", R"("deadlines": {"stall": "soon"},)").string()});
+    EXPECT_EQ(r.code, 3);
+    EXPECT_THAT(r.err, HasSubstr("$.deadlines.stall: expected a duration such as"));
+    r = sw_test::cli(s.data(), {"run", s.job("good", R"("limits": {"memory_mb": 3},)").string()});
+    EXPECT_EQ(r.code, 3);
+    EXPECT_THAT(r.err, HasSubstr("$.limits.memory_mb: expected 0 (no limit) or a whole number of at least 64"));
+    r = sw_test::cli(s.data(), {"run", s.job("good", R"("isolation": "container",)").string()});
+    EXPECT_EQ(r.code, 3);
+    EXPECT_THAT(r.err, HasSubstr("$.isolation: expected \"worker\" (the default) or \"in-process\""));
+}
+
+// In-process isolation stays available: the same job runs in the kernel.
+TEST(worker, in_process_isolation_runs_the_connector_in_the_kernel) {
+    setup s;
+    s.install("mis_stdout");
+    auto r = sw_test::run_kernel(s.data(), {"run", s.job("mis-stdout", R"("isolation": "in-process",)").string()});
+    EXPECT_EQ(r.code, 0);
+    // In the kernel's process, the connector's output is the kernel's.
+    EXPECT_THAT(sw_test::read_file(s.data() / "child.out"), HasSubstr("GARBAGE ON STDOUT"));
+}
+
+}  // namespace

@@ -1,11 +1,14 @@
 // ABI throughput: the null source emits N records of 6 fields through the
 // ABI into the kernel's record checker (what every extract goes through).
 // The baseline is the same emission into a host that accepts and drops each
-// batch, so the ratio is the kernel's own cost.
+// batch, so the ratio is the kernel's own cost. Then the same two runs with
+// the connector in a worker process: records cross the process boundary
+// through shared memory.
 //
 //   sw-bench-abi PATH/null-source.so [--records N]
 #include <syncwarden/kernel/record_checker.hpp>
 #include <syncwarden/kernel/session.hpp>
+#include <syncwarden/kernel/worker.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -19,8 +22,12 @@ namespace {
 
 struct result { double seconds; unsigned long long records; };
 
-Result<result> run(const std::shared_ptr<const loaded_connector>& lib, unsigned long long n, bool check) {
-    auto session = open_in_process(lib, {{"records", std::to_string(n)}}, "bench", ".", no_services());
+Result<result> run(const std::shared_ptr<const loaded_connector>& lib, unsigned long long n, bool check,
+                   bool worker) {
+    const nlohmann::json settings{{"records", std::to_string(n)}};
+    auto session = worker ? open_in_worker(lib->path(), lib->info(), settings, "bench", ".", no_services(), "settings",
+                                           worker_options{})
+                          : open_in_process(lib, settings, "bench", ".", no_services());
     if (!session) return session.status();
     auto contract = (*session)->contract(no_services());
     if (!contract) return contract.status();
@@ -53,6 +60,8 @@ Result<result> run(const std::shared_ptr<const loaded_connector>& lib, unsigned 
 }  // namespace
 
 int main(int argc, char** argv) {
+    // This binary is also the worker it starts.
+    if (is_worker_command(argc, argv)) return worker_main(argc, argv);
     if (argc < 2) {
         std::fprintf(stderr, "usage: sw-bench-abi PATH/null-source.so [--records N]\n");
         return 2;
@@ -65,15 +74,22 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "error: %s\n", lib.status().message().c_str());
         return 4;
     }
-    auto base = run(*lib, n, false);
-    auto full = run(*lib, n, true);
-    if (!base || !full) {
-        std::fprintf(stderr, "error: %s\n", (!base ? base.status() : full.status()).message().c_str());
-        return 1;
-    }
+    auto base = run(*lib, n, false, false);
+    auto full = run(*lib, n, true, false);
+    auto wbase = run(*lib, n, false, true);
+    auto wfull = run(*lib, n, true, true);
+    for (auto* r : {&base, &full, &wbase, &wfull})
+        if (!*r) {
+            std::fprintf(stderr, "error: %s\n", r->status().message().c_str());
+            return 1;
+        }
     std::printf("abi_throughput records=%llu fields=6 baseline_s=%.3f kernel_s=%.3f "
                 "baseline_rps=%.0f kernel_rps=%.0f ratio=%.2f\n",
                 n, base->seconds, full->seconds, n / base->seconds, n / full->seconds,
                 full->seconds / base->seconds);
+    std::printf("abi_worker records=%llu fields=6 crossing_s=%.3f kernel_s=%.3f "
+                "crossing_rps=%.0f kernel_rps=%.0f ratio_to_in_process=%.2f\n",
+                n, wbase->seconds, wfull->seconds, n / wbase->seconds, n / wfull->seconds,
+                wfull->seconds / full->seconds);
     return 0;
 }

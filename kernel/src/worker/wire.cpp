@@ -125,41 +125,80 @@ bool arena::view(size_t n) {
 
 // ---- batches -----------------------------------------------------------------
 
-size_t encoded_size(const sw_batch& b) {
-    size_t n = 4 + 4 + 8;
-    if (b.struct_size < sizeof(sw_batch)) return n + 4;
-    n += str_size(b.entity);
-    if (!b.records) return n;
-    for (size_t i = 0; i < b.record_count; ++i) {
-        const sw_record& r = b.records[i];
-        n += str_size(r.key) + 8;
-        if (!r.values) continue;
-        for (size_t k = 0; k < r.value_count; ++k) n += str_size(r.values[k]);
-    }
+// A record batch: [u32 struct_size][u32 mode][u64 count][u64 values][entity]
+// then per record [u32 state][u32 value count][u32 key length][u32 value
+// length]... [key bytes][value bytes]... Lengths first, so the reader sets
+// every pointer with one running sum.
+namespace {
+
+constexpr size_t k_batch_head = 4 + 4 + 8 + 8;
+
+inline uint32_t len_of(sw_str s) { return static_cast<uint32_t>(s.len) | (!s.ptr && s.len ? k_null_bit : 0); }
+inline size_t bytes_of(sw_str s) { return s.ptr ? s.len : 0; }
+inline void put_bytes(char*& o, sw_str s) {
+    if (s.ptr && s.len) std::memcpy(o, s.ptr, s.len);
+    o += bytes_of(s);
+}
+
+size_t record_size(const sw_record& r) {
+    size_t n = 12 + bytes_of(r.key);
+    if (!r.values) return n;
+    n += 4 * r.value_count;
+    for (size_t k = 0; k < r.value_count; ++k) n += bytes_of(r.values[k]);
     return n;
 }
 
-void encode(const sw_batch& b, char* o) {
+}  // namespace
+
+size_t encoded_size(const sw_batch& b) {
+    size_t n = k_batch_head;
+    if (b.struct_size < sizeof(sw_batch)) return n + 4;
+    n += str_size(b.entity);
+    if (!b.records) return n;
+    for (size_t i = 0; i < b.record_count; ++i) n += record_size(b.records[i]);
+    return n;
+}
+
+size_t try_encode(const sw_batch& b, char* out, size_t cap) {
+    char* o = out;
+    if (cap < k_batch_head + 4) return 0;
     put32(o, b.struct_size);
     if (b.struct_size < sizeof(sw_batch)) {
         put32(o, 0);
         put64(o, 0);
+        put64(o, 0);
         put32(o, 0);
-        return;
+        return static_cast<size_t>(o - out);
     }
     put32(o, b.mode);
     put64(o, b.records || !b.record_count ? b.record_count : (b.record_count | (uint64_t(1) << 63)));
+    char* total_at = o;
+    put64(o, 0);
+    if (str_size(b.entity) > cap - static_cast<size_t>(o - out)) return 0;
     put_str(o, b.entity);
-    if (!b.records) return;
+    if (!b.records) return static_cast<size_t>(o - out);
+    uint64_t total = 0;
+    char* const end = out + cap;
     for (size_t i = 0; i < b.record_count; ++i) {
         const sw_record& r = b.records[i];
-        put_str(o, r.key);
+        const size_t nv = r.values ? r.value_count : 0;
+        // The record's size, from lengths only, before writing any of it.
+        size_t need = 12 + 4 * nv + bytes_of(r.key);
+        for (size_t k = 0; k < nv; ++k) need += bytes_of(r.values[k]);
+        if (need > static_cast<size_t>(end - o)) return 0;
         put32(o, r.state);
         put32(o, static_cast<uint32_t>(r.value_count) | (r.values || !r.value_count ? 0 : k_null_bit));
-        if (!r.values) continue;
-        for (size_t k = 0; k < r.value_count; ++k) put_str(o, r.values[k]);
+        put32(o, len_of(r.key));
+        for (size_t k = 0; k < nv; ++k) put32(o, len_of(r.values[k]));
+        put_bytes(o, r.key);
+        for (size_t k = 0; k < nv; ++k) put_bytes(o, r.values[k]);
+        total += nv;
     }
+    std::memcpy(total_at, &total, 8);
+    return static_cast<size_t>(o - out);
 }
+
+void encode(const sw_batch& b, char* out) { try_encode(b, out, SIZE_MAX / 2); }
 
 size_t encoded_size(const sw_change_batch& b) {
     size_t n = 4 + 8;
@@ -203,9 +242,9 @@ void encode(const sw_change_batch& b, char* o) {
 bool batch_decoder::decode(const char* p, size_t n, sw_batch& out, std::string& why) {
     in r(p, n);
     uint32_t size, mode;
-    uint64_t count;
+    uint64_t count, total;
     out = sw_batch{};
-    if (!r.u32(size) || !r.u32(mode) || !r.u64(count) || !r.str(out.entity)) {
+    if (!r.u32(size) || !r.u32(mode) || !r.u64(count) || !r.u64(total) || !r.str(out.entity)) {
         why = "a record batch header is cut short";
         return false;
     }
@@ -215,39 +254,62 @@ bool batch_decoder::decode(const char* p, size_t n, sw_batch& out, std::string& 
     count &= ~(uint64_t(1) << 63);
     out.record_count = count;
     if (null_records || size < sizeof(sw_batch)) return true;
-    // Each record takes at least 12 bytes: a bound before allocating.
-    if (count > r.left() / 12) {
-        why = "a record batch says it has " + std::to_string(count) + " records, more than its bytes hold";
+    // Bounds from the bytes, before anything is allocated.
+    if (count > r.left() / 12 || total > r.left() / 4) {
+        why = "a record batch says it has more records or values than its bytes hold";
         return false;
     }
-    records_.resize(count);
-    values_.clear();
-    std::vector<size_t> first(count);
+    if (records_.size() < count) records_.resize(count);
+    if (values_.size() < total) values_.resize(total);
+    const char* cur = p + (n - r.left());
+    const char* const end = p + n;
+    size_t used = 0;
     for (size_t i = 0; i < count; ++i) {
         sw_record& rec = records_[i];
-        uint32_t nv;
-        if (!r.str(rec.key) || !r.u32(rec.state) || !r.u32(nv)) {
+        if (end - cur < 12) {
             why = "record " + std::to_string(i) + " of a batch is cut short";
             return false;
         }
+        uint32_t nv, klen;
+        std::memcpy(&rec.state, cur, 4);
+        std::memcpy(&nv, cur + 4, 4);
+        std::memcpy(&klen, cur + 8, 4);
+        cur += 12;
+        const bool null_values = nv & k_null_bit;
         rec.value_count = nv & ~k_null_bit;
-        first[i] = (nv & k_null_bit) ? SIZE_MAX : values_.size();
-        if (nv & k_null_bit) continue;
-        if (rec.value_count > r.left() / 4) {
-            why = "record " + std::to_string(i) + " says it has more values than its bytes hold";
+        const size_t stored = null_values ? 0 : rec.value_count;
+        if (stored > total - used || static_cast<size_t>(end - cur) < 4 * stored) {
+            why = "record " + std::to_string(i) + " says it has more values than the batch holds";
             return false;
         }
-        for (size_t k = 0; k < rec.value_count; ++k) {
-            sw_str v;
-            if (!r.str(v)) {
+        const char* lens = cur;
+        cur += 4 * stored;
+        auto take = [&](uint32_t len, sw_str& s) {
+            if (len & k_null_bit) {
+                s = {nullptr, len & ~k_null_bit};
+                return true;
+            }
+            if (static_cast<size_t>(end - cur) < len) return false;
+            s = {len ? cur : nullptr, len};
+            cur += len;
+            return true;
+        };
+        if (!take(klen, rec.key)) {
+            why = "the key of record " + std::to_string(i) + " is cut short";
+            return false;
+        }
+        sw_str* v = values_.data() + used;
+        for (size_t k = 0; k < stored; ++k) {
+            uint32_t len;
+            std::memcpy(&len, lens + 4 * k, 4);
+            if (!take(len, v[k])) {
                 why = "value " + std::to_string(k) + " of record " + std::to_string(i) + " is cut short";
                 return false;
             }
-            values_.push_back(v);
         }
+        rec.values = null_values ? nullptr : v;
+        used += stored;
     }
-    // values_ may have moved while it grew: point the records at it now.
-    for (size_t i = 0; i < count; ++i) records_[i].values = first[i] == SIZE_MAX ? nullptr : values_.data() + first[i];
     out.records = records_.data();
     return true;
 }
@@ -309,7 +371,7 @@ bool batch_decoder::decode(const char* p, size_t n, sw_change_batch& out, std::s
             return false;
         }
         for (size_t k = 0; k < c.changed_count; ++k) {
-            uint32_t f;
+            uint32_t f = 0;
             r.u32(f);
             fields_.push_back(f);
         }

@@ -34,7 +34,7 @@ inline constexpr int k_exit_oom = 86;
 enum class op : uint32_t {
     // kernel -> worker: hook calls (payload in the down arena) and replies
     create = 1, contract, extract, read_state, state_token, diff, apply, commit, abort, destroy,
-    reply_status = 20, reply_checkpoint,
+    reply_status = 20, reply_checkpoint, ack,
     // worker -> kernel
     manifest = 40, load_failed, log, finding, result, token, records, changes, checkpoint_save,
     checkpoint_load, done,
@@ -122,6 +122,7 @@ public:
     // Reader: makes at least n bytes readable. False when the memfd is shorter.
     bool view(size_t n);
     char* data() const { return base_; }
+    size_t capacity() const { return mapped_; }
 
 private:
     bool map_at_least(size_t n);
@@ -135,6 +136,8 @@ private:
 
 size_t encoded_size(const sw_batch& b);
 void encode(const sw_batch& b, char* out);
+// Encodes into at most `cap` bytes; 0 when it does not fit.
+size_t try_encode(const sw_batch& b, char* out, size_t cap);
 size_t encoded_size(const sw_change_batch& b);
 void encode(const sw_change_batch& b, char* out);
 

@@ -38,6 +38,15 @@ struct worker_state {
     nlohmann::json settings;
     std::map<std::string, std::string> config_values;
     std::string checkpoint_buf;
+    // Batches to the kernel are pipelined: the up arena holds two slots, and
+    // emit returns once its batch is posted, while the kernel works on it.
+    // A slot is reused only after the kernel acknowledged the batch in it.
+    size_t slot_size = 0;
+    int next_slot = 0;
+    int queue[2] = {0, 0};  // slots awaiting acks, oldest first
+    int outstanding = 0;
+    bool pending[2] = {false, false};
+    sw_status verdict = SW_OK;  // the first refusal of this hook's batches
 };
 
 worker_state* g = nullptr;  // one connector per process
@@ -68,14 +77,41 @@ void post(op o, F&& fill) {
     g->outbox.end();
 }
 
+// Takes one acknowledgement of a posted batch.
+void take_ack(const wire::frame& f) {
+    wire::reader r(f.p, f.n);
+    uint32_t s = r.u32();
+    if (!r.ok() || g->outstanding == 0) die(1);
+    g->pending[g->queue[0]] = false;
+    g->queue[0] = g->queue[1];
+    --g->outstanding;
+    if (s != SW_OK && g->verdict == SW_OK) g->verdict = s <= SW_CANCELLED ? static_cast<sw_status>(s) : SW_INTERNAL;
+}
+
+// Receives the next frame that is not an acknowledgement.
+wire::frame receive(bool ack_only) {
+    for (;;) {
+        long n = wire::recv_packet(g->sock, g->rbuf);
+        if (n <= 0 || !wire::split(g->rbuf.data(), static_cast<size_t>(n), g->frames) || g->frames.size() != 1) die(1);
+        if (g->frames[0].o != op::ack) {
+            if (ack_only) die(1);
+            return g->frames[0];
+        }
+        take_ack(g->frames[0]);
+        if (ack_only) return g->frames[0];
+    }
+}
+
+void drain_acks() {
+    while (g->outstanding > 0) receive(true);
+}
+
 // Sends a frame and waits for the kernel's reply frame.
 template <class F>
 wire::frame ask(op o, F&& fill) {
     post(o, std::forward<F>(fill));
     flush();
-    long n = wire::recv_packet(g->sock, g->rbuf);
-    if (n <= 0 || !wire::split(g->rbuf.data(), static_cast<size_t>(n), g->frames) || g->frames.size() != 1) die(1);
-    return g->frames[0];
+    return receive(false);
 }
 
 sw_status reply_status(const wire::frame& f) {
@@ -94,24 +130,55 @@ void host_log(sw_host_ctx*, uint32_t level, sw_str msg) noexcept {
     });
 }
 
-// Puts a batch into the up arena and waits for the kernel's verdict on it.
+size_t place(const sw_batch& b, char* out, size_t cap) { return wire::try_encode(b, out, cap); }
+size_t place(const sw_change_batch& b, char* out, size_t cap) {
+    size_t n = wire::encoded_size(b);
+    if (n > cap) return 0;
+    wire::encode(b, out);
+    return n;
+}
+
+// Posts a batch to the kernel through a free slot of the up arena. Returns
+// the kernel's verdict on the batches of this hook so far: a refusal reaches
+// the connector at its next emit (or in the hook's outcome).
 template <class B>
 sw_status send_batch(op o, const B* b) {
     progress();
     if (!b) return SW_SCHEMA;
-    size_t n = wire::encoded_size(*b);
-    if (!g->up.reserve(n)) {
-        post(op::log, [&](wire::writer& w) {
-            w.u32(SW_LOG_ERROR);
-            w.str("a batch of " + std::to_string(n) +
-                  " bytes does not fit the shared memory between worker and kernel; emit smaller batches");
-        });
-        return SW_INTERNAL;
+    if (g->verdict != SW_OK) return g->verdict;
+    if (g->slot_size == 0) {
+        if (!g->up.reserve(size_t(4) << 20)) return SW_INTERNAL;
+        g->slot_size = g->up.capacity() / 2;
     }
-    wire::encode(*b, g->up.data());
-    sw_status s = reply_status(ask(o, [&](wire::writer& w) { w.u64(n); }));
-    progress();
-    return s;
+    int slot = g->next_slot;
+    while (g->pending[slot]) receive(true);
+    size_t n = place(*b, g->up.data() + slot * g->slot_size, g->slot_size);
+    if (n == 0) {
+        // Larger than a slot: wait for the kernel to finish with both, grow.
+        const size_t need = wire::encoded_size(*b);
+        drain_acks();
+        if (need > wire::k_max_arena / 2 || !g->up.reserve(2 * need)) {
+            post(op::log, [&](wire::writer& w) {
+                w.u32(SW_LOG_ERROR);
+                w.str("a batch of " + std::to_string(need) +
+                      " bytes does not fit the shared memory between worker and kernel; emit smaller batches");
+            });
+            return SW_INTERNAL;
+        }
+        g->slot_size = g->up.capacity() / 2;
+        slot = 0;
+        n = place(*b, g->up.data(), g->slot_size);
+    }
+    post(o, [&](wire::writer& w) {
+        w.u64(static_cast<uint64_t>(slot) * g->slot_size);
+        w.u64(n);
+    });
+    flush();
+    g->pending[slot] = true;
+    g->queue[g->outstanding++] = slot;
+    g->next_slot = slot ^ 1;
+    if (g->verdict != SW_OK) return g->verdict;
+    return SW_OK;
 }
 
 sw_status host_emit(sw_host_ctx*, const sw_batch* b) noexcept { return send_batch(op::records, b); }
@@ -206,6 +273,8 @@ const sw_host_api k_host = {sizeof(sw_host_api), SW_ABI_MAJOR, SW_ABI_MINOR, hos
 // ---- hook calls -----------------------------------------------------------------
 
 void done(sw_status s, const sw_error& err, uint64_t payload = 0) {
+    // The kernel has every batch of this hook before it hears the outcome.
+    drain_acks();
     post(op::done, [&](wire::writer& w) {
         w.u32(s);
         w.u32(err.retry_after_ms);
@@ -287,6 +356,7 @@ void serve(const std::string& who) {
         wire::reader args(size ? g->down.data() : "", size);
         sw_error err;
         std::memset(&err, 0, sizeof err);
+        g->verdict = SW_OK;
         switch (f.o) {
             case op::create: {
                 std::string_view settings = args.str(), job = args.str(), base = args.str();

@@ -745,22 +745,24 @@ private:
             }
             case op::records:
             case op::changes: {
-                uint64_t size = rd.u64();
-                if (!rd.ok() || !c_->up.view(size)) break;
+                uint64_t offset = rd.u64(), size = rd.u64();
+                if (!rd.ok() || offset > wire::k_max_arena || size > wire::k_max_arena || !c_->up.view(offset + size))
+                    break;
+                const char* at = c_->up.data() + offset;
                 sw_status verdict = SW_INTERNAL;
                 std::string why;
                 if (f.o == op::records) {
                     sw_batch b;
-                    if (!decoder_.decode(c_->up.data(), size, b, why)) return protocol_error(hook, "a record batch that is " + why);
+                    if (!decoder_.decode(at, size, b, why)) return protocol_error(hook, "a record batch in which " + why);
                     if (stopping) verdict = SW_CANCELLED;
                     else if (s.records) verdict = s.records->on_records(b);
                 } else {
                     sw_change_batch b;
-                    if (!decoder_.decode(c_->up.data(), size, b, why)) return protocol_error(hook, "a change batch that is " + why);
+                    if (!decoder_.decode(at, size, b, why)) return protocol_error(hook, "a change batch in which " + why);
                     if (stopping) verdict = SW_CANCELLED;
                     else if (s.changes) verdict = s.changes->on_changes(b);
                 }
-                return reply(op::reply_status, [&](wire::writer& w) { w.u32(verdict); }, hook);
+                return reply(op::ack, [&](wire::writer& w) { w.u32(verdict); }, hook);
             }
             case op::checkpoint_save: {
                 std::string_view token = rd.str();

@@ -128,6 +128,9 @@ for size in "${size_list[@]}"; do
     src=$dir/export-$x
     sed -e "s|@SOURCE@|$src|" -e "s|@DROP@|$drop|" "$here/roster-job.template.json" > "$dir/job-$x.json"
   done
+  # The same nightly job with its connectors loaded into the kernel: the
+  # baseline for what worker processes cost.
+  sed -e 's|"name": "bench-roster",|"name": "bench-roster", "isolation": "in-process",|' "$dir/job-b.json" > "$dir/job-b-in-process.json"
   rows_a=$(rows "$a"/*.csv) rows_b=$(rows "$b"/*.csv)
   echo "== $size: export A $rows_a records, export B $rows_b records ($(du -sh "$a" | cut -f1) each)"
 
@@ -144,6 +147,18 @@ for size in "${size_list[@]}"; do
   nightly_wall=$wall
   people3=$(planned_total people "$dir/plan-3.json") rosters3=$(planned_total rosters "$dir/plan-3.json")
   echo "         nightly plan: people $people3 changes, rosters $rosters3 changes" | tee -a "$results"
+  # Workers against in-process, alternating so that drift in the machine's
+  # speed hits both; the best of two each.
+  measure "3i nightly, in-process" "$rows_b" "$sw" --data-dir "$data" run "$dir/job-b-in-process.json" --dry-run --preview 0
+  ((last_rc == 0)) || fail=1
+  inproc_wall=$wall
+  measure "3w nightly, workers (again)" "$rows_b" "$sw" --data-dir "$data" run "$dir/job-b.json" --dry-run --preview 0
+  ((last_rc == 0)) || fail=1
+  worker_wall=$(awk -v a="$nightly_wall" -v b="$wall" 'BEGIN{print (a < b) ? a : b}')
+  measure "3i nightly, in-process (again)" "$rows_b" "$sw" --data-dir "$data" run "$dir/job-b-in-process.json" --dry-run --preview 0
+  ((last_rc == 0)) || fail=1
+  inproc_wall=$(awk -v a="$inproc_wall" -v b="$wall" 'BEGIN{print (a < b) ? a : b}')
+  awk -v w="$worker_wall" -v i="$inproc_wall" 'BEGIN { if (i > 0) printf "         workers vs in-process (nightly, best of 2 each): %.2fs vs %.2fs, ratio %.3f (budget: at most 1.15)\n", w, i, w / i }' | tee -a "$results"
 
   n_abi=10000000
   [[ $size == small ]] && n_abi=1000000

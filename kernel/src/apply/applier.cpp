@@ -1,5 +1,6 @@
 #include <syncwarden/kernel/applier.hpp>
 #include <syncwarden/kernel/text.hpp>
+#include <syncwarden/kernel/worker.hpp>
 
 namespace syncwarden::kernel {
 namespace {
@@ -59,17 +60,21 @@ Status check_state(const plan_reader& plan, connector_session& target, run_servi
 }  // namespace
 
 Status apply_plan(const plan_reader& plan, connector_session& target, run_services& rs, run_store& store,
-                  const clock& clk, const std::string& run_id, apply_outcome& out) {
+                  const clock& clk, const std::string& run_id, apply_outcome& out, const cancel_flag* cancel) {
     if (auto s = check_state(plan, target, rs); !s) return s;
     std::vector<change_result_record> results;
     auto st = plan.for_each_batch(plan.header().batch_size, [&](const plan_header::entity& e,
                                                                const sw_change_batch& b, uint64_t first_seq) {
+        // Between batches: everything before is recorded with its checkpoint.
+        if (cancel && cancel->requested.load())
+            return cancelled_status(*cancel, "during apply, before change " + std::to_string(first_seq + 1));
         batch_results rep(b.change_count);
         hook_error err = target.apply(b, rep, rs);
         // The connector's process is gone: this batch's outcome is unknown,
         // so nothing of it is recorded and the checkpoint stays before it.
         if (err.fatal) return Status::error(error_kind::connector, err.message).with_category(err.category);
-        if (err.status == SW_CANCELLED) return Status::error(error_kind::target, "the run was cancelled during apply");
+        if (err.status == SW_CANCELLED && cancel && cancel->requested.load())
+            return cancelled_status(*cancel, "during apply");
         if (!rep.bad.empty())
             return Status::error(error_kind::connector,
                                  target.who() + " apply: reported a result for change index " +

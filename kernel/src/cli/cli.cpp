@@ -2,6 +2,7 @@
 #include <syncwarden/kernel/cli.hpp>
 #include <syncwarden/kernel/clock.hpp>
 #include <syncwarden/kernel/config.hpp>
+#include <syncwarden/kernel/locks.hpp>
 #include <syncwarden/kernel/log.hpp>
 #include <syncwarden/kernel/pipeline.hpp>
 #include <syncwarden/kernel/registry.hpp>
@@ -10,7 +11,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <csignal>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <unistd.h>
 #include <iomanip>
 #include <map>
 
@@ -32,6 +38,8 @@ commands:
   runs show RUN_ID [--json]      one run: state, counts, findings, failed changes
   runs apply RUN_ID              apply the stored plan of a dry run, if the
                                  target has not changed since it was made
+  runs cancel RUN_ID [--no-wait] stop a run in progress (as SIGINT would) and
+                                 wait until its outcome is recorded
   version                        kernel and ABI versions
 
 The data directory holds installed connectors, the run store and plans. It is
@@ -79,9 +87,46 @@ bool parse_args(const std::vector<std::string>& in, const std::map<std::string, 
     return true;
 }
 
+// Opens the run store and records runs whose process is gone as interrupted,
+// so that no command ever shows a dead run as running.
 Result<std::unique_ptr<run_store>> open_store(context& c) {
-    return open_sqlite_store(c.cfg.data_dir / "syncwarden.db");
+    auto s = open_sqlite_store(c.cfg.data_dir / "syncwarden.db");
+    if (!s) return s;
+    if (auto n = mark_interrupted(**s, c.cfg.data_dir, iso8601(c.clk.now())); !n) return n.status();
+    return s;
 }
+
+// SIGINT and SIGTERM cancel the run in progress: the flag is polled by the
+// worker sessions and between phases and batches. The previous handlers
+// come back when the command ends.
+cancel_flag g_cancel;
+
+extern "C" void on_cancel_signal(int sig) {
+    g_cancel.signal.store(sig);
+    g_cancel.requested.store(true);
+}
+
+class cancel_on_signals {
+public:
+    cancel_on_signals() {
+        g_cancel.requested.store(false);
+        g_cancel.signal.store(0);
+        struct sigaction sa {};
+        sa.sa_handler = on_cancel_signal;
+        sigemptyset(&sa.sa_mask);
+        ::sigaction(SIGINT, &sa, &old_int_);
+        ::sigaction(SIGTERM, &sa, &old_term_);
+    }
+    ~cancel_on_signals() {
+        ::sigaction(SIGINT, &old_int_, nullptr);
+        ::sigaction(SIGTERM, &old_term_, nullptr);
+    }
+    cancel_on_signals(const cancel_on_signals&) = delete;
+    cancel_on_signals& operator=(const cancel_on_signals&) = delete;
+
+private:
+    struct sigaction old_int_ {}, old_term_ {};
+};
 
 int connectors_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
@@ -209,6 +254,8 @@ int run_cmd(context& c, const std::vector<std::string>& args) {
     if (!store) return fail(c, store.status());
     registry reg(c.cfg.data_dir / "connectors", c.clk);
     pipeline p(reg, **store, c.clk, c.cfg.data_dir);
+    cancel_on_signals signals;
+    p.set_cancel(&g_cancel);
     auto o = p.run(*job, opts);
     for (auto& w : reg.warnings()) c.err << "warning: " << printable(w) << "\n";
 
@@ -218,8 +265,9 @@ int run_cmd(context& c, const std::vector<std::string>& args) {
 int runs_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
-    if (!parse_args(args, {{"--json", false}, {"--limit", true}}, pa, error)) return usage(c, error);
-    if (pa.pos.empty()) return usage(c, "runs needs a subcommand: list, show or apply");
+    if (!parse_args(args, {{"--json", false}, {"--limit", true}, {"--no-wait", false}}, pa, error))
+        return usage(c, error);
+    if (pa.pos.empty()) return usage(c, "runs needs a subcommand: list, show, apply or cancel");
     // Reading commands never create a data dir: with no store there are no runs.
     std::error_code ec;
     if (pa.pos[0] != "apply" && !fs::exists(c.cfg.data_dir / "syncwarden.db", ec)) {
@@ -328,10 +376,40 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
         c.out << "\n";
         return 0;
     }
+    if (pa.pos[0] == "cancel") {
+        if (pa.pos.size() != 2) return usage(c, "runs cancel takes one RUN_ID");
+        auto r = (*store)->get_run(pa.pos[1]);
+        if (!r) return fail(c, r.status());
+        const fs::path lock = run_lock_path(c.cfg.data_dir, r->id);
+        const std::string note = file_lock::note(lock);
+        pid_t pid = 0;
+        if (note.rfind("pid ", 0) == 0) pid = static_cast<pid_t>(std::atol(note.c_str() + 4));
+        if (!file_lock::held(lock) || pid <= 0)
+            return fail(c, Status::error(error_kind::usage, "run " + r->id + " is not in progress (it is " + r->state +
+                                                                "); only a running run can be cancelled"));
+        // The run's own process handles SIGTERM as a cancel: it asks its
+        // connectors to stop, records what was done and keeps checkpoints.
+        if (::kill(pid, SIGTERM) != 0)
+            return fail(c, Status::error(error_kind::internal, "could not signal process " + std::to_string(pid) +
+                                                                   " running run " + r->id + ": " +
+                                                                   std::strerror(errno)));
+        c.out << "asked run " << r->id << " (process " << pid << ") to stop\n";
+        if (pa.opts.count("--no-wait")) return 0;
+        // Waits for the run's process to let go of its lock: then its outcome is recorded.
+        auto released = file_lock::take(lock, "", true);
+        if (!released) return fail(c, released.status());
+        released->reset();
+        auto after = (*store)->get_run(r->id);
+        if (!after) return fail(c, after.status());
+        c.out << "run " << after->id << ": " << after->state << "\n";
+        return after->state == "cancelled" ? 0 : exit_code_for(Status::error(error_kind::target, ""));
+    }
     if (pa.pos[0] == "apply") {
         if (pa.pos.size() != 2) return usage(c, "runs apply takes one RUN_ID");
         registry reg(c.cfg.data_dir / "connectors", c.clk);
         pipeline p(reg, **store, c.clk, c.cfg.data_dir);
+        cancel_on_signals signals;
+        p.set_cancel(&g_cancel);
         auto o = p.apply_stored(pa.pos[1]);
         if (o.run.id.empty()) return fail(c, o.status);
         c.out << "applying the plan of run " << pa.pos[1] << "\n";

@@ -1,6 +1,7 @@
 #include <syncwarden/kernel/applier.hpp>
 #include <syncwarden/kernel/findings.hpp>
 #include <syncwarden/kernel/gates.hpp>
+#include <syncwarden/kernel/locks.hpp>
 #include <syncwarden/kernel/log.hpp>
 #include <syncwarden/kernel/pipeline.hpp>
 #include <syncwarden/kernel/plan_file.hpp>
@@ -13,6 +14,7 @@
 #include "settings_vars.hpp"
 
 #include <random>
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 
@@ -21,6 +23,13 @@ namespace {
 
 const char* severity_name(uint32_t s) {
     return s == SW_SEVERITY_ERROR ? "error" : s == SW_SEVERITY_WARNING ? "warning" : "info";
+}
+
+Result<file_lock> take_run_lock(const fs::path& data_dir, const std::string& run_id) {
+    auto l = file_lock::take(run_lock_path(data_dir, run_id), "pid " + std::to_string(::getpid()) + "\n", false);
+    if (!l) return l.status();
+    if (!*l) return Status::error(error_kind::internal, "run " + run_id + " is already locked by another process");
+    return std::move(**l);
 }
 
 std::string new_run_id(const clock& clk) {
@@ -141,6 +150,7 @@ public:
 
 private:
     Status phase(const char* name) {
+        if (cancel_ && cancel_->requested.load()) return cancelled_status(*cancel_, std::string("before ") + name);
         out_.run.phase = name;
         using std::chrono::milliseconds;
         const std::string n = name;
@@ -253,7 +263,7 @@ private:
     Status apply(const plan_reader& reader, connector_session& target) {
         out_.run.state = "applying";
         if (auto s = phase("apply"); !s) return s;
-        return apply_plan(reader, target, target_host_, store_, clock_, out_.run.id, applied_);
+        return apply_plan(reader, target, target_host_, store_, clock_, out_.run.id, applied_, cancel_);
     }
 
     registry& reg_;
@@ -373,6 +383,13 @@ run_outcome pipeline::run(const job_config& job, const run_options& opts) {
     r.phase = "contract";
     r.source_connector = job.source.connector;
     r.target_connector = job.target.connector;
+    // Held until the run's outcome is recorded: without a holder, a run
+    // still shown as running was interrupted.
+    auto lock = take_run_lock(data_dir_, r.id);
+    if (!lock) {
+        out.status = lock.status();
+        return out;
+    }
     if (auto s = store_.create_run(r); !s) {
         out.status = s;
         return out;
@@ -415,6 +432,11 @@ run_outcome pipeline::apply_stored(const std::string& run_id) {
     r.source_connector = dry->source_connector;
     r.source_version = dry->source_version;
     r.target_connector = dry->target_connector;
+    auto lock = take_run_lock(data_dir_, r.id);
+    if (!lock) {
+        out.status = lock.status();
+        return out;
+    }
     if (auto s = store_.create_run(r); !s) {
         out.status = s;
         return out;

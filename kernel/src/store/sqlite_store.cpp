@@ -175,6 +175,10 @@ public:
         return query_runs("", "", limit);
     }
 
+    Result<std::vector<run_record>> unfinished_runs() override {
+        return query_runs("WHERE state IN ('queued', 'running', 'applying')", "", 100000);
+    }
+
     Status add_findings(const std::string& run_id, const std::vector<finding_record>& fs) override {
         return guard("saving findings of run " + run_id, [&] {
             std::string id = run_id;
@@ -348,7 +352,7 @@ private:
             st << "SELECT id,job,job_file,state,phase,dry_run,created_at,finished_at,source_connector,"
                   "source_version,target_connector,target_version,exit_code,error,summary,plan_of,category FROM runs " +
                       where + " ORDER BY created_at DESC, id DESC LIMIT ?";
-            if (!where.empty()) st, use(a);
+            if (where.find('?') != std::string::npos) st, use(a);
             st, use(lim);
             for_each_row(st, [&](RecordSet& rs) {
                 run_record r;

@@ -287,7 +287,10 @@ Result<std::unique_ptr<child>> spawn(const spawn_request& req) {
     sigemptyset(&none);
     posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    // A process group of its own: Ctrl-C at the terminal reaches only the
+    // kernel, which then cancels the run in order.
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
     pid_t pid = -1;
     int rc = ::posix_spawn(&pid, worker_exe().c_str(), &fa, &attr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -672,11 +675,7 @@ private:
             std::string reason;
             Status stop;
             if (opts_.cancel && opts_.cancel->requested.load()) {
-                int sig = opts_.cancel->signal.load();
-                stop = Status::error(error_kind::cancelled,
-                                     std::string("the run was cancelled") +
-                                         (sig ? " (" + signal_name(sig) + ")" : "") + " during " + hook + " of " + who_)
-                           .with_category("cancelled");
+                stop = cancelled_status(*opts_.cancel, std::string("during ") + hook + " of " + who_);
             } else if (deadline_ && now >= *deadline_) {
                 stop = Status::error(error_kind::connector, "timeout: " + who_ + " did not finish " + hook +
                                                                 " before the phase's deadline (deadlines in the job)")
@@ -817,6 +816,14 @@ private:
 }  // namespace
 
 void set_worker_executable(const fs::path& exe) { worker_exe() = exe; }
+
+Status cancelled_status(const cancel_flag& c, const std::string& where) {
+    const int sig = c.signal.load();
+    return Status::error(error_kind::cancelled, std::string("cancelled: the run was cancelled") +
+                                                    (sig ? " (" + signal_name(sig) + ")" : "") + " " + where +
+                                                    "; its checkpoints are kept")
+        .with_category("cancelled");
+}
 
 Result<connector_info> probe_in_worker(const fs::path& so, const worker_limits& limits) {
     auto c = spawn({so, true, limits, {"", "", so.filename().string(), "install", ""}});

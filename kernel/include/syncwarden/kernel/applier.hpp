@@ -11,6 +11,7 @@
 #include <syncwarden/kernel/plan_file.hpp>
 #include <syncwarden/kernel/session.hpp>
 #include <syncwarden/kernel/store.hpp>
+#include <syncwarden/kernel/worker.hpp>
 
 #include <string>
 
@@ -25,6 +26,7 @@ struct apply_outcome {
 };
 
 Status apply_plan(const plan_reader& plan, connector_session& target, run_services& rs, run_store& store,
-                  const clock& clk, const std::string& run_id, apply_outcome& out);
+                  const clock& clk, const std::string& run_id, apply_outcome& out,
+                  const cancel_flag* cancel = nullptr);
 
 }  // namespace syncwarden::kernel

@@ -16,7 +16,8 @@ namespace syncwarden::kernel {
 
 struct run_record {
     std::string id, job, job_file;
-    std::string state = "queued";  // queued running held applying succeeded partially_failed failed cancelled
+    // queued running held applying succeeded partially_failed failed cancelled interrupted
+    std::string state = "queued";
     std::string phase;             // contract extract diff gates apply (while running)
     bool dry_run = false;
     std::string created_at, finished_at;
@@ -55,6 +56,8 @@ public:
     virtual Status update_run(const run_record& r) = 0;
     virtual Result<run_record> get_run(const std::string& id) = 0;
     virtual Result<std::vector<run_record>> list_runs(size_t limit) = 0;
+    // Runs in state queued, running or applying.
+    virtual Result<std::vector<run_record>> unfinished_runs() = 0;
     virtual Status add_findings(const std::string& run_id, const std::vector<finding_record>& f) = 0;
     virtual Result<std::vector<finding_record>> findings(const std::string& run_id) = 0;
     virtual Status save_plan(const plan_record& p) = 0;

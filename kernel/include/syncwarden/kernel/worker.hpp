@@ -24,7 +24,7 @@ inline constexpr const char* k_worker_command = "__worker";
 
 // setrlimit values for the worker; 0 = no limit.
 struct worker_limits {
-    uint64_t memory_mb = 2048;    // RLIMIT_DATA: heap and private memory
+    uint64_t memory_mb = 8192;    // RLIMIT_DATA: heap and private memory
     uint64_t cpu_seconds = 3600;  // RLIMIT_CPU
     uint64_t open_files = 1024;   // RLIMIT_NOFILE
 };
@@ -35,6 +35,9 @@ struct cancel_flag {
     std::atomic<bool> requested{false};
     std::atomic<int> signal{0};  // the signal that asked, if any
 };
+
+// "the run was cancelled (SIGINT) <where>", as a cancelled status.
+Status cancelled_status(const cancel_flag& c, const std::string& where);
 
 struct worker_options {
     worker_limits limits;

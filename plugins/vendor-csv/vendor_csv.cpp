@@ -204,6 +204,18 @@ public:
     // Under the folder's lock: refuses when the files are no longer the ones
     // the last state token described, then writes every touched file
     // completely and delivers them all-or-nothing.
+    // Nothing reaches the folder before commit: dropping the pending rows is
+    // the whole abort.
+    void abort() override { pending_.clear(); }
+
+    // The folder's real path: two jobs that deliver to one folder (by
+    // different paths) never apply at the same time.
+    std::string system_id() override {
+        std::error_code ec;
+        auto real = fs::weakly_canonical(folder_, ec);
+        return "vendor-csv folder " + (ec ? folder_ : real).string();
+    }
+
     void commit() override {
         if (pending_.empty()) return;
         std::error_code ec;
@@ -408,5 +420,5 @@ private:
 }  // namespace
 }  // namespace syncwarden::vendor
 
-SW_CONNECTOR(syncwarden::vendor::vendor_csv, "vendor-csv", "1.1.0", SW_CAP_TARGET | SW_CAP_STATE_TOKEN,
+SW_CONNECTOR(syncwarden::vendor::vendor_csv, "vendor-csv", "1.2.0", SW_CAP_TARGET | SW_CAP_STATE_TOKEN | SW_CAP_TRANSACTIONAL,
              "a vendor's roster drop folder: one CSV file per entity, written atomically")

@@ -82,7 +82,7 @@ TEST(registry, cli_lists_name_version_abi_capabilities_and_build_id) {
     ASSERT_EQ(r.code, 0);
     EXPECT_THAT(r.out, HasSubstr("versioned"));
     EXPECT_THAT(r.out, HasSubstr("1.2.0"));
-    EXPECT_THAT(r.out, HasSubstr(" 1.1 "));
+    EXPECT_THAT(r.out, HasSubstr(" 1.2 "));
     EXPECT_THAT(r.out, HasSubstr("source"));
     EXPECT_THAT(r.out, HasSubstr("v120"));
     r = sw_test::cli(tmp.path(), {"connectors", "install", fixture("not_elf").string()});
@@ -140,7 +140,7 @@ TEST(registry, a_tampered_library_is_refused_and_reinstalling_repairs_it) {
     sw_test::temp_dir tmp;
     auto data = tmp / "data";
     sw_test::install_shipped(data);
-    auto so = installed_so(release_dir(tmp, "vendor-csv", "1.1.0"));
+    auto so = installed_so(release_dir(tmp, "vendor-csv", "1.2.0"));
     ASSERT_FALSE(so.empty());
     make_writable(so);
     {
@@ -151,12 +151,12 @@ TEST(registry, a_tampered_library_is_refused_and_reinstalling_repairs_it) {
                                                               tmp / "drop"));
     auto r = sw_test::cli(data, {"run", (tmp / "job.json").string(), "--dry-run"});
     EXPECT_EQ(r.code, 4) << r.out << r.err;
-    EXPECT_THAT(r.err, HasSubstr("refusing vendor-csv 1.1.0"));
+    EXPECT_THAT(r.err, HasSubstr("refusing vendor-csv 1.2.0"));
     EXPECT_THAT(r.err, HasSubstr("the file was changed after it was installed"));
 
     r = sw_test::cli(data, {"connectors", "install", sw_test::plugin("vendor-csv").string()});
     ASSERT_EQ(r.code, 0) << r.err;
-    EXPECT_THAT(r.out, HasSubstr("repaired vendor-csv 1.1.0"));
+    EXPECT_THAT(r.out, HasSubstr("repaired vendor-csv 1.2.0"));
     r = sw_test::cli(data, {"run", (tmp / "job.json").string(), "--dry-run"});
     EXPECT_EQ(r.code, 0) << r.out << r.err;
 }

@@ -76,7 +76,7 @@ hook_error create_people(connector_session& s, int first, int last, const std::s
     static const uint32_t changed[] = {0};
     std::vector<sw_change> changes;
     for (auto& k : keys) changes.push_back({{"id", 2}, SW_CHANGE_CREATE, {k.data(), k.size()}, &value, 1, changed, 1});
-    sw_change_batch b{sizeof b, {"people", 6}, changes.data(), changes.size()};
+    sw_change_batch b{sizeof b, {"people", 6}, changes.data(), changes.size(), 1};
     ignore_results results;
     return s.apply(b, results, no_services());
 }
@@ -138,7 +138,7 @@ TEST_P(vendor_csv_worker_crash, fails_only_the_run_and_the_next_run_recovers) {
     const std::string err = sw_test::read_file(crashed.data() / "child.out");
     EXPECT_EQ(r.signal, 0) << "the kernel itself must survive";
     EXPECT_EQ(r.code, 4) << err;
-    EXPECT_THAT(err, HasSubstr("connector_crashed: vendor-csv 1.1.0 was killed with SIGKILL during commit"));
+    EXPECT_THAT(err, HasSubstr("connector_crashed: vendor-csv 1.2.0 was killed with SIGKILL during commit"));
     auto runs = nlohmann::json::parse(sw_test::cli(crashed.data(), {"runs", "list", "--json"}).out);
     auto run = nlohmann::json::parse(
         sw_test::cli(crashed.data(), {"runs", "show", runs[0]["id"].get<std::string>(), "--json"}).out);

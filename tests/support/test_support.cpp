@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <random>
+#include <thread>
+#include <cerrno>
 #include <sstream>
 
 namespace sw_test {
@@ -43,6 +45,11 @@ cli_result cli(const fs::path& data_dir, const std::vector<std::string>& args) {
 
 process_result run_kernel(const fs::path& data_dir, const std::vector<std::string>& args,
                           const std::vector<std::string>& env) {
+    return wait_kernel(start_kernel(data_dir, args, env));
+}
+
+pid_t start_kernel(const fs::path& data_dir, const std::vector<std::string>& args,
+                   const std::vector<std::string>& env) {
     std::vector<std::string> argv{SW_KERNEL_BIN, "--data-dir", data_dir.string()};
     argv.insert(argv.end(), args.begin(), args.end());
     std::vector<char*> av;
@@ -66,12 +73,27 @@ process_result run_kernel(const fs::path& data_dir, const std::vector<std::strin
         ::execve(av[0], av.data(), ev.data());
         ::_exit(127);
     }
+    return pid;
+}
+
+process_result wait_kernel(pid_t pid) {
     process_result r;
     int status = 0;
-    if (pid < 0 || ::waitpid(pid, &status, 0) != pid) return r;
+    if (pid <= 0) return r;
+    while (::waitpid(pid, &status, 0) != pid)
+        if (errno != EINTR) return r;
     if (WIFEXITED(status)) r.code = WEXITSTATUS(status);
     if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
     return r;
+}
+
+bool wait_for_file(const fs::path& p, std::chrono::seconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (!fs::exists(p)) {
+        if (std::chrono::steady_clock::now() > until) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
 }
 
 void write_file(const fs::path& p, const std::string& content) {

@@ -6,7 +6,9 @@
 
 #include <gmock/gmock.h>
 
+#include <chrono>
 #include <filesystem>
+#include <sys/types.h>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,13 @@ struct process_result {
 };
 process_result run_kernel(const fs::path& data_dir, const std::vector<std::string>& args,
                           const std::vector<std::string>& env = {});
+// The same, started in the background; wait_kernel() collects it.
+pid_t start_kernel(const fs::path& data_dir, const std::vector<std::string>& args,
+                   const std::vector<std::string>& env = {});
+process_result wait_kernel(pid_t pid);
+// Polls for a file a child process creates when it reaches a point (not a
+// timing guess: the condition itself); false after `limit`.
+bool wait_for_file(const fs::path& p, std::chrono::seconds limit = std::chrono::seconds(60));
 
 void write_file(const fs::path& p, const std::string& content);
 std::string read_file(const fs::path& p);

@@ -174,3 +174,79 @@ TEST(worker, in_process_isolation_runs_the_connector_in_the_kernel) {
 }
 
 }  // namespace
+
+namespace {
+
+// A run whose source works until it is told to stop; `started` appears once
+// it is working.
+struct running {
+    setup s;
+    fs::path started;
+    pid_t pid = -1;
+    explicit running(const std::string& fixture, const std::string& extra = "") {
+        s.install(fixture);
+        started = s.tmp / "started";
+        std::string name = "mis-" + fixture.substr(4);
+        std::replace(name.begin(), name.end(), '_', '-');
+        auto job = s.job(name, extra, R"({"started": ")" + started.string() + "\"}");
+        pid = sw_test::start_kernel(s.data(), {"run", job.string()});
+        EXPECT_TRUE(sw_test::wait_for_file(started)) << sw_test::read_file(s.data() / "child.out");
+    }
+    std::string output() const { return sw_test::read_file(s.data() / "child.out"); }
+};
+
+TEST(cancel, sigint_asks_the_connector_to_stop_and_the_run_ends_cancelled) {
+    running r("mis_polite_loop");
+    ASSERT_EQ(::kill(r.pid, SIGINT), 0);
+    auto done = sw_test::wait_kernel(r.pid);
+    EXPECT_EQ(done.code, 8) << r.output();
+    EXPECT_THAT(r.output(),
+                HasSubstr("cancelled: the run was cancelled (SIGINT) during extract of mis-polite-loop 1.0.0"));
+    auto run = r.s.last_run();
+    EXPECT_EQ(run["state"], "cancelled");
+    EXPECT_EQ(run["category"], "cancelled");
+    r.s.healthy_run_succeeds();
+}
+
+// A connector that never looks at is_cancelled is killed after the grace
+// period; the run still ends cancelled, not crashed.
+TEST(cancel, sigterm_kills_a_connector_that_does_not_stop_after_the_grace_period) {
+    running r("mis_loop", R"("deadlines": {"grace": "200ms"},)");
+    ASSERT_EQ(::kill(r.pid, SIGTERM), 0);
+    auto done = sw_test::wait_kernel(r.pid);
+    EXPECT_EQ(done.code, 8) << r.output();
+    EXPECT_THAT(r.output(), HasSubstr("the run was cancelled (SIGTERM) during extract of mis-loop 1.0.0"));
+    EXPECT_EQ(r.s.last_run()["state"], "cancelled");
+}
+
+TEST(cancel, runs_cancel_stops_a_run_from_another_terminal_and_waits_for_its_outcome) {
+    running r("mis_polite_loop");
+    auto runs = nlohmann::json::parse(sw_test::cli(r.s.data(), {"runs", "list", "--json"}).out);
+    ASSERT_EQ(runs.size(), 1u);
+    EXPECT_EQ(runs[0]["state"], "running");
+    const std::string id = runs[0]["id"];
+    auto c = sw_test::cli(r.s.data(), {"runs", "cancel", id});
+    EXPECT_EQ(c.code, 0) << c.out << c.err;
+    EXPECT_THAT(c.out, HasSubstr("asked run " + id));
+    EXPECT_THAT(c.out, HasSubstr("run " + id + ": cancelled"));
+    EXPECT_EQ(sw_test::wait_kernel(r.pid).code, 8);
+    auto again = sw_test::cli(r.s.data(), {"runs", "cancel", id});
+    EXPECT_EQ(again.code, 2);
+    EXPECT_THAT(again.err, HasSubstr("is not in progress (it is cancelled)"));
+}
+
+// kill -9 of the kernel: the run is shown as interrupted, never running,
+// and its worker does not outlive it.
+TEST(cancel, a_run_whose_kernel_was_killed_is_shown_as_interrupted) {
+    running r("mis_polite_loop");
+    ASSERT_EQ(::kill(r.pid, SIGKILL), 0);
+    EXPECT_EQ(sw_test::wait_kernel(r.pid).signal, SIGKILL);
+    auto run = r.s.last_run();
+    EXPECT_EQ(run["state"], "interrupted");
+    EXPECT_EQ(run["category"], "interrupted");
+    EXPECT_THAT(run["error"].get<std::string>(), HasSubstr("ended without recording an outcome"));
+    EXPECT_THAT(run["error"].get<std::string>(), HasSubstr("during extract; nothing was applied: run the job again"));
+    r.s.healthy_run_succeeds();
+}
+
+}  // namespace

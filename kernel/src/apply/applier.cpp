@@ -57,62 +57,222 @@ Status check_state(const plan_reader& plan, connector_session& target, run_servi
                              "against. Make a new plan: `syncwarden run JOB.json --dry-run`");
 }
 
+// The outcome of one change so far, within its plan batch.
+struct change_state {
+    uint32_t sends = 0;
+    std::chrono::system_clock::time_point first_sent{};
+    bool done = false;
+    sw_status status = SW_OK;
+    std::string category, message;
+};
+
+std::string failure_list(const std::vector<std::string>& last) {
+    std::string out;
+    for (auto& l : last) out += (out.empty() ? "" : "; ") + l;
+    return out;
+}
+
 }  // namespace
 
 Status apply_plan(const plan_reader& plan, connector_session& target, run_services& rs, run_store& store,
-                  const clock& clk, const std::string& run_id, apply_outcome& out, const cancel_flag* cancel) {
-    if (auto s = check_state(plan, target, rs); !s) return s;
+                  const std::string& run_id, apply_outcome& out, const apply_context& ctx) {
+    const retry_policy& pol = ctx.policy;
+    backoff jitter(pol, ctx.seed);
+    circuit_breaker breaker(pol);
+    std::vector<std::string> last_errors;  // for target_unavailable: the newest few
     std::vector<change_result_record> results;
-    auto st = plan.for_each_batch(plan.header().batch_size, [&](const plan_header::entity& e,
-                                                               const sw_change_batch& b, uint64_t first_seq) {
-        // Between batches: everything before is recorded with its checkpoint.
-        if (cancel && cancel->requested.load())
-            return cancelled_status(*cancel, "during apply, before change " + std::to_string(first_seq + 1));
-        batch_results rep(b.change_count);
-        hook_error err = target.apply(b, rep, rs);
-        // The connector's process is gone: this batch's outcome is unknown,
-        // so nothing of it is recorded and the checkpoint stays before it.
-        if (err.fatal) return Status::error(error_kind::connector, err.message).with_category(err.category);
-        if (err.status == SW_CANCELLED && cancel && cancel->requested.load())
-            return cancelled_status(*cancel, "during apply");
-        if (!rep.bad.empty())
-            return Status::error(error_kind::connector,
-                                 target.who() + " apply: reported a result for change index " +
-                                     std::to_string(rep.bad.front().first) + " with status " +
-                                     std::to_string(rep.bad.front().second) + ", but the batch has " +
-                                     std::to_string(b.change_count) + " changes (indexes 0 to " +
-                                     std::to_string(b.change_count ? b.change_count - 1 : 0) +
-                                     ") and statuses are 0 to 8. This is a defect of the connector; nothing was "
-                                     "committed. Report it to the connector's authors");
-        for (size_t k = 0; k < b.change_count; ++k) {
-            const sw_change& c = b.changes[k];
-            batch_results::reported r = rep.by_index[k].set ? rep.by_index[k]
-                                                            : batch_results::reported{true, err.status, err.category,
-                                                                                      err.message};
-            const bool ok = r.status == SW_OK;
-            std::string key(view(c.key));
-            if (ok) ++out.staged;
-            else {
-                ++out.failed;
-                out.last_error = e.name + "/" + key + ": " + (r.message.empty() ? status_name(r.status) : r.message);
+    std::vector<attempt_record> attempts;
+    bool stopped_mid_batch = false;
+
+    auto run_batches = [&]() -> Status {
+        if (ctx.check_state)
+            if (auto s = check_state(plan, target, rs); !s) return s;
+        return plan.for_each_batch(plan.header().batch_size, [&](const plan_header::entity& e,
+                                                                   const sw_change_batch& b, uint64_t first_seq) {
+            // Between batches: everything before is recorded with its checkpoint.
+            if (ctx.cancel && ctx.cancel->requested.load())
+                return cancelled_status(*ctx.cancel, "during apply, before change " + std::to_string(first_seq + 1));
+            std::vector<change_state> st(b.change_count);
+            std::vector<size_t> pending;
+            for (size_t k = 0; k < b.change_count; ++k) {
+                if (ctx.acknowledged && ctx.acknowledged(first_seq + k)) {
+                    ++out.skipped;
+                    continue;
+                }
+                pending.push_back(k);
             }
-            results.push_back({std::string(view(c.id)), e.name, std::move(key), kind_name(static_cast<sw_change_kind>(c.kind)),
-                               ok ? "staged" : status_name(r.status), r.category, r.message, first_seq + k});
-        }
-        auto s = store.save_apply_batch(run_id, results, "apply", std::to_string(first_seq + b.change_count),
-                                        iso8601(clk.now()));
-        results.clear();
-        return s;
-    });
-    if (!st) return st;
+            const uint32_t first_attempt = ctx.inflight_seq && *ctx.inflight_seq == first_seq ? 2 : 1;
+            std::vector<sw_change> sub;
+            std::vector<size_t> next;
+            for (uint32_t round = 0; !pending.empty(); ++round) {
+                sub.clear();
+                for (size_t k : pending) sub.push_back(b.changes[k]);
+                sw_change_batch send = b;
+                send.struct_size = sizeof send;
+                send.changes = sub.data();
+                send.change_count = sub.size();
+                send.attempt = first_attempt + round;
+                if (ctx.limiter && !(ctx.connector_paces && *ctx.connector_paces))
+                    if (ctx.limiter->acquire(1, ctx.cancel) == SW_CANCELLED) {
+                        stopped_mid_batch = true;
+                        return cancelled_status(*ctx.cancel, "during apply");
+                    }
+                batch_results rep(sub.size());
+                const auto sent_at = ctx.clk.now();
+                hook_error err = target.apply(send, rep, rs);
+                // The connector's process is gone: this send's outcome is
+                // unknown, so nothing of it is recorded and the checkpoint
+                // stays before this batch.
+                if (err.fatal) {
+                    stopped_mid_batch = true;
+                    return Status::error(error_kind::connector, err.message).with_category(err.category);
+                }
+                if (err.status == SW_CANCELLED && ctx.cancel && ctx.cancel->requested.load()) {
+                    stopped_mid_batch = true;
+                    return cancelled_status(*ctx.cancel, "during apply");
+                }
+                if (!rep.bad.empty())
+                    return Status::error(error_kind::connector,
+                                         target.who() + " apply: reported a result for change index " +
+                                             std::to_string(rep.bad.front().first) + " with status " +
+                                             std::to_string(rep.bad.front().second) + ", but the batch has " +
+                                             std::to_string(send.change_count) + " changes (indexes 0 to " +
+                                             std::to_string(send.change_count ? send.change_count - 1 : 0) +
+                                             ") and statuses are 0 to 8. This is a defect of the connector; nothing "
+                                             "was committed. Report it to the connector's authors");
+                const auto now = ctx.clk.now();
+                milliseconds wait{0};
+                next.clear();
+                size_t vendor_failures = 0, accepted = 0;
+                for (size_t i = 0; i < sub.size(); ++i) {
+                    const size_t k = pending[i];
+                    change_state& c = st[k];
+                    if (c.sends++ == 0) c.first_sent = sent_at;
+                    batch_results::reported r = rep.by_index[i].set
+                                                    ? rep.by_index[i]
+                                                    : batch_results::reported{true, err.status, err.category, err.message};
+                    vendor_failures += r.status == SW_RETRYABLE || r.status == SW_THROTTLED;
+                    accepted += r.status == SW_OK;
+                    if (r.status != SW_OK) {
+                        last_errors.push_back(e.name + "/" + std::string(view(sub[i].key)) + ": " + status_name(r.status) +
+                                              (r.category.empty() ? "" : " " + r.category) +
+                                              (r.message.empty() ? "" : " (" + r.message + ")"));
+                        if (last_errors.size() > 3) last_errors.erase(last_errors.begin());
+                    }
+                    const bool again = r.status != SW_OK && retryable(r.status, r.category, pol) &&
+                                       c.sends < pol.max_attempts && now - c.first_sent < pol.max_elapsed;
+                    if (again) {
+                        attempts.push_back({first_seq + k, first_attempt + round, iso8601(sent_at),
+                                            status_name(r.status), r.category, r.message,
+                                            r.status == SW_THROTTLED ? err.retry_after_ms : 0});
+                        wait = std::max(wait, jitter.delay(c.sends, r.status == SW_THROTTLED ? err.retry_after_ms : 0));
+                        next.push_back(k);
+                        continue;
+                    }
+                    c.done = true;
+                    c.status = r.status;
+                    c.category = r.category;
+                    c.message = r.message;
+                    if (r.status != SW_OK && retryable(r.status, r.category, pol))
+                        c.message += (c.message.empty() ? "" : "; ") + std::string("gave up after ") +
+                                     std::to_string(c.sends) + " attempts";
+                }
+                // The breaker counts calls: one the vendor refused as a whole
+                // (a 429 for the batch) counts once, not once per change.
+                breaker.record(err.status == SW_RETRYABLE || err.status == SW_THROTTLED ||
+                               (vendor_failures > 0 && accepted == 0));
+                if (breaker.open()) {
+                    stopped_mid_batch = true;
+                    return Status::error(error_kind::target,
+                                         "target_unavailable: " + target.who() + " looks unavailable: " +
+                                             breaker.why() + "; the run stopped instead of retrying against it. "
+                                             "Last errors: " + failure_list(last_errors) +
+                                             ". `syncwarden runs resume " + run_id + "` continues once it is back")
+                        .with_category("target_unavailable");
+                }
+                if (!next.empty()) {
+                    if (ctx.deadline && ctx.clk.now() + wait > *ctx.deadline) {
+                        for (size_t k : next) {
+                            change_state& c = st[k];
+                            c.done = true;
+                            c.status = SW_RETRYABLE;
+                            c.category = "failed_retryable";
+                            c.message = "a retry would wait " + std::to_string(wait.count()) +
+                                        " ms, past the apply phase's deadline (deadlines.apply in the job)";
+                        }
+                        next.clear();
+                    } else {
+                        out.resent += next.size();
+                        out.waited += wait;
+                        if (wait.count() > 0 && !ctx.sleep.sleep_for(wait, ctx.cancel)) {
+                            stopped_mid_batch = true;
+                            return cancelled_status(*ctx.cancel, "during apply, waiting to retry");
+                        }
+                    }
+                }
+                pending.swap(next);
+            }
+            for (size_t k = 0; k < b.change_count; ++k) {
+                const change_state& c = st[k];
+                if (!c.done) continue;  // acknowledged before (resume)
+                const sw_change& ch = b.changes[k];
+                const bool ok = c.status == SW_OK;
+                std::string key(view(ch.key));
+                std::string status = ok ? "staged" : c.category == "failed_retryable" ? "failed_retryable"
+                                                                                      : status_name(c.status);
+                if (ok) ++out.staged;
+                else {
+                    ++out.failed;
+                    ++out.failed_by_category[c.category.empty() ? status : c.category];
+                    out.last_error = e.name + "/" + key + ": " + (c.message.empty() ? status : c.message);
+                }
+                change_result_record r{std::string(view(ch.id)), e.name, std::move(key),
+                                       kind_name(static_cast<sw_change_kind>(ch.kind)), std::move(status), c.category,
+                                       c.message, first_seq + k};
+                r.attempts = c.sends;
+                results.push_back(std::move(r));
+            }
+            auto s = store.save_apply_batch(run_id, results, attempts, "apply",
+                                            std::to_string(first_seq + b.change_count), iso8601(ctx.clk.now()));
+            results.clear();
+            attempts.clear();
+            return s;
+        });
+    };
+
+    Status st = run_batches();
+    // A stop inside a batch: what was decided so far is kept, and the
+    // checkpoint stays at the batch's start.
+    if (!st && stopped_mid_batch && (!results.empty() || !attempts.empty())) {
+        (void)store.save_apply_batch(run_id, results, attempts, "apply-partial", "", iso8601(ctx.clk.now()));
+    }
+    auto abort_target = [&] {
+        // A dead worker has nothing left to drop.
+        if (st.category() == "connector_crashed" || st.category() == "connector_exited" ||
+            st.category() == "connector_oom" || st.category() == "timeout")
+            return;
+        target.abort(rs);
+        out.aborted = true;
+    };
+    if (!st) {
+        abort_target();
+        return st;
+    }
     // Nothing accepted, nothing to make durable: commit is not called.
-    if (out.staged == 0 && out.failed > 0)
-        return Status::error(error_kind::target, "all " + std::to_string(out.failed) +
-                                                     " changes failed, so nothing was committed; last: " +
-                                                     out.last_error + ". `syncwarden runs show " + run_id +
-                                                     "` lists them");
+    if (out.staged == 0 && out.failed > 0) {
+        st = Status::error(error_kind::target, "all " + std::to_string(out.failed) +
+                                                   " changes failed, so nothing was committed; last: " +
+                                                   out.last_error + ". `syncwarden runs show " + run_id +
+                                                   "` lists them");
+        abort_target();
+        return st;
+    }
     // Whatever commit makes durable must be recorded somewhere.
-    if (auto s = store.check_still_there(); !s) return s;
+    if (auto s = store.check_still_there(); !s) {
+        st = s;
+        abort_target();
+        return s;
+    }
     out.commit_attempted = true;
     hook_error c = target.commit(rs);
     if (c.fatal) {

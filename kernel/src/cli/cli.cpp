@@ -32,14 +32,18 @@ commands:
   connectors list [--json]       installed releases: name, version, ABI, capabilities, build id
   connectors schema NAME [--version RANGE]
                                  the JSON Schema of a connector's settings
-  run JOB.json [--dry-run] [--plan-out FILE] [--preview N]
-                                 plan a sync; without --dry-run also apply it
+  run JOB.json [--dry-run] [--plan-out FILE] [--preview N] [--no-wait]
+                                 plan a sync; without --dry-run also apply it.
+                                 Waits while another run applies to the same
+                                 target system, or with --no-wait exits 9
   runs list [--limit N] [--json] recent runs, newest first
   runs show RUN_ID [--json]      one run: state, counts, findings, failed changes
-  runs apply RUN_ID              apply the stored plan of a dry run, if the
+  runs apply RUN_ID [--no-wait]  apply the stored plan of a dry run, if the
                                  target has not changed since it was made
   runs cancel RUN_ID [--no-wait] stop a run in progress (as SIGINT would) and
                                  wait until its outcome is recorded
+  runs resume RUN_ID [--no-wait] continue a cancelled or interrupted run from its
+                                 checkpoint; acknowledged changes are not resent
   version                        kernel and ABI versions
 
 The data directory holds installed connectors, the run store and plans. It is
@@ -238,11 +242,13 @@ int print_outcome(context& c, const run_outcome& o, bool dry_run) {
 int run_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
-    if (!parse_args(args, {{"--dry-run", false}, {"--plan-out", true}, {"--preview", true}}, pa, error))
+    if (!parse_args(args, {{"--dry-run", false}, {"--plan-out", true}, {"--preview", true}, {"--no-wait", false}}, pa,
+                    error))
         return usage(c, error);
     if (pa.pos.size() != 1) return usage(c, "run takes one JOB.json");
     run_options opts;
     opts.dry_run = pa.opts.count("--dry-run") > 0;
+    opts.no_wait = pa.opts.count("--no-wait") > 0;
     if (pa.opts.count("--plan-out")) opts.plan_out = pa.opts["--plan-out"];
     if (pa.opts.count("--preview")) {
         try { opts.preview = std::stoul(pa.opts["--preview"]); }
@@ -267,10 +273,10 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
     std::string error;
     if (!parse_args(args, {{"--json", false}, {"--limit", true}, {"--no-wait", false}}, pa, error))
         return usage(c, error);
-    if (pa.pos.empty()) return usage(c, "runs needs a subcommand: list, show, apply or cancel");
+    if (pa.pos.empty()) return usage(c, "runs needs a subcommand: list, show, apply, cancel or resume");
     // Reading commands never create a data dir: with no store there are no runs.
     std::error_code ec;
-    if (pa.pos[0] != "apply" && !fs::exists(c.cfg.data_dir / "syncwarden.db", ec)) {
+    if (pa.pos[0] != "apply" && pa.pos[0] != "resume" && !fs::exists(c.cfg.data_dir / "syncwarden.db", ec)) {
         if (pa.pos[0] == "list") {
             c.out << (pa.opts.count("--json") ? "[]\n" : "no runs yet\n");
             return 0;
@@ -340,8 +346,16 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
             nlohmann::json rj = nlohmann::json::array();
             for (auto& x : *results)
                 rj.push_back({{"id", x.change_id}, {"entity", x.entity}, {"key", x.key}, {"kind", x.kind},
-                              {"status", x.status}, {"category", x.category}, {"message", x.message}});
+                              {"status", x.status}, {"category", x.category}, {"message", x.message},
+                              {"attempts", x.attempts}});
             j["changes"] = rj;
+            auto tries = (*store)->attempts(r->id);
+            if (!tries) return fail(c, tries.status());
+            nlohmann::json aj = nlohmann::json::array();
+            for (auto& a : *tries)
+                aj.push_back({{"seq", a.seq}, {"attempt", a.attempt}, {"at", a.at}, {"status", a.status},
+                              {"category", a.category}, {"message", a.message}, {"retry_after_ms", a.retry_after_ms}});
+            j["retried_attempts"] = aj;
             c.out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
             return 0;
         }
@@ -359,15 +373,40 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
             print_findings(c, *findings, 50);
         }
         size_t failed = 0, staged = 0;
+        // Failures grouped by category: how many, and a few examples each.
+        std::map<std::string, std::vector<const change_result_record*>> by_category;
         for (auto& x : *results) {
             if (x.status == "applied") continue;
             if (x.status == "staged") {
                 ++staged;
                 continue;
             }
-            if (failed++ == 0) c.out << "failed changes:\n";
-            c.out << "  " << x.kind << " " << x.entity << "/" << printable(x.key) << ": " << x.status << " "
-                  << printable(x.message) << "\n";
+            ++failed;
+            by_category[x.category.empty() ? x.status : x.category].push_back(&x);
+        }
+        if (failed) c.out << "failed changes by category:\n";
+        for (auto& [cat, list] : by_category) {
+            c.out << "  " << cat << ": " << list.size() << "\n";
+            for (size_t i = 0; i < list.size() && i < 3; ++i)
+                c.out << "    " << list[i]->kind << " " << list[i]->entity << "/" << printable(list[i]->key) << ": "
+                      << list[i]->status << (list[i]->attempts > 1 ? " after " + std::to_string(list[i]->attempts) +
+                                                                        " attempts"
+                                                                  : "")
+                      << " " << printable(list[i]->message) << "\n";
+            if (list.size() > 3) c.out << "    ... and " << list.size() - 3 << " more\n";
+        }
+        auto tries = (*store)->attempts(r->id);
+        if (!tries) return fail(c, tries.status());
+        if (!tries->empty()) {
+            std::map<std::string, size_t> retried;
+            for (auto& a : *tries) ++retried[a.category.empty() ? a.status : a.category];
+            c.out << "retried attempts: " << tries->size() << " (";
+            bool first = true;
+            for (auto& [cat, n] : retried) {
+                c.out << (first ? "" : ", ") << cat << " " << n;
+                first = false;
+            }
+            c.out << ")\n";
         }
         c.out << "changes recorded: " << results->size() << ", failed: " << failed;
         // Accepted by the target but never committed: a run that was killed,
@@ -404,13 +443,24 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
         c.out << "run " << after->id << ": " << after->state << "\n";
         return after->state == "cancelled" ? 0 : exit_code_for(Status::error(error_kind::target, ""));
     }
+    if (pa.pos[0] == "resume") {
+        if (pa.pos.size() != 2) return usage(c, "runs resume takes one RUN_ID");
+        registry reg(c.cfg.data_dir / "connectors", c.clk);
+        pipeline p(reg, **store, c.clk, c.cfg.data_dir);
+        cancel_on_signals signals;
+        p.set_cancel(&g_cancel);
+        auto o = p.resume(pa.pos[1], pa.opts.count("--no-wait") > 0);
+        if (o.run.id.empty()) return fail(c, o.status);
+        c.out << "resuming run " << pa.pos[1] << "\n";
+        return print_outcome(c, o, false);
+    }
     if (pa.pos[0] == "apply") {
         if (pa.pos.size() != 2) return usage(c, "runs apply takes one RUN_ID");
         registry reg(c.cfg.data_dir / "connectors", c.clk);
         pipeline p(reg, **store, c.clk, c.cfg.data_dir);
         cancel_on_signals signals;
         p.set_cancel(&g_cancel);
-        auto o = p.apply_stored(pa.pos[1]);
+        auto o = p.apply_stored(pa.pos[1], pa.opts.count("--no-wait") > 0);
         if (o.run.id.empty()) return fail(c, o.status);
         c.out << "applying the plan of run " << pa.pos[1] << "\n";
         return print_outcome(c, o, false);
@@ -453,7 +503,8 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
         return 0;
     }
     // Only a command that writes to the data dir creates it (and its logs).
-    const bool writes = args[0] == "run" || (args[0] == "runs" && !rest.empty() && rest[0] == "apply") ||
+    const bool writes = args[0] == "run" ||
+                        (args[0] == "runs" && !rest.empty() && (rest[0] == "apply" || rest[0] == "resume")) ||
                         (args[0] == "connectors" && !rest.empty() && rest[0] == "install");
     if (writes) init_logging(c.cfg.data_dir, c.cfg.log_level);
     if (args[0] == "connectors") return connectors_cmd(c, rest);

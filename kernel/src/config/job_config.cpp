@@ -3,6 +3,7 @@
 #include <cctype>
 #include <set>
 #include <tuple>
+#include <type_traits>
 
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -223,6 +224,67 @@ Status read_runtime(const reader& r, const json& j, job_runtime& rt) {
     return Status::ok();
 }
 
+Status read_retry(const reader& r, const json& j, retry_policy& p) {
+    auto number = [&](const json& obj, const std::string& path, const char* key, double min, double max,
+                      auto& field) -> Status {
+        auto v = obj.find(key);
+        if (v == obj.end()) return Status::ok();
+        if (!v->is_number() || v->get<double>() < min || v->get<double>() > max)
+            return r.fail(path + "." + key, "expected a number from " + json(min).dump() + " to " + json(max).dump() +
+                                                ", found " + v->dump());
+        field = static_cast<std::decay_t<decltype(field)>>(v->get<double>());
+        return Status::ok();
+    };
+    auto duration = [&](const json& obj, const std::string& path, const char* key,
+                        std::chrono::milliseconds& field) -> Status {
+        auto v = obj.find(key);
+        if (v == obj.end()) return Status::ok();
+        auto d = parse_duration(*v);
+        if (!d) return r.fail(path + "." + key, d.status().message());
+        field = *d;
+        return Status::ok();
+    };
+    if (auto it = j.find("retry"); it != j.end()) {
+        const std::string path = "$.retry";
+        if (auto s = r.expect(*it, json::value_t::object, path, "an object"); !s) return s;
+        if (auto s = r.no_unknown(*it, path, {"initial_interval", "backoff_coefficient", "max_interval", "max_attempts",
+                                              "max_elapsed", "never_retry", "breaker"});
+            !s)
+            return s;
+        for (auto st : {duration(*it, path, "initial_interval", p.initial), duration(*it, path, "max_interval", p.max_interval),
+                        duration(*it, path, "max_elapsed", p.max_elapsed),
+                        number(*it, path, "backoff_coefficient", 1, 100, p.coefficient),
+                        number(*it, path, "max_attempts", 1, 1000, p.max_attempts)})
+            if (!st) return st;
+        if (auto n = it->find("never_retry"); n != it->end()) {
+            if (!n->is_array()) return r.fail(path + ".never_retry", "expected an array of categories, found " + n->dump());
+            for (size_t i = 0; i < n->size(); ++i) {
+                if (!(*n)[i].is_string())
+                    return r.fail(path + ".never_retry[" + std::to_string(i) + "]", "expected a category (a string)");
+                p.never_retry.insert((*n)[i].get<std::string>());
+            }
+        }
+        if (auto b = it->find("breaker"); b != it->end()) {
+            const std::string bp = path + ".breaker";
+            if (auto s = r.expect(*b, json::value_t::object, bp, "an object"); !s) return s;
+            if (auto s = r.no_unknown(*b, bp, {"consecutive_failures", "failure_rate", "window"}); !s) return s;
+            for (auto st : {number(*b, bp, "consecutive_failures", 0, 1e6, p.breaker_consecutive),
+                            number(*b, bp, "failure_rate", 0.01, 1, p.breaker_rate),
+                            number(*b, bp, "window", 0, 1e6, p.breaker_window)})
+                if (!st) return st;
+        }
+    }
+    if (auto it = j.find("rate_limit"); it != j.end()) {
+        const std::string path = "$.rate_limit";
+        if (auto s = r.expect(*it, json::value_t::object, path, "an object"); !s) return s;
+        if (auto s = r.no_unknown(*it, path, {"requests_per_second", "burst"}); !s) return s;
+        for (auto st : {number(*it, path, "requests_per_second", 0.001, 1e6, p.rate_per_second),
+                        number(*it, path, "burst", 1, 1e6, p.burst)})
+            if (!st) return st;
+    }
+    return Status::ok();
+}
+
 }  // namespace
 
 Result<std::chrono::milliseconds> parse_duration(const json& j) {
@@ -255,7 +317,7 @@ Result<job_config> load_job(const fs::path& file) {
     reader r(file);
     if (auto s = r.expect(j, json::value_t::object, "$", "an object"); !s) return s;
     if (auto s = r.no_unknown(j, "$", {"name", "description", "source", "target", "mapping", "apply", "isolation",
-                                         "limits", "deadlines"}); !s) return s;
+                                         "limits", "deadlines", "retry", "rate_limit"}); !s) return s;
     job_config job;
     job.file = fs::absolute(file);
     job.base_dir = job.file.parent_path();
@@ -307,6 +369,7 @@ Result<job_config> load_job(const fs::path& file) {
         }
     }
     if (auto s = read_runtime(r, j, job.runtime); !s) return s;
+    if (auto s = read_retry(r, j, job.retry); !s) return s;
     return job;
 }
 

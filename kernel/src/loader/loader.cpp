@@ -134,9 +134,11 @@ Status check_tables(const std::filesystem::path& p, const sw_connector* c, conne
                           " but the manifest declares SW_CAP_CUSTOM_DIFF"); !s)
             return s;
     if (info.capabilities & SW_CAP_STATE_TOKEN) {
-        if (h->struct_size < sizeof(sw_hooks))
+        // The 1.1 table ends with state_token.
+        constexpr size_t hooks_v11 = offsetof(sw_hooks, state_token) + sizeof(h->state_token);
+        if (h->struct_size < hooks_v11)
             return refuse(p, "the manifest declares SW_CAP_STATE_TOKEN (ABI 1.1) but sw_hooks.struct_size is " +
-                                 std::to_string(h->struct_size) + ", expected " + std::to_string(sizeof(sw_hooks)));
+                                 std::to_string(h->struct_size) + ", expected at least " + std::to_string(hooks_v11));
         if (auto s = need(reinterpret_cast<const void*>(h->state_token), "state_token",
                           " but the manifest declares SW_CAP_STATE_TOKEN"); !s)
             return s;
@@ -153,6 +155,7 @@ std::string capabilities_text(uint32_t caps) {
     if (caps & SW_CAP_TARGET) add("target");
     if (caps & SW_CAP_CUSTOM_DIFF) add("diff");
     if (caps & SW_CAP_STATE_TOKEN) add("state-token");
+    if (caps & SW_CAP_TRANSACTIONAL) add("transactional");
     return out;
 }
 

@@ -6,6 +6,7 @@
 #include <syncwarden/kernel/pipeline.hpp>
 #include <syncwarden/kernel/plan_file.hpp>
 #include <syncwarden/kernel/planner.hpp>
+#include <syncwarden/kernel/retry.hpp>
 #include <syncwarden/kernel/session.hpp>
 #include <syncwarden/kernel/text.hpp>
 #include <syncwarden/kernel/worker.hpp>
@@ -13,6 +14,7 @@
 #include "../plan/plan_writer.hpp"
 #include "settings_vars.hpp"
 
+#include <functional>
 #include <random>
 #include <unistd.h>
 
@@ -62,6 +64,14 @@ public:
         auto r = store_.load_checkpoint(run_id_, scope_);
         return r ? *r : std::nullopt;
     }
+    // The target's rate limit, once apply has set one up.
+    sw_status acquire(uint32_t permits) override {
+        paces = true;
+        return limiter ? limiter->acquire(permits, cancel) : SW_OK;
+    }
+    rate_limiter* limiter = nullptr;
+    const cancel_flag* cancel = nullptr;
+    bool paces = false;  // the connector calls acquire itself
 
 private:
     finding_log& findings_;
@@ -81,18 +91,24 @@ nlohmann::json counts_json(const std::map<std::string, change_counts>& planned) 
 // before anything their connectors could still reach.
 class run_driver {
 public:
-    run_driver(registry& reg, run_store& store, const clock& clk, const fs::path& data_dir, run_outcome& out)
-        : reg_(reg), store_(store), clock_(clk), data_dir_(data_dir), out_(out),
+    run_driver(registry& reg, run_store& store, const clock& clk, sleeper& sl, const fs::path& data_dir,
+               run_outcome& out)
+        : sleeper_(sl), reg_(reg), store_(store), clock_(clk), data_dir_(data_dir), out_(out),
           source_host_(findings_, store, clk, out.run.id, "source"),
           target_host_(findings_, store, clk, out.run.id, "target") {}
 
     Status plan_and_apply(const job_config& job, const run_options& opts) {
         job_ = &job;
         runtime_ = job.runtime;
+        retry_ = job.retry;
         if (auto s = open_one(job.source, "source", SW_CAP_SOURCE, source_, out_.run.source_version, source_host_); !s)
             return s;
         if (auto s = open_one(job.target, "target", SW_CAP_TARGET, target_, out_.run.target_version, target_host_); !s)
             return s;
+        // One run at a time applies to a system: held from reading its state
+        // to the commit. A dry run writes nothing and takes no lock.
+        if (!opts.dry_run)
+            if (auto s = lock_target(job.target.connector, target_settings_, opts.no_wait); !s) return s;
         written_plan written;
         {
             planner p(job, *source_, *target_, source_host_, target_host_, findings_,
@@ -113,7 +129,8 @@ public:
         return apply(**reader, *target_);
     }
 
-    Status apply_stored(const run_record& dry, const plan_record& pr) {
+    // apply_stored and resume: the target of a stored plan, opened and locked.
+    Result<std::unique_ptr<plan_reader>> open_stored(const run_record& dry, const plan_record& pr) {
         auto r = plan_reader::open(pr.plan_file, pr.digest);
         if (!r) return r.status();
         const auto& h = (*r)->header();
@@ -130,11 +147,51 @@ public:
                                      "'; make a new plan with the installed release");
         // Isolation, limits and deadlines are how the job runs now, not part
         // of the plan: they come from the job file when it still loads.
-        if (auto job = load_job(dry.job_file)) runtime_ = job->runtime;
+        if (auto job = load_job(dry.job_file)) {
+            runtime_ = job->runtime;
+            retry_ = job->retry;
+        }
         auto s = open_session(*rel, h.target.settings, h.job, h.target.base_dir, target_host_,
                               "the target settings stored in the plan of run " + dry.id);
         if (!s) return s.status();
         target_ = std::move(*s);
+        if (auto st = lock_target(h.target.connector, h.target.settings, no_wait_); !st) return st;
+        return std::move(*r);
+    }
+
+    Status apply_stored(const run_record& dry, const plan_record& pr) {
+        auto r = open_stored(dry, pr);
+        if (!r) return r.status();
+        return apply(**r, *target_);
+    }
+
+    // Continues this run's apply: what the target acknowledged is not sent
+    // again. A transactional target made nothing durable before its commit,
+    // so for it only committed changes count as acknowledged.
+    Status resume(const plan_record& pr) {
+        auto r = open_stored(out_.run, pr);
+        if (!r) return r.status();
+        auto results = store_.change_results(out_.run.id);
+        if (!results) return results.status();
+        const bool transactional = target_->transactional();
+        auto done = std::make_shared<std::vector<bool>>();
+        size_t acknowledged = 0;
+        for (auto& x : *results) {
+            const bool ack = x.status == "applied" || (x.status == "staged" && !transactional);
+            if (!ack) continue;
+            if (done->size() <= x.seq) done->resize(x.seq + 1, false);
+            (*done)[x.seq] = true;
+            ++acknowledged;
+        }
+        auto cp = store_.load_checkpoint(out_.run.id, "apply");
+        if (!cp) return cp.status();
+        resume_.acknowledged = [done](uint64_t seq) { return seq < done->size() && (*done)[seq]; };
+        if (*cp && !(*cp)->empty()) resume_.inflight_seq = std::stoull(**cp);
+        // The target's state moved by this run's own acknowledged changes:
+        // its state token no longer names the planned state.
+        resume_.check_state = acknowledged == 0;
+        log_info({out_.run.id, out_.run.job, target_->who(), "apply", "resumed"},
+                 std::to_string(acknowledged) + " changes acknowledged before");
         return apply(**r, *target_);
     }
 
@@ -147,8 +204,42 @@ public:
     const apply_outcome& applied() const { return applied_; }
 
     void set_cancel(const cancel_flag* c) { cancel_ = c; }
+    void set_no_wait(bool v) { no_wait_ = v; }
 
 private:
+    sleeper& sleeper_;
+
+    // Takes the lock of the system the target writes: what the connector
+    // names (system_id), else its name and settings.
+    Status lock_target(const std::string& connector, const nlohmann::json& settings, bool no_wait) {
+        auto sid = target_->system_id(target_host_);
+        if (!sid) return sid.status();
+        const std::string system = sid->empty() ? "connector " + connector + " " + settings.dump() : *sid;
+        const fs::path path = target_lock_path(data_dir_, system);
+        const std::string note = "run " + out_.run.id + " pid " + std::to_string(::getpid()) + "\n";
+        bool said = false;
+        for (;;) {
+            auto l = file_lock::take(path, note, false);
+            if (!l) return l.status();
+            if (*l) {
+                target_lock_ = std::move(**l);
+                return Status::ok();
+            }
+            std::string holder = file_lock::note(path);
+            while (!holder.empty() && holder.back() == '\n') holder.pop_back();
+            if (no_wait)
+                return Status::error(error_kind::busy, "busy: another run (" + holder + ") is applying to the system " +
+                                                           out_.run.target_connector + " writes (" + system +
+                                                           "); not waiting (--no-wait)")
+                    .with_category("busy");
+            if (!said) {
+                log_info({out_.run.id, out_.run.job, "", "diff", "waiting_for_target"}, holder);
+                said = true;
+            }
+            if (!real_sleeper().sleep_for(std::chrono::milliseconds(200), cancel_))
+                return cancelled_status(*cancel_, "while waiting for another run to finish with the target");
+        }
+    }
     Status phase(const char* name) {
         if (cancel_ && cancel_->requested.load()) return cancelled_status(*cancel_, std::string("before ") + name);
         out_.run.phase = name;
@@ -263,7 +354,21 @@ private:
     Status apply(const plan_reader& reader, connector_session& target) {
         out_.run.state = "applying";
         if (auto s = phase("apply"); !s) return s;
-        return apply_plan(reader, target, target_host_, store_, clock_, out_.run.id, applied_, cancel_);
+        apply_context ctx{clock_, sleeper_, retry_};
+        ctx.cancel = cancel_;
+        ctx.acknowledged = resume_.acknowledged;
+        ctx.inflight_seq = resume_.inflight_seq;
+        ctx.check_state = resume_.check_state;
+        if (runtime_.apply.count() > 0) ctx.deadline = clock_.now() + runtime_.apply;
+        rate_limiter limiter(ctx.policy, clock_, sleeper_);
+        if (limiter.limited()) ctx.limiter = &limiter;
+        target_host_.limiter = ctx.limiter;
+        target_host_.cancel = cancel_;
+        ctx.connector_paces = &target_host_.paces;
+        ctx.seed = std::random_device{}();
+        auto s = apply_plan(reader, target, target_host_, store_, out_.run.id, applied_, ctx);
+        target_host_.limiter = nullptr;
+        return s;
     }
 
     registry& reg_;
@@ -277,7 +382,15 @@ private:
     nlohmann::json target_settings_;
     std::string target_build_;
     job_runtime runtime_;
+    retry_policy retry_;
     const cancel_flag* cancel_ = nullptr;
+    bool no_wait_ = false;
+    file_lock target_lock_;
+    struct {
+        std::function<bool(uint64_t)> acknowledged;
+        std::optional<uint64_t> inflight_seq;
+        bool check_state = true;
+    } resume_;
     apply_outcome applied_;
     std::unique_ptr<connector_session> source_, target_;
 };
@@ -296,6 +409,7 @@ int exit_code_for(const Status& s) {
         case error_kind::store:
         case error_kind::internal: return 1;
         case error_kind::cancelled: return 8;
+        case error_kind::busy: return 9;
     }
     return 1;
 }
@@ -309,8 +423,10 @@ namespace {
 // turns its staged changes into applied (committed) or failed.
 void finish_run(run_store& store, const clock& clk, run_outcome& out, const apply_outcome& a, Status s) {
     run_record& r = out.run;
-    out.applied = a.committed ? a.staged : 0;
-    out.failed = a.failed + (a.committed ? 0 : a.staged);
+    // Accepted changes of a run that stopped before its commit stay staged:
+    // not applied, not failed; a resumed run takes them up.
+    out.applied = a.committed ? a.staged + a.skipped : 0;
+    out.failed = a.failed + (a.commit_attempted && !a.committed ? a.staged : 0);
     out.status = s;
     r.finished_at = iso8601(clk.now());
     r.exit_code = exit_code_for(s);
@@ -325,11 +441,17 @@ void finish_run(run_store& store, const clock& clk, run_outcome& out, const appl
                            {"applied", out.applied},
                            {"failed", out.failed},
                            {"planned", counts_json(out.planned)}};
+    if (a.staged || a.failed || a.skipped) {
+        summary["staged_not_committed"] = a.commit_attempted ? 0 : a.staged;
+        summary["resent"] = a.resent;
+        summary["retry_wait_ms"] = a.waited.count();
+        summary["failed_by_category"] = a.failed_by_category;
+        if (a.skipped) summary["acknowledged_before"] = a.skipped;
+    }
     r.summary_json = summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     if (auto fs_ = store.add_findings(r.id, out.findings); !fs_ && s) out.status = fs_;
-    Status recorded = a.commit_attempted || a.staged || a.failed
-                          ? store.finish_apply(r, a.committed, a.commit_category, a.commit_message)
-                          : store.update_run(r);
+    Status recorded = a.commit_attempted ? store.finish_apply(r, a.committed, a.commit_category, a.commit_message)
+                                         : store.update_run(r);
     if (!recorded) {
         if (a.committed)
             out.status = recorded.context("the target made " + std::to_string(a.staged) +
@@ -353,13 +475,14 @@ namespace {
 // Runs `body` on a driver for `out.run`, turning anything thrown into an
 // internal error, and records how the run ended.
 template <class F>
-void drive(registry& reg, run_store& store, const clock& clk, const fs::path& data_dir, const cancel_flag* cancel,
-           run_outcome& out, F&& body) {
+void drive(registry& reg, run_store& store, const clock& clk, sleeper& sl, const fs::path& data_dir,
+           const cancel_flag* cancel, bool no_wait, run_outcome& out, F&& body) {
     Status s;
     apply_outcome applied;
     try {
-        run_driver d(reg, store, clk, data_dir, out);
+        run_driver d(reg, store, clk, sl, data_dir, out);
         d.set_cancel(cancel);
+        d.set_no_wait(no_wait);
         s = body(d);
         d.finish_findings();
         applied = d.applied();
@@ -394,11 +517,65 @@ run_outcome pipeline::run(const job_config& job, const run_options& opts) {
         out.status = s;
         return out;
     }
-    drive(registry_, store_, clock_, data_dir_, cancel_, out, [&](run_driver& d) { return d.plan_and_apply(job, opts); });
+    drive(registry_, store_, clock_, *sleeper_, data_dir_, cancel_, opts.no_wait, out,
+          [&](run_driver& d) { return d.plan_and_apply(job, opts); });
     return out;
 }
 
-run_outcome pipeline::apply_stored(const std::string& run_id) {
+run_outcome pipeline::resume(const std::string& run_id, bool no_wait) {
+    run_outcome out;
+    auto run = store_.get_run(run_id);
+    if (!run) {
+        out.status = run.status();
+        return out;
+    }
+    auto refuse = [&](error_kind k, const std::string& why) {
+        out.status = Status::error(k, "run " + run_id + " " + why);
+        return out;
+    };
+    const bool resumable = run->state == "cancelled" || run->state == "interrupted" ||
+                           (run->state == "failed" && (run->category == "target_unavailable" ||
+                                                       run->category == "timeout" ||
+                                                       run->category == "connector_crashed" ||
+                                                       run->category == "connector_oom"));
+    if (run->dry_run) return refuse(error_kind::usage, "was a dry run: it has nothing to resume; `syncwarden runs apply " +
+                                                           run_id + "` applies its plan");
+    if (!resumable)
+        return refuse(error_kind::usage, "ended " + run->state + (run->category.empty() ? "" : " (" + run->category + ")") +
+                                             "; only a cancelled or interrupted run, or one stopped by an unavailable "
+                                             "target, a timeout or a connector's crash, can be resumed");
+    if (run->phase != "apply")
+        return refuse(error_kind::usage, "stopped during " + (run->phase.empty() ? std::string("its start") : run->phase) +
+                                             ", before anything was applied: run the job again");
+    auto pr = store_.get_plan(run->plan_of.empty() ? run_id : run->plan_of);
+    if (!pr) {
+        out.status = pr.status();
+        return out;
+    }
+    if (!*pr || (*pr)->plan_file.empty()) return refuse(error_kind::not_found, "has no stored plan to resume from");
+    auto lock = take_run_lock(data_dir_, run_id);
+    if (!lock) {
+        out.status = lock.status().context("run " + run_id + " is being resumed by another process");
+        return out;
+    }
+    run_record& r = out.run;
+    r = *run;
+    r.state = "applying";
+    r.finished_at.clear();
+    r.error.clear();
+    r.category.clear();
+    r.exit_code = 0;
+    if (auto s = store_.update_run(r); !s) {
+        out.status = s;
+        return out;
+    }
+    out.plan_path = (*pr)->path;
+    drive(registry_, store_, clock_, *sleeper_, data_dir_, cancel_, no_wait, out,
+          [&](run_driver& d) { return d.resume(**pr); });
+    return out;
+}
+
+run_outcome pipeline::apply_stored(const std::string& run_id, bool no_wait) {
     run_outcome out;
     auto dry = store_.get_run(run_id);
     if (!dry) {
@@ -442,7 +619,8 @@ run_outcome pipeline::apply_stored(const std::string& run_id) {
         return out;
     }
     out.plan_path = (*pr)->path;
-    drive(registry_, store_, clock_, data_dir_, cancel_, out, [&](run_driver& d) { return d.apply_stored(*dry, **pr); });
+    drive(registry_, store_, clock_, *sleeper_, data_dir_, cancel_, no_wait, out,
+          [&](run_driver& d) { return d.apply_stored(*dry, **pr); });
     return out;
 }
 

@@ -197,7 +197,7 @@ Status plan_reader::for_each_batch(size_t batch_size, const batch_fn& fn) const 
                 changes[k] = {{id, 24}, kind, {key.data(), key.size()}, values[k].data(), nf, changed[k].data(),
                               changed[k].size()};
             }
-            sw_change_batch b{sizeof(sw_change_batch), {e.name.data(), e.name.size()}, changes.data(), n};
+            sw_change_batch b{sizeof(sw_change_batch), {e.name.data(), e.name.size()}, changes.data(), n, 1};
             if (auto s = fn(e, b, seq); !s) return s;
             release_before(static_cast<size_t>(c.p - data_));
             seq += n;

@@ -1,5 +1,7 @@
 #include "custom_diff.hpp"
 
+#include <cstddef>
+
 #include <syncwarden/kernel/text.hpp>
 
 #include <algorithm>
@@ -16,7 +18,7 @@ public:
 
     sw_status on_changes(const sw_change_batch& b) override {
         std::string entity(view(b.entity));
-        if (b.struct_size < sizeof(sw_change_batch) || !target_index_.count(entity) || (b.change_count && !b.changes)) {
+        if (b.struct_size < offsetof(sw_change_batch, attempt) || !target_index_.count(entity) || (b.change_count && !b.changes)) {
             add_finding_({"error", "schema_drift", entity, "", 0, 0, "", target_.who() + " diff: emitted changes for an unknown entity or a malformed batch"});
             return SW_SCHEMA;
         }

@@ -102,11 +102,19 @@ void host_state_token(sw_host_ctx* ctx, sw_str token) noexcept {
         if (ctx && ctx->token) *ctx->token = std::string(view(token));
     } catch (...) {}
 }
+sw_status host_acquire(sw_host_ctx* ctx, uint32_t permits) noexcept {
+    try {
+        if (!ctx || !ctx->services) return SW_INTERNAL;
+        return ctx->services->acquire(permits);
+    } catch (...) {
+        return SW_INTERNAL;
+    }
+}
 
 const sw_host_api k_host = {sizeof(sw_host_api), SW_ABI_MAJOR, SW_ABI_MINOR, host_log, host_emit,
                             host_finding, host_change_result, host_checkpoint_save,
                             host_checkpoint_load, host_is_cancelled, host_config_get,
-                            host_emit_changes, host_state_token};
+                            host_emit_changes, host_state_token, host_acquire};
 
 class null_services final : public run_services {
 public:
@@ -214,7 +222,8 @@ public:
         scoped_sinks bind(*ctx_, rs);
         ctx_->results = &out;
         auto st = call("apply", err, [&] { return lib_->hooks().apply(instance_, &batch, &err); });
-        return {st, fixed_text(err.category, sizeof err.category), fixed_text(err.message, sizeof err.message)};
+        return {st, fixed_text(err.category, sizeof err.category), fixed_text(err.message, sizeof err.message), false,
+                st == SW_THROTTLED ? err.retry_after_ms : 0};
     }
 
     hook_error commit(run_services& rs) override {
@@ -223,6 +232,22 @@ public:
         scoped_sinks bind(*ctx_, rs);
         auto st = call("commit", err, [&] { return lib_->hooks().commit(instance_, &err); });
         return {st, fixed_text(err.category, sizeof err.category), fixed_text(err.message, sizeof err.message)};
+    }
+
+    void abort(run_services& rs) override {
+        if (!lib_->hooks().abort) return;
+        scoped_sinks bind(*ctx_, rs);
+        try { lib_->hooks().abort(instance_); } catch (...) {}
+    }
+
+    Result<std::string> system_id(run_services& rs) override {
+        if (!lib_->hooks().system_id) return std::string();
+        sw_error err;
+        sw_str out{nullptr, 0};
+        scoped_sinks bind(*ctx_, rs);
+        auto st = call("system_id", err, [&] { return lib_->hooks().system_id(instance_, &out, &err); });
+        if (st != SW_OK) return to_status("system_id", st, err, error_kind::target);
+        return std::string(view(out));
     }
 
 private:

@@ -11,7 +11,7 @@
 namespace syncwarden::kernel {
 
 // `where` names the settings in messages ("job.json: $.target.settings");
-// `who` the connector ("vendor-csv 1.1.0"). Every violation is listed with
+// `who` the connector ("vendor-csv 1.2.0"). Every violation is listed with
 // its JSON path. A schema that is not valid JSON Schema is the connector's
 // defect.
 Status validate_settings(const std::string& schema_text, const nlohmann::json& settings, const std::string& where,

@@ -56,6 +56,12 @@ const char* const k_migrations[] = {
       ALTER TABLE runs ADD COLUMN plan_of TEXT NOT NULL DEFAULT '';)",
     // v4: the category of a run's failure (connector_crashed, timeout, ...).
     R"(ALTER TABLE runs ADD COLUMN category TEXT NOT NULL DEFAULT '';)",
+    // v5: every attempt of a change that was sent more than once, and how
+    // many sends each change took.
+    R"(ALTER TABLE change_results ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+      CREATE TABLE change_attempts(run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,
+        attempt INTEGER NOT NULL, at TEXT NOT NULL, status TEXT NOT NULL, category TEXT NOT NULL,
+        message TEXT NOT NULL, retry_after_ms INTEGER NOT NULL, PRIMARY KEY(run_id, seq, attempt));)",
 };
 
 std::string str(RecordSet& rs, size_t col) {
@@ -244,15 +250,17 @@ public:
     }
 
     Status save_apply_batch(const std::string& run_id, const std::vector<change_result_record>& rs,
-                            const std::string& scope, const std::string& token, const std::string& at) override {
+                            const std::vector<attempt_record>& attempts, const std::string& scope,
+                            const std::string& token, const std::string& at) override {
         return guard("saving change results of run " + run_id, [&] {
             // One prepared statement bound to columns: a batch is one round of
             // executions, not one prepare per change.
             std::vector<std::string> id(rs.size(), run_id), cid, ent, key, kind, st, cat, msg;
-            std::vector<Poco::Int64> seq;
+            std::vector<Poco::Int64> seq, sends;
             for (auto* v : {&cid, &ent, &key, &kind, &st, &cat, &msg}) v->reserve(rs.size());
             for (auto& r : rs) {
                 seq.push_back(static_cast<Poco::Int64>(r.seq));
+                sends.push_back(static_cast<Poco::Int64>(r.attempts));
                 cid.push_back(r.change_id);
                 ent.push_back(r.entity);
                 key.push_back(r.key);
@@ -264,8 +272,25 @@ public:
             s_.begin();
             if (!rs.empty()) {
                 Statement ins(s_);
-                ins << "INSERT OR REPLACE INTO change_results VALUES(?,?,?,?,?,?,?,?,?)", use(id), use(seq), use(cid),
-                    use(ent), use(key), use(kind), use(st), use(cat), use(msg);
+                ins << "INSERT OR REPLACE INTO change_results VALUES(?,?,?,?,?,?,?,?,?,?)", use(id), use(seq), use(cid),
+                    use(ent), use(key), use(kind), use(st), use(cat), use(msg), use(sends);
+                ins.execute();
+            }
+            if (!attempts.empty()) {
+                std::vector<std::string> aid(attempts.size(), run_id), ats, ast, acat, amsg;
+                std::vector<Poco::Int64> aseq, anum, aafter;
+                for (auto& a : attempts) {
+                    aseq.push_back(static_cast<Poco::Int64>(a.seq));
+                    anum.push_back(a.attempt);
+                    ats.push_back(a.at);
+                    ast.push_back(a.status);
+                    acat.push_back(a.category);
+                    amsg.push_back(a.message);
+                    aafter.push_back(a.retry_after_ms);
+                }
+                Statement ins(s_);
+                ins << "INSERT OR REPLACE INTO change_attempts VALUES(?,?,?,?,?,?,?,?)", use(aid), use(aseq), use(anum),
+                    use(ats), use(ast), use(acat), use(amsg), use(aafter);
                 ins.execute();
             }
             std::string rid = run_id, sc = scope, tk = token, ts = at;
@@ -279,10 +304,29 @@ public:
         auto s = guard("reading change results of run " + run_id, [&] {
             std::string id = run_id;
             Statement st(s_);
-            st << "SELECT change_id,entity,record_key,kind,status,category,message FROM change_results "
+            st << "SELECT change_id,entity,record_key,kind,status,category,message,seq,attempts FROM change_results "
                   "WHERE run_id=? ORDER BY seq", use(id);
             for_each_row(st, [&](RecordSet& rs) {
-                out.push_back({str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3), str(rs, 4), str(rs, 5), str(rs, 6)});
+                change_result_record r{str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3), str(rs, 4), str(rs, 5),
+                                       str(rs, 6), static_cast<uint64_t>(num(rs, 7))};
+                r.attempts = static_cast<uint32_t>(num(rs, 8));
+                out.push_back(std::move(r));
+            });
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    Result<std::vector<attempt_record>> attempts(const std::string& run_id) override {
+        std::vector<attempt_record> out;
+        auto s = guard("reading the attempts of run " + run_id, [&] {
+            std::string id = run_id;
+            Statement st(s_);
+            st << "SELECT seq,attempt,at,status,category,message,retry_after_ms FROM change_attempts "
+                  "WHERE run_id=? ORDER BY seq, attempt", use(id);
+            for_each_row(st, [&](RecordSet& rs) {
+                out.push_back({static_cast<uint64_t>(num(rs, 0)), static_cast<uint32_t>(num(rs, 1)), str(rs, 2),
+                               str(rs, 3), str(rs, 4), str(rs, 5), static_cast<uint32_t>(num(rs, 6))});
             });
         });
         if (!s) return s;

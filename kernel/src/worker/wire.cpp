@@ -1,6 +1,7 @@
 #include "wire.hpp"
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -200,9 +201,12 @@ size_t try_encode(const sw_batch& b, char* out, size_t cap) {
 
 void encode(const sw_batch& b, char* out) { try_encode(b, out, SIZE_MAX / 2); }
 
+// A 1.1 change batch ends before `attempt`.
+constexpr size_t k_change_batch_v11 = offsetof(sw_change_batch, attempt);
+
 size_t encoded_size(const sw_change_batch& b) {
-    size_t n = 4 + 8;
-    if (b.struct_size < sizeof(sw_change_batch)) return n + 4;
+    size_t n = 4 + 4 + 8;
+    if (b.struct_size < k_change_batch_v11) return n + 4;
     n += str_size(b.entity);
     if (!b.changes) return n;
     for (size_t i = 0; i < b.change_count; ++i) {
@@ -217,7 +221,8 @@ size_t encoded_size(const sw_change_batch& b) {
 
 void encode(const sw_change_batch& b, char* o) {
     put32(o, b.struct_size);
-    if (b.struct_size < sizeof(sw_change_batch)) {
+    put32(o, b.struct_size >= sizeof(sw_change_batch) ? b.attempt : 0);
+    if (b.struct_size < k_change_batch_v11) {
         put64(o, 0);
         put32(o, 0);
         return;
@@ -316,18 +321,19 @@ bool batch_decoder::decode(const char* p, size_t n, sw_batch& out, std::string& 
 
 bool batch_decoder::decode(const char* p, size_t n, sw_change_batch& out, std::string& why) {
     in r(p, n);
-    uint32_t size;
+    uint32_t size, attempt;
     uint64_t count;
     out = sw_change_batch{};
-    if (!r.u32(size) || !r.u64(count) || !r.str(out.entity)) {
+    if (!r.u32(size) || !r.u32(attempt) || !r.u64(count) || !r.str(out.entity)) {
         why = "a change batch header is cut short";
         return false;
     }
     out.struct_size = size;
+    out.attempt = attempt;
     const bool null_changes = count >> 63;
     count &= ~(uint64_t(1) << 63);
     out.change_count = count;
-    if (null_changes || size < sizeof(sw_change_batch)) return true;
+    if (null_changes || size < k_change_batch_v11) return true;
     if (count > r.left() / 20) {
         why = "a change batch says it has " + std::to_string(count) + " changes, more than its bytes hold";
         return false;

@@ -33,11 +33,11 @@ inline constexpr int k_exit_oom = 86;
 
 enum class op : uint32_t {
     // kernel -> worker: hook calls (payload in the down arena) and replies
-    create = 1, contract, extract, read_state, state_token, diff, apply, commit, abort, destroy,
+    create = 1, contract, extract, read_state, state_token, diff, apply, commit, abort, destroy, system_id,
     reply_status = 20, reply_checkpoint, ack,
     // worker -> kernel
     manifest = 40, load_failed, log, finding, result, token, records, changes, checkpoint_save,
-    checkpoint_load, done,
+    checkpoint_load, done, acquire,
 };
 
 struct control_page {

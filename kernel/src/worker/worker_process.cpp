@@ -265,10 +265,17 @@ void host_state_token(sw_host_ctx*, sw_str token) noexcept {
     });
 }
 
+sw_status host_acquire(sw_host_ctx*, uint32_t permits) noexcept {
+    progress();
+    sw_status s = reply_status(ask(op::acquire, [&](wire::writer& w) { w.u32(permits); }));
+    progress();
+    return s;
+}
+
 const sw_host_api k_host = {sizeof(sw_host_api), SW_ABI_MAJOR, SW_ABI_MINOR, host_log, host_emit,
                             host_finding, host_change_result, host_checkpoint_save,
                             host_checkpoint_load, host_is_cancelled, host_config_get,
-                            host_emit_changes, host_state_token};
+                            host_emit_changes, host_state_token, host_acquire};
 
 // ---- hook calls -----------------------------------------------------------------
 
@@ -420,6 +427,25 @@ void serve(const std::string& who) {
                 done(s, err);
                 break;
             }
+            case op::abort: {
+                if (h.abort) {
+                    try { h.abort(g->instance); } catch (...) {}
+                }
+                done(SW_OK, err);
+                break;
+            }
+            case op::system_id: {
+                sw_str out{nullptr, 0};
+                sw_status s = h.system_id ? call("system_id", err, [&] { return h.system_id(g->instance, &out, &err); })
+                                          : SW_OK;
+                std::string_view id = out.ptr ? std::string_view(out.ptr, out.len) : std::string_view();
+                if (s == SW_OK && !id.empty()) {
+                    if (!g->up.reserve(id.size())) die(1);
+                    std::memcpy(g->up.data(), id.data(), id.size());
+                }
+                done(s, err, s == SW_OK ? id.size() : 0);
+                break;
+            }
             case op::destroy: {
                 if (g->instance) {
                     try { h.destroy(g->instance); } catch (...) {}
@@ -512,7 +538,8 @@ int worker_main(int argc, char** argv) {
         w.u32(i.capabilities);
         w.u32(i.thread_safety);
         w.str(i.settings_schema, wire::k_max_inline_text * 4);
-        w.u32((h.diff ? 1u : 0u) | (h.state_token ? 2u : 0u) | (h.commit ? 4u : 0u));
+        w.u32((h.diff ? 1u : 0u) | (h.state_token ? 2u : 0u) | (h.commit ? 4u : 0u) | (h.abort ? 8u : 0u) |
+              (h.system_id ? 16u : 0u));
     });
     flush();
     if (probe) return 0;

@@ -502,7 +502,7 @@ public:
         wire::encode(batch, c_->down.data());
         auto d = converse_placed(op::apply, n, s, "apply");
         if (!d) return fatal(d.status());
-        return {d->status, d->category, d->message};
+        return {d->status, d->category, d->message, false, d->status == SW_THROTTLED ? d->retry_after_ms : 0};
     }
 
     hook_error commit(run_services& rs) override {
@@ -511,6 +511,25 @@ public:
         auto d = converse(op::commit, {}, s, "commit");
         if (!d) return fatal(d.status());
         return {d->status, d->category, d->message};
+    }
+
+    void abort(run_services& rs) override {
+        if (!(hooks_ & 8u)) return;
+        sinks s;
+        s.rs = &rs;
+        (void)converse(op::abort, {}, s, "abort");
+    }
+
+    Result<std::string> system_id(run_services& rs) override {
+        if (!(hooks_ & 16u)) return std::string();
+        sinks s;
+        s.rs = &rs;
+        auto d = converse(op::system_id, {}, s, "system_id");
+        if (!d) return d.status();
+        if (auto st = to_status("system_id", *d, error_kind::target); !st) return st;
+        if (d->payload > 4096 || !c_->up.view(d->payload))
+            return protocol_error("system_id", "a system id longer than 4 KiB");
+        return std::string(c_->up.data(), d->payload);
     }
 
     // Waits for the worker's manifest, the first thing it sends.
@@ -653,6 +672,8 @@ private:
                     }
                     if (auto st = serve(f, s, hook, kill_at.has_value()); !st) return st;
                 }
+                // Time the kernel spent serving (a rate-limit wait) is not the connector's.
+                last_progress = steady::now();
                 continue;
             }
             if (r > 0 && c_->pidfd >= 0 && (p[1].revents & POLLIN)) return gone(hook);
@@ -767,6 +788,12 @@ private:
                 std::string_view token = rd.str();
                 if (!rd.ok()) break;
                 sw_status st = s.rs ? s.rs->checkpoint_save(token) : SW_INTERNAL;
+                return reply(op::reply_status, [&](wire::writer& w) { w.u32(st); }, hook);
+            }
+            case op::acquire: {
+                uint32_t permits = rd.u32();
+                if (!rd.ok()) break;
+                sw_status st = stopping ? SW_CANCELLED : s.rs ? s.rs->acquire(permits) : SW_OK;
                 return reply(op::reply_status, [&](wire::writer& w) { w.u32(st); }, hook);
             }
             case op::checkpoint_load: {

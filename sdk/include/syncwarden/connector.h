@@ -1,5 +1,5 @@
 /*
- * Syncwarden connector ABI, version 1.1.
+ * Syncwarden connector ABI, version 1.2.
  *
  * The only interface between the Syncwarden kernel and a connector shared
  * library. Plain C99, stdint/stddef only. Read top to bottom; sdk/ABI.md has
@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 #define SW_ABI_MAJOR 1
-#define SW_ABI_MINOR 1
+#define SW_ABI_MINOR 2
 #define SW_ENTRY_SYMBOL "sw_connector_entry"
 
 #if defined(__GNUC__)
@@ -70,6 +70,10 @@ typedef struct sw_error {
 #define SW_CAP_TARGET 0x2u      /* implements read_state and apply */
 #define SW_CAP_CUSTOM_DIFF 0x4u /* implements diff */
 #define SW_CAP_STATE_TOKEN 0x8u /* 1.1: implements state_token */
+/* 1.2: a target whose accepted changes become durable only at commit (a file
+ * delivery, a transaction). Without it, a change the target accepted in apply
+ * is durable when apply returns, and a resumed run never sends it again. */
+#define SW_CAP_TRANSACTIONAL 0x10u
 
 typedef enum sw_thread_safety {
     SW_THREAD_INSTANCE = 0, /* one thread at a time per instance (default) */
@@ -185,6 +189,11 @@ typedef struct sw_change_batch {
     sw_str entity;
     const sw_change* changes;
     size_t change_count;
+    /* 1.2: 1 the first time these changes are sent; higher when the kernel
+     * sends them again (a retry, or a resumed run re-sending the batch that
+     * was in flight). With the change ids, a target can drop what it has
+     * already applied. Read it only when struct_size covers it. */
+    uint32_t attempt;
 } sw_change_batch;
 
 /* A problem in the input that is not fatal to the connector. Severity error
@@ -263,6 +272,15 @@ typedef struct sw_host_api {
      * The kernel stores it with the plan and, before applying a plan, asks
      * for the current one; a plan whose target state changed is refused. */
     void (*state_token)(sw_host_ctx* ctx, sw_str token);
+
+    /* ---- 1.2 ---- */
+
+    /* Takes `permits` requests' worth from the job's rate limit for this
+     * target, waiting as long as the limit requires. Call it before each
+     * request to the vendor. SW_CANCELLED: the run is stopping; return.
+     * A connector that never calls it is paced by the kernel, one permit per
+     * apply call. */
+    sw_status (*acquire)(sw_host_ctx* ctx, uint32_t permits);
 } sw_host_api;
 
 /* ---- hooks: what the connector implements -------------------------------- */
@@ -318,6 +336,19 @@ typedef struct sw_hooks {
      * calls it before applying a stored plan. */
     sw_status (*state_token)(void* instance, const sw_str* entities,
                              size_t entity_count, sw_error* err);
+
+    /* ---- 1.2 ---- */
+
+    /* Optional. The run ends without commit (cancelled, failed, stopped by a
+     * deadline): drop whatever apply accepted and was not made durable. */
+    void (*abort)(void* instance);
+
+    /* Optional, targets. Names the system this instance writes, such as the
+     * real path of a folder or a base URL, so that two jobs writing one
+     * system never apply at the same time. Without it, the kernel uses the
+     * connector's name and settings. Ownership: *out stays valid until
+     * destroy. */
+    sw_status (*system_id)(void* instance, sw_str* out, sw_error* err);
 } sw_hooks;
 
 /* What the entry symbol returns. abi_major and abi_minor stay at these

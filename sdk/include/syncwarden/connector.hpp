@@ -106,6 +106,14 @@ public:
             api_->state_token(ctx_, to_sw(token));
     }
 
+    // ABI 1.2: waits for `permits` from the job's rate limit for this
+    // target; call it before each request to the vendor. Throws the
+    // cancelled error when the run is stopping. Does nothing in an older kernel.
+    void acquire(uint32_t permits = 1) const {
+        if (api_->struct_size >= offsetof(sw_host_api, acquire) + sizeof api_->acquire && api_->acquire)
+            check(api_->acquire(ctx_, permits), "acquire");
+    }
+
 private:
     static void check(sw_status s, const char* what) {
         if (s == SW_CANCELLED) throw error(SW_CANCELLED, "cancelled", "run cancelled");
@@ -194,6 +202,17 @@ private:
     std::vector<pending> pending_;
 };
 
+namespace detail {
+template <class T>
+struct thunks;
+}
+
+// How many times the changes of this batch were sent (1 = first time); 1
+// from a kernel older than ABI 1.2.
+inline uint32_t attempt_of(const sw_change_batch& b) {
+    return b.struct_size >= offsetof(sw_change_batch, attempt) + sizeof b.attempt && b.attempt ? b.attempt : 1;
+}
+
 // Base class of a C++ connector. Override what the capabilities declare.
 class connector {
 public:
@@ -211,6 +230,12 @@ public:
     // SW_CAP_STATE_TOKEN: report the current state token with
     // host_api().state_token(), without emitting records.
     virtual void state_token(const std::vector<std::string>& /*entities*/) { not_offered("state_token"); }
+    // ABI 1.2: the run ends without commit; drop what apply accepted.
+    virtual void abort() {}
+    // ABI 1.2, targets: the system this instance writes (a folder's real
+    // path, a base URL), so two jobs writing it never apply at once. Empty:
+    // the kernel uses the connector's name and settings.
+    virtual std::string system_id() { return {}; }
 
 protected:
     const host& host_api() const { return host_; }
@@ -222,8 +247,11 @@ private:
     [[noreturn]] static void not_offered(const char* hook) {
         throw error(SW_INTERNAL, "not_offered", std::string(hook) + " is not implemented");
     }
+    template <class T>
+    friend struct detail::thunks;
     host host_;
     std::string settings_json_, job_name_, base_dir_;
+    std::string system_id_;  // what the system_id hook handed out: valid until destroy
 };
 
 namespace detail {
@@ -290,6 +318,16 @@ struct thunks {
     static sw_status state_token(void* inst, const sw_str* entities, size_t n, sw_error* err) {
         return guard(err, [&] { static_cast<T*>(inst)->state_token(to_strings(entities, n)); });
     }
+    static void abort(void* inst) noexcept {
+        try { static_cast<T*>(inst)->abort(); } catch (...) {}
+    }
+    static sw_status system_id(void* inst, sw_str* out, sw_error* err) {
+        return guard(err, [&] {
+            T* t = static_cast<T*>(inst);
+            t->system_id_ = t->system_id();
+            *out = sw_str{t->system_id_.data(), t->system_id_.size()};
+        });
+    }
 };
 
 // A connector class may declare `static const char* settings_schema()`
@@ -320,7 +358,9 @@ constexpr sw_hooks make_hooks(uint32_t caps) {
                     (caps & SW_CAP_CUSTOM_DIFF) ? &thunks<T>::diff : nullptr,
                     (caps & SW_CAP_TARGET) ? &thunks<T>::apply : nullptr,
                     &thunks<T>::commit,
-                    (caps & SW_CAP_STATE_TOKEN) ? &thunks<T>::state_token : nullptr};
+                    (caps & SW_CAP_STATE_TOKEN) ? &thunks<T>::state_token : nullptr,
+                    (caps & SW_CAP_TARGET) ? &thunks<T>::abort : nullptr,
+                    (caps & SW_CAP_TARGET) ? &thunks<T>::system_id : nullptr};
 }
 
 constexpr sw_str lit(const char* s) { return sw_str{s, std::char_traits<char>::length(s)}; }

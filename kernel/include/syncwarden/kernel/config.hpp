@@ -3,6 +3,7 @@
 #pragma once
 
 #include <syncwarden/kernel/result.hpp>
+#include <syncwarden/kernel/retry_policy.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -72,6 +73,7 @@ struct job_config {
     std::vector<entity_mapping> entities;
     size_t batch_size = 500;
     job_runtime runtime;
+    retry_policy retry;
 };
 
 // "90s", "5m", "1h", "250ms", or a number of seconds; what is wrong otherwise.

@@ -7,6 +7,7 @@
 #include <syncwarden/kernel/config.hpp>
 #include <syncwarden/kernel/plan.hpp>
 #include <syncwarden/kernel/registry.hpp>
+#include <syncwarden/kernel/retry.hpp>
 #include <syncwarden/kernel/store.hpp>
 #include <syncwarden/kernel/worker.hpp>
 
@@ -21,6 +22,7 @@ struct run_options {
     bool dry_run = false;
     std::filesystem::path plan_out;  // also write the plan here
     size_t preview = 10;             // how many changes to describe in the outcome
+    bool no_wait = false;            // fail (busy) instead of waiting for another run's target lock
 };
 
 struct run_outcome {
@@ -41,9 +43,15 @@ public:
     // Plans the job; without dry_run also applies the plan.
     run_outcome run(const job_config& job, const run_options& opts);
     // Applies the stored plan of an earlier dry run, as a new run.
-    run_outcome apply_stored(const std::string& run_id);
+    run_outcome apply_stored(const std::string& run_id, bool no_wait = false);
+    // Continues a cancelled or interrupted run (or one stopped by its target
+    // or connector) from its persisted plan and checkpoint, as the same run.
+    run_outcome resume(const std::string& run_id, bool no_wait = false);
     // Runs stop (as cancelled) once this flag is set; it must outlive them.
     void set_cancel(const cancel_flag* c) { cancel_ = c; }
+    // Waits between retries and for the rate limit; tests pass one that
+    // moves their manual clock. It must outlive the runs.
+    void set_sleeper(sleeper* s) { sleeper_ = s ? s : &real_; }
 
 private:
     registry& registry_;
@@ -51,6 +59,8 @@ private:
     const clock& clock_;
     std::filesystem::path data_dir_;
     const cancel_flag* cancel_ = nullptr;
+    real_sleeper real_;
+    sleeper* sleeper_ = &real_;
 };
 
 // Exit code of the `syncwarden` command for a failed status (README).

@@ -17,7 +17,8 @@ enum class error_kind {
     store,       // the run store failed
     not_found,   // a run, job or connector that does not exist
     internal,    // a bug in the kernel
-    cancelled    // an operator or a signal stopped the run
+    cancelled,   // an operator or a signal stopped the run
+    busy         // another run holds the target system (--no-wait)
 };
 
 class [[nodiscard]] Status {
@@ -85,6 +86,7 @@ inline const char* to_string(error_kind k) {
         case error_kind::not_found: return "not_found";
         case error_kind::internal: return "internal";
         case error_kind::cancelled: return "cancelled";
+        case error_kind::busy: return "busy";
     }
     return "internal";
 }

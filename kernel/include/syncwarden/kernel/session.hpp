@@ -55,6 +55,12 @@ public:
     virtual void on_finding(const sw_finding& finding) = 0;
     virtual sw_status checkpoint_save(std::string_view token) = 0;
     virtual std::optional<std::string> checkpoint_load() = 0;
+    // The host's acquire slot (ABI 1.2): waits for rate-limit permits.
+    // SW_CANCELLED when the run is stopping. Default: no limit.
+    virtual sw_status acquire(uint32_t permits) {
+        (void)permits;
+        return SW_OK;
+    }
 };
 
 // A run_services that drops findings and keeps no checkpoint: for calls
@@ -70,6 +76,7 @@ struct hook_error {
     sw_status status = SW_OK;
     std::string category, message;
     bool fatal = false;
+    uint32_t retry_after_ms = 0;  // SW_THROTTLED: how long the vendor asked to wait
 };
 
 class connector_session {
@@ -96,6 +103,11 @@ public:
     virtual Status diff(const sw_batch* desired, change_sink& out, run_services& rs) = 0;
     virtual hook_error apply(const sw_change_batch& batch, result_sink& out, run_services& rs) = 0;
     virtual hook_error commit(run_services& rs) = 0;
+    // ABI 1.2. The run ends without commit: the target drops what it accepted.
+    virtual void abort(run_services& rs) = 0;
+    // ABI 1.2. The system the target writes; empty when it does not say.
+    virtual Result<std::string> system_id(run_services& rs) = 0;
+    bool transactional() const { return (info().capabilities & SW_CAP_TRANSACTIONAL) != 0; }
 };
 
 // Creates an instance of `lib` in this process. `settings` is checked

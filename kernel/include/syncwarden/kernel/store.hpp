@@ -46,7 +46,17 @@ struct plan_record {
 // "failed" when the commit failed.
 struct change_result_record {
     std::string change_id, entity, key, kind, status, category, message;
-    uint64_t seq = 0;  // position of the change in the run's plan
+    uint64_t seq = 0;       // position of the change in the run's plan
+    uint32_t attempts = 1;  // how many times it was sent
+};
+
+// One send of a change that did not end it: a retryable or throttled
+// failure that was retried (the last send is the change's result).
+struct attempt_record {
+    uint64_t seq = 0;
+    uint32_t attempt = 0;
+    std::string at, status, category, message;
+    uint32_t retry_after_ms = 0;
 };
 
 class run_store {
@@ -65,8 +75,10 @@ public:
     // One applied batch: its results and the apply checkpoint, in one
     // transaction.
     virtual Status save_apply_batch(const std::string& run_id, const std::vector<change_result_record>& r,
+                                    const std::vector<attempt_record>& attempts,
                                     const std::string& checkpoint_scope, const std::string& checkpoint,
                                     const std::string& at) = 0;
+    virtual Result<std::vector<attempt_record>> attempts(const std::string& run_id) = 0;
     // The end of an apply, in one transaction: the run's staged changes become
     // "applied" when the target committed, else "failed" with the commit's
     // category and message; and the run row is updated.

@@ -101,6 +101,29 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                 }
                 pending.push_back(k);
             }
+            // The changes of this batch whose outcome is settled, as results.
+            auto record_done = [&] {
+                for (size_t k = 0; k < b.change_count; ++k) {
+                    const change_state& c = st[k];
+                    if (!c.done) continue;  // acknowledged before (resume)
+                    const sw_change& ch = b.changes[k];
+                    const bool ok = c.status == SW_OK;
+                    std::string key(view(ch.key));
+                    std::string status = ok ? "staged" : c.category == "failed_retryable" ? "failed_retryable"
+                                                                                          : status_name(c.status);
+                    if (ok) ++out.staged;
+                    else {
+                        ++out.failed;
+                        ++out.failed_by_category[c.category.empty() ? status : c.category];
+                        out.last_error = e.name + "/" + key + ": " + (c.message.empty() ? status : c.message);
+                    }
+                    change_result_record r{std::string(view(ch.id)), e.name, std::move(key),
+                                           kind_name(static_cast<sw_change_kind>(ch.kind)), std::move(status), c.category,
+                                           c.message, first_seq + k};
+                    r.attempts = c.sends;
+                    results.push_back(std::move(r));
+                }
+            };
             const uint32_t first_attempt = ctx.inflight_seq && *ctx.inflight_seq == first_seq ? 2 : 1;
             std::vector<sw_change> sub;
             std::vector<size_t> next;
@@ -114,6 +137,7 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                 send.attempt = first_attempt + round;
                 if (ctx.limiter && !(ctx.connector_paces && *ctx.connector_paces))
                     if (ctx.limiter->acquire(1, ctx.cancel) == SW_CANCELLED) {
+                        record_done();
                         stopped_mid_batch = true;
                         return cancelled_status(*ctx.cancel, "during apply");
                     }
@@ -124,10 +148,12 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                 // unknown, so nothing of it is recorded and the checkpoint
                 // stays before this batch.
                 if (err.fatal) {
+                    record_done();
                     stopped_mid_batch = true;
                     return Status::error(error_kind::connector, err.message).with_category(err.category);
                 }
                 if (err.status == SW_CANCELLED && ctx.cancel && ctx.cancel->requested.load()) {
+                    record_done();
                     stopped_mid_batch = true;
                     return cancelled_status(*ctx.cancel, "during apply");
                 }
@@ -182,6 +208,7 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                 breaker.record(err.status == SW_RETRYABLE || err.status == SW_THROTTLED ||
                                (vendor_failures > 0 && accepted == 0));
                 if (breaker.open()) {
+                    record_done();
                     stopped_mid_batch = true;
                     return Status::error(error_kind::target,
                                          "target_unavailable: " + target.who() + " looks unavailable: " +
@@ -204,7 +231,8 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                     } else {
                         out.resent += next.size();
                         out.waited += wait;
-                        if (wait.count() > 0 && !ctx.sleep.sleep_for(wait, ctx.cancel)) {
+                        if (!ctx.sleep.sleep_for(wait, ctx.cancel)) {
+                            record_done();
                             stopped_mid_batch = true;
                             return cancelled_status(*ctx.cancel, "during apply, waiting to retry");
                         }
@@ -212,26 +240,7 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                 }
                 pending.swap(next);
             }
-            for (size_t k = 0; k < b.change_count; ++k) {
-                const change_state& c = st[k];
-                if (!c.done) continue;  // acknowledged before (resume)
-                const sw_change& ch = b.changes[k];
-                const bool ok = c.status == SW_OK;
-                std::string key(view(ch.key));
-                std::string status = ok ? "staged" : c.category == "failed_retryable" ? "failed_retryable"
-                                                                                      : status_name(c.status);
-                if (ok) ++out.staged;
-                else {
-                    ++out.failed;
-                    ++out.failed_by_category[c.category.empty() ? status : c.category];
-                    out.last_error = e.name + "/" + key + ": " + (c.message.empty() ? status : c.message);
-                }
-                change_result_record r{std::string(view(ch.id)), e.name, std::move(key),
-                                       kind_name(static_cast<sw_change_kind>(ch.kind)), std::move(status), c.category,
-                                       c.message, first_seq + k};
-                r.attempts = c.sends;
-                results.push_back(std::move(r));
-            }
+            record_done();
             auto s = store.save_apply_batch(run_id, results, attempts, "apply",
                                             std::to_string(first_seq + b.change_count), iso8601(ctx.clk.now()));
             results.clear();

@@ -224,13 +224,18 @@ Status read_runtime(const reader& r, const json& j, job_runtime& rt) {
     return Status::ok();
 }
 
+std::string number_text(double v) {
+    if (v == static_cast<double>(static_cast<long long>(v))) return std::to_string(static_cast<long long>(v));
+    return json(v).dump();
+}
+
 Status read_retry(const reader& r, const json& j, retry_policy& p) {
     auto number = [&](const json& obj, const std::string& path, const char* key, double min, double max,
                       auto& field) -> Status {
         auto v = obj.find(key);
         if (v == obj.end()) return Status::ok();
         if (!v->is_number() || v->get<double>() < min || v->get<double>() > max)
-            return r.fail(path + "." + key, "expected a number from " + json(min).dump() + " to " + json(max).dump() +
+            return r.fail(path + "." + key, "expected a number from " + number_text(min) + " to " + number_text(max) +
                                                 ", found " + v->dump());
         field = static_cast<std::decay_t<decltype(field)>>(v->get<double>());
         return Status::ok();

@@ -189,6 +189,8 @@ TEST(pipeline_apply, a_refused_change_is_recorded_and_the_run_exits_6) {
     EXPECT_THAT(r.err, HasSubstr("all 1 changes failed, so nothing was committed; last: items/i-1: the vendor refused i-1"));
     EXPECT_EQ(sw_test::read_file(tmp / "applied.log").find("committed"), std::string::npos)
         << "commit is not called when no change was accepted";
+    EXPECT_THAT(sw_test::read_file(tmp / "applied.log"), HasSubstr("aborted\n"))
+        << "the target's abort hook is called instead";
     auto id = r.out.substr(4, r.out.find(' ', 4) - 4);
     auto show = sw_test::cli(data, {"runs", "show", id, "--json"});
     ASSERT_EQ(show.code, 0) << show.err;

@@ -409,3 +409,26 @@ TEST(resume, fifty_kills_during_a_ten_thousand_change_apply_end_as_a_clean_run) 
 }
 
 }  // namespace
+
+namespace {
+
+TEST(retry_failed, plans_only_the_failed_keys_again_against_the_current_target) {
+    ledger_setup s;
+    auto first = sw_test::cli(s.data(), {"run", s.job(5, 5, R"(, "permanent": ["i-000002", "i-000004"])").string()});
+    ASSERT_EQ(first.code, 6) << first.out << first.err;
+    const std::string id = sw_test::run_id_of(first.out);
+    EXPECT_EQ(ledger_state(s.ledger()).size(), 3u);
+    // The vendor fixed its side; one of the two was also added by hand.
+    s.job(5, 5);
+    sw_test::write_file(s.ledger(), sw_test::read_file(s.ledger()) + "i-000004\tName 4\thand\n");
+    auto r = sw_test::cli(s.data(), {"runs", "retry-failed", id});
+    EXPECT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("retrying the failed changes of run " + id));
+    EXPECT_THAT(r.out, HasSubstr("applied 1 changes, 0 failed")) << "i-000004 is there now: only i-000002 is left";
+    EXPECT_EQ(ledger_state(s.ledger()).size(), 5u);
+    auto again = sw_test::cli(s.data(), {"runs", "retry-failed", sw_test::run_id_of(r.out)});
+    EXPECT_EQ(again.code, 2);
+    EXPECT_THAT(again.err, HasSubstr("has no failed changes to retry"));
+}
+
+}  // namespace

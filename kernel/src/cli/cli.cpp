@@ -44,6 +44,9 @@ commands:
                                  wait until its outcome is recorded
   runs resume RUN_ID [--no-wait] continue a cancelled or interrupted run from its
                                  checkpoint; acknowledged changes are not resent
+  runs retry-failed RUN_ID [--dry-run] [--no-wait]
+                                 plan the run's job again, keeping only the keys
+                                 whose changes failed in that run
   version                        kernel and ABI versions
 
 The data directory holds installed connectors, the run store and plans. It is
@@ -271,12 +274,12 @@ int run_cmd(context& c, const std::vector<std::string>& args) {
 int runs_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
-    if (!parse_args(args, {{"--json", false}, {"--limit", true}, {"--no-wait", false}}, pa, error))
+    if (!parse_args(args, {{"--json", false}, {"--limit", true}, {"--no-wait", false}, {"--dry-run", false}}, pa, error))
         return usage(c, error);
-    if (pa.pos.empty()) return usage(c, "runs needs a subcommand: list, show, apply, cancel or resume");
+    if (pa.pos.empty()) return usage(c, "runs needs a subcommand: list, show, apply, cancel, resume or retry-failed");
     // Reading commands never create a data dir: with no store there are no runs.
     std::error_code ec;
-    if (pa.pos[0] != "apply" && pa.pos[0] != "resume" && !fs::exists(c.cfg.data_dir / "syncwarden.db", ec)) {
+    if (pa.pos[0] != "apply" && pa.pos[0] != "resume" && pa.pos[0] != "retry-failed" && !fs::exists(c.cfg.data_dir / "syncwarden.db", ec)) {
         if (pa.pos[0] == "list") {
             c.out << (pa.opts.count("--json") ? "[]\n" : "no runs yet\n");
             return 0;
@@ -443,6 +446,20 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
         c.out << "run " << after->id << ": " << after->state << "\n";
         return after->state == "cancelled" ? 0 : exit_code_for(Status::error(error_kind::target, ""));
     }
+    if (pa.pos[0] == "retry-failed") {
+        if (pa.pos.size() != 2) return usage(c, "runs retry-failed takes one RUN_ID");
+        registry reg(c.cfg.data_dir / "connectors", c.clk);
+        pipeline p(reg, **store, c.clk, c.cfg.data_dir);
+        cancel_on_signals signals;
+        p.set_cancel(&g_cancel);
+        run_options opts;
+        opts.dry_run = pa.opts.count("--dry-run") > 0;
+        opts.no_wait = pa.opts.count("--no-wait") > 0;
+        auto o = p.retry_failed(pa.pos[1], opts);
+        if (o.run.id.empty()) return fail(c, o.status);
+        c.out << "retrying the failed changes of run " << pa.pos[1] << "\n";
+        return print_outcome(c, o, opts.dry_run);
+    }
     if (pa.pos[0] == "resume") {
         if (pa.pos.size() != 2) return usage(c, "runs resume takes one RUN_ID");
         registry reg(c.cfg.data_dir / "connectors", c.clk);
@@ -504,7 +521,7 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
     }
     // Only a command that writes to the data dir creates it (and its logs).
     const bool writes = args[0] == "run" ||
-                        (args[0] == "runs" && !rest.empty() && (rest[0] == "apply" || rest[0] == "resume")) ||
+                        (args[0] == "runs" && !rest.empty() && (rest[0] == "apply" || rest[0] == "resume" || rest[0] == "retry-failed")) ||
                         (args[0] == "connectors" && !rest.empty() && rest[0] == "install");
     if (writes) init_logging(c.cfg.data_dir, c.cfg.log_level);
     if (args[0] == "connectors") return connectors_cmd(c, rest);

@@ -115,6 +115,7 @@ public:
                       [this](const char* name) { return phase(name); });
             auto result = p.run();
             if (!result) return result.status();
+            if (!opts.only_keys.empty()) keep_only(*result, opts.only_keys);
             if (auto s = phase("gates"); !s) return s;
             // The in-memory plan is dropped here: from now on the persisted
             // plan is the only one.
@@ -302,6 +303,15 @@ private:
         return Status::ok();
     }
 
+    static void keep_only(planned& p, const std::map<std::string, std::set<std::string>>& only) {
+        for (auto& ep : p.changes.entities) {
+            auto it = only.find(ep.schema.name);
+            std::erase_if(ep.changes, [&](const planned_change& c) {
+                return it == only.end() || !it->second.count(std::string(ep.key_of(c)));
+            });
+        }
+    }
+
     static std::map<std::string, change_counts> counts_of(const plan_header& h) {
         std::map<std::string, change_counts> out;
         for (auto& e : h.entities) out[e.name] = {e.creates, e.updates, e.deletes};
@@ -322,6 +332,7 @@ private:
             total.remove += c.remove;
         }
         nlohmann::json human{{"run_id", out_.run.id},
+                             {"retry_of", opts.retry_of},
                              {"job", job.name},
                              {"created_at", out_.run.created_at},
                              {"dry_run", opts.dry_run},
@@ -441,6 +452,7 @@ void finish_run(run_store& store, const clock& clk, run_outcome& out, const appl
                            {"applied", out.applied},
                            {"failed", out.failed},
                            {"planned", counts_json(out.planned)}};
+    if (!out.retry_of.empty()) summary["retry_of"] = out.retry_of;
     if (a.staged || a.failed || a.skipped) {
         summary["staged_not_committed"] = a.commit_attempted ? 0 : a.staged;
         summary["resent"] = a.resent;
@@ -517,9 +529,46 @@ run_outcome pipeline::run(const job_config& job, const run_options& opts) {
         out.status = s;
         return out;
     }
+    out.retry_of = opts.retry_of;
     drive(registry_, store_, clock_, *sleeper_, data_dir_, cancel_, opts.no_wait, out,
           [&](run_driver& d) { return d.plan_and_apply(job, opts); });
     return out;
+}
+
+run_outcome pipeline::retry_failed(const std::string& run_id, run_options opts) {
+    run_outcome out;
+    auto run = store_.get_run(run_id);
+    if (!run) {
+        out.status = run.status();
+        return out;
+    }
+    if (run->dry_run || run->state == "running" || run->state == "applying" || run->state == "queued") {
+        out.status = Status::error(error_kind::usage, "run " + run_id + " is " + (run->dry_run ? "a dry run" : run->state) +
+                                                          "; only a finished run that applied has failed changes to retry");
+        return out;
+    }
+    auto results = store_.change_results(run_id);
+    if (!results) {
+        out.status = results.status();
+        return out;
+    }
+    size_t n = 0;
+    for (auto& x : *results)
+        if (x.status != "applied" && x.status != "staged") {
+            opts.only_keys[x.entity].insert(x.key);
+            ++n;
+        }
+    if (n == 0) {
+        out.status = Status::error(error_kind::usage, "run " + run_id + " has no failed changes to retry");
+        return out;
+    }
+    auto job = load_job(run->job_file);
+    if (!job) {
+        out.status = job.status().context("run " + run_id + "'s job");
+        return out;
+    }
+    opts.retry_of = run_id;
+    return this->run(*job, opts);
 }
 
 run_outcome pipeline::resume(const std::string& run_id, bool no_wait) {

@@ -13,6 +13,7 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@ struct run_options {
     std::filesystem::path plan_out;  // also write the plan here
     size_t preview = 10;             // how many changes to describe in the outcome
     bool no_wait = false;            // fail (busy) instead of waiting for another run's target lock
+    // runs retry-failed: only changes of these target keys, by entity.
+    std::map<std::string, std::set<std::string>> only_keys;
+    std::string retry_of;            // the run whose failed changes these are
 };
 
 struct run_outcome {
@@ -35,6 +39,7 @@ struct run_outcome {
     size_t applied = 0, failed = 0;
     std::vector<std::string> preview;
     std::filesystem::path plan_path;
+    std::string retry_of;
 };
 
 class pipeline {
@@ -47,6 +52,10 @@ public:
     // Continues a cancelled or interrupted run (or one stopped by its target
     // or connector) from its persisted plan and checkpoint, as the same run.
     run_outcome resume(const std::string& run_id, bool no_wait = false);
+    // Plans the job of `run_id` again, keeping only the changes of the keys
+    // whose change failed in that run: re-checked against the source and
+    // the target as they are now.
+    run_outcome retry_failed(const std::string& run_id, run_options opts);
     // Runs stop (as cancelled) once this flag is set; it must outlive them.
     void set_cancel(const cancel_flag* c) { cancel_ = c; }
     // Waits between retries and for the rate limit; tests pass one that

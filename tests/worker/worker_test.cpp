@@ -208,6 +208,16 @@ TEST(cancel, sigint_asks_the_connector_to_stop_and_the_run_ends_cancelled) {
     r.s.healthy_run_succeeds();
 }
 
+// In process, the connector sees is_cancelled too and the run ends the same way.
+TEST(cancel, sigint_reaches_an_in_process_connector_through_is_cancelled) {
+    running r("mis_polite_loop", R"("isolation": "in-process",)");
+    ASSERT_EQ(::kill(r.pid, SIGINT), 0);
+    auto done = sw_test::wait_kernel(r.pid);
+    EXPECT_EQ(done.code, 8) << r.output();
+    EXPECT_THAT(r.output(), HasSubstr("cancelled: the run was cancelled (SIGINT) during extract"));
+    EXPECT_EQ(r.s.last_run()["state"], "cancelled");
+}
+
 // A connector that never looks at is_cancelled is killed after the grace
 // period; the run still ends cancelled, not crashed.
 TEST(cancel, sigterm_kills_a_connector_that_does_not_stop_after_the_grace_period) {

@@ -446,41 +446,32 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
         c.out << "run " << after->id << ": " << after->state << "\n";
         return after->state == "cancelled" ? 0 : exit_code_for(Status::error(error_kind::target, ""));
     }
-    if (pa.pos[0] == "retry-failed") {
-        if (pa.pos.size() != 2) return usage(c, "runs retry-failed takes one RUN_ID");
+    // The commands that drive a stored plan: a pipeline that SIGINT and
+    // SIGTERM cancel, then the outcome.
+    auto drive_stored = [&](const char* what, bool dry_run, auto&& start) {
         registry reg(c.cfg.data_dir / "connectors", c.clk);
         pipeline p(reg, **store, c.clk, c.cfg.data_dir);
         cancel_on_signals signals;
         p.set_cancel(&g_cancel);
-        run_options opts;
-        opts.dry_run = pa.opts.count("--dry-run") > 0;
-        opts.no_wait = pa.opts.count("--no-wait") > 0;
-        auto o = p.retry_failed(pa.pos[1], opts);
+        run_outcome o = start(p);
         if (o.run.id.empty()) return fail(c, o.status);
-        c.out << "retrying the failed changes of run " << pa.pos[1] << "\n";
-        return print_outcome(c, o, opts.dry_run);
-    }
-    if (pa.pos[0] == "resume") {
-        if (pa.pos.size() != 2) return usage(c, "runs resume takes one RUN_ID");
-        registry reg(c.cfg.data_dir / "connectors", c.clk);
-        pipeline p(reg, **store, c.clk, c.cfg.data_dir);
-        cancel_on_signals signals;
-        p.set_cancel(&g_cancel);
-        auto o = p.resume(pa.pos[1], pa.opts.count("--no-wait") > 0);
-        if (o.run.id.empty()) return fail(c, o.status);
-        c.out << "resuming run " << pa.pos[1] << "\n";
-        return print_outcome(c, o, false);
-    }
-    if (pa.pos[0] == "apply") {
-        if (pa.pos.size() != 2) return usage(c, "runs apply takes one RUN_ID");
-        registry reg(c.cfg.data_dir / "connectors", c.clk);
-        pipeline p(reg, **store, c.clk, c.cfg.data_dir);
-        cancel_on_signals signals;
-        p.set_cancel(&g_cancel);
-        auto o = p.apply_stored(pa.pos[1], pa.opts.count("--no-wait") > 0);
-        if (o.run.id.empty()) return fail(c, o.status);
-        c.out << "applying the plan of run " << pa.pos[1] << "\n";
-        return print_outcome(c, o, false);
+        c.out << what << pa.pos[1] << "\n";
+        return print_outcome(c, o, dry_run);
+    };
+    const bool no_wait = pa.opts.count("--no-wait") > 0;
+    if (pa.pos[0] == "retry-failed" || pa.pos[0] == "resume" || pa.pos[0] == "apply") {
+        if (pa.pos.size() != 2) return usage(c, "runs " + pa.pos[0] + " takes one RUN_ID");
+        if (pa.pos[0] == "retry-failed") {
+            run_options opts;
+            opts.dry_run = pa.opts.count("--dry-run") > 0;
+            opts.no_wait = no_wait;
+            return drive_stored("retrying the failed changes of run ", opts.dry_run,
+                                [&](pipeline& p) { return p.retry_failed(pa.pos[1], opts); });
+        }
+        if (pa.pos[0] == "resume")
+            return drive_stored("resuming run ", false, [&](pipeline& p) { return p.resume(pa.pos[1], no_wait); });
+        return drive_stored("applying the plan of run ", false,
+                            [&](pipeline& p) { return p.apply_stored(pa.pos[1], no_wait); });
     }
     return usage(c, "unknown runs subcommand '" + pa.pos[0] + "'");
 }

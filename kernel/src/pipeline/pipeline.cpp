@@ -69,6 +69,7 @@ public:
         paces = true;
         return limiter ? limiter->acquire(permits, cancel) : SW_OK;
     }
+    bool cancelled() const override { return cancel && cancel->requested.load(); }
     rate_limiter* limiter = nullptr;
     const cancel_flag* cancel = nullptr;
     bool paces = false;  // the connector calls acquire itself
@@ -204,7 +205,11 @@ public:
 
     const apply_outcome& applied() const { return applied_; }
 
-    void set_cancel(const cancel_flag* c) { cancel_ = c; }
+    void set_cancel(const cancel_flag* c) {
+        cancel_ = c;
+        source_host_.cancel = c;
+        target_host_.cancel = c;
+    }
     void set_no_wait(bool v) { no_wait_ = v; }
 
 private:
@@ -374,7 +379,6 @@ private:
         rate_limiter limiter(ctx.policy, clock_, sleeper_);
         if (limiter.limited()) ctx.limiter = &limiter;
         target_host_.limiter = ctx.limiter;
-        target_host_.cancel = cancel_;
         ctx.connector_paces = &target_host_.paces;
         ctx.seed = std::random_device{}();
         auto s = apply_plan(reader, target, target_host_, store_, out_.run.id, applied_, ctx);
@@ -496,6 +500,11 @@ void drive(registry& reg, run_store& store, const clock& clk, sleeper& sl, const
         d.set_cancel(cancel);
         d.set_no_wait(no_wait);
         s = body(d);
+        // A hook that stopped because it was asked to (an in-process
+        // connector returning SW_CANCELLED) ends the run as cancelled.
+        if (!s && cancel && cancel->requested.load() && s.kind() != error_kind::cancelled &&
+            s.message().find("(cancelled") != std::string::npos)
+            s = cancelled_status(*cancel, "during " + out.run.phase);
         d.finish_findings();
         applied = d.applied();
     } catch (const std::exception& e) {

@@ -70,23 +70,16 @@ sw_status host_checkpoint_load(sw_host_ctx* ctx, sw_str* out) noexcept {
         return SW_INTERNAL;
     }
 }
-int host_is_cancelled(sw_host_ctx*) noexcept { return 0; }
-sw_status host_config_get(sw_host_ctx* ctx, sw_str pointer, sw_str* out) noexcept {
+int host_is_cancelled(sw_host_ctx* ctx) noexcept {
     try {
-        if (!ctx || !out) return SW_INTERNAL;
-        std::string p(view(pointer));
-        auto it = ctx->config_values.find(p);
-        if (it == ctx->config_values.end()) {
-            nlohmann::json::json_pointer jp(p);
-            if (!ctx->settings.contains(jp)) return SW_CONFIG;
-            const auto& v = ctx->settings.at(jp);
-            it = ctx->config_values.emplace(p, v.is_string() ? v.get<std::string>() : v.dump()).first;
-        }
-        *out = sw_str{it->second.data(), it->second.size()};
-        return SW_OK;
+        return ctx && ctx->services && ctx->services->cancelled() ? 1 : 0;
     } catch (...) {
-        return SW_CONFIG;  // not a valid JSON pointer
+        return 0;
     }
+}
+sw_status host_config_get(sw_host_ctx* ctx, sw_str pointer, sw_str* out) noexcept {
+    if (!ctx) return SW_INTERNAL;
+    return settings_value(ctx->settings, ctx->config_values, pointer, out);
 }
 sw_status host_emit_changes(sw_host_ctx* ctx, const sw_change_batch* b) noexcept {
     try {

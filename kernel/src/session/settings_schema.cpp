@@ -88,4 +88,23 @@ Status validate_settings(const std::string& schema_text, const nlohmann::json& s
                                                    who.substr(0, who.find(' ')) + "` shows every setting it accepts");
 }
 
+sw_status settings_value(const nlohmann::json& settings, std::map<std::string, std::string>& cache, sw_str pointer,
+                         sw_str* out) noexcept {
+    try {
+        if (!out) return SW_INTERNAL;
+        std::string p = pointer.ptr ? std::string(pointer.ptr, pointer.len) : std::string();
+        auto it = cache.find(p);
+        if (it == cache.end()) {
+            nlohmann::json::json_pointer jp(p);
+            if (!settings.contains(jp)) return SW_CONFIG;
+            const auto& v = settings.at(jp);
+            it = cache.emplace(p, v.is_string() ? v.get<std::string>() : v.dump()).first;
+        }
+        *out = sw_str{it->second.data(), it->second.size()};
+        return SW_OK;
+    } catch (...) {
+        return SW_CONFIG;  // not a valid JSON pointer
+    }
+}
+
 }  // namespace syncwarden::kernel

@@ -2,6 +2,10 @@
 // declares (ABI 1.1), before the connector sees them.
 #pragma once
 
+#include <syncwarden/connector.h>
+
+#include <map>
+
 #include <syncwarden/kernel/result.hpp>
 
 #include <nlohmann/json.hpp>
@@ -16,5 +20,11 @@ namespace syncwarden::kernel {
 // defect.
 Status validate_settings(const std::string& schema_text, const nlohmann::json& settings, const std::string& where,
                          const std::string& who);
+
+// The host's config_get: the value at a JSON pointer into the settings,
+// unquoted for strings and as JSON text otherwise, kept in `cache` so that it
+// stays valid until destroy. SW_CONFIG when absent or not a pointer.
+sw_status settings_value(const nlohmann::json& settings, std::map<std::string, std::string>& cache, sw_str pointer,
+                         sw_str* out) noexcept;
 
 }  // namespace syncwarden::kernel

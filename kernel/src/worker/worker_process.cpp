@@ -6,6 +6,7 @@
 #include <syncwarden/kernel/schema.hpp>
 #include <syncwarden/kernel/worker.hpp>
 
+#include "../session/settings_schema.hpp"
 #include "wire.hpp"
 
 #include <nlohmann/json.hpp>
@@ -240,21 +241,7 @@ int host_is_cancelled(sw_host_ctx*) noexcept {
 
 sw_status host_config_get(sw_host_ctx*, sw_str pointer, sw_str* out) noexcept {
     progress();
-    try {
-        if (!out) return SW_INTERNAL;
-        std::string p = pointer.ptr ? std::string(pointer.ptr, pointer.len) : std::string();
-        auto it = g->config_values.find(p);
-        if (it == g->config_values.end()) {
-            nlohmann::json::json_pointer jp(p);
-            if (!g->settings.contains(jp)) return SW_CONFIG;
-            const auto& v = g->settings.at(jp);
-            it = g->config_values.emplace(p, v.is_string() ? v.get<std::string>() : v.dump()).first;
-        }
-        *out = sw_str{it->second.data(), it->second.size()};
-        return SW_OK;
-    } catch (...) {
-        return SW_CONFIG;
-    }
+    return settings_value(g->settings, g->config_values, pointer, out);
 }
 
 void host_state_token(sw_host_ctx*, sw_str token) noexcept {

@@ -61,6 +61,8 @@ public:
         (void)permits;
         return SW_OK;
     }
+    // The host's is_cancelled for an in-process connector.
+    virtual bool cancelled() const { return false; }
 };
 
 // A run_services that drops findings and keeps no checkpoint: for calls

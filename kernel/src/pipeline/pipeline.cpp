@@ -337,13 +337,13 @@ private:
             total.remove += c.remove;
         }
         nlohmann::json human{{"run_id", out_.run.id},
-                             {"retry_of", opts.retry_of},
                              {"job", job.name},
                              {"created_at", out_.run.created_at},
                              {"dry_run", opts.dry_run},
                              {"source", {{"connector", job.source.connector}, {"version", out_.run.source_version}}},
                              {"target", {{"connector", job.target.connector}, {"version", out_.run.target_version}}},
                              {"summary", counts_json(out_.planned)}};
+        if (!opts.retry_of.empty()) human["retry_of"] = opts.retry_of;
         plan_header h;
         h.job = job.name;
         h.run_id = out_.run.id;

@@ -2,6 +2,7 @@
 #include <syncwarden/kernel/session.hpp>
 #include <syncwarden/kernel/text.hpp>
 
+#include "hook_call.hpp"
 #include "settings_schema.hpp"
 
 #include <cstring>
@@ -244,28 +245,9 @@ public:
     }
 
 private:
-    // Calls a hook, catching anything it throws.
     template <class F>
     sw_status call(const char* hook, sw_error& err, F&& f) {
-        std::memset(&err, 0, sizeof err);
-        err.struct_size = sizeof err;
-        try {
-            auto s = static_cast<sw_status>(f());
-            if (s > SW_CANCELLED) {
-                std::snprintf(err.category, sizeof err.category, "bad_status");
-                std::snprintf(err.message, sizeof err.message, "%s returned status %u, which is not a sw_status",
-                              hook, static_cast<unsigned>(s));
-                return SW_INTERNAL;
-            }
-            return s;
-        } catch (const std::exception& e) {
-            std::snprintf(err.category, sizeof err.category, "exception");
-            std::snprintf(err.message, sizeof err.message, "%s threw across the ABI: %s", hook, e.what());
-        } catch (...) {
-            std::snprintf(err.category, sizeof err.category, "exception");
-            std::snprintf(err.message, sizeof err.message, "%s threw across the ABI", hook);
-        }
-        return SW_INTERNAL;
+        return call_hook(hook, err, std::forward<F>(f));
     }
 
     Status to_status(const char* hook, sw_status s, const sw_error& err, error_kind schema_kind) const {

@@ -6,6 +6,7 @@
 #include <syncwarden/kernel/schema.hpp>
 #include <syncwarden/kernel/worker.hpp>
 
+#include "../session/hook_call.hpp"
 #include "../session/settings_schema.hpp"
 #include "wire.hpp"
 
@@ -279,29 +280,9 @@ void done(sw_status s, const sw_error& err, uint64_t payload = 0) {
     flush();
 }
 
-void fail(sw_error& err, const char* cat, const std::string& msg) {
-    std::snprintf(err.category, sizeof err.category, "%s", cat);
-    std::snprintf(err.message, sizeof err.message, "%s", msg.c_str());
-}
-
 template <class F>
 sw_status call(const char* hook, sw_error& err, F&& f) {
-    std::memset(&err, 0, sizeof err);
-    err.struct_size = sizeof err;
-    try {
-        auto s = static_cast<sw_status>(f());
-        if (s > SW_CANCELLED) {
-            fail(err, "bad_status", std::string(hook) + " returned status " + std::to_string(static_cast<unsigned>(s)) +
-                                        ", which is not a sw_status");
-            return SW_INTERNAL;
-        }
-        return s;
-    } catch (const std::exception& e) {
-        fail(err, "exception", std::string(hook) + " threw across the ABI: " + e.what());
-    } catch (...) {
-        fail(err, "exception", std::string(hook) + " threw across the ABI");
-    }
-    return SW_INTERNAL;
+    return call_hook(hook, err, std::forward<F>(f));
 }
 
 std::vector<std::string_view> read_entities(wire::reader& r) {
@@ -378,7 +359,7 @@ void serve(const std::string& who) {
                 // crashes this process and not the kernel.
                 auto copied = copy_contract(c, who);
                 if (!copied) {
-                    fail(err, "bad_contract", copied.status().message());
+                    set_error(err, "bad_contract", copied.status().message());
                     done(SW_INTERNAL, err, 1);
                     break;
                 }

@@ -460,6 +460,9 @@ int worker_main(int argc, char** argv) {
         else if (a == "--open-files") files = std::strtoull(next().c_str(), nullptr, 10);
         else if (a == "--parent") parent = std::strtol(next().c_str(), nullptr, 10);
     }
+    // A crash is the kernel's to report: no handler (a sanitizer's, in a
+    // sanitizer build) turns a connector's SIGSEGV into an exit code.
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL}) std::signal(sig, SIG_DFL);
     // Dies with the kernel; the check after closes the race with a kernel
     // that died before prctl.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -198,6 +198,11 @@ TEST(retry, permanent_and_never_retry_failures_are_not_retried_and_are_grouped_b
     EXPECT_THAT(text.out, HasSubstr("failed changes by category:\n  refused: 1\n"));
     EXPECT_THAT(text.out, HasSubstr("  timeout: 1\n"));
     EXPECT_THAT(text.out, HasSubstr("create items/i-000002: permanent the vendor refused i-000002"));
+    // Once the vendor accepts them, a healthy run delivers the two that failed.
+    auto healthy = s.run(s.job(6, 6));
+    EXPECT_TRUE(healthy.status.is_ok()) << healthy.status.message();
+    EXPECT_EQ(healthy.applied, 2u);
+    EXPECT_EQ(ledger_state(s.ledger()).size(), 6u);
 }
 
 TEST(retry, a_change_that_keeps_failing_gives_up_after_max_attempts) {

@@ -206,20 +206,14 @@ public:
     }
 
     Result<std::vector<finding_record>> findings(const std::string& run_id) override {
-        std::vector<finding_record> out;
-        auto s = guard("reading findings of run " + run_id, [&] {
-            std::string id = run_id;
-            Statement st(s_);
-            st << "SELECT severity,code,entity,file,line,col,record_key,message FROM findings "
-                  "WHERE run_id=? ORDER BY seq", use(id);
-            for_each_row(st, [&](RecordSet& rs) {
-                out.push_back({str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3),
-                               static_cast<uint64_t>(num(rs, 4)), static_cast<uint64_t>(num(rs, 5)),
-                               str(rs, 6), str(rs, 7)});
+        return rows_of_run<finding_record>(
+            "reading findings", "SELECT severity,code,entity,file,line,col,record_key,message FROM findings "
+                                "WHERE run_id=? ORDER BY seq",
+            run_id, [](RecordSet& rs) {
+                return finding_record{str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3),
+                                      static_cast<uint64_t>(num(rs, 4)), static_cast<uint64_t>(num(rs, 5)),
+                                      str(rs, 6), str(rs, 7)};
             });
-        });
-        if (!s) return s;
-        return out;
     }
 
     Status save_plan(const plan_record& p) override {
@@ -300,37 +294,26 @@ public:
     }
 
     Result<std::vector<change_result_record>> change_results(const std::string& run_id) override {
-        std::vector<change_result_record> out;
-        auto s = guard("reading change results of run " + run_id, [&] {
-            std::string id = run_id;
-            Statement st(s_);
-            st << "SELECT change_id,entity,record_key,kind,status,category,message,seq,attempts FROM change_results "
-                  "WHERE run_id=? ORDER BY seq", use(id);
-            for_each_row(st, [&](RecordSet& rs) {
+        return rows_of_run<change_result_record>(
+            "reading change results",
+            "SELECT change_id,entity,record_key,kind,status,category,message,seq,attempts FROM change_results "
+            "WHERE run_id=? ORDER BY seq",
+            run_id, [](RecordSet& rs) {
                 change_result_record r{str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3), str(rs, 4), str(rs, 5),
                                        str(rs, 6), static_cast<uint64_t>(num(rs, 7))};
                 r.attempts = static_cast<uint32_t>(num(rs, 8));
-                out.push_back(std::move(r));
+                return r;
             });
-        });
-        if (!s) return s;
-        return out;
     }
 
     Result<std::vector<attempt_record>> attempts(const std::string& run_id) override {
-        std::vector<attempt_record> out;
-        auto s = guard("reading the attempts of run " + run_id, [&] {
-            std::string id = run_id;
-            Statement st(s_);
-            st << "SELECT seq,attempt,at,status,category,message,retry_after_ms FROM change_attempts "
-                  "WHERE run_id=? ORDER BY seq, attempt", use(id);
-            for_each_row(st, [&](RecordSet& rs) {
-                out.push_back({static_cast<uint64_t>(num(rs, 0)), static_cast<uint32_t>(num(rs, 1)), str(rs, 2),
-                               str(rs, 3), str(rs, 4), str(rs, 5), static_cast<uint32_t>(num(rs, 6))});
+        return rows_of_run<attempt_record>(
+            "reading the attempts", "SELECT seq,attempt,at,status,category,message,retry_after_ms FROM change_attempts "
+                                    "WHERE run_id=? ORDER BY seq, attempt",
+            run_id, [](RecordSet& rs) {
+                return attempt_record{static_cast<uint64_t>(num(rs, 0)), static_cast<uint32_t>(num(rs, 1)), str(rs, 2),
+                                      str(rs, 3), str(rs, 4), str(rs, 5), static_cast<uint32_t>(num(rs, 6))};
             });
-        });
-        if (!s) return s;
-        return out;
     }
 
     Status save_checkpoint(const std::string& run_id, const std::string& scope,
@@ -368,6 +351,22 @@ private:
             if (s_.isTransaction()) try { s_.rollback(); } catch (...) {}
             return Status::error(error_kind::store, file_.string() + ": " + what + ": " + e.what());
         }
+    }
+
+    // The rows of one run that `sql` (with one ? for the run id) selects,
+    // each turned into a T by `make`.
+    template <class T, class F>
+    Result<std::vector<T>> rows_of_run(const std::string& what, const std::string& sql, const std::string& run_id,
+                                       F&& make) {
+        std::vector<T> out;
+        auto s = guard(what + " of run " + run_id, [&] {
+            std::string id = run_id;
+            Statement st(s_);
+            st << sql, use(id);
+            for_each_row(st, [&](RecordSet& rs) { out.push_back(make(rs)); });
+        });
+        if (!s) return s;
+        return out;
     }
 
     void write_run(const run_record& r) {

@@ -124,8 +124,9 @@ TEST_F(pipeline_e2e, a_mapping_table_miss_blocks_the_run) {
         "entities": [{"target": "students", "source": "users", "where": {"role": "student"},
           "fields": {"id": "sourcedId", "grade": {"from": "grades", "table": "g"}}}]}})");
     auto r = run(false);
-    EXPECT_EQ(r.code, 5) << r.out << r.err;
-    EXPECT_THAT(r.err, HasSubstr("grade: value '10' is not in mapping table 'g'"));
+    EXPECT_EQ(r.code, 10) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("held: "));
+    EXPECT_THAT(r.out, HasSubstr("grade: value '10' is not in mapping table 'g'"));
     EXPECT_FALSE(fs::exists(drop()));
 }
 

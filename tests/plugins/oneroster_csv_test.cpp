@@ -243,7 +243,10 @@ TEST_F(oneroster, a_delta_export_deletes_only_what_it_marks) {
                         "givenName,familyName,middleName,identifier,email,sms,phone,agentSourcedIds,grades,password\r\n"
                         "usr-222-987654,inactive,2026-11-20,TRUE,org-sch-222-456,teacher,jim.smith,,Jim,Smith,,,,,,,,\r\n"
                         "usr-new-1,active,2026-11-20,TRUE,org-sch-222-456,student,new.one,,New,One,,,,,,,,\r\n");
-    sw_test::write_file(tmp_ / "job.json", sw_test::roster_job(delta, drop()));
+    // One delete of six people is over the default 10% limit; this test is
+    // about which records a delta deletes, not the gate.
+    sw_test::write_file(tmp_ / "job.json",
+                        sw_test::roster_job(delta, drop(), R"("gates": {"thresholds": {"*": {"delete": "off"}}},)"));
     auto r = sw_test::cli(data(), {"run", (tmp_ / "job.json").string(), "--dry-run", "--plan-out",
                                    (tmp_ / "plan.json").string()});
     ASSERT_EQ(r.code, 0) << r.out << r.err;
@@ -257,8 +260,8 @@ TEST_F(oneroster, a_delta_export_deletes_only_what_it_marks) {
 }
 
 // The other half of the rule: a bulk file that is present but empty says the
-// entity is now empty, so everything delivered is planned for deletion (the
-// safety gates of a later release hold such a plan for approval).
+// entity is now empty, so everything delivered is planned for deletion; the
+// safety gates hold such a plan for an operator.
 TEST_F(oneroster, a_present_but_empty_bulk_file_empties_the_entity) {
     auto src = tmp_ / "full";
     sw_test::copy_tree(sw_test::shared_data("oneroster/Test_minimal_data_set"), src);
@@ -266,9 +269,11 @@ TEST_F(oneroster, a_present_but_empty_bulk_file_empties_the_entity) {
     auto enr = sw_test::read_file(src / "enrollments.csv");
     sw_test::write_file(src / "enrollments.csv", enr.substr(0, enr.find('\n') + 1));
     auto d = dry(src);
-    ASSERT_EQ(d.r.code, 0) << d.r.out << d.r.err;
+    ASSERT_EQ(d.r.code, 10) << d.r.out << d.r.err;
     EXPECT_EQ(d.plan["summary"]["rosters"]["delete"], 6);
     EXPECT_EQ(d.plan["summary"]["people"]["delete"], 0);
+    EXPECT_THAT(d.r.out, HasSubstr("the source sent no enrollments at all (0 records)"));
+    EXPECT_THAT(d.r.out, HasSubstr("would delete 6 of 6 rosters (100%), limit 10%"));
 }
 
 // ---- findings that name their row, and headers read in one pass ----

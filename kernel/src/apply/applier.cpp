@@ -118,7 +118,8 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                         out.last_error = e.name + "/" + key + ": " + (c.message.empty() ? status : c.message);
                     }
                     change_result_record r{std::string(view(ch.id)), e.name, std::move(key),
-                                           kind_name(static_cast<sw_change_kind>(ch.kind)), std::move(status), c.category,
+                                           plan.deactivates(k) ? "deactivate" : kind_name(static_cast<sw_change_kind>(ch.kind)),
+                                           std::move(status), c.category,
                                            c.message, first_seq + k};
                     r.attempts = c.sends;
                     results.push_back(std::move(r));

@@ -1,3 +1,5 @@
+#include "cli_common.hpp"
+
 #include <syncwarden/connector.h>
 #include <syncwarden/kernel/cli.hpp>
 #include <syncwarden/kernel/clock.hpp>
@@ -23,9 +25,8 @@
 namespace fs = std::filesystem;
 
 namespace syncwarden::kernel {
-namespace {
 
-const char* k_usage = R"(usage: syncwarden [--data-dir DIR] [--config KERNEL.json] COMMAND
+const char* const cli_detail::k_usage = R"(usage: syncwarden [--data-dir DIR] [--config KERNEL.json] COMMAND
 
 commands:
   connectors install FILE.so     check a connector library and install it
@@ -33,11 +34,24 @@ commands:
   connectors schema NAME [--version RANGE]
                                  the JSON Schema of a connector's settings
   run JOB.json [--dry-run] [--plan-out FILE] [--preview N] [--no-wait]
+      [--allow LIMIT[,LIMIT...]]
                                  plan a sync; without --dry-run also apply it.
                                  Waits while another run applies to the same
-                                 target system, or with --no-wait exits 9
+                                 target system, or with --no-wait exits 9.
+                                 A run a safety gate holds exits 10. --allow
+                                 pre-approves a limit for this run only:
+                                 delete=60%, students.delete=500, shrink=50%
   runs list [--limit N] [--json] recent runs, newest first
-  runs show RUN_ID [--json]      one run: state, counts, findings, failed changes
+  runs show RUN_ID [--json]      one run: state, why it was held, gate verdicts,
+                                 counts, findings, failed changes
+  runs show RUN_ID --changes [--entity E] [--kind K] [--limit N]
+                                 the planned changes, filtered (kind: create,
+                                 update, delete, deactivate)
+  runs approve RUN_ID --as NAME [--reason TEXT] [--no-wait]
+                                 apply exactly the plan of a held run; if the
+                                 source or target changed since, plan again
+  runs reject RUN_ID --as NAME --reason TEXT
+                                 close a held run without applying it
   runs apply RUN_ID [--no-wait]  apply the stored plan of a dry run, if the
                                  target has not changed since it was made
   runs cancel RUN_ID [--no-wait] stop a run in progress (as SIGINT would) and
@@ -54,54 +68,10 @@ The data directory holds installed connectors, the run store and plans. It is
 ./syncwarden-data.
 )";
 
-struct context {
-    std::ostream& out;
-    std::ostream& err;
-    const clock& clk;
-    kernel_config cfg;
-};
+namespace {
 
-int fail(context& c, const Status& s) {
-    c.err << "error: " << printable(s.message()) << "\n";
-    return exit_code_for(s);
-}
+using namespace cli_detail;
 
-int usage(context& c, const std::string& why) {
-    c.err << "error: " << why << "\n\n" << k_usage;
-    return 2;
-}
-
-// Splits "--flag value" options from positional arguments.
-struct parsed_args {
-    std::vector<std::string> pos;
-    std::map<std::string, std::string> opts;
-};
-
-bool parse_args(const std::vector<std::string>& in, const std::map<std::string, bool>& known,
-                parsed_args& out, std::string& error) {
-    for (size_t i = 0; i < in.size(); ++i) {
-        const auto& a = in[i];
-        if (a.rfind("--", 0) != 0) { out.pos.push_back(a); continue; }
-        auto it = known.find(a);
-        if (it == known.end()) { error = "unknown option " + a; return false; }
-        if (it->second) {
-            if (i + 1 >= in.size()) { error = a + " needs a value"; return false; }
-            out.opts[a] = in[++i];
-        } else {
-            out.opts[a] = "1";
-        }
-    }
-    return true;
-}
-
-// Opens the run store and records runs whose process is gone as interrupted,
-// so that no command ever shows a dead run as running.
-Result<std::unique_ptr<run_store>> open_store(context& c) {
-    auto s = open_sqlite_store(c.cfg.data_dir / "syncwarden.db");
-    if (!s) return s;
-    if (auto n = mark_interrupted(**s, c.cfg.data_dir, iso8601(c.clk.now())); !n) return n.status();
-    return s;
-}
 
 // SIGINT and SIGTERM cancel the run in progress: the flag is polled by the
 // worker sessions and between phases and batches. The previous handlers
@@ -193,60 +163,40 @@ int connectors_cmd(context& c, const std::vector<std::string>& args) {
     return usage(c, "unknown connectors subcommand '" + pa.pos[0] + "'");
 }
 
-void print_findings(context& c, const std::vector<finding_record>& fs, size_t limit) {
-    size_t shown = 0;
-    for (auto& f : fs) {
-        if (shown++ == limit) {
-            c.out << "  ... " << (fs.size() - limit) << " more in the plan file\n";
-            break;
-        }
-        c.out << "  " << f.severity << " [" << f.code << "] ";
-        if (!f.file.empty()) {
-            c.out << printable(f.file);
-            if (f.line) c.out << ":" << f.line;
-            if (f.column) c.out << ":" << f.column;
-            c.out << ": ";
-        }
-        c.out << printable(f.message) << "\n";
-    }
-}
 
-// What a run did, for people; then its exit code.
-int print_outcome(context& c, const run_outcome& o, bool dry_run) {
-    c.out << (dry_run ? "dry run " : "run ") << o.run.id << " of job " << printable(o.run.job) << ": " << o.run.state
-          << "\n";
-    if (!o.run.source_version.empty())
-        c.out << "  source " << o.run.source_connector << " " << o.run.source_version << ", target "
-              << o.run.target_connector << " " << o.run.target_version << "\n";
-    if (!o.findings.empty()) {
-        c.out << "findings (" << o.findings.size() + o.findings_not_kept << ", " << o.blocking_findings
-              << " blocking):\n";
-        print_findings(c, o.findings, 20);
+// "delete=60%,students.update=500,shrink=off" -> the run's allowance.
+Result<gate_allowance> parse_allow(const std::string& text) {
+    gate_allowance out;
+    size_t pos = 0;
+    while (pos <= text.size()) {
+        const size_t end = text.find(',', pos);
+        const std::string item = text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        const size_t eq = item.find('=');
+        const std::string what = item.substr(0, eq);
+        const std::string kind = what.substr(what.rfind('.') == std::string::npos ? 0 : what.rfind('.') + 1);
+        if (eq == std::string::npos || (kind != "create" && kind != "update" && kind != "delete" &&
+                                        kind != "deactivate" && kind != "shrink"))
+            return Status::error(error_kind::usage,
+                                 "--allow takes KIND=LIMIT or ENTITY.KIND=LIMIT, where KIND is create, update, delete, "
+                                 "deactivate or shrink and LIMIT is a count, a percentage or off (delete=60%), found '" +
+                                     item + "'");
+        std::string error;
+        auto limit = parse_limit_text(item.substr(eq + 1), error);
+        if (!limit) return Status::error(error_kind::usage, "--allow " + item + ": " + error);
+        out.limits[what] = *limit;
+        out.as_given.push_back(item);
+        if (end == std::string::npos) break;
+        pos = end + 1;
     }
-    if (!o.planned.empty()) {
-        c.out << "plan:\n";
-        c.out << "  " << std::left << std::setw(20) << "entity" << std::right << std::setw(8) << "create"
-              << std::setw(8) << "update" << std::setw(8) << "delete" << "\n";
-        for (auto& [e, n] : o.planned)
-            c.out << "  " << std::left << std::setw(20) << e << std::right << std::setw(8) << n.create
-                  << std::setw(8) << n.update << std::setw(8) << n.remove << "\n";
-        if (!o.preview.empty()) {
-            c.out << "first changes:\n";
-            for (auto& l : o.preview) c.out << "  " << l << "\n";
-        }
-        c.out << "plan written to " << o.plan_path.string() << "\n";
-    }
-    if (!dry_run && o.status) c.out << "applied " << o.applied << " changes, " << o.failed << " failed\n";
-    if (dry_run && o.status) c.out << "dry run: nothing was changed in the target\n";
-    if (!o.status) return fail(c, o.status);
-    return 0;
+    return out;
 }
 
 int run_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
-    if (!parse_args(args, {{"--dry-run", false}, {"--plan-out", true}, {"--preview", true}, {"--no-wait", false}}, pa,
-                    error))
+    if (!parse_args(args, {{"--dry-run", false}, {"--plan-out", true}, {"--preview", true}, {"--no-wait", false},
+                           {"--allow", true}},
+                    pa, error))
         return usage(c, error);
     if (pa.pos.size() != 1) return usage(c, "run takes one JOB.json");
     run_options opts;
@@ -256,6 +206,11 @@ int run_cmd(context& c, const std::vector<std::string>& args) {
     if (pa.opts.count("--preview")) {
         try { opts.preview = std::stoul(pa.opts["--preview"]); }
         catch (...) { return usage(c, "--preview takes a whole number"); }
+    }
+    if (pa.opts.count("--allow")) {
+        auto allow = parse_allow(pa.opts["--allow"]);
+        if (!allow) return usage(c, allow.status().message());
+        opts.allow = std::move(*allow);
     }
     auto job = load_job(pa.pos[0]);
     if (!job) return fail(c, job.status());
@@ -274,12 +229,17 @@ int run_cmd(context& c, const std::vector<std::string>& args) {
 int runs_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
-    if (!parse_args(args, {{"--json", false}, {"--limit", true}, {"--no-wait", false}, {"--dry-run", false}}, pa, error))
+    if (!parse_args(args, {{"--json", false}, {"--limit", true}, {"--no-wait", false}, {"--dry-run", false},
+                           {"--as", true}, {"--reason", true}, {"--changes", false}, {"--entity", true},
+                           {"--kind", true}},
+                    pa, error))
         return usage(c, error);
-    if (pa.pos.empty()) return usage(c, "runs needs a subcommand: list, show, apply, cancel, resume or retry-failed");
+    if (pa.pos.empty())
+        return usage(c, "runs needs a subcommand: list, show, apply, approve, reject, cancel, resume or retry-failed");
     // Reading commands never create a data dir: with no store there are no runs.
     std::error_code ec;
-    if (pa.pos[0] != "apply" && pa.pos[0] != "resume" && pa.pos[0] != "retry-failed" && !fs::exists(c.cfg.data_dir / "syncwarden.db", ec)) {
+    if (pa.pos[0] != "apply" && pa.pos[0] != "resume" && pa.pos[0] != "retry-failed" && pa.pos[0] != "approve" &&
+        !fs::exists(c.cfg.data_dir / "syncwarden.db", ec)) {
         if (pa.pos[0] == "list") {
             c.out << (pa.opts.count("--json") ? "[]\n" : "no runs yet\n");
             return 0;
@@ -319,105 +279,7 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
                   << (r.dry_run ? "yes" : "no") << r.created_at << "\n";
         return 0;
     }
-    if (pa.pos[0] == "show") {
-        if (pa.pos.size() != 2) return usage(c, "runs show takes one RUN_ID");
-        auto r = (*store)->get_run(pa.pos[1]);
-        if (!r) return fail(c, r.status());
-        auto findings = (*store)->findings(r->id);
-        if (!findings) return fail(c, findings.status());
-        auto results = (*store)->change_results(r->id);
-        if (!results) return fail(c, results.status());
-        auto plan = (*store)->get_plan(r->id);
-        if (!plan) return fail(c, plan.status());
-        if (json) {
-            nlohmann::json j{{"id", r->id}, {"job", r->job}, {"job_file", r->job_file}, {"state", r->state},
-                             {"phase", r->phase}, {"dry_run", r->dry_run}, {"created_at", r->created_at},
-                             {"finished_at", r->finished_at},
-                             {"source", {{"connector", r->source_connector}, {"version", r->source_version}}},
-                             {"target", {{"connector", r->target_connector}, {"version", r->target_version}}},
-                             {"exit_code", r->exit_code}, {"error", r->error}, {"category", r->category},
-                             {"summary", nlohmann::json::parse(r->summary_json, nullptr, false)}};
-            if (*plan)
-                j["plan"] = {{"path", (*plan)->path}, {"sha256", (*plan)->sha256}, {"file", (*plan)->plan_file},
-                             {"digest", (*plan)->digest}};
-            if (!r->plan_of.empty()) j["plan_of"] = r->plan_of;
-            nlohmann::json fj = nlohmann::json::array();
-            for (auto& f : *findings)
-                fj.push_back({{"severity", f.severity}, {"code", f.code}, {"entity", f.entity}, {"file", f.file},
-                              {"line", f.line}, {"column", f.column}, {"key", f.key}, {"message", f.message}});
-            j["findings"] = fj;
-            nlohmann::json rj = nlohmann::json::array();
-            for (auto& x : *results)
-                rj.push_back({{"id", x.change_id}, {"entity", x.entity}, {"key", x.key}, {"kind", x.kind},
-                              {"status", x.status}, {"category", x.category}, {"message", x.message},
-                              {"attempts", x.attempts}});
-            j["changes"] = rj;
-            auto tries = (*store)->attempts(r->id);
-            if (!tries) return fail(c, tries.status());
-            nlohmann::json aj = nlohmann::json::array();
-            for (auto& a : *tries)
-                aj.push_back({{"seq", a.seq}, {"attempt", a.attempt}, {"at", a.at}, {"status", a.status},
-                              {"category", a.category}, {"message", a.message}, {"retry_after_ms", a.retry_after_ms}});
-            j["retried_attempts"] = aj;
-            c.out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
-            return 0;
-        }
-        c.out << "run " << r->id << "\n  job        " << r->job << " (" << r->job_file << ")\n  state      "
-              << r->state << (r->dry_run ? " (dry run)" : "") << "\n  phase      " << r->phase
-              << "\n  created    " << r->created_at << "\n  finished   " << r->finished_at << "\n  source     "
-              << r->source_connector << " " << r->source_version << "\n  target     " << r->target_connector
-              << " " << r->target_version << "\n  summary    " << r->summary_json << "\n";
-        if (*plan) c.out << "  plan       " << (*plan)->path << " (digest " << (*plan)->digest.substr(0, 16) << ")\n";
-        if (!r->plan_of.empty()) c.out << "  applies    the plan of run " << r->plan_of << "\n";
-        if (!r->error.empty())
-            c.out << "  error      " << (r->category.empty() ? "" : "[" + r->category + "] ") << r->error << "\n";
-        if (!findings->empty()) {
-            c.out << "findings:\n";
-            print_findings(c, *findings, 50);
-        }
-        size_t failed = 0, staged = 0;
-        // Failures grouped by category: how many, and a few examples each.
-        std::map<std::string, std::vector<const change_result_record*>> by_category;
-        for (auto& x : *results) {
-            if (x.status == "applied") continue;
-            if (x.status == "staged") {
-                ++staged;
-                continue;
-            }
-            ++failed;
-            by_category[x.category.empty() ? x.status : x.category].push_back(&x);
-        }
-        if (failed) c.out << "failed changes by category:\n";
-        for (auto& [cat, list] : by_category) {
-            c.out << "  " << cat << ": " << list.size() << "\n";
-            for (size_t i = 0; i < list.size() && i < 3; ++i)
-                c.out << "    " << list[i]->kind << " " << list[i]->entity << "/" << printable(list[i]->key) << ": "
-                      << list[i]->status << (list[i]->attempts > 1 ? " after " + std::to_string(list[i]->attempts) +
-                                                                        " attempts"
-                                                                  : "")
-                      << " " << printable(list[i]->message) << "\n";
-            if (list.size() > 3) c.out << "    ... and " << list.size() - 3 << " more\n";
-        }
-        auto tries = (*store)->attempts(r->id);
-        if (!tries) return fail(c, tries.status());
-        if (!tries->empty()) {
-            std::map<std::string, size_t> retried;
-            for (auto& a : *tries) ++retried[a.category.empty() ? a.status : a.category];
-            c.out << "retried attempts: " << tries->size() << " (";
-            bool first = true;
-            for (auto& [cat, n] : retried) {
-                c.out << (first ? "" : ", ") << cat << " " << n;
-                first = false;
-            }
-            c.out << ")\n";
-        }
-        c.out << "changes recorded: " << results->size() << ", failed: " << failed;
-        // Accepted by the target but never committed: a run that was killed,
-        // or whose commit could not be recorded.
-        if (staged) c.out << ", staged but not committed: " << staged;
-        c.out << "\n";
-        return 0;
-    }
+    if (pa.pos[0] == "show") return runs_show(c, **store, pa);
     if (pa.pos[0] == "cancel") {
         if (pa.pos.size() != 2) return usage(c, "runs cancel takes one RUN_ID");
         auto r = (*store)->get_run(pa.pos[1]);
@@ -459,6 +321,20 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
         return print_outcome(c, o, dry_run);
     };
     const bool no_wait = pa.opts.count("--no-wait") > 0;
+    if (pa.pos[0] == "reject") {
+        if (pa.pos.size() != 2) return usage(c, "runs reject takes one RUN_ID");
+        registry reg(c.cfg.data_dir / "connectors", c.clk);
+        pipeline p(reg, **store, c.clk, c.cfg.data_dir);
+        if (auto s = p.reject(pa.pos[1], {pa.opts["--as"], pa.opts["--reason"]}); !s) return fail(c, s);
+        c.out << "rejected run " << pa.pos[1] << ": nothing of its plan was applied\n";
+        return 0;
+    }
+    if (pa.pos[0] == "approve") {
+        if (pa.pos.size() != 2) return usage(c, "runs approve takes one RUN_ID");
+        decision d{pa.opts["--as"], pa.opts["--reason"]};
+        return drive_stored("approving the plan of run ", false,
+                            [&](pipeline& p) { return p.approve(pa.pos[1], d, no_wait); });
+    }
     if (pa.pos[0] == "retry-failed" || pa.pos[0] == "resume" || pa.pos[0] == "apply") {
         if (pa.pos.size() != 2) return usage(c, "runs " + pa.pos[0] + " takes one RUN_ID");
         if (pa.pos[0] == "retry-failed") {
@@ -512,7 +388,9 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
     }
     // Only a command that writes to the data dir creates it (and its logs).
     const bool writes = args[0] == "run" ||
-                        (args[0] == "runs" && !rest.empty() && (rest[0] == "apply" || rest[0] == "resume" || rest[0] == "retry-failed")) ||
+                        (args[0] == "runs" && !rest.empty() &&
+                         (rest[0] == "apply" || rest[0] == "resume" || rest[0] == "retry-failed" ||
+                          rest[0] == "approve" || rest[0] == "reject")) ||
                         (args[0] == "connectors" && !rest.empty() && rest[0] == "install");
     if (writes) init_logging(c.cfg.data_dir, c.cfg.log_level);
     if (args[0] == "connectors") return connectors_cmd(c, rest);

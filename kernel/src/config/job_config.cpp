@@ -1,5 +1,8 @@
 #include <syncwarden/kernel/config.hpp>
 
+#include "gate_config.hpp"
+#include "json_reader.hpp"
+
 #include <cctype>
 #include <set>
 #include <tuple>
@@ -11,51 +14,8 @@ namespace fs = std::filesystem;
 namespace syncwarden::kernel {
 namespace {
 
-std::string type_name(const json& j) {
-    if (j.is_null()) return "null";
-    return j.type_name();
-}
-
-// Reads values out of one JSON document, naming file and JSON path on error.
-class reader {
-public:
-    explicit reader(fs::path file) : file_(std::move(file)) {}
-
-    Status fail(const std::string& path, const std::string& what) const {
-        return Status::error(error_kind::config, file_.string() + ": " + path + ": " + what);
-    }
-    Status expect(const json& j, json::value_t t, const std::string& path, const char* what) const {
-        bool ok = j.type() == t || (t == json::value_t::number_unsigned && j.is_number_integer() &&
-                                    j.get<long long>() >= 0);
-        if (ok) return Status::ok();
-        return fail(path, std::string("expected ") + what + ", found " + type_name(j));
-    }
-    Result<std::string> string(const json& obj, const std::string& path, const char* key,
-                               bool required, std::string fallback = {}) const {
-        auto it = obj.find(key);
-        if (it == obj.end()) {
-            if (required) return fail(path, std::string("missing required field '") + key + "'");
-            return fallback;
-        }
-        if (!it->is_string())
-            return fail(path + "." + key, "expected a string, found " + type_name(*it));
-        if (required && it->get<std::string>().empty())
-            return fail(path + "." + key, "must not be empty");
-        return it->get<std::string>();
-    }
-    Status no_unknown(const json& obj, const std::string& path, std::set<std::string> known) const {
-        for (auto& [k, v] : obj.items())
-            if (!known.count(k)) {
-                std::string list;
-                for (auto& n : known) list += (list.empty() ? "" : ", ") + n;
-                return fail(path + "." + k, "unknown field; expected one of: " + list);
-            }
-        return Status::ok();
-    }
-
-private:
-    fs::path file_;
-};
+using config_detail::reader;
+using config_detail::type_name;
 
 Result<connector_ref> read_connector(const reader& r, const json& j, const std::string& path) {
     if (auto s = r.expect(j, json::value_t::object, path, "an object"); !s) return s;
@@ -294,7 +254,7 @@ Status read_retry(const reader& r, const json& j, retry_policy& p) {
 
 Result<std::chrono::milliseconds> parse_duration(const json& j) {
     using std::chrono::milliseconds;
-    const std::string what = "expected a duration such as \"90s\", \"5m\", \"2h\", \"500ms\" or a number of "
+    const std::string what = "expected a duration such as \"90s\", \"5m\", \"2h\", \"30d\", \"500ms\" or a number of "
                              "seconds (0: none), found " + j.dump();
     if (j.is_number()) {
         double v = j.get<double>();
@@ -312,6 +272,7 @@ Result<std::chrono::milliseconds> parse_duration(const json& j) {
     if (unit == "s") return milliseconds(n * 1000);
     if (unit == "m" || unit == "min") return milliseconds(n * 60000);
     if (unit == "h") return milliseconds(n * 3600000);
+    if (unit == "d") return milliseconds(n * 86400000);
     return Status::error(error_kind::config, what);
 }
 
@@ -322,7 +283,7 @@ Result<job_config> load_job(const fs::path& file) {
     reader r(file);
     if (auto s = r.expect(j, json::value_t::object, "$", "an object"); !s) return s;
     if (auto s = r.no_unknown(j, "$", {"name", "description", "source", "target", "mapping", "apply", "isolation",
-                                         "limits", "deadlines", "retry", "rate_limit"}); !s) return s;
+                                         "limits", "deadlines", "retry", "rate_limit", "gates"}); !s) return s;
     job_config job;
     job.file = fs::absolute(file);
     job.base_dir = job.file.parent_path();
@@ -375,6 +336,7 @@ Result<job_config> load_job(const fs::path& file) {
     }
     if (auto s = read_runtime(r, j, job.runtime); !s) return s;
     if (auto s = read_retry(r, j, job.retry); !s) return s;
+    if (auto s = config_detail::read_gates(r, j, job.gates); !s) return s;
     return job;
 }
 

@@ -1,5 +1,6 @@
 #include <syncwarden/kernel/clock.hpp>
 
+#include <cstdio>
 #include <ctime>
 
 namespace syncwarden::kernel {
@@ -14,6 +15,19 @@ std::string iso8601(std::chrono::system_clock::time_point t) {
     std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
     return buf;
+}
+
+std::optional<std::chrono::system_clock::time_point> parse_iso8601(const std::string& text) {
+    std::tm tm{};
+    int ms = 0;
+    if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                    &tm.tm_min, &tm.tm_sec, &ms) != 7)
+        return std::nullopt;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    const time_t secs = timegm(&tm);
+    if (secs == static_cast<time_t>(-1)) return std::nullopt;
+    return std::chrono::system_clock::from_time_t(secs) + std::chrono::milliseconds(ms);
 }
 
 }  // namespace syncwarden::kernel

@@ -46,6 +46,7 @@ std::map<std::string, change_counts> plan::counts() const {
         auto& c = out[ep.schema.name];
         for (auto& ch : ep.changes) {
             if (ch.kind == SW_CHANGE_CREATE) ++c.create;
+            else if (ch.deactivate) ++c.deactivate;
             else if (ch.kind == SW_CHANGE_UPDATE) ++c.update;
             else ++c.remove;
         }
@@ -93,6 +94,10 @@ bool streaming_diff::offer(std::string_view key, const std::string_view* values,
     ep_.desired.add(key, values, 0);
     ep_.changes.push_back({SW_CHANGE_UPDATE, d, c, begin, n});
     return true;
+}
+
+void streaming_diff::keep(std::string_view key) {
+    if (auto cur = ep_.current.lookup(key)) seen_[*cur] = 1;
 }
 
 // In bulk mode a current record the source no longer sends is deleted; in

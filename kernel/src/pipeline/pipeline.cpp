@@ -82,9 +82,18 @@ private:
     std::string scope_;
 };
 
+nlohmann::json verdicts_json(const std::vector<gate_verdict>& vs) {
+    nlohmann::json out = nlohmann::json::array();
+    for (auto& v : vs)
+        out.push_back({{"gate", v.gate}, {"entity", v.entity}, {"kind", v.kind}, {"verdict", v.verdict},
+                       {"count", v.count}, {"base", v.base}, {"limit", v.limit}, {"message", v.message}});
+    return out;
+}
+
 nlohmann::json counts_json(const std::map<std::string, change_counts>& planned) {
     nlohmann::json counts = nlohmann::json::object();
-    for (auto& [e, c] : planned) counts[e] = {{"create", c.create}, {"update", c.update}, {"delete", c.remove}};
+    for (auto& [e, c] : planned)
+        counts[e] = {{"create", c.create}, {"update", c.update}, {"delete", c.remove}, {"deactivate", c.deactivate}};
     return counts;
 }
 
@@ -111,6 +120,8 @@ public:
         if (!opts.dry_run)
             if (auto s = lock_target(job.target.connector, target_settings_, opts.no_wait); !s) return s;
         written_plan written;
+        std::optional<std::string> planned_token;
+        bool holds = false;
         {
             planner p(job, *source_, *target_, source_host_, target_host_, findings_,
                       [this](const char* name) { return phase(name); });
@@ -118,17 +129,59 @@ public:
             if (!result) return result.status();
             if (!opts.only_keys.empty()) keep_only(*result, opts.only_keys);
             if (auto s = phase("gates"); !s) return s;
+            auto gates = run_gate_stage(result->changes, result->sources, job, store_, clock_, findings_, opts.allow);
+            if (!gates) return gates.status();
+            out_.verdicts = gates->verdicts;
+            holds = gates->holds();
             // The in-memory plan is dropped here: from now on the persisted
             // plan is the only one.
             auto w = persist(job, opts, *result);
             if (!w) return w.status();
             written = std::move(*w);
+            if (auto s = store_.save_profile(out_.run.id, gates->profile.to_json().dump()); !s) return s;
+            if (auto s = store_.save_verdicts(out_.run.id, out_.verdicts); !s) return s;
+            planned_token = result->state_token;
         }
-        if (auto s = check_gates(findings_); !s) return s;
+        // Records in error that are missing from the plan: no approval could
+        // make applying it safe.
+        if (findings_.blocking_unsafe() > 0)
+            return Status::error(error_kind::input,
+                                 std::to_string(findings_.blocking()) +
+                                     " error finding(s) in the input; nothing was applied. First: " +
+                                     findings_.first_unsafe() + ". Fix the source data (or the mapping) and run again");
+        if (opts.approval) {
+            const auto& a = *opts.approval;
+            if (written.content_digest == a.content_digest && planned_token == a.state_token)
+                return apply_approved(a);
+            out_.stale_reason =
+                planned_token != a.state_token
+                    ? "the target changed since run " + a.run_id + " was planned (its state was " +
+                          token_text(a.state_token) + ", it is now " + token_text(planned_token) + ")"
+                    : "the source data changed since run " + a.run_id + " was planned";
+        }
+        if (holds) return Status::error(error_kind::held, hold_reason(out_.verdicts)).with_category("held");
         if (opts.dry_run) return Status::ok();
         auto reader = plan_reader::open(written.binary, written.digest);
         if (!reader) return reader.status();
         return apply(**reader, *target_);
+    }
+
+    // `runs approve` when nothing changed: this run applies the approved
+    // plan itself, byte for byte (its digest is checked as it is opened).
+    Status apply_approved(const run_options::approved_plan& a) {
+        auto reader = plan_reader::open(a.plan_file, a.digest);
+        if (!reader) return reader.status();
+        out_.applied_approved_plan = true;
+        out_.run.plan_of = a.run_id;
+        out_.planned = counts_of((*reader)->header());
+        out_.plan_path = fs::path(a.plan_file).replace_extension(".json");
+        log_info({out_.run.id, out_.run.job, "", "gates", "approved_plan"}, "applying the plan of run " + a.run_id);
+        return apply(**reader, *target_);
+    }
+
+    static std::string token_text(const std::optional<std::string>& t) {
+        if (!t) return "none";
+        return "'" + t->substr(0, 16) + (t->size() > 16 ? "...'" : "'");
     }
 
     // apply_stored and resume: the target of a stored plan, opened and locked.
@@ -319,7 +372,7 @@ private:
 
     static std::map<std::string, change_counts> counts_of(const plan_header& h) {
         std::map<std::string, change_counts> out;
-        for (auto& e : h.entities) out[e.name] = {e.creates, e.updates, e.deletes};
+        for (auto& e : h.entities) out[e.name] = {e.creates, e.updates, e.deletes, e.deactivates};
         return out;
     }
 
@@ -335,6 +388,7 @@ private:
             total.create += c.create;
             total.update += c.update;
             total.remove += c.remove;
+            total.deactivate += c.deactivate;
         }
         nlohmann::json human{{"run_id", out_.run.id},
                              {"job", job.name},
@@ -344,6 +398,15 @@ private:
                              {"target", {{"connector", job.target.connector}, {"version", out_.run.target_version}}},
                              {"summary", counts_json(out_.planned)}};
         if (!opts.retry_of.empty()) human["retry_of"] = opts.retry_of;
+        if (!opts.allow.as_given.empty()) human["allowed"] = opts.allow.as_given;
+        human["gates"] = verdicts_json(out_.verdicts);
+        nlohmann::json prot = nlohmann::json::array();
+        for (auto& ep : p.changes.entities)
+            for (auto& pr : ep.protected_records) {
+                prot.push_back({{"entity", ep.schema.name}, {"key", pr.key}, {"would", pr.would}, {"rule", pr.rule}});
+                ++out_.protected_records;
+            }
+        human["protected"] = prot;
         plan_header h;
         h.job = job.name;
         h.run_id = out_.run.id;
@@ -361,8 +424,8 @@ private:
             fs::copy_file(w->json, opts.plan_out, fs::copy_options::overwrite_existing, ec);
             if (ec) return Status::error(error_kind::usage, "writing the plan to " + opts.plan_out.string() + ": " + ec.message());
         }
-        plan_record pr{out_.run.id, w->json.string(), w->json_digest, total.create, total.update,
-                       total.remove, w->binary.string(), w->digest};
+        plan_record pr{out_.run.id, w->json.string(), w->json_digest, total.create, total.update + total.deactivate,
+                       total.remove, w->binary.string(), w->digest, w->content_digest};
         if (auto s = store_.save_plan(pr); !s) return s;
         return std::move(*w);
     }
@@ -425,6 +488,7 @@ int exit_code_for(const Status& s) {
         case error_kind::internal: return 1;
         case error_kind::cancelled: return 8;
         case error_kind::busy: return 9;
+        case error_kind::held: return 10;
     }
     return 1;
 }
@@ -449,6 +513,7 @@ void finish_run(run_store& store, const clock& clk, run_outcome& out, const appl
     r.category = s ? "" : s.category();
     if (s) r.state = "succeeded";
     else if (s.kind() == error_kind::cancelled) r.state = "cancelled";
+    else if (s.kind() == error_kind::held) r.state = "held";
     else if (s.kind() == error_kind::target && out.applied > 0) r.state = "partially_failed";
     else r.state = "failed";
     nlohmann::json summary{{"extracted_findings", out.findings.size() + out.findings_not_kept},
@@ -457,6 +522,11 @@ void finish_run(run_store& store, const clock& clk, run_outcome& out, const appl
                            {"failed", out.failed},
                            {"planned", counts_json(out.planned)}};
     if (!out.retry_of.empty()) summary["retry_of"] = out.retry_of;
+    if (!out.allowed.empty()) summary["allowed"] = out.allowed;
+    if (out.protected_records) summary["protected"] = out.protected_records;
+    size_t holding = 0;
+    for (auto& v : out.verdicts) holding += v.holds();
+    if (holding) summary["gates_holding"] = holding;
     if (a.staged || a.failed || a.skipped) {
         summary["staged_not_committed"] = a.commit_attempted ? 0 : a.staged;
         summary["resent"] = a.resent;
@@ -527,6 +597,8 @@ run_outcome pipeline::run(const job_config& job, const run_options& opts) {
     r.phase = "contract";
     r.source_connector = job.source.connector;
     r.target_connector = job.target.connector;
+    r.trigger = opts.trigger;
+    out.allowed = opts.allow.as_given;
     // Held until the run's outcome is recorded: without a holder, a run
     // still shown as running was interrupted.
     auto lock = take_run_lock(data_dir_, r.id);
@@ -578,6 +650,112 @@ run_outcome pipeline::retry_failed(const std::string& run_id, run_options opts) 
     }
     opts.retry_of = run_id;
     return this->run(*job, opts);
+}
+
+namespace {
+
+Result<run_record> held_run(run_store& store, const std::string& run_id, const char* what) {
+    auto run = store.get_run(run_id);
+    if (!run) return run.status();
+    if (run->state != "held")
+        return Status::error(error_kind::usage, "run " + run_id + " is " + run->state + "; only a held run can be " +
+                                                    what + " (`syncwarden runs list` shows the held ones)");
+    return run;
+}
+
+Status check_decision(const decision& d, bool reason_required) {
+    if (d.by.empty())
+        return Status::error(error_kind::usage, "say who decides with --as NAME: the decision is recorded with it");
+    if (reason_required && d.reason.empty())
+        return Status::error(error_kind::usage, "say why with --reason TEXT: a rejection is recorded with its reason");
+    return Status::ok();
+}
+
+}  // namespace
+
+run_outcome pipeline::approve(const std::string& run_id, const decision& d, bool no_wait) {
+    run_outcome out;
+    if (auto s = check_decision(d, false); !s) {
+        out.status = s;
+        return out;
+    }
+    auto held = held_run(store_, run_id, "approved");
+    if (!held) {
+        out.status = held.status();
+        return out;
+    }
+    auto pr = store_.get_plan(run_id);
+    if (!pr) {
+        out.status = pr.status();
+        return out;
+    }
+    if (!*pr || (*pr)->plan_file.empty()) {
+        out.status = Status::error(error_kind::not_found, "run " + run_id + " has no stored plan to approve");
+        return out;
+    }
+    auto job = load_job(held->job_file);
+    if (!job) {
+        out.status = job.status().context("run " + run_id + "'s job");
+        return out;
+    }
+    auto reader = plan_reader::open((*pr)->plan_file, (*pr)->digest);
+    if (!reader) {
+        out.status = reader.status();
+        return out;
+    }
+    run_options opts;
+    opts.no_wait = no_wait;
+    opts.trigger = "approval of " + run_id + " by " + d.by;
+    opts.approval = run_options::approved_plan{run_id, d.by, (*pr)->plan_file, (*pr)->digest, (*pr)->content_digest,
+                                               (*reader)->header().state_token};
+    reader->reset();
+    // The decision is recorded, and the held run closed, before anything is
+    // applied; what followed is added to the held run when the new run ends.
+    if (auto s = store_.add_approval({run_id, "approve", d.by, iso8601(clock_.now()), d.reason, (*pr)->digest, ""});
+        !s) {
+        out.status = s;
+        return out;
+    }
+    run_record r = *held;
+    r.state = "approved";
+    r.error = "approved by " + d.by;
+    if (auto s = store_.update_run(r); !s) {
+        out.status = s;
+        return out;
+    }
+    out = run(*job, opts);
+    if (out.run.id.empty()) {
+        // Nothing happened: the run stays held and can be approved again.
+        r = *held;
+    } else if (out.applied_approved_plan) {
+        r.error += "; its plan was applied by run " + out.run.id + " (" + out.run.state + ")";
+    } else if (!out.stale_reason.empty()) {
+        r.state = "superseded";
+        r.error += ", but its plan was stale: " + out.stale_reason + ". Nothing of it was applied; the job was "
+                   "planned again as run " + out.run.id + " (" + out.run.state + ")";
+    } else {
+        r = *held;
+        r.error = held->error + " (approved by " + d.by + ", but run " + out.run.id + " stopped before it could "
+                  "compare plans: " + out.run.state + "; approve it again)";
+    }
+    if (auto s = store_.update_run(r); !s && out.status) out.status = s;
+    return out;
+}
+
+Status pipeline::reject(const std::string& run_id, const decision& d) {
+    if (auto s = check_decision(d, true); !s) return s;
+    auto held = held_run(store_, run_id, "rejected");
+    if (!held) return held.status();
+    auto pr = store_.get_plan(run_id);
+    if (!pr) return pr.status();
+    run_record r = *held;
+    r.state = "rejected";
+    r.error = "rejected by " + d.by + ": " + d.reason;
+    if (auto s = store_.add_approval({run_id, "reject", d.by, iso8601(clock_.now()), d.reason,
+                                      *pr ? (*pr)->digest : "", "closed"});
+        !s)
+        return s;
+    return store_.update_run(r);
 }
 
 run_outcome pipeline::resume(const std::string& run_id, bool no_wait) {
@@ -645,6 +823,10 @@ run_outcome pipeline::apply_stored(const std::string& run_id, bool no_wait) {
         return out;
     };
     if (!dry->dry_run) return refuse(error_kind::usage, "was not a dry run: it applied its own plan when it ran");
+    if (dry->state == "held")
+        return refuse(error_kind::usage, "was held by a safety gate (" + dry->error +
+                                             "); `syncwarden runs approve " + run_id +
+                                             " --as NAME` applies its plan after an operator's decision");
     if (dry->state != "succeeded")
         return refuse(error_kind::usage, "ended " + dry->state + "; only a dry run that succeeded has a plan to apply");
     auto pr = store_.get_plan(run_id);

@@ -78,7 +78,8 @@ Result<plan_header> parse_header(std::string_view text) {
         if (j.contains("state_token")) h.state_token = j["state_token"].get<std::string>();
         for (auto& e : j.at("entities"))
             h.entities.push_back({e.at("name"), e.at("key_name"), e.at("fields").get<std::vector<std::string>>(),
-                                  e.at("changes"), e.at("creates"), e.at("updates"), e.at("deletes")});
+                                  e.at("changes"), e.at("creates"), e.at("updates"), e.at("deletes"),
+                                  e.value("deactivates", uint64_t{0})});
         return h;
     } catch (const std::exception& e) {
         return Status::error(error_kind::store, std::string("its header is not a plan header: ") + e.what());
@@ -168,8 +169,13 @@ Status plan_reader::for_each_batch(size_t batch_size, const batch_fn& fn) const 
             values.resize(n);
             changed.resize(n);
             ids.resize(n * 24);
+            flags_.assign(n, 0);
             for (size_t k = 0; k < n; ++k) {
                 auto kind = c.get<uint8_t>();
+                if (kind == (SW_CHANGE_UPDATE | k_deactivate_bit)) {
+                    kind = SW_CHANGE_UPDATE;
+                    flags_[k] = 1;
+                }
                 auto raw_id = c.raw(12);
                 char* id = ids.data() + k * 24;
                 for (size_t i = 0; i < raw_id.size(); ++i) {

@@ -13,7 +13,7 @@ namespace fs = std::filesystem;
 namespace syncwarden::kernel {
 
 std::string change_line(const entity_plan& ep, const planned_change& c) {
-    std::string line = std::string(kind_name(c.kind)) + " " + ep.schema.name + "/" + std::string(ep.key_of(c));
+    std::string line = std::string(kind_name(c)) + " " + ep.schema.name + "/" + std::string(ep.key_of(c));
     for (uint32_t i = 0; i < c.changed_count && i < 6; ++i) {
         auto f = ep.changed_fields[c.changed_begin + i];
         line += i == 0 ? ": " : ", ";
@@ -133,7 +133,7 @@ void append_json_change(std::string& out, const std::string& id, const entity_pl
     out += ",\"key\":";
     append_json_string(out, ep.key_of(c));
     out += ",\"kind\":\"";
-    out += kind_name(c.kind);
+    out += kind_name(c);
     out += '"';
     if (c.kind != SW_CHANGE_DELETE) {
         out += ",\"fields\":{";
@@ -154,11 +154,11 @@ void append_json_change(std::string& out, const std::string& id, const entity_pl
     out += '}';
 }
 
-// kind (1 byte), id (12 bytes), key, one value per field, then for an
+// kind (1 byte; k_deactivate_bit marks a deactivating update), id (12 bytes), key, one value per field, then for an
 // update its changed field indexes (a create changes every field, a delete
 // none). Strings are a varint length and the bytes.
 void append_binary_change(std::string& out, const std::string& id, const entity_plan& ep, const planned_change& c) {
-    put(out, static_cast<uint8_t>(c.kind));
+    put(out, static_cast<uint8_t>(c.kind | (c.deactivate ? k_deactivate_bit : 0)));
     put_id(out, id);
     put_bytes(out, ep.key_of(c));
     const bool del = c.kind == SW_CHANGE_DELETE;
@@ -174,7 +174,8 @@ nlohmann::json header_json(const plan_header& h) {
     nlohmann::json ents = nlohmann::json::array();
     for (auto& e : h.entities)
         ents.push_back({{"name", e.name}, {"key_name", e.key_name}, {"fields", e.fields}, {"changes", e.changes},
-                        {"creates", e.creates}, {"updates", e.updates}, {"deletes", e.deletes}});
+                        {"creates", e.creates}, {"updates", e.updates}, {"deletes", e.deletes},
+                        {"deactivates", e.deactivates}});
     nlohmann::json j{{"job", h.job},
                      {"run_id", h.run_id},
                      {"created_at", h.created_at},
@@ -201,7 +202,10 @@ Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, c
         plan_header::entity e{ep.schema.name, ep.schema.key_name, {}, ep.changes.size()};
         for (auto& f : ep.schema.fields) e.fields.push_back(f.name);
         for (auto& c : ep.changes)
-            ++(c.kind == SW_CHANGE_CREATE ? e.creates : c.kind == SW_CHANGE_UPDATE ? e.updates : e.deletes);
+            ++(c.kind == SW_CHANGE_CREATE ? e.creates
+               : c.deactivate             ? e.deactivates
+               : c.kind == SW_CHANGE_UPDATE ? e.updates
+                                            : e.deletes);
         header.entities.push_back(std::move(e));
     }
     written_plan out;
@@ -211,7 +215,8 @@ Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, c
     if (!js.opened() || !bin.opened())
         return Status::error(error_kind::store, "cannot create plan files in " + dir.string() +
                                                     "; check that the data directory is writable");
-    sha256 digest, json_digest;
+    sha256 digest, json_digest, content;
+    std::string content_buf;
     bin.hash = &digest;
     js.hash = &json_digest;
 
@@ -250,6 +255,13 @@ Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, c
             first = false;
             append_json_change(js.buf, id, ep, c);
             append_binary_change(bin.buf, id, ep, c);
+            content_buf += ep.schema.name;
+            content_buf += '\0';
+            content_buf += id;
+            if (content_buf.size() >= (1u << 20)) {
+                content.update(content_buf);
+                content_buf.clear();
+            }
             js.drain(false);
             bin.drain(false);
         }
@@ -258,6 +270,8 @@ Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, c
     if (auto s = bin.finish(); !s) return s;
     out.digest = digest.hex();
     out.json_digest = json_digest.hex();
+    content.update(content_buf);
+    out.content_digest = content.hex();
     return out;
 }
 

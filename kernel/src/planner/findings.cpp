@@ -2,10 +2,14 @@
 
 namespace syncwarden::kernel {
 
-void finding_log::add(finding_record f) {
+void finding_log::add(finding_record f, bool record_kept) {
     bool used = f.entity.empty() || used_.count(f.entity);
     if (f.severity == "error") {
-        if (used) ++blocking_;
+        if (used) {
+            ++blocking_;
+            if (!record_kept && first_unsafe_.empty()) first_unsafe_ = where(f);
+            unsafe_ += !record_kept;
+        }
         else {
             f.severity = "warning";
             f.message += " (entity not used by this job, so it does not block the run)";
@@ -15,12 +19,14 @@ void finding_log::add(finding_record f) {
     else ++not_kept_;
 }
 
+std::string finding_log::where(const finding_record& f) {
+    if (f.file.empty()) return f.message;
+    return f.file + ":" + std::to_string(f.line) + ":" + std::to_string(f.column) + ": " + f.message;
+}
+
 std::string finding_log::first_blocking() const {
     for (auto& f : kept_)
-        if (f.severity == "error") {
-            if (f.file.empty()) return f.message;
-            return f.file + ":" + std::to_string(f.line) + ":" + std::to_string(f.column) + ": " + f.message;
-        }
+        if (f.severity == "error") return where(f);
     return "";
 }
 

@@ -30,6 +30,13 @@ struct planner::impl {
     planned out;
 
     void add(finding_record f) { findings.add(std::move(f)); }
+    // A finding about a source record that the streaming diff keeps as the
+    // target holds it (extract_sink::keep).
+    void add_kept(finding_record f) {
+        const bool kept = streaming && (f.code == "bad_value" || f.code == "missing_required" ||
+                                        f.code == "bad_encoding" || f.code == "mapping");
+        findings.add(std::move(f), kept);
+    }
 
     Status check_contracts() {
         auto sc = source.contract(source_rs);
@@ -113,7 +120,7 @@ struct planner::impl {
     public:
         extract_sink(impl& p, const std::vector<std::string>& requested)
             : p_(p), requested_(requested),
-              checker_(p.source_contract, p.source.who(), "extract", [&p](finding_record f) { p.add(std::move(f)); }) {}
+              checker_(p.source_contract, p.source.who(), "extract", [&p](finding_record f) { p.add_kept(std::move(f)); }) {}
 
         sw_status on_records(const sw_batch& b) override {
             const entity_schema* es = checker_.check_batch(b);
@@ -121,6 +128,9 @@ struct planner::impl {
             if (std::find(requested_.begin(), requested_.end(), es->name) == requested_.end()) return SW_OK;
             if (!check_mode(*es, b)) return SW_OK;
             const auto mode = static_cast<sw_batch_mode>(b.mode);
+            source_count& counted = p_.out.sources[es->name];
+            counted.sent = true;
+            counted.delta = mode == SW_MODE_DELTA;
             for (size_t mi = 0; mi < p_.mappers.size(); ++mi)
                 if (p_.mappers[mi].source() == es->name) {
                     auto& ep = p_.out.changes.entities[p_.mapper_target[mi]];
@@ -130,7 +140,11 @@ struct planner::impl {
             for (size_t i = 0; i < b.record_count; ++i) {
                 const sw_record& rec = b.records[i];
                 ++p_.out.extracted;
-                if (!checker_.check_record(rec, *es)) continue;
+                ++(rec.state == SW_RECORD_TOBEDELETED ? counted.tobedeleted : counted.active);
+                if (!checker_.check_record(rec, *es)) {
+                    keep_in_error(*es, rec);
+                    continue;
+                }
                 left_.clear();
                 mapped_.assign(p_.out.changes.entities.size(), 0);
                 for (size_t mi = 0; mi < p_.mappers.size(); ++mi)
@@ -174,13 +188,32 @@ struct planner::impl {
             }
             mapped_[ti] = 1;
             if (o == entity_mapper::outcome::failed) {
-                p_.add({"error", "mapping", m.target(), "", 0, 0, std::string(view(rec.key)),
-                        m.target() + " from " + es.name + " '" + std::string(view(rec.key)) + "': " + error_});
+                p_.add_kept({"error", "mapping", m.target(), "", 0, 0, std::string(view(rec.key)),
+                             m.target() + " from " + es.name + " '" + std::string(view(rec.key)) + "': " + error_});
+                keep(ti);
                 return;
             }
             views_.assign(values_.begin(), values_.end());
-            if (!check_mapped(ep.schema, rec)) return;
+            if (!check_mapped(ep.schema, rec)) {
+                keep(ti);
+                return;
+            }
             offer(ep, ti, views_.data(), tobedeleted);
+        }
+
+        // A record in error is left as the target holds it: neither updated
+        // nor, because the source did send it, deleted. (A target's own diff
+        // hook sees only the records without error.)
+        void keep(size_t ti) {
+            if (p_.streaming && !key_.empty()) p_.differs[ti]->keep(key_);
+        }
+        void keep_in_error(const entity_schema& es, const sw_record& rec) {
+            if (!p_.streaming || rec.value_count != es.fields.size() || (rec.value_count && !rec.values)) return;
+            for (size_t mi = 0; mi < p_.mappers.size(); ++mi)
+                if (p_.mappers[mi].source() == es.name) {
+                    if (p_.mappers[mi].map(rec, key_, values_, error_) != entity_mapper::outcome::filtered)
+                        keep(p_.mapper_target[mi]);
+                }
         }
 
         void offer(entity_plan& ep, size_t ti, const std::string_view* values, bool tobedeleted) {
@@ -197,8 +230,12 @@ struct planner::impl {
             if (key_.empty()) what = es.key_name + " maps to an empty value";
             else if (auto p = find_value_problem(es, views_.data(), rec.state == SW_RECORD_ACTIVE); p.code) what = p.what;
             if (what.empty()) return true;
-            p_.add({"error", "mapping", es.name, "", 0, 0, std::string(view(rec.key)),
-                    es.name + " '" + key_ + "' (source key '" + std::string(view(rec.key)) + "'), after mapping: " + what});
+            finding_record f{"error", "mapping", es.name, "", 0, 0, std::string(view(rec.key)),
+                             es.name + " '" + key_ + "' (source key '" + std::string(view(rec.key)) +
+                                 "'), after mapping: " + what};
+            // Without a key the target's record cannot be kept as it is.
+            if (key_.empty()) p_.add(std::move(f));
+            else p_.add_kept(std::move(f));
             return false;
         }
 

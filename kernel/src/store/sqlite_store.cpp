@@ -62,6 +62,22 @@ const char* const k_migrations[] = {
       CREATE TABLE change_attempts(run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,
         attempt INTEGER NOT NULL, at TEXT NOT NULL, status TEXT NOT NULL, category TEXT NOT NULL,
         message TEXT NOT NULL, retry_after_ms INTEGER NOT NULL, PRIMARY KEY(run_id, seq, attempt));)",
+    // v6: the safety gates: each run's profile and gate verdicts, decisions
+    // on held runs, when records were deactivated, how a run started, and a
+    // digest of a plan's changes alone.
+    R"(CREATE TABLE run_profiles(run_id TEXT PRIMARY KEY REFERENCES runs(id), profile TEXT NOT NULL);
+      CREATE TABLE gate_verdicts(run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,
+        gate TEXT NOT NULL, entity TEXT NOT NULL, kind TEXT NOT NULL, verdict TEXT NOT NULL,
+        count INTEGER NOT NULL, base INTEGER NOT NULL, lim TEXT NOT NULL, message TEXT NOT NULL,
+        PRIMARY KEY(run_id, seq));
+      CREATE TABLE approvals(run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL,
+        action TEXT NOT NULL, by_whom TEXT NOT NULL, at TEXT NOT NULL, reason TEXT NOT NULL,
+        plan_digest TEXT NOT NULL, outcome TEXT NOT NULL, PRIMARY KEY(run_id, seq));
+      CREATE TABLE deactivations(job TEXT NOT NULL, entity TEXT NOT NULL, record_key TEXT NOT NULL,
+        since TEXT NOT NULL, PRIMARY KEY(job, entity, record_key));
+      ALTER TABLE plans ADD COLUMN content_digest TEXT NOT NULL DEFAULT '';
+      ALTER TABLE runs ADD COLUMN run_trigger TEXT NOT NULL DEFAULT 'cli';
+      CREATE INDEX runs_by_job ON runs(job, created_at);)",
 };
 
 std::string str(RecordSet& rs, size_t col) {
@@ -133,11 +149,11 @@ public:
             int dry = c.dry_run;
             s_ << "INSERT INTO runs(id,job,job_file,state,phase,dry_run,created_at,finished_at,"
                   "source_connector,source_version,target_connector,target_version,exit_code,error,summary,plan_of,"
-                  "category) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                  "category,run_trigger) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 use(c.id), use(c.job), use(c.job_file), use(c.state), use(c.phase), use(dry),
                 use(c.created_at), use(c.finished_at), use(c.source_connector), use(c.source_version),
                 use(c.target_connector), use(c.target_version), use(c.exit_code), use(c.error),
-                use(c.summary_json), use(c.plan_of), use(c.category), now;
+                use(c.summary_json), use(c.plan_of), use(c.category), use(c.trigger), now;
         });
     }
 
@@ -150,7 +166,14 @@ public:
         return guard("recording the end of run " + r.id, [&] {
             std::string id = r.id, status = committed ? "applied" : "failed", cat = committed ? "" : category,
                         msg = committed ? "" : message;
+            std::string job = r.job, at = r.finished_at;
             s_.begin();
+            // The grace period of a deactivated record starts when the
+            // target's commit made its deactivation durable.
+            if (committed)
+                s_ << "INSERT OR REPLACE INTO deactivations(job,entity,record_key,since) SELECT ?, entity, record_key, ? "
+                      "FROM change_results WHERE run_id=? AND kind='deactivate' AND status='staged'",
+                    use(job), use(at), use(id), now;
             s_ << "UPDATE change_results SET status=?, category=?, message=? WHERE run_id=? AND status='staged'",
                 use(status), use(cat), use(msg), use(id), now;
             write_run(r);
@@ -221,9 +244,9 @@ public:
             plan_record c = p;
             Poco::Int64 cr = static_cast<Poco::Int64>(c.creates), up = static_cast<Poco::Int64>(c.updates),
                         de = static_cast<Poco::Int64>(c.deletes);
-            s_ << "INSERT OR REPLACE INTO plans(run_id,path,sha256,creates,updates,deletes,plan_file,digest) "
-                  "VALUES(?,?,?,?,?,?,?,?)", use(c.run_id), use(c.path),
-                use(c.sha256), use(cr), use(up), use(de), use(c.plan_file), use(c.digest), now;
+            s_ << "INSERT OR REPLACE INTO plans(run_id,path,sha256,creates,updates,deletes,plan_file,digest,"
+                  "content_digest) VALUES(?,?,?,?,?,?,?,?,?)", use(c.run_id), use(c.path),
+                use(c.sha256), use(cr), use(up), use(de), use(c.plan_file), use(c.digest), use(c.content_digest), now;
         });
     }
 
@@ -232,11 +255,12 @@ public:
         auto s = guard("reading the plan of run " + run_id, [&] {
             std::string id = run_id;
             Statement st(s_);
-            st << "SELECT run_id,path,sha256,creates,updates,deletes,plan_file,digest FROM plans WHERE run_id=?", use(id);
+            st << "SELECT run_id,path,sha256,creates,updates,deletes,plan_file,digest,content_digest FROM plans "
+                  "WHERE run_id=?", use(id);
             for_each_row(st, [&](RecordSet& rs) {
                 out = plan_record{str(rs, 0), str(rs, 1), str(rs, 2), static_cast<uint64_t>(num(rs, 3)),
                                   static_cast<uint64_t>(num(rs, 4)), static_cast<uint64_t>(num(rs, 5)),
-                                  str(rs, 6), str(rs, 7)};
+                                  str(rs, 6), str(rs, 7), str(rs, 8)};
             });
         });
         if (!s) return s;
@@ -337,6 +361,115 @@ public:
         return out;
     }
 
+    Status save_profile(const std::string& run_id, const std::string& profile) override {
+        return guard("saving the profile of run " + run_id, [&] {
+            std::string id = run_id, p = profile;
+            s_ << "INSERT OR REPLACE INTO run_profiles VALUES(?,?)", use(id), use(p), now;
+        });
+    }
+
+    Result<std::optional<std::pair<std::string, std::string>>> last_good_profile(const std::string& job) override {
+        std::optional<std::pair<std::string, std::string>> out;
+        auto s = guard("reading the last good run of job " + job, [&] {
+            std::string j = job;
+            Statement st(s_);
+            st << "SELECT p.run_id, p.profile FROM runs r JOIN run_profiles p "
+                  "ON p.run_id = CASE WHEN r.plan_of = '' THEN r.id ELSE r.plan_of END "
+                  "WHERE r.job = ? AND r.dry_run = 0 AND r.state IN ('succeeded', 'partially_failed') "
+                  "ORDER BY r.created_at DESC, r.id DESC LIMIT 1",
+                use(j);
+            for_each_row(st, [&](RecordSet& rs) { out = std::pair{str(rs, 0), str(rs, 1)}; });
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    Status save_verdicts(const std::string& run_id, const std::vector<gate_verdict>& vs) override {
+        return guard("saving the gate verdicts of run " + run_id, [&] {
+            std::string id = run_id;
+            s_.begin();
+            s_ << "DELETE FROM gate_verdicts WHERE run_id=?", use(id), now;
+            int seq = 0;
+            for (auto v : vs) {
+                ++seq;
+                Poco::Int64 n = static_cast<Poco::Int64>(v.count), b = static_cast<Poco::Int64>(v.base);
+                s_ << "INSERT INTO gate_verdicts VALUES(?,?,?,?,?,?,?,?,?,?)", use(id), use(seq), use(v.gate),
+                    use(v.entity), use(v.kind), use(v.verdict), use(n), use(b), use(v.limit), use(v.message), now;
+            }
+            s_.commit();
+        });
+    }
+
+    Result<std::vector<gate_verdict>> verdicts(const std::string& run_id) override {
+        return rows_of_run<gate_verdict>(
+            "reading the gate verdicts",
+            "SELECT gate,entity,kind,verdict,count,base,lim,message FROM gate_verdicts WHERE run_id=? ORDER BY seq",
+            run_id, [](RecordSet& rs) {
+                return gate_verdict{str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3), static_cast<uint64_t>(num(rs, 4)),
+                                    static_cast<uint64_t>(num(rs, 5)), str(rs, 6), str(rs, 7)};
+            });
+    }
+
+    Status add_approval(const approval_record& a) override {
+        return guard("recording a decision on run " + a.run_id, [&] {
+            approval_record c = a;
+            int seq = 0;
+            {
+                Statement st(s_);
+                st << "SELECT COUNT(*) FROM approvals WHERE run_id=?", use(c.run_id), into(seq), now;
+            }
+            ++seq;
+            s_ << "INSERT INTO approvals VALUES(?,?,?,?,?,?,?,?)", use(c.run_id), use(seq), use(c.action), use(c.by),
+                use(c.at), use(c.reason), use(c.plan_digest), use(c.outcome), now;
+        });
+    }
+
+    Result<std::vector<approval_record>> approvals(const std::string& run_id) override {
+        return rows_of_run<approval_record>(
+            "reading the decisions",
+            "SELECT run_id,action,by_whom,at,reason,plan_digest,outcome FROM approvals WHERE run_id=? ORDER BY seq",
+            run_id, [](RecordSet& rs) {
+                return approval_record{str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3),
+                                       str(rs, 4), str(rs, 5), str(rs, 6)};
+            });
+    }
+
+    Result<std::map<std::string, std::string>> deactivations(const std::string& job,
+                                                             const std::string& entity) override {
+        std::map<std::string, std::string> out;
+        auto s = guard("reading the deactivated records of " + entity, [&] {
+            std::string j = job, e = entity;
+            Statement st(s_);
+            st << "SELECT record_key, since FROM deactivations WHERE job=? AND entity=?", use(j), use(e);
+            for_each_row(st, [&](RecordSet& rs) { out[str(rs, 0)] = str(rs, 1); });
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    Status update_deactivations(const std::string& job, const std::string& entity,
+                                const std::vector<std::string>& first_seen, const std::string& at,
+                                const std::vector<std::string>& forget) override {
+        if (first_seen.empty() && forget.empty()) return Status::ok();
+        return guard("recording the deactivated records of " + entity, [&] {
+            s_.begin();
+            if (!first_seen.empty()) {
+                std::vector<std::string> j(first_seen.size(), job), e(first_seen.size(), entity),
+                    t(first_seen.size(), at), k = first_seen;
+                Statement ins(s_);
+                ins << "INSERT OR IGNORE INTO deactivations VALUES(?,?,?,?)", use(j), use(e), use(k), use(t);
+                ins.execute();
+            }
+            if (!forget.empty()) {
+                std::vector<std::string> j(forget.size(), job), e(forget.size(), entity), k = forget;
+                Statement del(s_);
+                del << "DELETE FROM deactivations WHERE job=? AND entity=? AND record_key=?", use(j), use(e), use(k);
+                del.execute();
+            }
+            s_.commit();
+        });
+    }
+
 private:
     template <class F>
     Status guard(const std::string& what, F&& f) {
@@ -372,10 +505,10 @@ private:
     void write_run(const run_record& r) {
         run_record c = r;
         s_ << "UPDATE runs SET state=?,phase=?,finished_at=?,source_version=?,target_version=?,"
-              "exit_code=?,error=?,summary=?,category=? WHERE id=?",
+              "exit_code=?,error=?,summary=?,category=?,plan_of=? WHERE id=?",
             use(c.state), use(c.phase), use(c.finished_at), use(c.source_version),
             use(c.target_version), use(c.exit_code), use(c.error), use(c.summary_json), use(c.category),
-            use(c.id), now;
+            use(c.plan_of), use(c.id), now;
     }
 
     int read_version() {
@@ -393,7 +526,8 @@ private:
             int lim = static_cast<int>(limit);
             Statement st(s_);
             st << "SELECT id,job,job_file,state,phase,dry_run,created_at,finished_at,source_connector,"
-                  "source_version,target_connector,target_version,exit_code,error,summary,plan_of,category FROM runs " +
+                  "source_version,target_connector,target_version,exit_code,error,summary,plan_of,category,run_trigger "
+                  "FROM runs " +
                       where + " ORDER BY created_at DESC, id DESC LIMIT ?";
             if (where.find('?') != std::string::npos) st, use(a);
             st, use(lim);
@@ -406,6 +540,7 @@ private:
                 r.exit_code = static_cast<int>(num(rs, 12)); r.error = str(rs, 13); r.summary_json = str(rs, 14);
                 r.plan_of = str(rs, 15);
                 r.category = str(rs, 16);
+                r.trigger = str(rs, 17);
                 out.push_back(std::move(r));
             });
         });

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace syncwarden::kernel {
@@ -33,5 +34,7 @@ private:
 
 // "2026-11-26T14:06:42.123Z"
 std::string iso8601(std::chrono::system_clock::time_point t);
+// The inverse of iso8601(); nullopt for anything else.
+std::optional<std::chrono::system_clock::time_point> parse_iso8601(const std::string& text);
 
 }  // namespace syncwarden::kernel

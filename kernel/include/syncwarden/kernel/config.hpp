@@ -2,6 +2,7 @@
 // Every error names the file and the JSON path and says what was expected.
 #pragma once
 
+#include <syncwarden/kernel/gate_policy.hpp>
 #include <syncwarden/kernel/result.hpp>
 #include <syncwarden/kernel/retry_policy.hpp>
 
@@ -74,9 +75,10 @@ struct job_config {
     size_t batch_size = 500;
     job_runtime runtime;
     retry_policy retry;
+    gate_policy gates;
 };
 
-// "90s", "5m", "1h", "250ms", or a number of seconds; what is wrong otherwise.
+// "90s", "5m", "1h", "30d", "250ms", or a number of seconds; what is wrong otherwise.
 Result<std::chrono::milliseconds> parse_duration(const nlohmann::json& j);
 
 // `file` may be empty: then defaults apply, with data_dir = `default_data_dir`.

@@ -1,12 +1,95 @@
-// The gates between a persisted plan and the applier. Today: error findings
-// in the input block the run. A failing gate means nothing is applied.
+// The gates between a plan and the applier (config/README.md, "Safety
+// gates"). They run in dry runs too. Each gives a verdict with its numbers;
+// a verdict that holds stops the run before anything is applied, until an
+// operator approves that exact plan.
 #pragma once
 
 #include <syncwarden/kernel/findings.hpp>
+#include <syncwarden/kernel/gate_policy.hpp>
+#include <syncwarden/kernel/plan.hpp>
 #include <syncwarden/kernel/result.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace syncwarden::kernel {
 
-Status check_gates(const finding_log& findings);
+// What the source sent for one of its entities.
+struct source_count {
+    uint64_t active = 0, tobedeleted = 0;
+    bool sent = false;   // emitted at least one batch
+    bool delta = false;  // in delta mode
+};
+using source_counts = std::map<std::string, source_count>;
+
+// The profile of a run that the next runs compare against.
+struct run_profile {
+    source_counts sources;
+    std::map<std::string, uint64_t> target_sizes;  // by target entity
+    nlohmann::json to_json() const;
+    static run_profile from_json(const nlohmann::json& j);
+};
+
+struct gate_input {
+    const plan& p;
+    const source_counts& sources;
+    // The last good run of the job (its id and profile), if there is one.
+    const std::optional<std::pair<std::string, run_profile>>& last_good;
+    const finding_log& findings;
+    const gate_policy& policy;
+    const gate_allowance& allow;
+};
+
+std::vector<gate_verdict> evaluate_gates(const gate_input& in);
+
+// The verdicts that hold, joined for an operator: "would delete 4,812 of
+// 9,630 students (50%), limit 10%; ...". Empty when none holds.
+std::string hold_reason(const std::vector<gate_verdict>& v);
+
+// 9630 -> "9,630"
+std::string grouped(uint64_t n);
+
+// Removes from the plan the deletes that a protect rule covers (listed in
+// entity_plan::protected_records), and turns the deletes of entities with a
+// deactivate policy into deactivating updates. A record that is already
+// deactivated is deleted once its grace period has passed since
+// `deactivated_since` (entity -> key -> time); before that, nothing is
+// planned for it. Errors name the job file and the JSON path of a rule that
+// does not fit the target's contract.
+struct deprovision_context {
+    const gate_policy& policy;
+    const std::map<std::string, std::map<std::string, std::chrono::system_clock::time_point>>& deactivated_since;
+    std::chrono::system_clock::time_point now;
+    std::string job_file;
+};
+// What the run store should learn about deactivated records: records found
+// deactivated that it had no time for (their grace starts now), and records
+// that are active again or gone (their time is forgotten).
+struct deactivation_changes {
+    std::map<std::string, std::vector<std::string>> first_seen, forget;  // entity -> keys
+};
+Result<deactivation_changes> protect_and_deprovision(plan& p, const deprovision_context& ctx);
+
+class run_store;
+class clock;
+struct job_config;
+
+// The gate stage of a run, on the plan the planner made: protection and the
+// deprovisioning policy change the plan; then every gate gives its verdict.
+// What the target showed about deactivated records is recorded in the store.
+struct gate_stage_result {
+    std::vector<gate_verdict> verdicts;
+    run_profile profile;
+    bool holds() const;
+};
+Result<gate_stage_result> run_gate_stage(plan& p, const source_counts& sources, const job_config& job,
+                                         run_store& store, const clock& clk, const finding_log& findings,
+                                         const gate_allowance& allow);
 
 }  // namespace syncwarden::kernel

@@ -5,6 +5,7 @@
 
 #include <syncwarden/kernel/clock.hpp>
 #include <syncwarden/kernel/config.hpp>
+#include <syncwarden/kernel/gates.hpp>
 #include <syncwarden/kernel/plan.hpp>
 #include <syncwarden/kernel/registry.hpp>
 #include <syncwarden/kernel/retry.hpp>
@@ -27,6 +28,15 @@ struct run_options {
     // runs retry-failed: only changes of these target keys, by entity.
     std::map<std::string, std::set<std::string>> only_keys;
     std::string retry_of;            // the run whose failed changes these are
+    gate_allowance allow;            // --allow: limits pre-approved for this run
+    // `runs approve`: the held run whose plan this run applies, if the
+    // source and the target are still as they were when it was made.
+    struct approved_plan {
+        std::string run_id, by, plan_file, digest, content_digest;
+        std::optional<std::string> state_token;
+    };
+    std::optional<approved_plan> approval;
+    std::string trigger = "cli";
 };
 
 struct run_outcome {
@@ -40,6 +50,18 @@ struct run_outcome {
     std::vector<std::string> preview;
     std::filesystem::path plan_path;
     std::string retry_of;
+    std::vector<gate_verdict> verdicts;
+    size_t protected_records = 0;
+    std::vector<std::string> allowed;  // --allow, as given
+    // `runs approve`: whether the approved plan itself was applied, and if
+    // not, why it was stale.
+    bool applied_approved_plan = false;
+    std::string stale_reason;
+};
+
+// A decision on a held run, for `runs approve` and `runs reject`.
+struct decision {
+    std::string by, reason;
 };
 
 class pipeline {
@@ -56,6 +78,13 @@ public:
     // whose change failed in that run: re-checked against the source and
     // the target as they are now.
     run_outcome retry_failed(const std::string& run_id, run_options opts);
+    // Applies exactly the plan of a held run, as a new run. When the source
+    // or the target changed since it was made, that plan is stale and is not
+    // applied: the job is planned and gated again, and the new run holds
+    // again if a gate still trips. The held run is closed either way.
+    run_outcome approve(const std::string& run_id, const decision& d, bool no_wait = false);
+    // Closes a held run without applying anything.
+    Status reject(const std::string& run_id, const decision& d);
     // Runs stop (as cancelled) once this flag is set; it must outlive them.
     void set_cancel(const cancel_flag* c) { cancel_ = c; }
     // Waits between retries and for the rate limit; tests pass one that

@@ -18,6 +18,16 @@ struct planned_change {
     uint32_t current = 0;       // index into current (update, delete)
     uint32_t changed_begin = 0; // into entity_plan::changed_fields
     uint32_t changed_count = 0;
+    // An update the deprovisioning policy made of a delete: it sets the
+    // policy's fields (status=inactive) instead of removing the record.
+    bool deactivate = false;
+};
+
+// A delete or deactivation that a protect rule kept out of the plan.
+struct protected_record {
+    std::string key;
+    std::string rule;       // protect_rule::text()
+    std::string would;      // "delete" or "deactivate"
 };
 
 struct entity_plan {
@@ -29,6 +39,7 @@ struct entity_plan {
     record_set desired{0}, current{0};
     std::vector<planned_change> changes;
     std::vector<uint16_t> changed_fields;
+    std::vector<protected_record> protected_records;
 
     std::string_view key_of(const planned_change& c) const {
         return c.kind == SW_CHANGE_CREATE ? desired.key(c.desired) : current.key(c.current);
@@ -36,8 +47,8 @@ struct entity_plan {
 };
 
 struct change_counts {
-    size_t create = 0, update = 0, remove = 0;
-    size_t total() const { return create + update + remove; }
+    size_t create = 0, update = 0, remove = 0, deactivate = 0;
+    size_t total() const { return create + update + remove + deactivate; }
 };
 
 struct plan {
@@ -47,6 +58,8 @@ struct plan {
 };
 
 const char* kind_name(sw_change_kind k);
+// "deactivate" for a deactivating update, else kind_name(c.kind).
+inline const char* kind_name(const planned_change& c) { return c.deactivate ? "deactivate" : kind_name(c.kind); }
 // The content id of a change: job, entity, key, kind and the desired values
 // (none for a delete), hashed to 24 hex digits. No run id: the same change
 // planned twice has the same id.
@@ -64,6 +77,9 @@ public:
     const std::vector<record_set::duplicate>& target_duplicates() const { return target_dups_; }
     // False when this key was offered before: a duplicate in the source.
     bool offer(std::string_view key, const std::string_view* values, bool tobedeleted);
+    // Marks the target's record of this key as sent, without a change: a
+    // source record in error is neither updated nor deleted.
+    void keep(std::string_view key);
     // Returns the keys planned for creation more than once.
     std::vector<std::string_view> finish();
 

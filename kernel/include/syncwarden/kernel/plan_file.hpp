@@ -39,7 +39,7 @@ struct plan_header {
         std::string name, key_name;
         std::vector<std::string> fields;
         uint64_t changes = 0;
-        uint64_t creates = 0, updates = 0, deletes = 0;
+        uint64_t creates = 0, updates = 0, deletes = 0, deactivates = 0;
     };
     std::string job, run_id, created_at;
     target_ref target;
@@ -54,7 +54,15 @@ struct written_plan {
     std::filesystem::path json, binary;
     std::string digest;       // SHA-256 of `binary`, hex
     std::string json_digest;  // SHA-256 of `json`, hex
+    // SHA-256 over the changes alone (entity and content id of each, in
+    // order): equal for two plans that would make the same changes,
+    // whatever run made them.
+    std::string content_digest;
 };
+
+// The kind byte of a change in the binary plan: the sw_change_kind, with
+// this bit set on an update that deactivates a record.
+inline constexpr uint8_t k_deactivate_bit = 0x80;
 
 // Writes both files of a plan. `header.entities` is filled from `p`.
 // `json_header` is the human file's leading object (run, job, counts).
@@ -81,6 +89,9 @@ public:
     // valid during the call. Stops at the first failed status.
     using batch_fn = std::function<Status(const plan_header::entity&, const sw_change_batch&, uint64_t first_seq)>;
     Status for_each_batch(size_t batch_size, const batch_fn& fn) const;
+    // During a for_each_batch call: whether change k of the batch is a
+    // deactivating update.
+    bool deactivates(size_t k) const { return k < flags_.size() && flags_[k]; }
 
 private:
     plan_reader() = default;
@@ -90,6 +101,7 @@ private:
     size_t size_ = 0;
     size_t body_ = 0;  // where the changes start
     mutable size_t released_ = 0;
+    mutable std::vector<uint8_t> flags_;
     plan_header header_;
 };
 

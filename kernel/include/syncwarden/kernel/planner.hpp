@@ -5,6 +5,7 @@
 
 #include <syncwarden/kernel/config.hpp>
 #include <syncwarden/kernel/findings.hpp>
+#include <syncwarden/kernel/gates.hpp>
 #include <syncwarden/kernel/plan.hpp>
 #include <syncwarden/kernel/session.hpp>
 
@@ -18,6 +19,7 @@ struct planned {
     plan changes;
     std::optional<std::string> state_token;  // what the target reported while reading
     size_t extracted = 0;                    // records the source emitted
+    source_counts sources;                   // per source entity the job reads
 };
 
 class planner {

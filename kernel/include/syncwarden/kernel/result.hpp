@@ -18,7 +18,8 @@ enum class error_kind {
     not_found,   // a run, job or connector that does not exist
     internal,    // a bug in the kernel
     cancelled,   // an operator or a signal stopped the run
-    busy         // another run holds the target system (--no-wait)
+    busy,        // another run holds the target system (--no-wait)
+    held         // a safety gate held the run; nothing was applied
 };
 
 class [[nodiscard]] Status {
@@ -87,6 +88,7 @@ inline const char* to_string(error_kind k) {
         case error_kind::internal: return "internal";
         case error_kind::cancelled: return "cancelled";
         case error_kind::busy: return "busy";
+        case error_kind::held: return "held";
     }
     return "internal";
 }

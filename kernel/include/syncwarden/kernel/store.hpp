@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,6 +28,8 @@ struct run_record {
     std::string category;  // of the error: connector_crashed, timeout, cancelled, ...
     std::string summary_json = "{}";
     std::string plan_of;  // `runs apply`: the run whose stored plan this run applies
+    // How the run started: "cli", or "approval of RUN by NAME".
+    std::string trigger = "cli";
 };
 
 struct finding_record {
@@ -39,6 +42,29 @@ struct plan_record {
     std::string run_id, path, sha256;  // the plan for people (JSON) and its SHA-256
     uint64_t creates = 0, updates = 0, deletes = 0;
     std::string plan_file, digest;     // the persisted plan the applier reads, and its SHA-256
+    std::string content_digest;        // of its changes alone (plan_file.hpp)
+};
+
+// One safety gate's verdict on a run's plan (gates.hpp).
+struct gate_verdict {
+    std::string gate;     // threshold, shrink, findings
+    std::string entity;   // the target entity (threshold) or source entity (shrink)
+    std::string kind;     // create update delete deactivate; "" for other gates
+    std::string verdict;  // pass, hold, allowed (over the job's limit, within --allow)
+    uint64_t count = 0;   // the number the gate looked at
+    uint64_t base = 0;    // what it is compared with: the target's size, the last good count
+    std::string limit;    // gate_limit::text()
+    std::string message;  // in an operator's words
+    bool holds() const { return verdict == "hold"; }
+};
+
+// A decision on a held run.
+struct approval_record {
+    std::string run_id;
+    std::string action;       // approve, reject
+    std::string by, at, reason;
+    std::string plan_digest;  // the plan the decision was about
+    std::string outcome;      // what followed: "applied by run R", "planned again as run R", "closed"
 };
 
 // status: "staged" (the target accepted it; not durable yet), "applied" (the
@@ -92,6 +118,23 @@ public:
                                    const std::string& token, const std::string& at) = 0;
     virtual Result<std::optional<std::string>> load_checkpoint(const std::string& run_id,
                                                                const std::string& scope) = 0;
+    // The gates: a run's profile (source counts, target sizes; JSON), and the
+    // profile of the job's last good run: the newest run that applied and
+    // succeeded (or partially failed) - for a run that applied another
+    // run's plan, the profile of the run that made the plan.
+    virtual Status save_profile(const std::string& run_id, const std::string& profile_json) = 0;
+    virtual Result<std::optional<std::pair<std::string, std::string>>> last_good_profile(const std::string& job) = 0;
+    virtual Status save_verdicts(const std::string& run_id, const std::vector<gate_verdict>& v) = 0;
+    virtual Result<std::vector<gate_verdict>> verdicts(const std::string& run_id) = 0;
+    virtual Status add_approval(const approval_record& a) = 0;
+    virtual Result<std::vector<approval_record>> approvals(const std::string& run_id) = 0;
+    // When each deactivated record of a job's target entity was first known
+    // to be deactivated (ISO 8601), by key.
+    virtual Result<std::map<std::string, std::string>> deactivations(const std::string& job,
+                                                                     const std::string& entity) = 0;
+    virtual Status update_deactivations(const std::string& job, const std::string& entity,
+                                        const std::vector<std::string>& first_seen, const std::string& at,
+                                        const std::vector<std::string>& forget) = 0;
     virtual int schema_version() = 0;
 };
 

@@ -1,0 +1,52 @@
+// What the `syncwarden` subcommands share: the context, argument parsing,
+// errors, and how a run's outcome is printed.
+#pragma once
+
+#include <syncwarden/kernel/clock.hpp>
+#include <syncwarden/kernel/config.hpp>
+#include <syncwarden/kernel/pipeline.hpp>
+#include <syncwarden/kernel/store.hpp>
+
+#include <map>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace syncwarden::kernel::cli_detail {
+
+extern const char* const k_usage;
+
+struct context {
+    std::ostream& out;
+    std::ostream& err;
+    const clock& clk;
+    kernel_config cfg;
+};
+
+int fail(context& c, const Status& s);
+int usage(context& c, const std::string& why);
+
+// Splits "--flag value" options from positional arguments. A value option
+// given twice keeps both, joined by a comma.
+struct parsed_args {
+    std::vector<std::string> pos;
+    std::map<std::string, std::string> opts;
+};
+bool parse_args(const std::vector<std::string>& in, const std::map<std::string, bool>& known, parsed_args& out,
+                std::string& error);
+
+// Opens the run store and records runs whose process is gone as interrupted,
+// so that no command ever shows a dead run as running.
+Result<std::unique_ptr<run_store>> open_store(context& c);
+
+void print_findings(context& c, const std::vector<finding_record>& fs, size_t limit);
+// Every gate's verdict, holds first, in an operator's words.
+void print_verdicts(context& c, const std::vector<gate_verdict>& vs, bool dry_run);
+// What a run did, for people; then its exit code.
+int print_outcome(context& c, const run_outcome& o, bool dry_run);
+
+// `runs show RUN_ID [--json] [--changes [--entity E] [--kind K] [--limit N]]`
+int runs_show(context& c, run_store& store, parsed_args& pa);
+
+}  // namespace syncwarden::kernel::cli_detail

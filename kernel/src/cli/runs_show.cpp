@@ -1,0 +1,207 @@
+#include "cli_common.hpp"
+
+#include <syncwarden/kernel/text.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <iomanip>
+
+namespace syncwarden::kernel::cli_detail {
+namespace {
+
+// One change of the plan file for people, with old and new values.
+std::string change_text(const nlohmann::json& ch) {
+    std::string line = ch.value("kind", "?") + " " + ch.value("entity", "?") + "/" + ch.value("key", "?");
+    if (auto f = ch.find("fields"); f != ch.end() && f->is_object()) {
+        bool first = true;
+        for (auto& [name, v] : f->items()) {
+            line += first ? ": " : ", ";
+            first = false;
+            line += name;
+            if (v.contains("old")) line += " '" + v.value("old", "") + "' -> '" + v.value("new", "") + "'";
+            else line += "='" + v.value("new", "") + "'";
+        }
+    }
+    return printable(line);
+}
+
+// The changes of a run's plan, filtered by entity and kind. The plan file
+// holds one change per line, so it is read line by line, never whole.
+int show_changes(context& c, run_store& store, const run_record& r, parsed_args& pa) {
+    auto plan = store.get_plan(r.plan_of.empty() ? r.id : r.plan_of);
+    if (!plan) return fail(c, plan.status());
+    if (!*plan) return fail(c, Status::error(error_kind::not_found, "run " + r.id + " has no plan"));
+    size_t limit = 50;
+    if (pa.opts.count("--limit")) {
+        try { limit = std::stoul(pa.opts["--limit"]); } catch (...) { return usage(c, "--limit takes a whole number"); }
+    }
+    const std::string entity = pa.opts.count("--entity") ? pa.opts["--entity"] : "";
+    const std::string kind = pa.opts.count("--kind") ? pa.opts["--kind"] : "";
+    if (!kind.empty() && kind != "create" && kind != "update" && kind != "delete" && kind != "deactivate")
+        return usage(c, "--kind is one of create, update, delete, deactivate");
+    std::ifstream in((*plan)->path);
+    if (!in) return fail(c, Status::error(error_kind::not_found, "the plan file " + (*plan)->path + " is gone"));
+    std::string line;
+    size_t matched = 0, shown = 0;
+    std::map<std::string, size_t> protected_count;
+    nlohmann::json protected_list = nlohmann::json::array();
+    while (std::getline(in, line)) {
+        if (line.rfind("{\"id\":", 0) != 0) {
+            // The header line carries the protected records.
+            if (line.rfind("{\"run_id\"", 0) == 0 || line.find("\"protected\":") != std::string::npos) {
+                auto at = line.find(",\"findings\":[");
+                auto head = nlohmann::json::parse(at == std::string::npos ? line : line.substr(0, at) + "}", nullptr, false);
+                if (head.is_object() && head.contains("protected")) protected_list = head["protected"];
+            }
+            continue;
+        }
+        if (line.back() == ',') line.pop_back();
+        auto ch = nlohmann::json::parse(line, nullptr, false);
+        if (!ch.is_object()) continue;
+        if (!entity.empty() && ch.value("entity", "") != entity) continue;
+        if (!kind.empty() && ch.value("kind", "") != kind) continue;
+        ++matched;
+        if (shown < limit) {
+            c.out << "  " << change_text(ch) << "\n";
+            ++shown;
+        }
+    }
+    if (matched > shown) c.out << "  ... and " << matched - shown << " more (--limit N shows more)\n";
+    c.out << matched << " change(s)" << (entity.empty() ? "" : " of " + entity)
+          << (kind.empty() ? "" : " of kind " + kind) << " in the plan of run " << r.id << "\n";
+    size_t prot = 0;
+    for (auto& p : protected_list) {
+        if (!entity.empty() && p.value("entity", "") != entity) continue;
+        if (prot++ == 0) c.out << "protected (kept out of the plan):\n";
+        if (prot <= limit)
+            c.out << "  " << printable(p.value("entity", "") + "/" + p.value("key", "")) << ": would "
+                  << p.value("would", "") << ", protected by " << printable(p.value("rule", "")) << "\n";
+    }
+    return 0;
+}
+
+}  // namespace
+
+int runs_show(context& c, run_store& store, parsed_args& pa) {
+    const bool json = pa.opts.count("--json") > 0;
+    if (pa.pos.size() != 2) return usage(c, "runs show takes one RUN_ID");
+    auto r = store.get_run(pa.pos[1]);
+    if (!r) return fail(c, r.status());
+    auto findings = store.findings(r->id);
+    if (!findings) return fail(c, findings.status());
+    auto results = store.change_results(r->id);
+    if (!results) return fail(c, results.status());
+    auto plan = store.get_plan(r->id);
+    if (!plan) return fail(c, plan.status());
+    auto verdicts = store.verdicts(r->id);
+    if (!verdicts) return fail(c, verdicts.status());
+    auto decisions = store.approvals(r->id);
+    if (!decisions) return fail(c, decisions.status());
+    if (pa.opts.count("--changes")) return show_changes(c, store, *r, pa);
+    if (json) {
+        nlohmann::json j{{"id", r->id}, {"job", r->job}, {"job_file", r->job_file}, {"state", r->state},
+                         {"phase", r->phase}, {"dry_run", r->dry_run}, {"created_at", r->created_at},
+                         {"finished_at", r->finished_at},
+                         {"source", {{"connector", r->source_connector}, {"version", r->source_version}}},
+                         {"target", {{"connector", r->target_connector}, {"version", r->target_version}}},
+                         {"exit_code", r->exit_code}, {"error", r->error}, {"category", r->category},
+                         {"summary", nlohmann::json::parse(r->summary_json, nullptr, false)}};
+        if (*plan)
+            j["plan"] = {{"path", (*plan)->path}, {"sha256", (*plan)->sha256}, {"file", (*plan)->plan_file},
+                         {"digest", (*plan)->digest}, {"content_digest", (*plan)->content_digest}};
+        if (!r->plan_of.empty()) j["plan_of"] = r->plan_of;
+        nlohmann::json fj = nlohmann::json::array();
+        for (auto& f : *findings)
+            fj.push_back({{"severity", f.severity}, {"code", f.code}, {"entity", f.entity}, {"file", f.file},
+                          {"line", f.line}, {"column", f.column}, {"key", f.key}, {"message", f.message}});
+        j["findings"] = fj;
+        nlohmann::json rj = nlohmann::json::array();
+        for (auto& x : *results)
+            rj.push_back({{"id", x.change_id}, {"entity", x.entity}, {"key", x.key}, {"kind", x.kind},
+                          {"status", x.status}, {"category", x.category}, {"message", x.message},
+                          {"attempts", x.attempts}});
+        j["changes"] = rj;
+        auto tries = store.attempts(r->id);
+        if (!tries) return fail(c, tries.status());
+        nlohmann::json aj = nlohmann::json::array();
+        for (auto& a : *tries)
+            aj.push_back({{"seq", a.seq}, {"attempt", a.attempt}, {"at", a.at}, {"status", a.status},
+                          {"category", a.category}, {"message", a.message}, {"retry_after_ms", a.retry_after_ms}});
+        j["retried_attempts"] = aj;
+        c.out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+        return 0;
+    }
+    c.out << "run " << r->id << "\n  job        " << r->job << " (" << r->job_file << ")\n  state      "
+          << r->state << (r->dry_run ? " (dry run)" : "") << "\n  phase      " << r->phase
+          << "\n  created    " << r->created_at << "\n  finished   " << r->finished_at << "\n  source     "
+          << r->source_connector << " " << r->source_version << "\n  target     " << r->target_connector
+          << " " << r->target_version << "\n  summary    " << r->summary_json << "\n";
+    if (*plan) c.out << "  plan       " << (*plan)->path << " (digest " << (*plan)->digest.substr(0, 16) << ")\n";
+    if (!r->plan_of.empty()) c.out << "  applies    the plan of run " << r->plan_of << "\n";
+    if (r->trigger != "cli") c.out << "  started by " << r->trigger << "\n";
+    if (r->state == "held") {
+        c.out << "  held       " << printable(r->error) << "\n";
+        c.out << "             nothing was applied. `syncwarden runs show " << r->id
+              << " --changes` lists the changes;\n             `syncwarden runs approve " << r->id
+              << " --as NAME` applies exactly this plan, `syncwarden runs reject " << r->id
+              << " --as NAME --reason TEXT` closes it\n";
+    } else if (!r->error.empty()) {
+        c.out << "  " << std::left << std::setw(11) << (r->category.empty() || r->category == "held" ? "outcome" : "error")
+              << (r->category.empty() || r->category == "held" ? "" : "[" + r->category + "] ") << printable(r->error)
+              << "\n";
+    }
+    for (auto& a : *decisions)
+        c.out << "  " << std::left << std::setw(11) << (a.action == "approve" ? "approved" : "rejected") << "by "
+              << printable(a.by) << " at " << a.at << (a.reason.empty() ? "" : ": " + printable(a.reason))
+              << " (plan " << a.plan_digest.substr(0, 16) << ")\n";
+    if (!findings->empty()) {
+        c.out << "findings:\n";
+        print_findings(c, *findings, 50);
+    }
+    print_verdicts(c, *verdicts, false);
+    size_t failed = 0, staged = 0;
+    // Failures grouped by category: how many, and a few examples each.
+    std::map<std::string, std::vector<const change_result_record*>> by_category;
+    for (auto& x : *results) {
+        if (x.status == "applied") continue;
+        if (x.status == "staged") {
+            ++staged;
+            continue;
+        }
+        ++failed;
+        by_category[x.category.empty() ? x.status : x.category].push_back(&x);
+    }
+    if (failed) c.out << "failed changes by category:\n";
+    for (auto& [cat, list] : by_category) {
+        c.out << "  " << cat << ": " << list.size() << "\n";
+        for (size_t i = 0; i < list.size() && i < 3; ++i)
+            c.out << "    " << list[i]->kind << " " << list[i]->entity << "/" << printable(list[i]->key) << ": "
+                  << list[i]->status << (list[i]->attempts > 1 ? " after " + std::to_string(list[i]->attempts) +
+                                                                    " attempts"
+                                                              : "")
+                  << " " << printable(list[i]->message) << "\n";
+        if (list.size() > 3) c.out << "    ... and " << list.size() - 3 << " more\n";
+    }
+    auto tries = store.attempts(r->id);
+    if (!tries) return fail(c, tries.status());
+    if (!tries->empty()) {
+        std::map<std::string, size_t> retried;
+        for (auto& a : *tries) ++retried[a.category.empty() ? a.status : a.category];
+        c.out << "retried attempts: " << tries->size() << " (";
+        bool first = true;
+        for (auto& [cat, n] : retried) {
+            c.out << (first ? "" : ", ") << cat << " " << n;
+            first = false;
+        }
+        c.out << ")\n";
+    }
+    c.out << "changes recorded: " << results->size() << ", failed: " << failed;
+    // Accepted by the target but never committed: a run that was killed,
+    // or whose commit could not be recorded.
+    if (staged) c.out << ", staged but not committed: " << staged;
+    c.out << "\n";
+    return 0;
+}
+
+}  // namespace syncwarden::kernel::cli_detail

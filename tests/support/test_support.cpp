@@ -32,10 +32,14 @@ temp_dir::~temp_dir() {
 }
 
 cli_result cli(const fs::path& data_dir, const std::vector<std::string>& args) {
+    syncwarden::kernel::system_clock clk;
+    return cli(data_dir, args, clk);
+}
+
+cli_result cli(const fs::path& data_dir, const std::vector<std::string>& args, const syncwarden::kernel::clock& clk) {
     std::vector<std::string> all{"--data-dir", data_dir.string()};
     all.insert(all.end(), args.begin(), args.end());
     std::ostringstream out, err;
-    syncwarden::kernel::system_clock clk;
     cli_result r;
     r.code = syncwarden::kernel::run_cli(all, out, err, clk);
     r.out = out.str();

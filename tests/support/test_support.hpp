@@ -37,6 +37,8 @@ struct cli_result {
 
 // Runs `syncwarden --data-dir DATA args...` in this process.
 cli_result cli(const fs::path& data_dir, const std::vector<std::string>& args);
+// The same on a clock the test sets.
+cli_result cli(const fs::path& data_dir, const std::vector<std::string>& args, const syncwarden::kernel::clock& clk);
 
 // Runs the `syncwarden` binary as a child process with `env` added to the
 // environment; output goes to files in `data_dir`. `signal` is the signal

@@ -116,6 +116,17 @@ int runs_show(context& c, run_store& store, parsed_args& pa) {
             fj.push_back({{"severity", f.severity}, {"code", f.code}, {"entity", f.entity}, {"file", f.file},
                           {"line", f.line}, {"column", f.column}, {"key", f.key}, {"message", f.message}});
         j["findings"] = fj;
+        j["trigger"] = r->trigger;
+        nlohmann::json gj = nlohmann::json::array();
+        for (auto& v : *verdicts)
+            gj.push_back({{"gate", v.gate}, {"entity", v.entity}, {"kind", v.kind}, {"verdict", v.verdict},
+                          {"count", v.count}, {"base", v.base}, {"limit", v.limit}, {"message", v.message}});
+        j["gates"] = gj;
+        nlohmann::json dj = nlohmann::json::array();
+        for (auto& a : *decisions)
+            dj.push_back({{"action", a.action}, {"by", a.by}, {"at", a.at}, {"reason", a.reason},
+                          {"plan_digest", a.plan_digest}, {"outcome", a.outcome}});
+        j["decisions"] = dj;
         nlohmann::json rj = nlohmann::json::array();
         for (auto& x : *results)
             rj.push_back({{"id", x.change_id}, {"entity", x.entity}, {"key", x.key}, {"kind", x.kind},

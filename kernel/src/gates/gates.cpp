@@ -9,11 +9,12 @@ std::string percent_of(uint64_t n, uint64_t base) {
     if (base == 0) return "";
     const double p = 100.0 * static_cast<double>(n) / static_cast<double>(base);
     char buf[32];
-    // Enough digits that a number just over a limit never reads as equal to it.
-    if (p >= 10 || p == 0) std::snprintf(buf, sizeof buf, "%.0f%%", p);
-    else if (p >= 1) std::snprintf(buf, sizeof buf, "%.1f%%", p);
-    else std::snprintf(buf, sizeof buf, "%.2f%%", p);
-    return buf;
+    // One decimal (two below 1%), without a trailing ".0": 10.1% over a 10%
+    // limit must not read as 10%.
+    std::snprintf(buf, sizeof buf, p < 1 && p > 0 ? "%.2f" : "%.1f", p);
+    std::string out = buf;
+    if (out.size() > 2 && out.compare(out.size() - 2, 2, ".0") == 0) out.resize(out.size() - 2);
+    return out + "%";
 }
 
 // Whether `n` (out of `base`) is over the limit. A percentage of an empty
@@ -133,7 +134,7 @@ void shrink_verdicts(const gate_input& in, std::vector<gate_verdict>& out) {
         const uint64_t lost = before->active - now.active;
         v.count = lost;
         std::string what = now.active == 0 ? "the source sent no " + entity + " at all (0 records); " + since
-                                           : sent + ", " + grouped(lost) + " fewer than " + since.substr(4) + " (" +
+                                           : sent + "; " + since + ": " + grouped(lost) + " fewer (" +
                                                  percent_of(lost, before->active) + " shrink)";
         if (now.active == 0) {
             // An entity that had records and now has none is held whatever
@@ -183,13 +184,14 @@ run_profile run_profile::from_json(const nlohmann::json& j) {
 
 std::vector<gate_verdict> evaluate_gates(const gate_input& in) {
     std::vector<gate_verdict> out;
+    // What the target would lose first: that is what an operator reads first.
+    threshold_verdicts(in, out);
+    shrink_verdicts(in, out);
     if (in.findings.blocking() > 0 && in.findings.blocking_unsafe() == 0)
         out.push_back({"findings", "", "", "hold", in.findings.blocking(), 0, "0",
                        grouped(in.findings.blocking()) + " error finding(s) in the input; the records in error are "
                                                          "left as they are in the target. First: " +
                            in.findings.first_blocking()});
-    shrink_verdicts(in, out);
-    threshold_verdicts(in, out);
     return out;
 }
 

@@ -355,3 +355,29 @@ TEST_F(held_runs, a_returning_student_is_active_again_and_the_grace_clock_forget
     ASSERT_EQ(at({"run", job().string()}).code, 0);
     EXPECT_THAT(sw_test::read_file(drop() / "students.csv"), HasSubstr("s-1002,josé.nguyen,inactive"));
 }
+
+// Referential checks: the source reports an enrollment whose user is missing
+// as a warning; a job can make it block the run.
+TEST_F(held_runs, a_job_can_make_a_dangling_reference_hold_the_run) {
+    ASSERT_EQ(run().code, 0);
+    auto u = sw_test::read_file(src_ / "users.csv");
+    const auto line = u.find("s-1011,");
+    u.erase(line, u.find('\n', line) + 1 - line);
+    sw_test::write_file(src_ / "users.csv", u);
+
+    auto warned = run({"--dry-run"});
+    ASSERT_EQ(warned.code, 0) << warned.out;
+    EXPECT_THAT(warned.out, HasSubstr("warning [dangling_reference] enrollments.csv:18:35: enrollments 'enr-00017': "
+                                      "userSourcedId 's-1011' is not in users"));
+
+    write_job(R"("gates": {"findings": {"enrollments.dangling_reference": "error"}},)");
+    auto held = run();
+    EXPECT_EQ(held.code, 10) << held.out;
+    EXPECT_THAT(held.out, HasSubstr("held: 1 error finding(s) in the input"));
+    EXPECT_THAT(held.out, HasSubstr("enrollments.csv:18:35: enrollments 'enr-00017': userSourcedId 's-1011' is not in "
+                                    "users (error by the job's $.gates.findings)"));
+    // Nothing of the record was dropped, so approving applies the whole plan.
+    auto ok = sw_test::cli(data(), {"runs", "approve", sw_test::run_id_of(held.out), "--as", "dana"});
+    ASSERT_EQ(ok.code, 0) << ok.out << ok.err;
+    EXPECT_THAT(sw_test::read_file(drop() / "people.csv"), Not(HasSubstr("s-1011,")));
+}

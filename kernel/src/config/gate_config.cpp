@@ -148,13 +148,26 @@ Status read_deprovision(const reader& r, const json& j, gate_policy& p) {
     return Status::ok();
 }
 
+Status read_severity(const reader& r, const json& j, gate_policy& p) {
+    const std::string path = "$.gates.findings";
+    if (auto s = r.expect(j, json::value_t::object, path, "an object of finding code (or ENTITY.CODE): severity"); !s)
+        return s;
+    for (auto& [code, sev] : j.items()) {
+        if (!sev.is_string() || (sev != "error" && sev != "warning" && sev != "info"))
+            return r.fail(path + "." + code, "expected \"error\" (blocks the run), \"warning\" or \"info\", found " +
+                                                 sev.dump());
+        p.severity[code] = sev.get<std::string>();
+    }
+    return Status::ok();
+}
+
 }  // namespace
 
 Status read_gates(const reader& r, const json& j, gate_policy& p) {
     auto g = j.find("gates");
     if (g == j.end()) return Status::ok();
     if (auto s = r.expect(*g, json::value_t::object, "$.gates", "an object"); !s) return s;
-    if (auto s = r.no_unknown(*g, "$.gates", {"thresholds", "shrink", "protect", "deprovision"}); !s) return s;
+    if (auto s = r.no_unknown(*g, "$.gates", {"thresholds", "shrink", "protect", "deprovision", "findings"}); !s) return s;
     if (auto t = g->find("thresholds"); t != g->end())
         if (auto s = read_thresholds(r, *t, p); !s) return s;
     if (auto t = g->find("shrink"); t != g->end())
@@ -163,6 +176,8 @@ Status read_gates(const reader& r, const json& j, gate_policy& p) {
         if (auto s = read_protect(r, *t, p); !s) return s;
     if (auto t = g->find("deprovision"); t != g->end())
         if (auto s = read_deprovision(r, *t, p); !s) return s;
+    if (auto t = g->find("findings"); t != g->end())
+        if (auto s = read_severity(r, *t, p); !s) return s;
     return Status::ok();
 }
 

@@ -109,6 +109,7 @@ public:
 
     Status plan_and_apply(const job_config& job, const run_options& opts) {
         job_ = &job;
+        findings_.set_severities(job.gates.severity);
         runtime_ = job.runtime;
         retry_ = job.retry;
         if (auto s = open_one(job.source, "source", SW_CAP_SOURCE, source_, out_.run.source_version, source_host_); !s)

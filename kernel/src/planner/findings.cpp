@@ -3,6 +3,16 @@
 namespace syncwarden::kernel {
 
 void finding_log::add(finding_record f, bool record_kept) {
+    if (!severity_.empty() && f.severity != "error") {
+        auto it = severity_.find(f.entity + "." + f.code);
+        if (it == severity_.end()) it = severity_.find(f.code);
+        if (it != severity_.end() && it->second != f.severity) {
+            f.message += " (" + it->second + " by the job's $.gates.findings)";
+            f.severity = it->second;
+            // Reported as less than an error, its record was not dropped.
+            record_kept = true;
+        }
+    }
     bool used = f.entity.empty() || used_.count(f.entity);
     if (f.severity == "error") {
         if (used) {

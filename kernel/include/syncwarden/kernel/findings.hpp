@@ -6,6 +6,7 @@
 
 #include <syncwarden/kernel/store.hpp>
 
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -17,6 +18,8 @@ public:
     static constexpr size_t k_max_kept = 10000;
 
     void use_entity(const std::string& entity) { used_.insert(entity); }
+    // The job's severities by code or "ENTITY.CODE" (gate_policy::severity).
+    void set_severities(std::map<std::string, std::string> s) { severity_ = std::move(s); }
     // `record_kept`: the finding is about a record the kernel saw and left
     // as the target holds it (neither updated nor deleted), so a run held by
     // it can be approved. Other error findings (a row the source could not
@@ -36,6 +39,7 @@ public:
 
 private:
     std::set<std::string> used_;
+    std::map<std::string, std::string> severity_;
     std::vector<finding_record> kept_;
     size_t not_kept_ = 0, blocking_ = 0, unsafe_ = 0;
     std::string first_unsafe_;

@@ -56,6 +56,11 @@ struct gate_policy {
     std::map<std::string, gate_limit> shrink;
     std::vector<protect_rule> protect;
     std::map<std::string, deprovision_policy> deprovision;  // by target entity
+    // Severity of findings by code, or "ENTITY.CODE": "error" makes a
+    // finding block (hold) the run, "warning" and "info" report it only.
+    // A finding the source or kernel reports as an error stays one: its
+    // record is not in the plan.
+    std::map<std::string, std::string> severity;
 
     // The limit in force for a target entity and kind (defaults included).
     gate_limit threshold(const std::string& entity, const std::string& kind) const;

@@ -43,7 +43,7 @@ const sw_field_def k_defs[k_fields] = {
     {sizeof(sw_field_def), {"school", 6}, SW_TYPE_STRING, 0},
     {sizeof(sw_field_def), {"active", 6}, SW_TYPE_BOOL, 0}};
 const sw_entity_def k_entity = {sizeof(sw_entity_def), {"people", 6}, {"id", 2}, k_defs, k_fields};
-const sw_contract k_contract = {sizeof(sw_contract), &k_entity, 1};
+const sw_contract k_contract = {sizeof(sw_contract), &k_entity, 1, nullptr, 0};
 
 sw_status contract(void*, const sw_contract** out, sw_error*) {
     *out = &k_contract;
@@ -88,7 +88,7 @@ sw_status extract(void* inst, const sw_str*, size_t, sw_error*) {
 const sw_manifest k_manifest = {sizeof(sw_manifest), {"null-source", 11}, {"1.0.0", 5}, {"bench", 5},
                                 {"emits N synthetic records", 25}, SW_CAP_SOURCE, SW_THREAD_INSTANCE, {nullptr, 0}};
 const sw_hooks k_hooks = {sizeof(sw_hooks), create, destroy, contract, extract, nullptr, nullptr, nullptr, nullptr,
-                          nullptr};
+                          nullptr, nullptr, nullptr};
 const sw_connector k_connector = {sizeof(sw_connector), SW_ABI_MAJOR, SW_ABI_MINOR, &k_manifest, &k_hooks};
 
 }  // namespace

@@ -156,7 +156,10 @@ public:
         for (auto& e : entities()) {
             builder_.entity(e.name, "sourcedId");
             builder_.field("dateLastModified");
-            for (auto& c : e.columns) builder_.field(c.name, c.type, c.required_value ? SW_FIELD_REQUIRED : 0);
+            for (auto& c : e.columns) {
+                builder_.field(c.name, c.type, c.required_value ? SW_FIELD_REQUIRED : 0);
+                if (auto* values = vocabulary(e.name, c.name)) builder_.one_of(*values, k_extension_prefix);
+            }
             for (auto& x : extensions_[e.name]) builder_.field(x);
         }
         contract_ = &builder_.build();
@@ -325,6 +328,11 @@ private:
                 finding(SW_SEVERITY_ERROR, "empty_file", spec.name, disp, 1, 1, "",
                         "the file is empty; expected a header row");
             return;
+        }
+        {
+            std::vector<std::string_view> columns;
+            for (auto& h : header) columns.push_back(h.text);
+            host_api().layout(spec.name, disp, columns);
         }
         std::vector<int> slot;
         size_t named = 0;

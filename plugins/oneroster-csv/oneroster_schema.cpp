@@ -133,6 +133,24 @@ std::string alias_reason(const std::string& header) {
     return renamed_in_11().count(header) ? "its OneRoster 1.0 name, renamed in 1.1" : "misspelled header";
 }
 
+const std::vector<std::string>* vocabulary(const std::string& entity, const std::string& column) {
+    // RoleEnum: 1.1's values and 1.2's (which split administrator).
+    static const std::vector<std::string> roles = {
+        "administrator", "aide",     "counselor", "districtAdministrator", "guardian", "parent",  "principal",
+        "proctor",       "relative", "siteAdministrator", "student", "systemAdministrator", "teacher"};
+    static const std::map<std::string, std::vector<std::string>> by_column = {
+        {"orgs.type", {"department", "district", "local", "national", "school", "state"}},
+        {"academicSessions.type", {"gradingPeriod", "schoolYear", "semester", "term"}},
+        {"classes.classType", {"homeroom", "scheduled"}},
+        {"roles.roleType", {"primary", "secondary"}},
+        {"enrollments.role", {"administrator", "proctor", "student", "teacher"}},
+        {"demographics.sex", {"female", "male", "other", "unspecified"}},
+    };
+    if (column == "role" && (entity == "users" || entity == "roles")) return &roles;
+    auto it = by_column.find(entity + "." + column);
+    return it == by_column.end() ? nullptr : &it->second;
+}
+
 bool is_extension_column(const std::string& header) {
     return header.rfind("metadata.", 0) == 0 || header.rfind("ext_", 0) == 0;
 }

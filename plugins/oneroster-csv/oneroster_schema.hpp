@@ -31,6 +31,12 @@ const entity_spec* find_entity(const std::string& name);
 const char* header_alias(const std::string& entity, const std::string& header);
 // Why header_alias renames it, for the warning.
 std::string alias_reason(const std::string& header);
+// The values an enumerated column may hold (OneRoster 1.1 and 1.2 together;
+// case-sensitive, as the specification says), or nullptr. Values that start
+// with k_extension_prefix are extensions the binding allows.
+const std::vector<std::string>* vocabulary(const std::string& entity, const std::string& column);
+inline constexpr const char* k_extension_prefix = "ext:";
+
 // metadata.* and ext_* columns: extensions the CSV binding allows.
 bool is_extension_column(const std::string& header);
 

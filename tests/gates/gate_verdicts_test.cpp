@@ -18,7 +18,10 @@ namespace {
 plan plan_of(const std::string& entity, size_t size, size_t creates, size_t updates, size_t deletes,
              size_t deactivates = 0) {
     entity_plan ep;
-    ep.schema = {entity, "id", {{"name", SW_TYPE_STRING, false}}};
+    ep.schema.name = entity;
+    ep.schema.key_name = "id";
+    ep.schema.fields.resize(1);
+    ep.schema.fields[0].name = "name";
     ep.current = record_set(1);
     ep.desired = record_set(1);
     for (size_t i = 0; i < size; ++i) {

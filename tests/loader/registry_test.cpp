@@ -82,7 +82,7 @@ TEST(registry, cli_lists_name_version_abi_capabilities_and_build_id) {
     ASSERT_EQ(r.code, 0);
     EXPECT_THAT(r.out, HasSubstr("versioned"));
     EXPECT_THAT(r.out, HasSubstr("1.2.0"));
-    EXPECT_THAT(r.out, HasSubstr(" 1.2 "));
+    EXPECT_THAT(r.out, HasSubstr(" " + std::to_string(SW_ABI_MAJOR) + "." + std::to_string(SW_ABI_MINOR) + " "));
     EXPECT_THAT(r.out, HasSubstr("source"));
     EXPECT_THAT(r.out, HasSubstr("v120"));
     r = sw_test::cli(tmp.path(), {"connectors", "install", fixture("not_elf").string()});

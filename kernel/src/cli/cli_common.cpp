@@ -26,14 +26,12 @@ bool parse_args(const std::vector<std::string>& in, const std::map<std::string, 
         if (it == known.end()) { error = "unknown option " + a; return false; }
         if (it->second) {
             if (i + 1 >= in.size()) { error = a + " needs a value"; return false; }
-            auto [at, fresh] = out.opts.emplace(a, in[i + 1]);
-            if (!fresh) {
-                at->second += ',';
-                at->second += in[i + 1];
-            }
+            std::string& value = out.opts[a];
+            if (!value.empty()) value.push_back(',');
+            value.append(in[i + 1]);
             ++i;
         } else {
-            out.opts[a] = "1";
+            out.opts[a].assign(1, '1');
         }
     }
     return true;
@@ -57,7 +55,8 @@ void print_findings(context& c, const std::vector<finding_record>& fs, size_t li
         if (!f.file.empty()) {
             c.out << printable(f.file);
             if (f.line) c.out << ":" << f.line;
-            if (f.column) c.out << ":" << f.column;
+            if (f.line && f.column) c.out << ":" << f.column;
+            else if (f.column) c.out << " (column " << f.column << ")";
             c.out << ": ";
         }
         c.out << printable(f.message) << "\n";

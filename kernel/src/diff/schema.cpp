@@ -1,6 +1,8 @@
 #include <syncwarden/kernel/schema.hpp>
 
+#include <algorithm>
 #include <cctype>
+#include <cstddef>
 #include <set>
 
 namespace syncwarden::kernel {
@@ -51,6 +53,36 @@ std::string check_value(sw_field_type type, std::string_view v) {
     }
 }
 
+std::string field_schema::enum_problem(std::string_view v) const {
+    if (allowed.empty()) return {};
+    auto one = [&](std::string_view item) -> std::string {
+        if (std::binary_search(allowed.begin(), allowed.end(), item)) return {};
+        if (!extension_prefix.empty() && item.substr(0, extension_prefix.size()) == extension_prefix) return {};
+        std::string list;
+        for (size_t i = 0; i < allowed.size() && i < 16; ++i) list += (i ? ", " : "") + allowed[i];
+        if (allowed.size() > 16) list += ", ...";
+        std::string hint;
+        for (auto& a : allowed)
+            if (a.size() == item.size() && std::equal(a.begin(), a.end(), item.begin(), [](char x, char y) {
+                    return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+                }))
+                hint = "; values are compared exactly, case included: did the source mean '" + a + "'?";
+        return "'" + std::string(item) + "' is not one of the values the contract allows (" + list + ")" +
+               (extension_prefix.empty() ? "" : " or an extension '" + extension_prefix + "...'") + hint;
+    };
+    if (type != SW_TYPE_LIST) return one(v);
+    size_t pos = 0;
+    while (pos <= v.size()) {
+        size_t end = v.find(',', pos);
+        auto item = v.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
+        if (!item.empty())
+            if (auto p = one(item); !p.empty()) return p;
+        if (end == std::string_view::npos) break;
+        pos = end + 1;
+    }
+    return {};
+}
+
 std::optional<size_t> entity_schema::index_of(std::string_view field) const {
     for (size_t i = 0; i < fields.size(); ++i)
         if (fields[i].name == field) return i;
@@ -99,13 +131,45 @@ Result<contract_schema> copy_contract(const sw_contract* c, const std::string& w
                 return bad(fw + ".struct_size is " + std::to_string(fd.struct_size) + ", expected at least " +
                            std::to_string(sizeof(sw_field_def)));
             if (bad_str(fd.name)) return bad(fw + ".name has len > 0 and ptr NULL");
-            field_schema fs{text(fd.name), static_cast<sw_field_type>(fd.type), (fd.flags & SW_FIELD_REQUIRED) != 0};
+            field_schema fs;
+            fs.name = text(fd.name);
+            fs.type = static_cast<sw_field_type>(fd.type);
+            fs.required = (fd.flags & SW_FIELD_REQUIRED) != 0;
             if (fs.name.empty()) return bad(fw + ".name is empty");
             if (fd.type > SW_TYPE_LIST) return bad(fw + " (" + fs.name + ").type is " + std::to_string(fd.type) + ", expected 0..5");
             if (!fnames.insert(fs.name).second) return bad("field '" + es.name + "." + fs.name + "' is declared twice");
             es.fields.push_back(std::move(fs));
         }
         out.entities.push_back(std::move(es));
+    }
+    if (c->struct_size >= offsetof(sw_contract, enum_count) + sizeof c->enum_count && c->enum_count) {
+        if (c->enum_count > 100000) return bad("enum_count is " + std::to_string(c->enum_count) + ", expected at most 100000");
+        if (!c->enums) return bad("enums is NULL but enum_count is " + std::to_string(c->enum_count));
+        // Stepped through by the elements' own size: a later minor may
+        // append fields to sw_enum_def.
+        const size_t stride = c->enums[0].struct_size;
+        if (stride < sizeof(sw_enum_def))
+            return bad("enums[0].struct_size is " + std::to_string(stride) + ", expected at least " +
+                       std::to_string(sizeof(sw_enum_def)));
+        for (size_t i = 0; i < c->enum_count; ++i) {
+            const auto& ed = *reinterpret_cast<const sw_enum_def*>(reinterpret_cast<const char*>(c->enums) + i * stride);
+            const std::string where = "enums[" + std::to_string(i) + "]";
+            if (ed.struct_size != stride) return bad(where + ".struct_size differs from enums[0]'s");
+            if (bad_str(ed.entity) || bad_str(ed.field) || bad_str(ed.extension_prefix) ||
+                (ed.value_count && !ed.values))
+                return bad(where + " has a NULL pointer with a length above 0");
+            auto* es = const_cast<entity_schema*>(out.find(text(ed.entity)));
+            if (!es) return bad(where + ".entity '" + text(ed.entity) + "' is not an entity of the contract");
+            auto fi = es->index_of(text(ed.field));
+            if (!fi) return bad(where + ".field '" + text(ed.field) + "' is not a field of '" + es->name + "'");
+            auto& f = es->fields[*fi];
+            for (size_t v = 0; v < ed.value_count; ++v) {
+                if (bad_str(ed.values[v])) return bad(where + ".values has a NULL pointer with a length above 0");
+                f.allowed.push_back(text(ed.values[v]));
+            }
+            std::sort(f.allowed.begin(), f.allowed.end());
+            f.extension_prefix = text(ed.extension_prefix);
+        }
     }
     return out;
 }

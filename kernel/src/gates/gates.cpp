@@ -166,7 +166,9 @@ nlohmann::json run_profile::to_json() const {
     for (auto& [e, c] : sources)
         s[e] = {{"active", c.active}, {"tobedeleted", c.tobedeleted}, {"sent", c.sent}, {"delta", c.delta}};
     for (auto& [e, n] : target_sizes) t[e] = n;
-    return {{"sources", s}, {"targets", t}};
+    nlohmann::json l = nlohmann::json::object();
+    for (auto& [e, x] : layouts) l[e] = {{"file", x.file}, {"columns", x.columns}};
+    return {{"sources", s}, {"targets", t}, {"layouts", l}, {"formats", kernel::to_json(formats)}};
 }
 
 run_profile run_profile::from_json(const nlohmann::json& j) {
@@ -176,6 +178,16 @@ run_profile run_profile::from_json(const nlohmann::json& j) {
         for (auto& [e, c] : s->items())
             p.sources[e] = {c.value("active", uint64_t{0}), c.value("tobedeleted", uint64_t{0}), c.value("sent", false),
                             c.value("delta", false)};
+    if (auto l = j.find("layouts"); l != j.end() && l->is_object())
+        for (auto& [e, x] : l->items()) {
+            if (!x.is_object() || !x.contains("columns") || !x["columns"].is_array()) continue;
+            source_layout sl;
+            sl.file = x.value("file", "");
+            for (auto& c : x["columns"])
+                if (c.is_string()) sl.columns.push_back(c.get<std::string>());
+            p.layouts[e] = std::move(sl);
+        }
+    if (auto f = j.find("formats"); f != j.end()) p.formats = format_profile_from_json(*f);
     if (auto t = j.find("targets"); t != j.end() && t->is_object())
         for (auto& [e, n] : t->items())
             if (n.is_number_unsigned()) p.target_sizes[e] = n.get<uint64_t>();

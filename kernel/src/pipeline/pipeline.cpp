@@ -70,6 +70,10 @@ public:
         return limiter ? limiter->acquire(permits, cancel) : SW_OK;
     }
     bool cancelled() const override { return cancel && cancel->requested.load(); }
+    void on_layout(const std::string& entity, const std::string& file, std::vector<std::string> columns) override {
+        layouts[entity] = {file, std::move(columns)};
+    }
+    source_layouts layouts;  // what the source read (ABI 1.3)
     rate_limiter* limiter = nullptr;
     const cancel_flag* cancel = nullptr;
     bool paces = false;  // the connector calls acquire itself
@@ -126,11 +130,13 @@ public:
         {
             planner p(job, *source_, *target_, source_host_, target_host_, findings_,
                       [this](const char* name) { return phase(name); });
+            p.set_layouts(&source_host_.layouts);
             auto result = p.run();
             if (!result) return result.status();
             if (!opts.only_keys.empty()) keep_only(*result, opts.only_keys);
             if (auto s = phase("gates"); !s) return s;
-            auto gates = run_gate_stage(result->changes, result->sources, job, store_, clock_, findings_, opts.allow);
+            auto gates = run_gate_stage(result->changes, {result->sources, source_host_.layouts, result->formats}, job,
+                                        store_, clock_, findings_, opts.allow);
             if (!gates) return gates.status();
             out_.verdicts = gates->verdicts;
             holds = gates->holds();

@@ -31,7 +31,10 @@ void finding_log::add(finding_record f, bool record_kept) {
 
 std::string finding_log::where(const finding_record& f) {
     if (f.file.empty()) return f.message;
-    return f.file + ":" + std::to_string(f.line) + ":" + std::to_string(f.column) + ": " + f.message;
+    std::string at = f.file;
+    if (f.line) at += ":" + std::to_string(f.line) + (f.column ? ":" + std::to_string(f.column) : "");
+    else if (f.column) at += " (column " + std::to_string(f.column) + ")";
+    return at + ": " + f.message;
 }
 
 std::string finding_log::first_blocking() const {

@@ -28,13 +28,25 @@ struct planner::impl {
     std::vector<std::unique_ptr<streaming_diff>> differs;  // per target entity, when streaming
     bool streaming = true;
     planned out;
+    const source_layouts* layouts = nullptr;
+    format_sampler formats;
+
+    // The file and 1-based column a source field was read from.
+    std::pair<std::string, uint64_t> locate(const std::string& entity, const std::string& field) const {
+        if (!layouts) return {};
+        auto it = layouts->find(entity);
+        if (it == layouts->end()) return {};
+        for (size_t i = 0; i < it->second.columns.size(); ++i)
+            if (it->second.columns[i] == field) return {it->second.file, i + 1};
+        return {it->second.file, 0};
+    }
 
     void add(finding_record f) { findings.add(std::move(f)); }
     // A finding about a source record that the streaming diff keeps as the
     // target holds it (extract_sink::keep).
     void add_kept(finding_record f) {
         const bool kept = streaming && (f.code == "bad_value" || f.code == "missing_required" ||
-                                        f.code == "bad_encoding" || f.code == "mapping");
+                                        f.code == "bad_encoding" || f.code == "mapping" || f.code == "enum_value");
         findings.add(std::move(f), kept);
     }
 
@@ -120,7 +132,9 @@ struct planner::impl {
     public:
         extract_sink(impl& p, const std::vector<std::string>& requested)
             : p_(p), requested_(requested),
-              checker_(p.source_contract, p.source.who(), "extract", [&p](finding_record f) { p.add_kept(std::move(f)); }) {}
+              checker_(p.source_contract, p.source.who(), "extract", [&p](finding_record f) { p.add_kept(std::move(f)); }) {
+            checker_.set_locator([&p](const std::string& e, const std::string& f) { return p.locate(e, f); });
+        }
 
         sw_status on_records(const sw_batch& b) override {
             const entity_schema* es = checker_.check_batch(b);
@@ -141,6 +155,7 @@ struct planner::impl {
                 const sw_record& rec = b.records[i];
                 ++p_.out.extracted;
                 ++(rec.state == SW_RECORD_TOBEDELETED ? counted.tobedeleted : counted.active);
+                p_.formats.offer(*es, rec);
                 if (!checker_.check_record(rec, *es)) {
                     keep_in_error(*es, rec);
                     continue;
@@ -315,6 +330,7 @@ struct planner::impl {
             if (auto s = read_state(); !s) return s;
         if (auto s = diff(); !s) return s;
         differs.clear();
+        out.formats = formats.profile();
         return std::move(out);
     }
 };
@@ -322,10 +338,12 @@ struct planner::impl {
 planner::planner(const job_config& job, connector_session& source, connector_session& target,
                  run_services& source_rs, run_services& target_rs, finding_log& findings, phase_fn phase)
     : impl_(new impl{job, source, target, source_rs, target_rs, findings, std::move(phase), {}, {}, {}, {}, {}, {},
-                     true, {}}) {}
+                     true, {}, nullptr, {}}) {}
 
 planner::~planner() = default;
 
 Result<planned> planner::run() { return impl_->run(); }
+
+void planner::set_layouts(const source_layouts* l) { impl_->layouts = l; }
 
 }  // namespace syncwarden::kernel

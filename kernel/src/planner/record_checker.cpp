@@ -94,12 +94,14 @@ value_problem find_value_problem(const entity_schema& es, const std::string_view
         const std::string_view v = values[f];
         const field_schema& fs = es.fields[f];
         if (v.empty()) {
-            if (fs.required && active) return {"missing_required", "required field " + fs.name + " is empty"};
+            if (fs.required && active) return {"missing_required", "required field " + fs.name + " is empty", f};
             continue;
         }
+        if (!fs.allowed.empty() && active)
+            if (auto why = fs.enum_problem(v); !why.empty()) return {"enum_value", fs.name + " is " + why, f};
         if (fs.type == SW_TYPE_STRING || fs.type == SW_TYPE_LIST) continue;
         if (auto why = check_value(fs.type, v); !why.empty())
-            return {"bad_value", fs.name + " is '" + std::string(v) + "': " + why};
+            return {"bad_value", fs.name + " is '" + std::string(v) + "': " + why, f};
     }
     return {};
 }
@@ -109,7 +111,12 @@ bool record_checker::check_record(const sw_record& rec, const entity_schema& es)
     values_.resize(es.fields.size());
     for (size_t f = 0; f < es.fields.size(); ++f) values_[f] = view(rec.values[f]);
     auto p = find_value_problem(es, values_.data(), rec.state == SW_RECORD_ACTIVE);
-    return p.code ? bad(es, rec, p.code, p.what) : true;
+    if (!p.code) return true;
+    if (!locate_ || p.field >= es.fields.size()) return bad(es, rec, p.code, p.what);
+    auto [file, column] = locate_(es.name, es.fields[p.field].name);
+    std::string key(view(rec.key));
+    report_({"error", p.code, es.name, file, 0, column, key, who_ + ": " + es.name + " '" + key + "': " + p.what});
+    return false;
 }
 
 }  // namespace syncwarden::kernel

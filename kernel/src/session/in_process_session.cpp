@@ -105,10 +105,20 @@ sw_status host_acquire(sw_host_ctx* ctx, uint32_t permits) noexcept {
     }
 }
 
+void host_layout(sw_host_ctx* ctx, const sw_layout* l) noexcept {
+    try {
+        if (!ctx || !ctx->services || !l || l->struct_size < sizeof(sw_layout)) return;
+        if (l->column_count > 100000 || (l->column_count && !l->columns)) return;
+        std::vector<std::string> cols;
+        for (size_t i = 0; i < l->column_count; ++i) cols.emplace_back(view(l->columns[i]));
+        ctx->services->on_layout(std::string(view(l->entity)), std::string(view(l->file)), std::move(cols));
+    } catch (...) {}
+}
+
 const sw_host_api k_host = {sizeof(sw_host_api), SW_ABI_MAJOR, SW_ABI_MINOR, host_log, host_emit,
                             host_finding, host_change_result, host_checkpoint_save,
                             host_checkpoint_load, host_is_cancelled, host_config_get,
-                            host_emit_changes, host_state_token, host_acquire};
+                            host_emit_changes, host_state_token, host_acquire, host_layout};
 
 class null_services final : public run_services {
 public:

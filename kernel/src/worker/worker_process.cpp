@@ -260,10 +260,22 @@ sw_status host_acquire(sw_host_ctx*, uint32_t permits) noexcept {
     return s;
 }
 
+void host_layout(sw_host_ctx*, const sw_layout* l) noexcept {
+    progress();
+    if (!l || l->struct_size < sizeof(sw_layout) || (l->column_count && !l->columns)) return;
+    const size_t n = std::min<size_t>(l->column_count, 4096);
+    post(op::layout, [&](wire::writer& w) {
+        w.str(l->entity, 256);
+        w.str(l->file, 2048);
+        w.u32(static_cast<uint32_t>(n));
+        for (size_t i = 0; i < n; ++i) w.str(l->columns[i], 256);
+    });
+}
+
 const sw_host_api k_host = {sizeof(sw_host_api), SW_ABI_MAJOR, SW_ABI_MINOR, host_log, host_emit,
                             host_finding, host_change_result, host_checkpoint_save,
                             host_checkpoint_load, host_is_cancelled, host_config_get,
-                            host_emit_changes, host_state_token, host_acquire};
+                            host_emit_changes, host_state_token, host_acquire, host_layout};
 
 // ---- hook calls -----------------------------------------------------------------
 
@@ -314,6 +326,9 @@ void encode_contract(const contract_schema& c, std::string& out) {
             w.str(f.name);
             w.u32(f.type);
             w.u32(f.required ? 1 : 0);
+            w.u32(static_cast<uint32_t>(f.allowed.size()));
+            for (auto& v : f.allowed) w.str(v);
+            w.str(f.extension_prefix);
         }
     }
 }

@@ -435,6 +435,9 @@ public:
                 f.name = r.str();
                 f.type = static_cast<sw_field_type>(r.u32());
                 f.required = r.u32() != 0;
+                const uint32_t nv = r.u32();
+                for (uint32_t v = 0; v < nv && r.ok(); ++v) f.allowed.emplace_back(r.str());
+                f.extension_prefix = r.str();
                 e.fields.push_back(std::move(f));
             }
             out.entities.push_back(std::move(e));
@@ -743,6 +746,15 @@ private:
                 fd.message = sv(rd.str());
                 if (!rd.ok()) break;
                 if (s.rs) s.rs->on_finding(fd);
+                return Status::ok();
+            }
+            case op::layout: {
+                std::string entity(rd.str()), file(rd.str());
+                const uint32_t n = rd.u32();
+                std::vector<std::string> cols;
+                for (uint32_t i = 0; i < n && rd.ok(); ++i) cols.emplace_back(rd.str());
+                if (!rd.ok()) break;
+                if (s.rs) s.rs->on_layout(entity, file, std::move(cols));
                 return Status::ok();
             }
             case op::result: {

@@ -1,5 +1,5 @@
 /*
- * Syncwarden connector ABI, version 1.2.
+ * Syncwarden connector ABI, version 1.3.
  *
  * The only interface between the Syncwarden kernel and a connector shared
  * library. Plain C99, stdint/stddef only. Read top to bottom; sdk/ABI.md has
@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 #define SW_ABI_MAJOR 1
-#define SW_ABI_MINOR 2
+#define SW_ABI_MINOR 3
 #define SW_ENTRY_SYMBOL "sw_connector_entry"
 
 #if defined(__GNUC__)
@@ -123,10 +123,26 @@ typedef struct sw_entity_def {
     size_t field_count;
 } sw_entity_def;
 
+/* 1.3: the values an enumerated field may hold. The kernel compares them
+ * exactly, case included, and reports any other value as an error finding
+ * that holds the run (the record is left as the target has it). */
+typedef struct sw_enum_def {
+    uint32_t struct_size;
+    sw_str entity;
+    sw_str field;               /* a field of that entity; a list field's items are checked one by one */
+    const sw_str* values;
+    size_t value_count;
+    sw_str extension_prefix;    /* values that start with it are allowed too ("ext:"); empty: none */
+} sw_enum_def;
+
 typedef struct sw_contract {
     uint32_t struct_size;
     const sw_entity_def* entities;
     size_t entity_count;
+    /* 1.3: may be NULL. The kernel steps through the array by each
+     * element's struct_size. */
+    const sw_enum_def* enums;
+    size_t enum_count;
 } sw_contract;
 
 /* ---- records and changes --------------------------------------------------- */
@@ -216,6 +232,18 @@ typedef struct sw_finding {
     sw_str message;
 } sw_finding;
 
+/* 1.3: what a source read for one entity: where, and the columns (fields) it
+ * found there, in order and as the source named them, known or not. The
+ * kernel compares it with the job's last good run and reports a column
+ * that appeared or vanished. */
+typedef struct sw_layout {
+    uint32_t struct_size;
+    sw_str entity;
+    sw_str file;              /* a file name, a URL, a table; may be empty */
+    const sw_str* columns;
+    size_t column_count;
+} sw_layout;
+
 /* ---- the host API: what the kernel offers --------------------------------- */
 
 typedef struct sw_host_ctx sw_host_ctx; /* opaque, owned by the kernel */
@@ -281,6 +309,12 @@ typedef struct sw_host_api {
      * A connector that never calls it is paced by the kernel, one permit per
      * apply call. */
     sw_status (*acquire)(sw_host_ctx* ctx, uint32_t permits);
+
+    /* ---- 1.3 ---- */
+
+    /* From extract: the layout of what the source read for an entity, once
+     * per entity (per file, when an entity spans several). */
+    void (*report_layout)(sw_host_ctx* ctx, const sw_layout* layout);
 } sw_host_api;
 
 /* ---- hooks: what the connector implements -------------------------------- */

@@ -114,6 +114,19 @@ public:
             check(api_->acquire(ctx_, permits), "acquire");
     }
 
+    // ABI 1.3: tells the kernel what the source read for `entity`: where,
+    // and its columns as they were there. Does nothing in an older kernel.
+    void layout(std::string_view entity, std::string_view file, const std::vector<std::string_view>& columns) const {
+        if (api_->struct_size < offsetof(sw_host_api, report_layout) + sizeof api_->report_layout ||
+            !api_->report_layout)
+            return;
+        std::vector<sw_str> cols;
+        cols.reserve(columns.size());
+        for (auto c : columns) cols.push_back(to_sw(c));
+        sw_layout l{sizeof(sw_layout), to_sw(entity), to_sw(file), cols.data(), cols.size()};
+        api_->report_layout(ctx_, &l);
+    }
+
 private:
     static void check(sw_status s, const char* what) {
         if (s == SW_CANCELLED) throw error(SW_CANCELLED, "cancelled", "run cancelled");
@@ -136,6 +149,13 @@ public:
         entities_.back().fields.push_back({std::move(name), type, flags});
         return *this;
     }
+    // ABI 1.3: the values the last field may hold (exact, case included),
+    // and a prefix that marks allowed extension values ("ext:").
+    contract_builder& one_of(std::vector<std::string> values, std::string extension_prefix = {}) {
+        auto& e = entities_.back();
+        enums_.push_back({e.name, e.fields.back().name, std::move(values), std::move(extension_prefix)});
+        return *this;
+    }
     const sw_contract& build() {
         field_defs_.clear();
         entity_defs_.clear();
@@ -147,7 +167,17 @@ public:
                                     to_sw(entities_[e].key_name), field_defs_[e].data(),
                                     field_defs_[e].size()});
         }
-        contract_ = {sizeof(sw_contract), entity_defs_.data(), entity_defs_.size()};
+        value_strs_.clear();
+        enum_defs_.clear();
+        for (auto& en : enums_) {
+            value_strs_.emplace_back();
+            for (auto& v : en.values) value_strs_.back().push_back(to_sw(v));
+        }
+        for (size_t i = 0; i < enums_.size(); ++i)
+            enum_defs_.push_back({sizeof(sw_enum_def), to_sw(enums_[i].entity), to_sw(enums_[i].field),
+                                  value_strs_[i].data(), value_strs_[i].size(), to_sw(enums_[i].prefix)});
+        contract_ = {sizeof(sw_contract), entity_defs_.data(), entity_defs_.size(),
+                     enum_defs_.empty() ? nullptr : enum_defs_.data(), enum_defs_.size()};
         return contract_;
     }
 
@@ -157,6 +187,10 @@ private:
     std::deque<entity_spec> entities_;
     std::vector<std::vector<sw_field_def>> field_defs_;
     std::vector<sw_entity_def> entity_defs_;
+    struct enum_spec { std::string entity, field; std::vector<std::string> values; std::string prefix; };
+    std::deque<enum_spec> enums_;
+    std::deque<std::vector<sw_str>> value_strs_;
+    std::vector<sw_enum_def> enum_defs_;
     sw_contract contract_{};
 };
 

@@ -8,6 +8,7 @@
 #include <syncwarden/kernel/gate_policy.hpp>
 #include <syncwarden/kernel/plan.hpp>
 #include <syncwarden/kernel/result.hpp>
+#include <syncwarden/kernel/value_formats.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -28,9 +29,18 @@ struct source_count {
 };
 using source_counts = std::map<std::string, source_count>;
 
+// Where a source read an entity, and the columns it found (ABI 1.3 layout).
+struct source_layout {
+    std::string file;
+    std::vector<std::string> columns;
+};
+using source_layouts = std::map<std::string, source_layout>;  // by source entity
+
 // The profile of a run that the next runs compare against.
 struct run_profile {
     source_counts sources;
+    source_layouts layouts;
+    format_profile formats;
     std::map<std::string, uint64_t> target_sizes;  // by target entity
     nlohmann::json to_json() const;
     static run_profile from_json(const nlohmann::json& j);
@@ -88,8 +98,23 @@ struct gate_stage_result {
     run_profile profile;
     bool holds() const;
 };
-Result<gate_stage_result> run_gate_stage(plan& p, const source_counts& sources, const job_config& job,
-                                         run_store& store, const clock& clk, const finding_log& findings,
+// Schema drift against the last good run is reported into `findings`
+// (warnings unless the job raises them) before the gates look at them.
+struct gate_stage_input {
+    const source_counts& sources;
+    const source_layouts& layouts;
+    const format_profile& formats;
+};
+Result<gate_stage_result> run_gate_stage(plan& p, const gate_stage_input& in, const job_config& job,
+                                         run_store& store, const clock& clk, finding_log& findings,
                                          const gate_allowance& allow);
+
+// Findings for columns that appeared in or vanished from a source's files
+// since the last good run.
+void layout_drift(const source_layouts& now, const source_layouts& before, const std::string& last_run,
+                  finding_log& findings);
+// Findings for fields whose values changed format since the last good run.
+void format_drift(const run_profile& now, const run_profile& before, const std::string& last_run,
+                  finding_log& findings);
 
 }  // namespace syncwarden::kernel

@@ -8,6 +8,7 @@
 #include <syncwarden/kernel/gates.hpp>
 #include <syncwarden/kernel/plan.hpp>
 #include <syncwarden/kernel/session.hpp>
+#include <syncwarden/kernel/value_formats.hpp>
 
 #include <functional>
 #include <optional>
@@ -20,6 +21,7 @@ struct planned {
     std::optional<std::string> state_token;  // what the target reported while reading
     size_t extracted = 0;                    // records the source emitted
     source_counts sources;                   // per source entity the job reads
+    format_profile formats;                  // the formats of the source's values, sampled
 };
 
 class planner {
@@ -34,6 +36,9 @@ public:
     planner& operator=(const planner&) = delete;
 
     Result<planned> run();
+    // Where the source read each entity (ABI 1.3 layouts, filled during
+    // extract): findings about a value then name its file and column.
+    void set_layouts(const source_layouts* l);
 
 private:
     struct impl;

@@ -6,6 +6,7 @@
 #include <syncwarden/kernel/schema.hpp>
 #include <syncwarden/kernel/store.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -16,8 +17,9 @@ namespace syncwarden::kernel {
 // The first value that breaks its field's contract: a required field left
 // empty (only for active records) or a value that does not fit its type.
 struct value_problem {
-    const char* code = nullptr;  // "missing_required" or "bad_value"; null when all is well
+    const char* code = nullptr;  // "missing_required", "bad_value", "enum_value"; null when all is well
     std::string what;
+    size_t field = SIZE_MAX;     // the field's index in the entity
 };
 value_problem find_value_problem(const entity_schema& es, const std::string_view* values, bool active);
 
@@ -34,6 +36,10 @@ public:
     bool check_shape(const sw_record& rec, const entity_schema& es) const;
     // Shape, required fields (for active records) and value types.
     bool check_record(const sw_record& rec, const entity_schema& es) const;
+    // Where a field of an entity was read: file and 1-based column, for the
+    // findings about its values. Without one, findings name no file.
+    using locate_fn = std::function<std::pair<std::string, uint64_t>(const std::string& entity, const std::string& field)>;
+    void set_locator(locate_fn f) { locate_ = std::move(f); }
 
 private:
     bool bad(const entity_schema& es, const sw_record& rec, const char* code, const std::string& msg) const;
@@ -41,6 +47,7 @@ private:
     const contract_schema& contract_;
     std::string who_, hook_;
     report_fn report_;
+    locate_fn locate_;
     mutable std::vector<std::string_view> values_;  // scratch for check_record
 };
 

@@ -15,6 +15,12 @@ struct field_schema {
     std::string name;
     sw_field_type type = SW_TYPE_STRING;
     bool required = false;
+    // ABI 1.3 enumerations: the values the field may hold, sorted; empty
+    // when any value goes. Values starting with `extension_prefix` pass.
+    std::vector<std::string> allowed;
+    std::string extension_prefix;
+    // "" when `v` is allowed, else what is wrong with it.
+    std::string enum_problem(std::string_view v) const;
 };
 
 struct entity_schema {

@@ -63,6 +63,11 @@ public:
     }
     // The host's is_cancelled for an in-process connector.
     virtual bool cancelled() const { return false; }
+    // The host's report_layout slot (ABI 1.3): what a source read for an
+    // entity. Default: ignored.
+    virtual void on_layout(const std::string& entity, const std::string& file, std::vector<std::string> columns) {
+        (void)entity, (void)file, (void)columns;
+    }
 };
 
 // A run_services that drops findings and keeps no checkpoint: for calls

@@ -123,10 +123,18 @@ TEST_F(held_runs, a_dry_run_shows_what_would_hold_and_runs_apply_will_not_bypass
     EXPECT_THAT(r.out, HasSubstr("WOULD HOLD"));
     EXPECT_THAT(r.out, HasSubstr("a run of this plan would be held: "));
     EXPECT_THAT(r.out, HasSubstr("pass       threshold rosters"));
+    const auto before = sw_test::snapshot(drop());
     auto apply = sw_test::cli(data(), {"runs", "apply", sw_test::run_id_of(r.out)});
     EXPECT_EQ(apply.code, 2);
     EXPECT_THAT(apply.err, HasSubstr("was held by a safety gate"));
     EXPECT_THAT(apply.err, HasSubstr("runs approve"));
+    EXPECT_EQ(sw_test::snapshot(drop()), before);
+    // An operator who reviewed the dry run approves its plan.
+    auto ok = sw_test::cli(data(), {"runs", "approve", sw_test::run_id_of(r.out), "--as", "dana"});
+    ASSERT_EQ(ok.code, 0) << ok.out << ok.err;
+    EXPECT_THAT(ok.out, HasSubstr("applying exactly the approved plan of run " + sw_test::run_id_of(r.out)));
+    auto people = sw_test::read_file(drop() / "people.csv");
+    EXPECT_EQ(std::count(people.begin(), people.end(), '\n'), 15);
 }
 
 TEST_F(held_runs, approve_applies_the_held_plan_byte_for_byte) {
@@ -260,14 +268,17 @@ TEST_F(held_runs, a_protected_account_survives_a_source_that_drops_it) {
     write_job(R"("gates": {"protect": [{"entity": "people", "field": "username", "prefix": "marcus."}]},)");
     ASSERT_EQ(run().code, 0);
     auto u = sw_test::read_file(src_ / "users.csv");
-    const auto line = u.find("t-102,");
-    u.erase(line, u.find('\n', line) + 1 - line);
+    for (auto key : {"t-102,", "t-103,"}) {  // one protected, one not
+        const auto line = u.find(key);
+        u.erase(line, u.find('\n', line) + 1 - line);
+    }
     sw_test::write_file(src_ / "users.csv", u);
 
     auto r = run({"--plan-out", (tmp_ / "plan.json").string()});
     ASSERT_EQ(r.code, 0) << r.out << r.err;
     EXPECT_THAT(r.out, HasSubstr("1 protected record(s) kept out of the plan"));
     EXPECT_THAT(sw_test::read_file(drop() / "people.csv"), HasSubstr("t-102,marcus.whitfield"));
+    EXPECT_THAT(sw_test::read_file(drop() / "people.csv"), Not(HasSubstr("t-103,"))) << "no rule covers t-103";
     auto plan = nlohmann::json::parse(sw_test::read_file(tmp_ / "plan.json"));
     ASSERT_EQ(plan["protected"].size(), 1u);
     EXPECT_EQ(plan["protected"][0]["key"], "t-102");

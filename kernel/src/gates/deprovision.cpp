@@ -87,6 +87,9 @@ Result<deactivation_changes> protect_and_deprovision(plan& p, const deprovision_
             if (!b) return b.status();
             set = std::move(*b);
         }
+        // Nothing to do for an entity without rules or policy: its plan (8M
+        // changes on a first delivery) is not copied.
+        if (rules->empty() && !pol) continue;
         static const std::map<std::string, std::chrono::system_clock::time_point> k_none;
         auto sit = ctx.deactivated_since.find(ep.schema.name);
         const auto& since = sit == ctx.deactivated_since.end() ? k_none : sit->second;
@@ -97,11 +100,12 @@ Result<deactivation_changes> protect_and_deprovision(plan& p, const deprovision_
         };
         const size_t nf = ep.schema.fields.size();
         std::vector<std::string_view> values(nf);
-        std::vector<planned_change> kept;
-        kept.reserve(ep.changes.size());
-        for (auto& c : ep.changes) {
+        // Rewritten in place: a change is only ever dropped or replaced.
+        size_t kept = 0;
+        for (size_t i = 0; i < ep.changes.size(); ++i) {
+            const planned_change c = ep.changes[i];
             if (c.kind != SW_CHANGE_DELETE) {
-                kept.push_back(c);
+                ep.changes[kept++] = c;
                 continue;
             }
             const std::string_view key = ep.current.key(c.current);
@@ -116,14 +120,14 @@ Result<deactivation_changes> protect_and_deprovision(plan& p, const deprovision_
                 continue;
             }
             if (!pol) {
-                kept.push_back(c);
+                ep.changes[kept++] = c;
                 continue;
             }
             if (inactive(c.current)) {
                 // Deactivated before: deleted once its grace period is over.
                 auto t = since.find(std::string(key));
                 if (pol->delete_after && t != since.end() && ctx.now - t->second >= *pol->delete_after)
-                    kept.push_back(c);
+                    ep.changes[kept++] = c;
                 continue;
             }
             for (size_t f = 0; f < nf; ++f) values[f] = ep.current.field(c.current, f);
@@ -135,9 +139,9 @@ Result<deactivation_changes> protect_and_deprovision(plan& p, const deprovision_
             ep.desired.add(key, values.data(), 0);
             planned_change u{SW_CHANGE_UPDATE, d, c.current, begin, static_cast<uint32_t>(ep.changed_fields.size()) - begin};
             u.deactivate = true;
-            kept.push_back(u);
+            ep.changes[kept++] = u;
         }
-        ep.changes = std::move(kept);
+        ep.changes.resize(kept);
         if (!pol) continue;
         // What the store knows of deactivated records, brought up to date
         // with what the target holds now.

@@ -114,6 +114,9 @@ TEST_P(contract_hook, a_bad_contract_is_refused_with_a_message) {
     } else if (std::string(GetParam()) == "raw_throw") {
         EXPECT_THAT(m, HasSubstr("raw-throw 1.0.0: contract failed"));
         EXPECT_THAT(m, HasSubstr("threw across the ABI: raw exception"));
+    } else if (std::string(GetParam()) == "bad_enum") {
+        EXPECT_THAT(m, HasSubstr("bad-enum 1.0.0: the contract hook returned an unusable contract"));
+        EXPECT_THAT(m, HasSubstr("enums[0].field 'colour' is not a field of 'items'"));
     } else {
         EXPECT_THAT(m, HasSubstr("contract-garbage 1.0.0: the contract hook returned an unusable contract"));
         EXPECT_THAT(m, HasSubstr("entities is NULL but entity_count is 3"));
@@ -121,7 +124,7 @@ TEST_P(contract_hook, a_bad_contract_is_refused_with_a_message) {
 }
 
 INSTANTIATE_TEST_SUITE_P(loader, contract_hook,
-                         ::testing::Values("contract_throws", "raw_throw", "contract_garbage"));
+                         ::testing::Values("contract_throws", "raw_throw", "contract_garbage", "bad_enum"));
 
 TEST(loader, a_bad_contract_fails_the_run_and_the_cli_exits_with_the_connector_code) {
     sw_test::temp_dir tmp;

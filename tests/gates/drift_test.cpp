@@ -2,7 +2,7 @@
 // outside the contract (OneRoster's are case-sensitive), columns that
 // appeared or vanished, and values that changed format. Each finding names
 // its file, column and key; a job can make any of them hold the run.
-#include "test_support.hpp"
+#include "demo_district.hpp"
 
 #include <syncwarden/kernel/value_formats.hpp>
 
@@ -15,23 +15,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class drift : public ::testing::Test {
+class drift : public sw_test::demo_district {
 protected:
-    void SetUp() override {
-        sw_test::install_shipped(data());
-        src_ = tmp_ / "district";
-        sw_test::copy_tree(fs::path(SW_SOURCE_DIR) / "config/demo/district", src_);
-        write_job("");
-    }
-    fs::path data() const { return tmp_ / "data"; }
-    fs::path drop() const { return tmp_ / "drop"; }
-    fs::path job() const { return tmp_ / "job.json"; }
-    void write_job(const std::string& extra) { sw_test::write_file(job(), sw_test::roster_job(src_, drop(), extra)); }
-    sw_test::cli_result run(std::vector<std::string> more = {}) {
-        std::vector<std::string> a{"run", job().string()};
-        a.insert(a.end(), more.begin(), more.end());
-        return sw_test::cli(data(), a);
-    }
     // Rewrites users.csv column by column: `edit` gets the header and each
     // row as fields and may change them.
     void edit_users(const std::function<void(std::vector<std::string>&, bool header)>& edit) {
@@ -59,9 +44,6 @@ protected:
         }
         sw_test::write_file(src_ / "users.csv", out);
     }
-
-    sw_test::temp_dir tmp_;
-    fs::path src_;
 };
 
 }  // namespace

@@ -2,15 +2,13 @@
 // vendor-csv drop: truncated exports are held and leave the target as it
 // was; protected records survive; the deactivate policy and its grace
 // period; approve, reject and --allow.
-#include "test_support.hpp"
+#include "demo_district.hpp"
 
 #include <syncwarden/kernel/clock.hpp>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <set>
-#include <sstream>
 
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -18,28 +16,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class held_runs : public ::testing::Test {
+class held_runs : public sw_test::demo_district {
 protected:
-    void SetUp() override {
-        sw_test::install_shipped(data());
-        src_ = tmp_ / "district";
-        sw_test::copy_tree(fs::path(SW_SOURCE_DIR) / "config/demo/district", src_);
-        write_job("");
-    }
-    fs::path data() const { return tmp_ / "data"; }
-    fs::path drop() const { return tmp_ / "drop"; }
-    fs::path job() const { return tmp_ / "job.json"; }
-    void write_job(const std::string& extra) { sw_test::write_file(job(), sw_test::roster_job(src_, drop(), extra)); }
-    sw_test::cli_result run(std::vector<std::string> more = {}) {
-        std::vector<std::string> a{"run", job().string()};
-        a.insert(a.end(), more.begin(), more.end());
-        return sw_test::cli(data(), a);
-    }
-    nlohmann::json show(const std::string& id) {
-        auto r = sw_test::cli(data(), {"runs", "show", id, "--json"});
-        EXPECT_EQ(r.code, 0) << r.err;
-        return nlohmann::json::parse(r.out);
-    }
     // users.csv with only its header and first `rows` records: cut at a row
     // boundary, so no parser error catches it.
     void keep_users(size_t rows) {
@@ -52,9 +30,19 @@ protected:
         auto u = sw_test::read_file(src_ / "users.csv");
         return static_cast<size_t>(std::count(u.begin(), u.end(), '\n')) - 1;
     }
-
-    sw_test::temp_dir tmp_;
-    fs::path src_;
+    // A job of students with a status column, whose dropped students are
+    // deactivated and deleted 30 days later.
+    void write_deactivate_job() {
+        sw_test::write_file(job(), R"({"name": "deactivate",
+      "source": {"connector": "oneroster-csv", "settings": {"path": ")" + src_.string() + R"("}},
+      "target": {"connector": "vendor-csv", "settings": {"folder": ")" + drop().string() + R"(",
+        "files": [{"entity": "students", "file": "students.csv", "key": "id",
+                   "columns": ["id", "username", "status"]}]}},
+      "mapping": {"entities": [{"target": "students", "source": "users", "where": {"role": "student"},
+          "fields": {"id": "sourcedId", "username": "username", "status": {"const": "active"}}}]},
+      "gates": {"deprovision": {"students": {"action": "deactivate", "set": {"status": "inactive"},
+                                             "delete_after": "30d"}}}})");
+    }
 };
 
 }  // namespace
@@ -267,12 +255,8 @@ TEST_F(held_runs, allow_pre_approves_a_limit_for_one_run_and_is_recorded) {
 TEST_F(held_runs, a_protected_account_survives_a_source_that_drops_it) {
     write_job(R"("gates": {"protect": [{"entity": "people", "field": "username", "prefix": "marcus."}]},)");
     ASSERT_EQ(run().code, 0);
-    auto u = sw_test::read_file(src_ / "users.csv");
-    for (auto key : {"t-102,", "t-103,"}) {  // one protected, one not
-        const auto line = u.find(key);
-        u.erase(line, u.find('\n', line) + 1 - line);
-    }
-    sw_test::write_file(src_ / "users.csv", u);
+    drop_user("t-102");  // protected
+    drop_user("t-103");  // not
 
     auto r = run({"--plan-out", (tmp_ / "plan.json").string()});
     ASSERT_EQ(r.code, 0) << r.out << r.err;
@@ -294,23 +278,12 @@ TEST_F(held_runs, a_protected_account_survives_a_source_that_drops_it) {
 // The deactivate policy on an injected clock: a dropped student becomes
 // status=inactive, stays so through the grace period, and is deleted after.
 TEST_F(held_runs, deactivate_policy_then_delete_after_the_grace_period) {
-    sw_test::write_file(job(), R"({"name": "deactivate",
-      "source": {"connector": "oneroster-csv", "settings": {"path": ")" + src_.string() + R"("}},
-      "target": {"connector": "vendor-csv", "settings": {"folder": ")" + drop().string() + R"(",
-        "files": [{"entity": "students", "file": "students.csv", "key": "id",
-                   "columns": ["id", "username", "status"]}]}},
-      "mapping": {"entities": [{"target": "students", "source": "users", "where": {"role": "student"},
-          "fields": {"id": "sourcedId", "username": "username", "status": {"const": "active"}}}]},
-      "gates": {"deprovision": {"students": {"action": "deactivate", "set": {"status": "inactive"},
-                                             "delete_after": "30d"}}}})");
+    write_deactivate_job();
     using namespace std::chrono;
     syncwarden::kernel::manual_clock clk{system_clock::time_point(hours(24 * 365 * 57))};
     auto at = [&](std::vector<std::string> a) { return sw_test::cli(data(), a, clk); };
     ASSERT_EQ(at({"run", job().string()}).code, 0);
-    auto u = sw_test::read_file(src_ / "users.csv");
-    const auto line = u.find("s-1002,");
-    u.erase(line, u.find('\n', line) + 1 - line);
-    sw_test::write_file(src_ / "users.csv", u);
+    drop_user("s-1002");
 
     clk.advance(hours(24));
     auto r = at({"run", job().string()});
@@ -335,15 +308,7 @@ TEST_F(held_runs, deactivate_policy_then_delete_after_the_grace_period) {
 }
 
 TEST_F(held_runs, a_returning_student_is_active_again_and_the_grace_clock_forgets_them) {
-    sw_test::write_file(job(), R"({"name": "deactivate",
-      "source": {"connector": "oneroster-csv", "settings": {"path": ")" + src_.string() + R"("}},
-      "target": {"connector": "vendor-csv", "settings": {"folder": ")" + drop().string() + R"(",
-        "files": [{"entity": "students", "file": "students.csv", "key": "id",
-                   "columns": ["id", "username", "status"]}]}},
-      "mapping": {"entities": [{"target": "students", "source": "users", "where": {"role": "student"},
-          "fields": {"id": "sourcedId", "username": "username", "status": {"const": "active"}}}]},
-      "gates": {"deprovision": {"students": {"action": "deactivate", "set": {"status": "inactive"},
-                                             "delete_after": "30d"}}}})");
+    write_deactivate_job();
     using namespace std::chrono;
     syncwarden::kernel::manual_clock clk{system_clock::time_point(hours(24 * 365 * 57))};
     auto at = [&](std::vector<std::string> a) { return sw_test::cli(data(), a, clk); };
@@ -371,10 +336,7 @@ TEST_F(held_runs, a_returning_student_is_active_again_and_the_grace_clock_forget
 // as a warning; a job can make it block the run.
 TEST_F(held_runs, a_job_can_make_a_dangling_reference_hold_the_run) {
     ASSERT_EQ(run().code, 0);
-    auto u = sw_test::read_file(src_ / "users.csv");
-    const auto line = u.find("s-1011,");
-    u.erase(line, u.find('\n', line) + 1 - line);
-    sw_test::write_file(src_ / "users.csv", u);
+    drop_user("s-1011");
 
     auto warned = run({"--dry-run"});
     ASSERT_EQ(warned.code, 0) << warned.out;

@@ -134,7 +134,14 @@ TEST_F(held_runs, approve_applies_the_held_plan_byte_for_byte) {
     const auto held_plan = show(id)["plan"];
     const auto planned = nlohmann::json::parse(sw_test::read_file(held_plan["path"].get<std::string>()));
 
-    auto ok = sw_test::cli(data(), {"runs", "approve", id, "--as", "dana", "--reason", "mid-year cleanup"});
+    // The digest of another plan than the one reviewed is refused.
+    auto wrong = sw_test::cli(data(), {"runs", "approve", id, "--as", "dana", "--plan", "0123456789abcdef"});
+    EXPECT_EQ(wrong.code, 2) << wrong.out;
+    EXPECT_THAT(wrong.err, HasSubstr("not the 0123456789abcdef given with --plan; nothing was approved"));
+    EXPECT_EQ(show(id)["state"], "held");
+
+    auto ok = sw_test::cli(data(), {"runs", "approve", id, "--as", "dana", "--reason", "mid-year cleanup", "--plan",
+                                    held_plan["digest"].get<std::string>().substr(0, 12)});
     ASSERT_EQ(ok.code, 0) << ok.out << ok.err;
     EXPECT_THAT(ok.out, HasSubstr("applying exactly the approved plan of run " + id));
     const auto applier = sw_test::run_id_of(ok.out);

@@ -47,8 +47,9 @@ commands:
   runs show RUN_ID --changes [--entity E] [--kind K] [--limit N]
                                  the planned changes, filtered (kind: create,
                                  update, delete, deactivate)
-  runs approve RUN_ID --as NAME [--reason TEXT] [--no-wait]
-                                 apply exactly the plan of a held run; if the
+  runs approve RUN_ID --as NAME [--reason TEXT] [--plan DIGEST] [--no-wait]
+                                 apply exactly the plan of a held run (--plan:
+                                 only if its digest is the one reviewed); if the
                                  source or target changed since, plan again
   runs reject RUN_ID --as NAME --reason TEXT
                                  close a held run without applying it
@@ -230,7 +231,7 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
     if (!parse_args(args, {{"--json", false}, {"--limit", true}, {"--no-wait", false}, {"--dry-run", false},
-                           {"--as", true}, {"--reason", true}, {"--changes", false}, {"--entity", true},
+                           {"--as", true}, {"--reason", true}, {"--plan", true}, {"--changes", false}, {"--entity", true},
                            {"--kind", true}},
                     pa, error))
         return usage(c, error);
@@ -325,13 +326,13 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
         if (pa.pos.size() != 2) return usage(c, "runs reject takes one RUN_ID");
         registry reg(c.cfg.data_dir / "connectors", c.clk);
         pipeline p(reg, **store, c.clk, c.cfg.data_dir);
-        if (auto s = p.reject(pa.pos[1], {pa.opts["--as"], pa.opts["--reason"]}); !s) return fail(c, s);
+        if (auto s = p.reject(pa.pos[1], {pa.opts["--as"], pa.opts["--reason"], ""}); !s) return fail(c, s);
         c.out << "rejected run " << pa.pos[1] << ": nothing of its plan was applied\n";
         return 0;
     }
     if (pa.pos[0] == "approve") {
         if (pa.pos.size() != 2) return usage(c, "runs approve takes one RUN_ID");
-        decision d{pa.opts["--as"], pa.opts["--reason"]};
+        decision d{pa.opts["--as"], pa.opts["--reason"], pa.opts["--plan"]};
         return drive_stored("approving the plan of run ", false,
                             [&](pipeline& p) { return p.approve(pa.pos[1], d, no_wait); });
     }

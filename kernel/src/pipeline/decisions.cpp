@@ -47,6 +47,13 @@ run_outcome pipeline::approve(const std::string& run_id, const decision& d, bool
         out.status = Status::error(error_kind::not_found, "run " + run_id + " has no stored plan to approve");
         return out;
     }
+    if (!d.plan.empty() && (d.plan.size() < 8 || (*pr)->digest.compare(0, d.plan.size(), d.plan) != 0)) {
+        out.status = Status::error(error_kind::usage,
+                                   "run " + run_id + "'s plan has digest " + (*pr)->digest.substr(0, 16) +
+                                       ", not the " + d.plan + " given with --plan; nothing was approved. Review "
+                                       "the plan `syncwarden runs show " + run_id + "` shows, and approve that one");
+        return out;
+    }
     auto job = load_job(held->job_file);
     if (!job) {
         out.status = job.status().context("run " + run_id + "'s job");

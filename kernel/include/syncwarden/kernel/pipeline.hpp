@@ -62,6 +62,9 @@ struct run_outcome {
 // A decision on a held run, for `runs approve` and `runs reject`.
 struct decision {
     std::string by, reason;
+    // `--plan DIGEST`: the plan the operator reviewed (its digest, or a
+    // prefix of at least 8 hex digits); refused when the held plan differs.
+    std::string plan;
 };
 
 class pipeline {

@@ -165,3 +165,21 @@ TEST(merkle, hex_round_trips_and_refuses_what_is_not_a_hash) {
     EXPECT_FALSE(from_hex("abc", back));
     EXPECT_FALSE(from_hex(std::string(64, 'g'), back));
 }
+
+TEST(merkle, a_frontier_grows_to_the_same_roots_as_the_whole_tree) {
+    auto leaves = leaves_of(70);
+    frontier f;
+    EXPECT_EQ(f.root(), empty_root());
+    for (uint64_t n = 1; n <= leaves.size(); ++n) {
+        f.append(leaves[n - 1]);
+        ASSERT_EQ(f.size(), n);
+        ASSERT_EQ(f.root(), root(leaves, n)) << "size " << n;
+    }
+    frontier back;
+    ASSERT_TRUE(frontier::restore(f.size(), f.nodes(), back));
+    back.append(leaf_hash("next"));
+    leaves.push_back(leaf_hash("next"));
+    EXPECT_EQ(back.root(), root(leaves, leaves.size()));
+    frontier bad;
+    EXPECT_FALSE(frontier::restore(70, {leaves[0]}, bad)) << "70 has three set bits, so three nodes";
+}

@@ -157,6 +157,32 @@ bool verify_consistency(uint64_t old_size, uint64_t new_size, const hash& old_ro
     return fr == old_root && sr == new_root && sn == 0;
 }
 
+void frontier::append(const hash& leaf) {
+    hash carry = leaf;
+    // Each trailing set bit of the old size is a perfect subtree of that
+    // height which the new leaf now completes.
+    for (uint64_t n = size_; n & 1; n >>= 1) {
+        carry = node_hash(nodes_.back(), carry);
+        nodes_.pop_back();
+    }
+    nodes_.push_back(carry);
+    ++size_;
+}
+
+hash frontier::root() const {
+    if (nodes_.empty()) return empty_root();
+    hash r = nodes_.back();
+    for (size_t i = nodes_.size() - 1; i-- > 0;) r = node_hash(nodes_[i], r);
+    return r;
+}
+
+bool frontier::restore(uint64_t size, std::vector<hash> nodes, frontier& out) {
+    if (static_cast<size_t>(__builtin_popcountll(size)) != nodes.size()) return false;
+    out.size_ = size;
+    out.nodes_ = std::move(nodes);
+    return true;
+}
+
 std::string to_hex(const hash& h) {
     static const char* digits = "0123456789abcdef";
     std::string out(64, '0');

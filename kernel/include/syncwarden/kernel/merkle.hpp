@@ -37,6 +37,25 @@ bool verify_inclusion(const hash& leaf, uint64_t index, uint64_t size, const std
 bool verify_consistency(uint64_t old_size, uint64_t new_size, const hash& old_root, const hash& new_root,
                         const std::vector<hash>& proof);
 
+// The right edge of a growing tree: the roots of its perfect subtrees, one
+// per set bit of its size, largest first. Appending a leaf and taking the
+// root cost O(log size), so a log of millions of entries never reads its
+// leaves back to grow.
+class frontier {
+public:
+    uint64_t size() const { return size_; }
+    void append(const hash& leaf);
+    hash root() const;
+    const std::vector<hash>& nodes() const { return nodes_; }
+    // A frontier saved with a signed head; false when `nodes` cannot be the
+    // frontier of a tree of `size` leaves.
+    static bool restore(uint64_t size, std::vector<hash> nodes, frontier& out);
+
+private:
+    uint64_t size_ = 0;
+    std::vector<hash> nodes_;
+};
+
 std::string to_hex(const hash& h);
 // False when `text` is not 64 hex digits.
 bool from_hex(std::string_view text, hash& out);

@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <Poco/Data/SQLite/Connector.h>
+#include <Poco/Data/Session.h>
+#include <Poco/Exception.h>
+
 using namespace syncwarden::kernel;
 
 TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_across_reopen) {
@@ -12,7 +16,7 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
     {
         auto s = open_sqlite_store(file);
         ASSERT_TRUE(s.is_ok()) << s.status().message();
-        EXPECT_EQ((*s)->schema_version(), 6);
+        EXPECT_EQ((*s)->schema_version(), 7);
         run_record r;
         r.id = "r1";
         r.job = "j";
@@ -31,7 +35,7 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
     }
     auto s = open_sqlite_store(file);
     ASSERT_TRUE(s.is_ok());
-    EXPECT_EQ((*s)->schema_version(), 6);
+    EXPECT_EQ((*s)->schema_version(), 7);
     auto r = (*s)->get_run("r1");
     ASSERT_TRUE(r.is_ok());
     EXPECT_EQ(r->state, "succeeded");
@@ -89,10 +93,52 @@ TEST(sqlite_store, migrates_a_version_1_store_keeping_its_change_results) {
     ASSERT_EQ(std::system(("sqlite3 " + file.string() + " \"" + v1 + "\"").c_str()), 0);
     auto s = open_sqlite_store(file);
     ASSERT_TRUE(s.is_ok()) << s.status().message();
-    EXPECT_EQ((*s)->schema_version(), 6);
+    EXPECT_EQ((*s)->schema_version(), 7);
     auto r = (*s)->change_results("r1");
     ASSERT_TRUE(r.is_ok()) << r.status().message();
     ASSERT_EQ(r->size(), 1u);
     EXPECT_EQ(r->front().change_id, "cafe");
     EXPECT_EQ(r->front().key, "u1");
+}
+
+// The audit tables are append-only in the store itself: an UPDATE or DELETE
+// issued behind the kernel's back is refused by triggers.
+TEST(sqlite_store, the_audit_log_is_append_only_even_to_raw_sql) {
+    sw_test::temp_dir tmp;
+    auto file = tmp / "sw.db";
+    {
+        auto s = open_sqlite_store(file);
+        ASSERT_TRUE(s.is_ok()) << s.status().message();
+        ASSERT_TRUE((*s)->append_audit({0, "run_summary", "r1", R"({"a":1})", "aa"}, {1, "r1", "t1", "k", "sig1", "f1"}));
+        ASSERT_TRUE((*s)->append_audit({1, "approval", "r1", R"({"b":2})", "bb"}, {2, "r2", "t2", "k", "sig2", "f2"}));
+        auto e = (*s)->audit_entries(0, 10);
+        ASSERT_TRUE(e);
+        ASSERT_EQ(e->size(), 2u);
+        EXPECT_EQ((*e)[1].kind, "approval");
+        EXPECT_EQ((*e)[1].entry, R"({"b":2})");
+        auto head = (*s)->audit_head();
+        ASSERT_TRUE(head && *head);
+        EXPECT_EQ((*head)->size, 2u);
+        EXPECT_EQ((*head)->signature, "sig2");
+        EXPECT_EQ((*s)->audit_heads()->size(), 2u);
+        // A seq that exists already is refused: entries are never replaced.
+        EXPECT_FALSE((*s)->append_audit({1, "x", "r", "{}", "cc"}, {3, "r3", "t3", "k", "s", "f"}));
+        EXPECT_EQ((*s)->audit_heads()->size(), 2u) << "the head of a refused entry is not kept either";
+    }
+    Poco::Data::SQLite::Connector::registerConnector();
+    Poco::Data::Session raw("SQLite", file.string());
+    using namespace Poco::Data::Keywords;
+    for (const char* sql : {"UPDATE audit_entries SET entry='{\"a\":2}' WHERE seq=0", "DELETE FROM audit_entries WHERE seq=1",
+                            "UPDATE audit_heads SET root='forged'", "DELETE FROM audit_heads"}) {
+        try {
+            raw << sql, now;
+            ADD_FAILURE() << "the store allowed: " << sql;
+        } catch (const Poco::Exception& e) {
+            EXPECT_NE(e.displayText().find("the audit log is append-only"), std::string::npos) << e.displayText();
+        }
+    }
+    auto s = open_sqlite_store(file);
+    auto e = (*s)->audit_entries(0, 10);
+    ASSERT_EQ(e->size(), 2u);
+    EXPECT_EQ((*e)[0].entry, R"({"a":1})");
 }

@@ -78,7 +78,51 @@ const char* const k_migrations[] = {
       ALTER TABLE plans ADD COLUMN content_digest TEXT NOT NULL DEFAULT '';
       ALTER TABLE runs ADD COLUMN run_trigger TEXT NOT NULL DEFAULT 'cli';
       CREATE INDEX runs_by_job ON runs(job, created_at);)",
+    // v7: the audit log: canonical JSON entries (the leaves of a Merkle
+    // tree) and the signed tree heads. Append-only: the triggers refuse any
+    // UPDATE or DELETE, and the kernel never issues one.
+    R"(CREATE TABLE audit_entries(seq INTEGER PRIMARY KEY, kind TEXT NOT NULL, run_id TEXT NOT NULL,
+        entry TEXT NOT NULL, leaf TEXT NOT NULL);
+      CREATE INDEX audit_by_run ON audit_entries(run_id);
+      CREATE TABLE audit_heads(size INTEGER PRIMARY KEY, root TEXT NOT NULL, at TEXT NOT NULL,
+        key_id TEXT NOT NULL, signature TEXT NOT NULL, frontier TEXT NOT NULL);
+      CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+      CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+      CREATE TRIGGER audit_heads_no_update BEFORE UPDATE ON audit_heads
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+      CREATE TRIGGER audit_heads_no_delete BEFORE DELETE ON audit_heads
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;)",
 };
+
+// Poco runs one statement per call: a script split on ';', except inside a
+// trigger's BEGIN ... END.
+std::vector<std::string> statements(const std::string& script) {
+    std::vector<std::string> out;
+    std::string stmt;
+    auto trimmed = [](const std::string& x) {
+        const auto b = x.find_first_not_of(" \n\t");
+        const auto e = x.find_last_not_of(" \n\t");
+        return b == std::string::npos ? std::string() : x.substr(b, e - b + 1);
+    };
+    size_t pos = 0;
+    while (pos <= script.size()) {
+        const auto end = script.find(';', pos);
+        stmt += script.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        const std::string t = trimmed(stmt);
+        const bool open_trigger = t.rfind("CREATE TRIGGER", 0) == 0 && (t.size() < 3 || t.compare(t.size() - 3, 3, "END") != 0);
+        if (open_trigger && end != std::string::npos) {
+            stmt += ';';
+        } else {
+            if (!t.empty()) out.push_back(t);
+            stmt.clear();
+        }
+        if (end == std::string::npos) break;
+        pos = end + 1;
+    }
+    return out;
+}
 
 std::string str(RecordSet& rs, size_t col) {
     auto v = rs.value(col);
@@ -120,16 +164,7 @@ public:
                                       "; use a newer syncwarden");
             for (int i = v; i < latest; ++i) {
                 s_.begin();
-                // Poco runs one statement per call; split the script on ';'.
-                std::string script = k_migrations[i];
-                size_t pos = 0;
-                while (pos < script.size()) {
-                    auto end = script.find(';', pos);
-                    auto stmt = script.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
-                    if (stmt.find_first_not_of(" \n\t") != std::string::npos) s_ << stmt, now;
-                    if (end == std::string::npos) break;
-                    pos = end + 1;
-                }
+                for (auto& stmt : statements(k_migrations[i])) s_ << stmt, now;
                 s_ << "DELETE FROM schema_version", now;
                 int next = i + 1;
                 s_ << "INSERT INTO schema_version(version) VALUES(?)", use(next), now;
@@ -468,6 +503,63 @@ public:
             }
             s_.commit();
         });
+    }
+
+    Status append_audit(const audit_entry_record& e, const audit_head_record& h) override {
+        return guard("appending to the audit log", [&] {
+            audit_entry_record c = e;
+            audit_head_record d = h;
+            Poco::Int64 seq = static_cast<Poco::Int64>(c.seq), size = static_cast<Poco::Int64>(d.size);
+            s_.begin();
+            s_ << "INSERT INTO audit_entries VALUES(?,?,?,?,?)", use(seq), use(c.kind), use(c.run_id), use(c.entry),
+                use(c.leaf), now;
+            s_ << "INSERT INTO audit_heads VALUES(?,?,?,?,?,?)", use(size), use(d.root), use(d.at), use(d.key_id),
+                use(d.signature), use(d.frontier), now;
+            s_.commit();
+        });
+    }
+
+    Result<std::vector<audit_entry_record>> audit_entries(uint64_t from, uint64_t limit) override {
+        std::vector<audit_entry_record> out;
+        auto s = guard("reading the audit log", [&] {
+            Poco::Int64 f = static_cast<Poco::Int64>(from), l = static_cast<Poco::Int64>(limit);
+            Statement st(s_);
+            st << "SELECT seq,kind,run_id,entry,leaf FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?", use(f),
+                use(l);
+            for_each_row(st, [&](RecordSet& rs) {
+                out.push_back({static_cast<uint64_t>(num(rs, 0)), str(rs, 1), str(rs, 2), str(rs, 3), str(rs, 4)});
+            });
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    Result<std::vector<audit_head_record>> audit_heads() override {
+        std::vector<audit_head_record> out;
+        auto s = guard("reading the audit log's signed heads", [&] {
+            Statement st(s_);
+            st << "SELECT size,root,at,key_id,signature,frontier FROM audit_heads ORDER BY size";
+            for_each_row(st, [&](RecordSet& rs) {
+                out.push_back({static_cast<uint64_t>(num(rs, 0)), str(rs, 1), str(rs, 2), str(rs, 3), str(rs, 4),
+                               str(rs, 5)});
+            });
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    Result<std::optional<audit_head_record>> audit_head() override {
+        std::optional<audit_head_record> out;
+        auto s = guard("reading the audit log's signed head", [&] {
+            Statement st(s_);
+            st << "SELECT size,root,at,key_id,signature,frontier FROM audit_heads ORDER BY size DESC LIMIT 1";
+            for_each_row(st, [&](RecordSet& rs) {
+                out = audit_head_record{static_cast<uint64_t>(num(rs, 0)), str(rs, 1), str(rs, 2), str(rs, 3),
+                                        str(rs, 4), str(rs, 5)};
+            });
+        });
+        if (!s) return s;
+        return out;
     }
 
 private:

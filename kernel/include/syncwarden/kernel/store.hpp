@@ -67,6 +67,19 @@ struct approval_record {
     std::string outcome;      // what followed: "applied by run R", "planned again as run R", "closed"
 };
 
+// One entry of the audit log: its canonical JSON and its leaf hash (hex).
+struct audit_entry_record {
+    uint64_t seq = 0;  // 0-based: the leaf's index in the Merkle tree
+    std::string kind, run_id, entry, leaf;
+};
+
+// A signed tree head after an append, with the frontier that lets the next
+// append grow the tree without reading it back (hex hashes, comma-joined).
+struct audit_head_record {
+    uint64_t size = 0;
+    std::string root, at, key_id, signature, frontier;
+};
+
 // status: "staged" (the target accepted it; not durable yet), "applied" (the
 // target's commit made it durable), or the failure: a sw_status name, or
 // "failed" when the commit failed.
@@ -135,6 +148,12 @@ public:
     virtual Status update_deactivations(const std::string& job, const std::string& entity,
                                         const std::vector<std::string>& first_seen, const std::string& at,
                                         const std::vector<std::string>& forget) = 0;
+    // The audit log (append-only: the store refuses UPDATE and DELETE). An
+    // entry and the head that signs the tree with it, in one transaction.
+    virtual Status append_audit(const audit_entry_record& e, const audit_head_record& head) = 0;
+    virtual Result<std::vector<audit_entry_record>> audit_entries(uint64_t from, uint64_t limit) = 0;
+    virtual Result<std::vector<audit_head_record>> audit_heads() = 0;
+    virtual Result<std::optional<audit_head_record>> audit_head() = 0;
     virtual int schema_version() = 0;
 };
 

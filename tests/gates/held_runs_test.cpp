@@ -276,6 +276,10 @@ TEST_F(held_runs, a_protected_account_survives_a_source_that_drops_it) {
     EXPECT_EQ(plan["protected"][0]["would"], "delete");
     EXPECT_THAT(plan["protected"][0]["rule"].get<std::string>(),
                 HasSubstr("username starts with 'marcus.' ($.gates.protect[0])"));
+    auto listed = sw_test::cli(data(), {"runs", "show", sw_test::run_id_of(r.out), "--changes", "--entity", "people"});
+    ASSERT_EQ(listed.code, 0) << listed.err;
+    EXPECT_THAT(listed.out, HasSubstr("delete people/t-103"));
+    EXPECT_THAT(listed.out, HasSubstr("people/t-102: would delete, protected by username starts with 'marcus.'"));
     // Still protected on the next run.
     auto again = run();
     ASSERT_EQ(again.code, 0);

@@ -44,18 +44,16 @@ int show_changes(context& c, run_store& store, const run_record& r, parsed_args&
     if (!in) return fail(c, Status::error(error_kind::not_found, "the plan file " + (*plan)->path + " is gone"));
     std::string line;
     size_t matched = 0, shown = 0;
-    std::map<std::string, size_t> protected_count;
     nlohmann::json protected_list = nlohmann::json::array();
-    while (std::getline(in, line)) {
-        if (line.rfind("{\"id\":", 0) != 0) {
-            // The header line carries the protected records.
-            if (line.rfind("{\"run_id\"", 0) == 0 || line.find("\"protected\":") != std::string::npos) {
-                auto at = line.find(",\"findings\":[");
-                auto head = nlohmann::json::parse(at == std::string::npos ? line : line.substr(0, at) + "}", nullptr, false);
-                if (head.is_object() && head.contains("protected")) protected_list = head["protected"];
-            }
+    for (bool header = true; std::getline(in, line); header = false) {
+        if (header) {
+            // The first line is the plan's header, up to its findings; it
+            // lists the protected records.
+            auto head = nlohmann::json::parse(line.substr(0, line.find(",\"findings\":[")) + "}", nullptr, false);
+            if (head.is_object() && head.contains("protected")) protected_list = head["protected"];
             continue;
         }
+        if (line.rfind("{\"id\":", 0) != 0) continue;  // findings and the closing lines
         if (line.back() == ',') line.pop_back();
         auto ch = nlohmann::json::parse(line, nullptr, false);
         if (!ch.is_object()) continue;
@@ -117,11 +115,7 @@ int runs_show(context& c, run_store& store, parsed_args& pa) {
                           {"line", f.line}, {"column", f.column}, {"key", f.key}, {"message", f.message}});
         j["findings"] = fj;
         j["trigger"] = r->trigger;
-        nlohmann::json gj = nlohmann::json::array();
-        for (auto& v : *verdicts)
-            gj.push_back({{"gate", v.gate}, {"entity", v.entity}, {"kind", v.kind}, {"verdict", v.verdict},
-                          {"count", v.count}, {"base", v.base}, {"limit", v.limit}, {"message", v.message}});
-        j["gates"] = gj;
+        j["gates"] = verdicts_json(*verdicts);
         nlohmann::json dj = nlohmann::json::array();
         for (auto& a : *decisions)
             dj.push_back({{"action", a.action}, {"by", a.by}, {"at", a.at}, {"reason", a.reason},

@@ -207,6 +207,14 @@ std::vector<gate_verdict> evaluate_gates(const gate_input& in) {
     return out;
 }
 
+nlohmann::json verdicts_json(const std::vector<gate_verdict>& vs) {
+    nlohmann::json out = nlohmann::json::array();
+    for (auto& v : vs)
+        out.push_back({{"gate", v.gate}, {"entity", v.entity}, {"kind", v.kind}, {"verdict", v.verdict},
+                       {"count", v.count}, {"base", v.base}, {"limit", v.limit}, {"message", v.message}});
+    return out;
+}
+
 std::string hold_reason(const std::vector<gate_verdict>& v) {
     std::string out;
     for (auto& x : v)

@@ -86,14 +86,6 @@ private:
     std::string scope_;
 };
 
-nlohmann::json verdicts_json(const std::vector<gate_verdict>& vs) {
-    nlohmann::json out = nlohmann::json::array();
-    for (auto& v : vs)
-        out.push_back({{"gate", v.gate}, {"entity", v.entity}, {"kind", v.kind}, {"verdict", v.verdict},
-                       {"count", v.count}, {"base", v.base}, {"limit", v.limit}, {"message", v.message}});
-    return out;
-}
-
 nlohmann::json counts_json(const std::map<std::string, change_counts>& planned) {
     nlohmann::json counts = nlohmann::json::object();
     for (auto& [e, c] : planned)

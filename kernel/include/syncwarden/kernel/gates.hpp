@@ -62,6 +62,9 @@ std::vector<gate_verdict> evaluate_gates(const gate_input& in);
 // 9,630 students (50%), limit 10%; ...". Empty when none holds.
 std::string hold_reason(const std::vector<gate_verdict>& v);
 
+// The verdicts as a JSON array, as the plan file and `runs show --json` give them.
+nlohmann::json verdicts_json(const std::vector<gate_verdict>& v);
+
 // 9630 -> "9,630"
 std::string grouped(uint64_t n);
 

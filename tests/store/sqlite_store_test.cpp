@@ -16,7 +16,7 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
     {
         auto s = open_sqlite_store(file);
         ASSERT_TRUE(s.is_ok()) << s.status().message();
-        EXPECT_EQ((*s)->schema_version(), 7);
+        EXPECT_EQ((*s)->schema_version(), 8);
         run_record r;
         r.id = "r1";
         r.job = "j";
@@ -35,7 +35,7 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
     }
     auto s = open_sqlite_store(file);
     ASSERT_TRUE(s.is_ok());
-    EXPECT_EQ((*s)->schema_version(), 7);
+    EXPECT_EQ((*s)->schema_version(), 8);
     auto r = (*s)->get_run("r1");
     ASSERT_TRUE(r.is_ok());
     EXPECT_EQ(r->state, "succeeded");
@@ -93,7 +93,7 @@ TEST(sqlite_store, migrates_a_version_1_store_keeping_its_change_results) {
     ASSERT_EQ(std::system(("sqlite3 " + file.string() + " \"" + v1 + "\"").c_str()), 0);
     auto s = open_sqlite_store(file);
     ASSERT_TRUE(s.is_ok()) << s.status().message();
-    EXPECT_EQ((*s)->schema_version(), 7);
+    EXPECT_EQ((*s)->schema_version(), 8);
     auto r = (*s)->change_results("r1");
     ASSERT_TRUE(r.is_ok()) << r.status().message();
     ASSERT_EQ(r->size(), 1u);
@@ -109,8 +109,8 @@ TEST(sqlite_store, the_audit_log_is_append_only_even_to_raw_sql) {
     {
         auto s = open_sqlite_store(file);
         ASSERT_TRUE(s.is_ok()) << s.status().message();
-        ASSERT_TRUE((*s)->append_audit({0, "run_summary", "r1", R"({"a":1})", "aa"}, {1, "r1", "t1", "k", "sig1", "f1"}));
-        ASSERT_TRUE((*s)->append_audit({1, "approval", "r1", R"({"b":2})", "bb"}, {2, "r2", "t2", "k", "sig2", "f2"}));
+        ASSERT_TRUE((*s)->append_audit({{0, "run_summary", "r1", R"({"a":1})", "aa"}}, {1, "r1", "t1", "k", "", "sig1", "f1"}));
+        ASSERT_TRUE((*s)->append_audit({{1, "approval", "r1", R"({"b":2})", "bb"}}, {2, "r2", "t2", "k", "h1", "sig2", "f2"}));
         auto e = (*s)->audit_entries(0, 10);
         ASSERT_TRUE(e);
         ASSERT_EQ(e->size(), 2u);
@@ -120,16 +120,18 @@ TEST(sqlite_store, the_audit_log_is_append_only_even_to_raw_sql) {
         ASSERT_TRUE(head && *head);
         EXPECT_EQ((*head)->size, 2u);
         EXPECT_EQ((*head)->signature, "sig2");
+        EXPECT_EQ((*head)->prev, "h1");
+        EXPECT_EQ((*head)->frontier, "f2");
         EXPECT_EQ((*s)->audit_heads()->size(), 2u);
         // A seq that exists already is refused: entries are never replaced.
-        EXPECT_FALSE((*s)->append_audit({1, "x", "r", "{}", "cc"}, {3, "r3", "t3", "k", "s", "f"}));
+        EXPECT_FALSE((*s)->append_audit({{1, "x", "r", "{}", "cc"}}, {3, "r3", "t3", "k", "h2", "s", "f"}));
         EXPECT_EQ((*s)->audit_heads()->size(), 2u) << "the head of a refused entry is not kept either";
     }
     Poco::Data::SQLite::Connector::registerConnector();
     Poco::Data::Session raw("SQLite", file.string());
     using namespace Poco::Data::Keywords;
     for (const char* sql : {"UPDATE audit_entries SET entry='{\"a\":2}' WHERE seq=0", "DELETE FROM audit_entries WHERE seq=1",
-                            "UPDATE audit_heads SET root='forged'", "DELETE FROM audit_heads"}) {
+                            "UPDATE audit_signed_heads SET root='forged'", "DELETE FROM audit_signed_heads"}) {
         try {
             raw << sql, now;
             ADD_FAILURE() << "the store allowed: " << sql;
@@ -141,4 +143,43 @@ TEST(sqlite_store, the_audit_log_is_append_only_even_to_raw_sql) {
     auto e = (*s)->audit_entries(0, 10);
     ASSERT_EQ(e->size(), 2u);
     EXPECT_EQ((*e)[0].entry, R"({"a":1})");
+}
+
+// Store calls made inside in_transaction commit together, or not at all:
+// the audit log's entry is written with the state it describes.
+TEST(sqlite_store, a_transaction_commits_all_of_its_writes_or_none) {
+    sw_test::temp_dir tmp;
+    auto s = open_sqlite_store(tmp / "sw.db");
+    ASSERT_TRUE(s.is_ok());
+    auto& st = **s;
+    run_record r;
+    r.id = "r1";
+    r.job = "j";
+    r.state = "running";
+    ASSERT_TRUE(st.create_run(r));
+    // A failing write inside: the run's update before it is not kept.
+    r.state = "succeeded";
+    auto failed = st.in_transaction([&] {
+        if (auto x = st.update_run(r); !x) return x;
+        // seq 0 twice: the second insert is refused by the primary key.
+        return st.append_audit({{0, "a", "r1", "{}", "aa"}, {0, "b", "r1", "{}", "bb"}}, {2, "x", "t", "k", "", "s", "f"});
+    });
+    EXPECT_FALSE(failed);
+    EXPECT_EQ(st.get_run("r1")->state, "running") << "the update inside the failed transaction was rolled back";
+    EXPECT_TRUE(st.audit_entries(0, 10)->empty());
+    // A body that returns an error rolls back too.
+    EXPECT_FALSE(st.in_transaction([&] {
+        (void)st.update_run(r);
+        return Status::error(error_kind::internal, "stop");
+    }));
+    EXPECT_EQ(st.get_run("r1")->state, "running");
+    // And a good one commits everything.
+    ASSERT_TRUE(st.in_transaction([&] {
+        if (auto x = st.update_run(r); !x) return x;
+        return st.append_audit({{0, "a", "r1", "{}", "aa"}}, {1, "x", "t", "k", "", "s", "f"});
+    }));
+    EXPECT_EQ(st.get_run("r1")->state, "succeeded");
+    EXPECT_EQ(st.audit_entries(0, 10)->size(), 1u);
+    EXPECT_EQ(st.audit_entries_of_run("r1")->size(), 1u);
+    EXPECT_EQ(*st.audit_leaves(1), std::vector<std::string>{"aa"});
 }

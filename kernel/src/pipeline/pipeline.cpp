@@ -488,6 +488,7 @@ int exit_code_for(const Status& s) {
         case error_kind::cancelled: return 8;
         case error_kind::busy: return 9;
         case error_kind::held: return 10;
+        case error_kind::tampered: return 11;
     }
     return 1;
 }

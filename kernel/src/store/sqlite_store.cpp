@@ -6,6 +6,10 @@
 #include <Poco/Data/Statement.h>
 #include <Poco/Exception.h>
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <functional>
 #include <mutex>
 #include <sys/stat.h>
 
@@ -94,6 +98,19 @@ const char* const k_migrations[] = {
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
       CREATE TRIGGER audit_heads_no_delete BEFORE DELETE ON audit_heads
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;)",
+    // v8: each signed head names the one before it (a hash chain over the
+    // heads), and the frontier that grows the tree lives in a one-row table
+    // of its own: it is derived data, checked against the signed head
+    // before each append, and need not be kept per head. The v7 head table
+    // held nothing yet.
+    R"(DROP TABLE audit_heads;
+      CREATE TABLE audit_signed_heads(size INTEGER PRIMARY KEY, root TEXT NOT NULL, at TEXT NOT NULL,
+        key_id TEXT NOT NULL, prev TEXT NOT NULL, signature TEXT NOT NULL);
+      CREATE TRIGGER audit_signed_heads_no_update BEFORE UPDATE ON audit_signed_heads
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+      CREATE TRIGGER audit_signed_heads_no_delete BEFORE DELETE ON audit_signed_heads
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+      CREATE TABLE audit_frontier(id INTEGER PRIMARY KEY CHECK(id = 1), size INTEGER NOT NULL, nodes TEXT NOT NULL);)",
 };
 
 // Poco runs one statement per call: a script split on ';', except inside a
@@ -163,12 +180,12 @@ public:
                                       ", this kernel knows up to " + std::to_string(latest) +
                                       "; use a newer syncwarden");
             for (int i = v; i < latest; ++i) {
-                s_.begin();
+                tx_begin();
                 for (auto& stmt : statements(k_migrations[i])) s_ << stmt, now;
                 s_ << "DELETE FROM schema_version", now;
                 int next = i + 1;
                 s_ << "INSERT INTO schema_version(version) VALUES(?)", use(next), now;
-                s_.commit();
+                tx_commit();
             }
         });
     }
@@ -202,7 +219,7 @@ public:
             std::string id = r.id, status = committed ? "applied" : "failed", cat = committed ? "" : category,
                         msg = committed ? "" : message;
             std::string job = r.job, at = r.finished_at;
-            s_.begin();
+            tx_begin();
             // The grace period of a deactivated record starts when the
             // target's commit made its deactivation durable.
             if (committed)
@@ -212,7 +229,7 @@ public:
             s_ << "UPDATE change_results SET status=?, category=?, message=? WHERE run_id=? AND status='staged'",
                 use(status), use(cat), use(msg), use(id), now;
             write_run(r);
-            s_.commit();
+            tx_commit();
         });
     }
 
@@ -251,7 +268,7 @@ public:
                 Statement st(s_);
                 st << "SELECT COUNT(*) FROM findings WHERE run_id=?", use(id), into(seq), now;
             }
-            s_.begin();
+            tx_begin();
             for (auto f : fs) {
                 ++seq;
                 Poco::Int64 line = static_cast<Poco::Int64>(f.line), col = static_cast<Poco::Int64>(f.column);
@@ -259,7 +276,7 @@ public:
                     use(f.severity), use(f.code), use(f.entity), use(f.file), use(line), use(col),
                     use(f.key), use(f.message), now;
             }
-            s_.commit();
+            tx_commit();
         });
     }
 
@@ -322,7 +339,7 @@ public:
                 cat.push_back(r.category);
                 msg.push_back(r.message);
             }
-            s_.begin();
+            tx_begin();
             if (!rs.empty()) {
                 Statement ins(s_);
                 ins << "INSERT OR REPLACE INTO change_results VALUES(?,?,?,?,?,?,?,?,?,?)", use(id), use(seq), use(cid),
@@ -348,7 +365,7 @@ public:
             }
             std::string rid = run_id, sc = scope, tk = token, ts = at;
             s_ << "INSERT OR REPLACE INTO checkpoints VALUES(?,?,?,?)", use(rid), use(sc), use(tk), use(ts), now;
-            s_.commit();
+            tx_commit();
         });
     }
 
@@ -422,7 +439,7 @@ public:
     Status save_verdicts(const std::string& run_id, const std::vector<gate_verdict>& vs) override {
         return guard("saving the gate verdicts of run " + run_id, [&] {
             std::string id = run_id;
-            s_.begin();
+            tx_begin();
             s_ << "DELETE FROM gate_verdicts WHERE run_id=?", use(id), now;
             int seq = 0;
             for (auto v : vs) {
@@ -431,7 +448,7 @@ public:
                 s_ << "INSERT INTO gate_verdicts VALUES(?,?,?,?,?,?,?,?,?,?)", use(id), use(seq), use(v.gate),
                     use(v.entity), use(v.kind), use(v.verdict), use(n), use(b), use(v.limit), use(v.message), now;
             }
-            s_.commit();
+            tx_commit();
         });
     }
 
@@ -487,7 +504,7 @@ public:
                                 const std::vector<std::string>& forget) override {
         if (first_seen.empty() && forget.empty()) return Status::ok();
         return guard("recording the deactivated records of " + entity, [&] {
-            s_.begin();
+            tx_begin();
             if (!first_seen.empty()) {
                 std::vector<std::string> j(first_seen.size(), job), e(first_seen.size(), entity),
                     t(first_seen.size(), at), k = first_seen;
@@ -501,64 +518,93 @@ public:
                 del << "DELETE FROM deactivations WHERE job=? AND entity=? AND record_key=?", use(j), use(e), use(k);
                 del.execute();
             }
-            s_.commit();
+            tx_commit();
         });
     }
 
-    Status append_audit(const audit_entry_record& e, const audit_head_record& h) override {
+    Status in_transaction(const std::function<Status()>& body) override {
+        std::lock_guard l(mu_);
+        if (depth_ > 0) return body();  // part of the transaction already open
+        if (auto s = guard("starting a transaction", [&] { tx_begin(); }); !s) return s;
+        tx_failed_ = false;
+        Status s;
+        try {
+            s = body();
+        } catch (const std::exception& e) {
+            s = Status::error(error_kind::internal, std::string("the kernel failed inside a store transaction: ") + e.what());
+        }
+        if (s && tx_failed_)
+            s = Status::error(error_kind::store, file_.string() + ": a write inside the transaction failed; nothing of it "
+                                                 "was recorded");
+        if (!s) {
+            tx_abort();
+            return s;
+        }
+        return guard("committing a transaction", [&] { tx_commit(); });
+    }
+
+    Status append_audit(const std::vector<audit_entry_record>& entries, const audit_head_record& h) override {
         return guard("appending to the audit log", [&] {
-            audit_entry_record c = e;
+            tx_begin();
+            std::vector<Poco::Int64> seq;
+            std::vector<std::string> kind, run, entry, leaf;
+            for (auto& e : entries) {
+                seq.push_back(static_cast<Poco::Int64>(e.seq));
+                kind.push_back(e.kind);
+                run.push_back(e.run_id);
+                entry.push_back(e.entry);
+                leaf.push_back(e.leaf);
+            }
+            if (!entries.empty()) {
+                Statement ins(s_);
+                ins << "INSERT INTO audit_entries VALUES(?,?,?,?,?)", use(seq), use(kind), use(run), use(entry), use(leaf);
+                ins.execute();
+            }
             audit_head_record d = h;
-            Poco::Int64 seq = static_cast<Poco::Int64>(c.seq), size = static_cast<Poco::Int64>(d.size);
-            s_.begin();
-            s_ << "INSERT INTO audit_entries VALUES(?,?,?,?,?)", use(seq), use(c.kind), use(c.run_id), use(c.entry),
-                use(c.leaf), now;
-            s_ << "INSERT INTO audit_heads VALUES(?,?,?,?,?,?)", use(size), use(d.root), use(d.at), use(d.key_id),
-                use(d.signature), use(d.frontier), now;
-            s_.commit();
+            Poco::Int64 size = static_cast<Poco::Int64>(d.size);
+            s_ << "INSERT INTO audit_signed_heads VALUES(?,?,?,?,?,?)", use(size), use(d.root), use(d.at),
+                use(d.key_id), use(d.prev), use(d.signature), now;
+            s_ << "INSERT OR REPLACE INTO audit_frontier VALUES(1,?,?)", use(size), use(d.frontier), now;
+            tx_commit();
         });
     }
 
     Result<std::vector<audit_entry_record>> audit_entries(uint64_t from, uint64_t limit) override {
-        std::vector<audit_entry_record> out;
-        auto s = guard("reading the audit log", [&] {
-            Poco::Int64 f = static_cast<Poco::Int64>(from), l = static_cast<Poco::Int64>(limit);
+        return read_entries("WHERE seq >= ? ORDER BY seq LIMIT ?", std::to_string(from), limit);
+    }
+
+    Result<std::vector<audit_entry_record>> audit_entries_of_run(const std::string& run_id) override {
+        return read_entries("WHERE run_id = ? ORDER BY seq LIMIT ?", run_id, UINT32_MAX);
+    }
+
+    Result<std::vector<std::string>> audit_leaves(uint64_t size) override {
+        std::vector<std::string> out;
+        auto s = guard("reading the audit log's leaves", [&] {
+            Poco::Int64 n = static_cast<Poco::Int64>(size);
             Statement st(s_);
-            st << "SELECT seq,kind,run_id,entry,leaf FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?", use(f),
-                use(l);
-            for_each_row(st, [&](RecordSet& rs) {
-                out.push_back({static_cast<uint64_t>(num(rs, 0)), str(rs, 1), str(rs, 2), str(rs, 3), str(rs, 4)});
-            });
+            st << "SELECT leaf FROM audit_entries WHERE seq < ? ORDER BY seq", use(n), into(out), now;
         });
         if (!s) return s;
         return out;
     }
 
-    Result<std::vector<audit_head_record>> audit_heads() override {
-        std::vector<audit_head_record> out;
-        auto s = guard("reading the audit log's signed heads", [&] {
-            Statement st(s_);
-            st << "SELECT size,root,at,key_id,signature,frontier FROM audit_heads ORDER BY size";
-            for_each_row(st, [&](RecordSet& rs) {
-                out.push_back({static_cast<uint64_t>(num(rs, 0)), str(rs, 1), str(rs, 2), str(rs, 3), str(rs, 4),
-                               str(rs, 5)});
-            });
-        });
-        if (!s) return s;
-        return out;
-    }
+    Result<std::vector<audit_head_record>> audit_heads() override { return read_heads("ORDER BY size"); }
 
     Result<std::optional<audit_head_record>> audit_head() override {
+        auto h = read_heads("ORDER BY size DESC LIMIT 1");
+        if (!h) return h.status();
         std::optional<audit_head_record> out;
-        auto s = guard("reading the audit log's signed head", [&] {
-            Statement st(s_);
-            st << "SELECT size,root,at,key_id,signature,frontier FROM audit_heads ORDER BY size DESC LIMIT 1";
-            for_each_row(st, [&](RecordSet& rs) {
-                out = audit_head_record{static_cast<uint64_t>(num(rs, 0)), str(rs, 1), str(rs, 2), str(rs, 3),
-                                        str(rs, 4), str(rs, 5)};
+        if (!h->empty()) {
+            out = h->front();
+            auto f = guard("reading the audit log's frontier", [&] {
+                Statement st(s_);
+                st << "SELECT size,nodes FROM audit_frontier";
+                for_each_row(st, [&](RecordSet& rs) {
+                    if (static_cast<uint64_t>(num(rs, 0)) == out->size) out->frontier = str(rs, 1);
+                });
             });
-        });
-        if (!s) return s;
+            if (!f) return f;
+        }
         return out;
     }
 
@@ -566,16 +612,88 @@ private:
     template <class F>
     Status guard(const std::string& what, F&& f) {
         std::lock_guard l(mu_);
+        const int depth = depth_;
+        auto failed = [&](const std::string& msg) {
+            // Inside a caller's transaction: that transaction fails as a
+            // whole. Else this call's own transaction is rolled back.
+            if (depth > 0) {
+                depth_ = depth;
+                tx_failed_ = true;
+            } else {
+                tx_abort();
+            }
+            return Status::error(error_kind::store, file_.string() + ": " + what + ": " + msg);
+        };
         try {
             f();
             return Status::ok();
         } catch (const Poco::Exception& e) {
-            if (s_.isTransaction()) try { s_.rollback(); } catch (...) {}
-            return Status::error(error_kind::store, file_.string() + ": " + what + ": " + e.displayText());
+            return failed(e.displayText());
         } catch (const std::exception& e) {
-            if (s_.isTransaction()) try { s_.rollback(); } catch (...) {}
-            return Status::error(error_kind::store, file_.string() + ": " + what + ": " + e.what());
+            return failed(e.what());
         }
+    }
+
+    // Transactions nest: only the outermost begins and commits. IMMEDIATE
+    // takes the write lock at the start, so that what a transaction reads
+    // (the audit log's head) is still the head when it writes.
+    void tx_begin() {
+        if (depth_++ == 0) s_ << "BEGIN IMMEDIATE", now;
+    }
+    void tx_commit() {
+        if (--depth_ == 0) s_ << "COMMIT", now;
+    }
+    void tx_abort() {
+        if (depth_ > 0) {
+            depth_ = 0;
+            try { s_ << "ROLLBACK", now; } catch (...) {}
+        }
+    }
+
+    Result<std::vector<audit_entry_record>> read_entries(const std::string& where, const std::string& arg,
+                                                         uint64_t limit) {
+        std::vector<audit_entry_record> out;
+        auto s = guard("reading the audit log", [&] {
+            std::vector<Poco::Int64> seq;
+            std::vector<std::string> kind, run, entry, leaf;
+            std::string a = arg;
+            Poco::Int64 l = static_cast<Poco::Int64>(std::min<uint64_t>(limit, INT64_MAX));
+            Statement st(s_);
+            if (where.rfind("WHERE seq", 0) == 0) {
+                Poco::Int64 from = std::stoll(arg);
+                st << "SELECT seq,kind,run_id,entry,leaf FROM audit_entries " + where, use(from), use(l), into(seq),
+                    into(kind), into(run), into(entry), into(leaf), now;
+            } else {
+                st << "SELECT seq,kind,run_id,entry,leaf FROM audit_entries " + where, use(a), use(l), into(seq),
+                    into(kind), into(run), into(entry), into(leaf), now;
+            }
+            out.reserve(seq.size());
+            for (size_t i = 0; i < seq.size(); ++i)
+                out.push_back({static_cast<uint64_t>(seq[i]), std::move(kind[i]), std::move(run[i]), std::move(entry[i]),
+                               std::move(leaf[i])});
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    Result<std::vector<audit_head_record>> read_heads(const std::string& order) {
+        std::vector<audit_head_record> out;
+        auto s = guard("reading the audit log's signed heads", [&] {
+            Statement st(s_);
+            st << "SELECT size,root,at,key_id,prev,signature FROM audit_signed_heads " + order;
+            for_each_row(st, [&](RecordSet& rs) {
+                audit_head_record h;
+                h.size = static_cast<uint64_t>(num(rs, 0));
+                h.root = str(rs, 1);
+                h.at = str(rs, 2);
+                h.key_id = str(rs, 3);
+                h.prev = str(rs, 4);
+                h.signature = str(rs, 5);
+                out.push_back(std::move(h));
+            });
+        });
+        if (!s) return s;
+        return out;
     }
 
     // The rows of one run that `sql` (with one ? for the run id) selects,
@@ -643,7 +761,9 @@ private:
     std::filesystem::path file_;
     struct stat identity_ {};  // the file as opened, to notice it being deleted or replaced
     Session s_;
-    std::mutex mu_;
+    std::recursive_mutex mu_;
+    int depth_ = 0;           // open transactions (nested ones only count)
+    bool tx_failed_ = false;  // a write inside in_transaction failed
 };
 
 }  // namespace

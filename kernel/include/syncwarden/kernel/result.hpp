@@ -19,7 +19,8 @@ enum class error_kind {
     internal,    // a bug in the kernel
     cancelled,   // an operator or a signal stopped the run
     busy,        // another run holds the target system (--no-wait)
-    held         // a safety gate held the run; nothing was applied
+    held,        // a safety gate held the run; nothing was applied
+    tampered     // the audit log or a proof failed verification
 };
 
 class [[nodiscard]] Status {
@@ -89,6 +90,7 @@ inline const char* to_string(error_kind k) {
         case error_kind::cancelled: return "cancelled";
         case error_kind::busy: return "busy";
         case error_kind::held: return "held";
+        case error_kind::tampered: return "tampered";
     }
     return "internal";
 }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -73,11 +74,13 @@ struct audit_entry_record {
     std::string kind, run_id, entry, leaf;
 };
 
-// A signed tree head after an append, with the frontier that lets the next
-// append grow the tree without reading it back (hex hashes, comma-joined).
+// A signed tree head after an append (audit.hpp). `prev` is the SHA-256 of
+// the head before it; `frontier` (hex hashes, comma-joined) is what lets the
+// next append grow the tree without reading it back: it is kept with the
+// newest head only, and checked against its signed root before use.
 struct audit_head_record {
     uint64_t size = 0;
-    std::string root, at, key_id, signature, frontier;
+    std::string root, at, key_id, prev, signature, frontier;
 };
 
 // status: "staged" (the target accepted it; not durable yet), "applied" (the
@@ -148,11 +151,19 @@ public:
     virtual Status update_deactivations(const std::string& job, const std::string& entity,
                                         const std::vector<std::string>& first_seen, const std::string& at,
                                         const std::vector<std::string>& forget) = 0;
-    // The audit log (append-only: the store refuses UPDATE and DELETE). An
-    // entry and the head that signs the tree with it, in one transaction.
-    virtual Status append_audit(const audit_entry_record& e, const audit_head_record& head) = 0;
+    // Runs `body` in one transaction: every store call it makes commits
+    // together, or none does (when body fails or any call in it fails).
+    // Nested calls join the outer transaction.
+    virtual Status in_transaction(const std::function<Status()>& body) = 0;
+    // The audit log (append-only: the store refuses UPDATE and DELETE).
+    // Entries and the head that signs the tree with them, in one transaction.
+    virtual Status append_audit(const std::vector<audit_entry_record>& entries, const audit_head_record& head) = 0;
     virtual Result<std::vector<audit_entry_record>> audit_entries(uint64_t from, uint64_t limit) = 0;
+    virtual Result<std::vector<audit_entry_record>> audit_entries_of_run(const std::string& run_id) = 0;
+    // The leaf hashes (hex) of the first `size` entries.
+    virtual Result<std::vector<std::string>> audit_leaves(uint64_t size) = 0;
     virtual Result<std::vector<audit_head_record>> audit_heads() = 0;
+    // The newest signed head, with the frontier when it is the frontier's.
     virtual Result<std::optional<audit_head_record>> audit_head() = 0;
     virtual int schema_version() = 0;
 };

@@ -1,0 +1,319 @@
+// Verification of the audit log, of a kept head against today's log, and of
+// inclusion proofs. Each check trusts only the entries' bytes, the signed
+// heads and the public key; nothing the store says about itself (the stored
+// leaf hashes, the frontier) is taken on faith.
+#include <syncwarden/kernel/audit.hpp>
+
+#include <thread>
+
+namespace syncwarden::kernel {
+namespace {
+
+constexpr uint64_t k_chunk = 65536;
+
+Status tampered(const std::string& m) { return Status::error(error_kind::tampered, m); }
+
+audit_verdict failed(uint64_t entry, std::string message) {
+    audit_verdict v;
+    v.ok = false;
+    v.bad_entry = entry;
+    v.message = std::move(message);
+    return v;
+}
+
+// The canonical entry ends with its own position: ...,"seq":N,"v":1}
+bool records_position(const std::string& entry, uint64_t seq, uint64_t* said) {
+    static const std::string tail = ",\"v\":1}";
+    if (entry.size() < tail.size() || entry.compare(entry.size() - tail.size(), tail.size(), tail) != 0) return false;
+    const size_t end = entry.size() - tail.size();
+    size_t b = end;
+    while (b > 0 && entry[b - 1] >= '0' && entry[b - 1] <= '9') --b;
+    static const std::string key = "\"seq\":";
+    if (b == end || b < key.size() || entry.compare(b - key.size(), key.size(), key) != 0) return false;
+    uint64_t n = 0;
+    for (size_t i = b; i < end; ++i) n = n * 10 + static_cast<uint64_t>(entry[i] - '0');
+    *said = n;
+    return n == seq;
+}
+
+// Leaf hashes of a chunk, on every core: hashing is most of verify's time.
+std::vector<merkle::hash> leaf_hashes(const std::vector<audit_entry_record>& es) {
+    std::vector<merkle::hash> out(es.size());
+    const size_t threads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), 8));
+    if (threads == 1 || es.size() < 4096) {
+        for (size_t i = 0; i < es.size(); ++i) out[i] = merkle::leaf_hash(es[i].entry);
+        return out;
+    }
+    std::vector<std::thread> pool;
+    const size_t per = (es.size() + threads - 1) / threads;
+    for (size_t t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] {
+            for (size_t i = t * per; i < std::min(es.size(), (t + 1) * per); ++i) out[i] = merkle::leaf_hash(es[i].entry);
+        });
+    for (auto& th : pool) th.join();
+    return out;
+}
+
+nlohmann::json head_json(const audit_head_record& h) {
+    return {{"size", h.size}, {"root", h.root}, {"at", h.at}, {"key_id", h.key_id}, {"prev", h.prev},
+            {"signature", h.signature}};
+}
+
+}  // namespace
+
+static Result<audit_verdict> verify_log(run_store& store, const verify_key& key, const verify_options& o) {
+    auto heads = store.audit_heads();
+    if (!heads) return heads.status();
+    merkle::frontier f;
+    size_t next_head = 0;
+    std::string prev_hash;
+    uint64_t prev_size = 0;
+    // Checks the heads that sign the tree as it is now.
+    auto check_heads = [&]() -> std::optional<audit_verdict> {
+        while (next_head < heads->size() && (*heads)[next_head].size <= f.size()) {
+            const audit_head_record& h = (*heads)[next_head];
+            const bool newest = next_head + 1 == heads->size();
+            const std::string which = "the head signed at size " + std::to_string(h.size) + " (" + h.at + ")";
+            if (h.size != f.size() || h.size <= prev_size)
+                return failed(prev_size, which + " does not fall on an entry boundary after the head before it");
+            if (merkle::to_hex(f.root()) != h.root) {
+                const uint64_t first = prev_size, last = h.size - 1;
+                return failed(first, first == last
+                                         ? "entry " + std::to_string(first) + " was altered: the tree no longer matches " +
+                                               which
+                                         : "one of entries " + std::to_string(first) + ".." + std::to_string(last) +
+                                               " was altered (the first that may differ is " + std::to_string(first) +
+                                               "): the tree no longer matches " + which);
+            }
+            if (h.prev != prev_hash)
+                return failed(prev_size, which + " does not name the head before it: a head was altered, removed or "
+                                                 "inserted");
+            if (newest || o.all_signatures) {
+                if (h.key_id != key.key_id())
+                    return failed(prev_size, which + " is signed by key " + h.key_id + ", not by the key given (" +
+                                                 key.key_id() + ")");
+                if (!key.verify(head_message(h), h.signature))
+                    return failed(prev_size, which + " does not carry a valid signature of key " + key.key_id());
+            }
+            prev_hash = head_hash(h);
+            prev_size = h.size;
+            ++next_head;
+        }
+        return std::nullopt;
+    };
+    for (uint64_t from = 0;; from += k_chunk) {
+        auto es = store.audit_entries(from, k_chunk);
+        if (!es) return es.status();
+        const auto leaves = leaf_hashes(*es);
+        for (size_t i = 0; i < es->size(); ++i) {
+            const audit_entry_record& e = (*es)[i];
+            const uint64_t want = f.size();
+            if (e.seq != want)
+                return failed(want, "entry " + std::to_string(want) + " is missing: the next stored entry is " +
+                                        std::to_string(e.seq) + " (deleted behind the kernel's back)");
+            uint64_t said = 0;
+            if (!records_position(e.entry, want, &said))
+                return failed(want, said != want && said != 0
+                                        ? "entry " + std::to_string(want) + " records position " + std::to_string(said) +
+                                              ": entries were moved or swapped"
+                                        : "entry " + std::to_string(want) + " is not an audit entry of this log");
+            if (merkle::to_hex(leaves[i]) != e.leaf)
+                return failed(want, "entry " + std::to_string(want) + " (" + e.kind + ", run " + e.run_id +
+                                        ") was altered: its content no longer hashes to its recorded leaf");
+            f.append(leaves[i]);
+            if (auto bad = check_heads()) return *bad;
+        }
+        if (es->size() < k_chunk) break;
+    }
+    if (next_head < heads->size())
+        return failed(f.size(), "the log holds " + std::to_string(f.size()) + " entries but a head signs " +
+                                    std::to_string((*heads)[next_head].size) + ": entry " + std::to_string(f.size()) +
+                                    " onward was deleted");
+    if (f.size() > prev_size)
+        return failed(prev_size, "entries " + std::to_string(prev_size) + ".." + std::to_string(f.size() - 1) +
+                                     " are signed by no head: they were added behind the kernel's back");
+    audit_verdict v;
+    v.entries = f.size();
+    v.heads = heads->size();
+    v.root = merkle::to_hex(f.root());
+    v.message = "the audit log verifies: " + std::to_string(v.entries) + " entries, " + std::to_string(v.heads) +
+                " signed heads, root " + v.root;
+    return v;
+}
+
+static Result<audit_verdict> against(run_store& store, const exported_head& old, const verify_key* key) {
+    std::optional<verify_key> own;
+    if (!key) {
+        auto k = verify_key::from_pem(old.public_pem);
+        if (!k) return k.status().context("the exported head's public key");
+        own.emplace(std::move(*k));
+        key = &*own;
+    }
+    const audit_head_record& o = old.head;
+    const std::string which = "the exported head (size " + std::to_string(o.size) + ", " + o.at + ")";
+    if (o.key_id != key->key_id() || !key->verify(head_message(o), o.signature))
+        return failed(0, which + " does not carry a valid signature of key " + key->key_id() +
+                             ": it is not a head this log's key signed");
+    merkle::hash old_root{};
+    if (!merkle::from_hex(o.root, old_root)) return failed(0, which + " has no valid root");
+    auto cur = store.audit_head();
+    if (!cur) return cur.status();
+    const uint64_t size = *cur ? (*cur)->size : 0;
+    if (size < o.size)
+        return failed(size, "today's log has " + std::to_string(size) + " entries, but " + which + " signed " +
+                                std::to_string(o.size) + ": entry " + std::to_string(size) +
+                                " onward was removed (the log was truncated)");
+    auto leaf_text = store.audit_leaves(size);
+    if (!leaf_text) return leaf_text.status();
+    std::vector<merkle::hash> leaves(leaf_text->size());
+    for (size_t i = 0; i < leaves.size(); ++i) merkle::from_hex((*leaf_text)[i], leaves[i]);
+    merkle::hash new_root{};
+    merkle::from_hex((*cur)->root, new_root);
+    const auto proof = merkle::consistency_proof(leaves, o.size, size);
+    if (leaves.size() != size || merkle::to_hex(merkle::root(leaves, size)) != (*cur)->root ||
+        !merkle::verify_consistency(o.size, size, old_root, new_root, proof)) {
+        std::string m = "today's log does not extend " + which + ": its first " + std::to_string(o.size) +
+                        " entries hash to root " + merkle::to_hex(merkle::root(leaves, std::min<uint64_t>(o.size, leaves.size()))) +
+                        ", not " + o.root + ". Entries before position " + std::to_string(o.size) +
+                        " were removed, altered or rewritten";
+        if ((*cur)->key_id != o.key_id) m += ", and today's heads are signed by another key (" + (*cur)->key_id + ")";
+        return failed(0, m);
+    }
+    audit_verdict v;
+    v.entries = size;
+    v.heads = 1;
+    v.root = (*cur)->root;
+    v.message = "today's log (" + std::to_string(size) + " entries, root " + v.root + ") extends " + which +
+                ": the consistency proof of " + std::to_string(proof.size()) + " hashes checks";
+    if ((*cur)->key_id != o.key_id) v.message += "; note that today's heads are signed by key " + (*cur)->key_id;
+    return v;
+}
+
+static Result<nlohmann::json> inclusion(run_store& store, const std::string& run_id) {
+    auto es = store.audit_entries_of_run(run_id);
+    if (!es) return es.status();
+    const audit_entry_record* summary = nullptr;
+    for (auto& e : *es)
+        if (e.kind == "run_summary") summary = &e;
+    if (!summary)
+        return Status::error(error_kind::not_found, "run " + run_id + " has no summary in the audit log (a run's summary "
+                                                                     "is written when it ends)");
+    auto head = store.audit_head();
+    if (!head) return head.status();
+    if (!*head) return Status::error(error_kind::tampered, "the audit log has entries but no signed head");
+    auto leaf_text = store.audit_leaves((*head)->size);
+    if (!leaf_text) return leaf_text.status();
+    std::vector<merkle::hash> leaves(leaf_text->size());
+    for (size_t i = 0; i < leaves.size(); ++i) merkle::from_hex((*leaf_text)[i], leaves[i]);
+    if (leaves.size() != (*head)->size || merkle::to_hex(merkle::root(leaves, leaves.size())) != (*head)->root ||
+        merkle::to_hex(merkle::leaf_hash(summary->entry)) != summary->leaf)
+        return tampered("the audit log does not match its newest signed head; run `syncwarden audit verify`");
+    nlohmann::json proof = nlohmann::json::array();
+    for (auto& h : merkle::inclusion_proof(leaves, summary->seq, leaves.size())) proof.push_back(merkle::to_hex(h));
+    return nlohmann::json{{"format", "syncwarden-audit-proof/1"},
+                          {"run", run_id},
+                          {"entry", summary->entry},
+                          {"index", summary->seq},
+                          {"tree_size", (*head)->size},
+                          {"proof", proof},
+                          {"head", head_json(**head)}};
+}
+
+// What `body` finds, read in one transaction: no append lands between
+// reading the heads and reading the entries.
+template <class T, class F>
+Result<T> consistent_read(run_store& store, F&& body) {
+    std::optional<Result<T>> out;
+    if (auto s = store.in_transaction([&] {
+            out.emplace(body());
+            return Status::ok();
+        });
+        !s)
+        return s;
+    return std::move(*out);
+}
+
+Result<audit_verdict> verify_audit_log(run_store& store, const verify_key& key, const verify_options& o) {
+    return consistent_read<audit_verdict>(store, [&] { return verify_log(store, key, o); });
+}
+
+Result<audit_verdict> verify_against(run_store& store, const exported_head& old, const verify_key* key) {
+    return consistent_read<audit_verdict>(store, [&] { return against(store, old, key); });
+}
+
+Result<nlohmann::json> run_inclusion_proof(run_store& store, const std::string& run_id) {
+    return consistent_read<nlohmann::json>(store, [&] { return inclusion(store, run_id); });
+}
+
+audit_verdict check_inclusion_proof(const nlohmann::json& p, const verify_key& key) {
+    auto bad = [](const std::string& m) { return failed(0, m); };
+    if (!p.is_object() || p.value("format", "") != "syncwarden-audit-proof/1")
+        return bad("$.format is not \"syncwarden-audit-proof/1\": not a proof written by `syncwarden audit proof`");
+    audit_head_record h;
+    std::string entry;
+    uint64_t index = 0, size = 0;
+    std::vector<merkle::hash> path;
+    try {
+        entry = p.at("entry").get<std::string>();
+        index = p.at("index").get<uint64_t>();
+        size = p.at("tree_size").get<uint64_t>();
+        const auto& hj = p.at("head");
+        h.size = hj.at("size").get<uint64_t>();
+        h.root = hj.at("root").get<std::string>();
+        h.at = hj.at("at").get<std::string>();
+        h.key_id = hj.at("key_id").get<std::string>();
+        h.prev = hj.at("prev").get<std::string>();
+        h.signature = hj.at("signature").get<std::string>();
+        const auto& pr = p.at("proof");
+        if (!pr.is_array()) return bad("$.proof is not an array of hashes");
+        for (size_t i = 0; i < pr.size(); ++i) {
+            merkle::hash x{};
+            if (!pr[i].is_string() || !merkle::from_hex(pr[i].get<std::string>(), x))
+                return bad("$.proof[" + std::to_string(i) + "] is not a 64-digit hex hash");
+            path.push_back(x);
+        }
+    } catch (const nlohmann::json::exception& e) {
+        return bad(std::string("the proof is incomplete: ") + e.what());
+    }
+    if (h.key_id != key.key_id())
+        return bad("$.head is signed by key " + h.key_id + ", not by the key given (" + key.key_id() + ")");
+    if (!key.verify(head_message(h), h.signature))
+        return bad("$.head.signature does not verify with key " + key.key_id() + ": the head was altered or forged");
+    if (size != h.size)
+        return bad("$.tree_size is " + std::to_string(size) + " but the signed head is of size " + std::to_string(h.size));
+    if (index >= size) return bad("$.index " + std::to_string(index) + " is outside the tree of " + std::to_string(size));
+    uint64_t said = 0;
+    if (!records_position(entry, index, &said))
+        return bad("$.entry does not record position " + std::to_string(index) + ": the entry or the index was altered");
+    const auto entry_json = nlohmann::json::parse(entry, nullptr, false);
+    if (entry_json.is_discarded() || !entry_json.is_object()) return bad("$.entry is not a JSON audit entry");
+    if (p.contains("run") && entry_json.value("run", "") != p.value("run", ""))
+        return bad("$.entry is about run " + entry_json.value("run", "") + ", not " + p.value("run", ""));
+    merkle::hash root{};
+    if (!merkle::from_hex(h.root, root)) return bad("$.head.root is not a 64-digit hex hash");
+    if (!merkle::verify_inclusion(merkle::leaf_hash(entry), index, size, path, root))
+        return bad("the inclusion proof does not lead from $.entry to the signed root: the entry, its index or the "
+                   "proof was altered");
+    audit_verdict v;
+    v.entries = size;
+    v.heads = 1;
+    v.root = h.root;
+    v.message = "the proof checks: entry " + std::to_string(index) + " (" + entry_json.value("kind", "") + " of run " +
+                entry_json.value("run", "") + ") is in the audit log of " + std::to_string(size) +
+                " entries whose head key " + key.key_id() + " signed at " + h.at;
+    return v;
+}
+
+Result<std::vector<nlohmann::json>> run_audit_entries(run_store& store, const std::string& run_id) {
+    auto es = store.audit_entries_of_run(run_id);
+    if (!es) return es.status();
+    std::vector<nlohmann::json> out;
+    for (auto& e : *es) {
+        auto j = nlohmann::json::parse(e.entry, nullptr, false);
+        if (j.is_discarded()) return tampered("audit entry " + std::to_string(e.seq) + " is not JSON");
+        out.push_back(std::move(j));
+    }
+    return out;
+}
+
+}  // namespace syncwarden::kernel

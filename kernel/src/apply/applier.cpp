@@ -97,6 +97,8 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
             for (size_t k = 0; k < b.change_count; ++k) {
                 if (ctx.acknowledged && ctx.acknowledged(first_seq + k)) {
                     ++out.skipped;
+                    ++out.by_entity[e.name][plan.deactivates(k) ? "deactivate"
+                                                                : kind_name(static_cast<sw_change_kind>(b.changes[k].kind))][2];
                     continue;
                 }
                 pending.push_back(k);
@@ -117,8 +119,9 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                         ++out.failed_by_category[c.category.empty() ? status : c.category];
                         out.last_error = e.name + "/" + key + ": " + (c.message.empty() ? status : c.message);
                     }
-                    change_result_record r{std::string(view(ch.id)), e.name, std::move(key),
-                                           plan.deactivates(k) ? "deactivate" : kind_name(static_cast<sw_change_kind>(ch.kind)),
+                    const char* kind = plan.deactivates(k) ? "deactivate" : kind_name(static_cast<sw_change_kind>(ch.kind));
+                    ++out.by_entity[e.name][kind][ok ? 0 : 1];
+                    change_result_record r{std::string(view(ch.id)), e.name, std::move(key), kind,
                                            std::move(status), c.category,
                                            c.message, first_seq + k};
                     r.attempts = c.sends;

@@ -72,15 +72,23 @@ run_outcome pipeline::approve(const std::string& run_id, const decision& d, bool
     reader->reset();
     // The decision is recorded, and the held run closed, before anything is
     // applied; what followed is added to the held run when the new run ends.
-    if (auto s = store_.add_approval({run_id, "approve", d.by, iso8601(clock_.now()), d.reason, (*pr)->digest, ""});
-        !s) {
-        out.status = s;
-        return out;
-    }
     run_record r = *held;
     r.state = "approved";
     r.error = "approved by " + d.by;
-    if (auto s = store_.update_run(r); !s) {
+    auto log = audit();
+    if (!log) {
+        out.status = log.status();
+        return out;
+    }
+    if (auto s = store_.in_transaction([&] {
+            if (auto x = store_.add_approval({run_id, "approve", d.by, iso8601(clock_.now()), d.reason, (*pr)->digest, ""});
+                !x)
+                return x;
+            if (auto x = store_.update_run(r); !x) return x;
+            return (*log)->append({{"approval", run_id,
+                                    {{"by", d.by}, {"reason", d.reason}, {"plan_digest", (*pr)->digest}}}});
+        });
+        !s) {
         out.status = s;
         return out;
     }
@@ -112,11 +120,15 @@ Status pipeline::reject(const std::string& run_id, const decision& d) {
     run_record r = *held;
     r.state = "rejected";
     r.error = "rejected by " + d.by + ": " + d.reason;
-    if (auto s = store_.add_approval({run_id, "reject", d.by, iso8601(clock_.now()), d.reason,
-                                      *pr ? (*pr)->digest : "", "closed"});
-        !s)
-        return s;
-    return store_.update_run(r);
+    auto log = audit();
+    if (!log) return log.status();
+    const std::string digest = *pr ? (*pr)->digest : "";
+    return store_.in_transaction([&] {
+        if (auto x = store_.add_approval({run_id, "reject", d.by, iso8601(clock_.now()), d.reason, digest, "closed"}); !x)
+            return x;
+        if (auto x = store_.update_run(r); !x) return x;
+        return (*log)->append({{"rejection", run_id, {{"by", d.by}, {"reason", d.reason}, {"plan_digest", digest}}}});
+    });
 }
 
 }  // namespace syncwarden::kernel

@@ -1,4 +1,5 @@
 #include <syncwarden/kernel/applier.hpp>
+#include <syncwarden/kernel/digest.hpp>
 #include <syncwarden/kernel/findings.hpp>
 #include <syncwarden/kernel/gates.hpp>
 #include <syncwarden/kernel/locks.hpp>
@@ -12,6 +13,7 @@
 #include <syncwarden/kernel/worker.hpp>
 
 #include "../plan/plan_writer.hpp"
+#include "run_summary.hpp"
 #include "settings_vars.hpp"
 
 #include <functional>
@@ -189,6 +191,7 @@ public:
         if (!r) return r.status();
         const auto& h = (*r)->header();
         out_.run.target_version = h.target.version;
+        out_.builds["target"] = h.target.build_id;
         out_.planned = counts_of(h);
         auto rel = reg_.resolve(h.target.connector, "=" + h.target.version);
         if (!rel) return rel.status().context("the plan of run " + dry.id + " is for " + h.target.connector + " " +
@@ -301,6 +304,7 @@ private:
     Status phase(const char* name) {
         if (cancel_ && cancel_->requested.load()) return cancelled_status(*cancel_, std::string("before ") + name);
         out_.run.phase = name;
+        out_.phases.emplace_back(name, clock_.now());
         using std::chrono::milliseconds;
         const std::string n = name;
         milliseconds limit = n == "contract" ? runtime_.contract
@@ -350,6 +354,7 @@ private:
         const std::string where = job_->file.string() + ": $." + role + ".settings";
         auto settings = expand_settings(ref.settings, data_dir_, job_->base_dir, where);
         if (!settings) return settings.status();
+        out_.builds[role] = rel->info.build_id;
         if (std::string(role) == "target") {
             target_settings_ = *settings;
             target_build_ = rel->info.build_id;
@@ -496,11 +501,44 @@ int exit_code_for(const Status& s) {
 pipeline::pipeline(registry& reg, run_store& store, const clock& clk, fs::path data_dir)
     : registry_(reg), store_(store), clock_(clk), data_dir_(std::move(data_dir)) {}
 
+pipeline::~pipeline() = default;
+
+Result<audit_log*> pipeline::audit() {
+    if (!audit_) {
+        auto a = audit_log::open(store_, data_dir_, clock_);
+        if (!a) return a.status();
+        audit_ = std::move(*a);
+    }
+    return audit_.get();
+}
+
+// A config file the kernel reads whose content is not what it last saw:
+// a `config_changed` event (its path and digests, never its content).
+Status pipeline::config_events(const std::string& run_id, const fs::path& job_file, const std::string& job_digest,
+                               std::vector<audit_event>& events) {
+    std::vector<std::tuple<std::string, fs::path, std::string>> files{{"job", job_file, job_digest}};
+    if (!kernel_config_.empty()) {
+        std::string err;
+        files.emplace_back("kernel", kernel_config_, sha256_file_hex(kernel_config_, &err));
+    }
+    for (auto& [kind, file, digest] : files) {
+        const std::string path = fs::absolute(file).lexically_normal().string();
+        auto seen = store_.config_digest(path);
+        if (!seen) return seen.status();
+        if (*seen && **seen == digest) continue;
+        nlohmann::json d{{"config", kind}, {"path", path}, {"digest", digest}, {"seen_by_run", run_id}};
+        d["previous_digest"] = *seen ? nlohmann::json(**seen) : nlohmann::json(nullptr);
+        events.push_back({"config_changed", "", std::move(d)});
+        if (auto s = store_.save_config_digest(path, digest, iso8601(clock_.now())); !s) return s;
+    }
+    return Status::ok();
+}
+
 namespace {
 
 // Records how a run ended. An apply ends in one store transaction that also
 // turns its staged changes into applied (committed) or failed.
-void finish_run(run_store& store, const clock& clk, run_outcome& out, const apply_outcome& a, Status s) {
+void finish_run(run_store& store, audit_log* audit, const clock& clk, run_outcome& out, const apply_outcome& a, Status s) {
     run_record& r = out.run;
     // Accepted changes of a run that stopped before its commit stay staged:
     // not applied, not failed; a resumed run takes them up.
@@ -536,9 +574,28 @@ void finish_run(run_store& store, const clock& clk, run_outcome& out, const appl
     }
     r.summary_json = summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     if (auto fs_ = store.add_findings(r.id, out.findings); !fs_ && s) out.status = fs_;
-    Status recorded = a.commit_attempted ? store.finish_apply(r, a.committed, a.commit_category, a.commit_message)
-                                         : store.update_run(r);
-    if (!recorded) {
+    auto write_state = [&] {
+        return a.commit_attempted ? store.finish_apply(r, a.committed, a.commit_category, a.commit_message)
+                                  : store.update_run(r);
+    };
+    // The run's summary goes into the audit log in the transaction that
+    // records how it ended.
+    std::string plan_digest;
+    if (auto pr = store.get_plan(r.plan_of.empty() ? r.id : r.plan_of); pr && *pr) plan_digest = (**pr).digest;
+    const audit_event summary_event = run_summary_event(out, a, plan_digest, clk.now());
+    Status recorded = store.in_transaction([&] {
+        if (auto w = write_state(); !w) return w;
+        return audit ? audit->append({summary_event}) : Status::ok();
+    });
+    if (!recorded && recorded.kind() == error_kind::tampered) {
+        // The log refuses appends: the run's outcome is still recorded, and
+        // the run fails loudly so that the log is looked at.
+        const Status unaudited = recorded.context("run " + r.id + " ended " + r.state +
+                                                  ", but its summary could not be added to the audit log");
+        r.exit_code = exit_code_for(unaudited);
+        if (auto w = write_state(); !w) out.status = w;
+        else out.status = unaudited;
+    } else if (!recorded) {
         if (a.committed)
             out.status = recorded.context("the target made " + std::to_string(a.staged) +
                                           " changes durable, but the run store could not record it, so it still "
@@ -561,7 +618,7 @@ namespace {
 // Runs `body` on a driver for `out.run`, turning anything thrown into an
 // internal error, and records how the run ended.
 template <class F>
-void drive(registry& reg, run_store& store, const clock& clk, sleeper& sl, const fs::path& data_dir,
+void drive(registry& reg, run_store& store, audit_log* audit, const clock& clk, sleeper& sl, const fs::path& data_dir,
            const cancel_flag* cancel, bool no_wait, run_outcome& out, F&& body) {
     Status s;
     apply_outcome applied;
@@ -580,7 +637,7 @@ void drive(registry& reg, run_store& store, const clock& clk, sleeper& sl, const
     } catch (const std::exception& e) {
         s = Status::error(error_kind::internal, std::string("the kernel failed: ") + e.what());
     }
-    finish_run(store, clk, out, applied, s);
+    finish_run(store, audit, clk, out, applied, s);
 }
 
 }  // namespace
@@ -597,8 +654,15 @@ run_outcome pipeline::run(const job_config& job, const run_options& opts) {
     r.phase = "contract";
     r.source_connector = job.source.connector;
     r.target_connector = job.target.connector;
-    r.trigger = opts.trigger;
+    r.trigger = opts.trigger.empty() ? actor_ : opts.trigger;
     out.allowed = opts.allow.as_given;
+    auto log = audit();
+    if (!log) {
+        out.status = log.status();
+        return out;
+    }
+    std::string unreadable;
+    out.job_digest = sha256_file_hex(job.file, &unreadable);
     // Held until the run's outcome is recorded: without a holder, a run
     // still shown as running was interrupted.
     auto lock = take_run_lock(data_dir_, r.id);
@@ -606,12 +670,20 @@ run_outcome pipeline::run(const job_config& job, const run_options& opts) {
         out.status = lock.status();
         return out;
     }
-    if (auto s = store_.create_run(r); !s) {
+    if (auto s = store_.in_transaction([&] {
+            if (auto x = store_.create_run(r); !x) return x;
+            std::vector<audit_event> events;
+            if (auto x = config_events(r.id, job.file, out.job_digest, events); !x) return x;
+            if (!opts.retry_of.empty())
+                events.push_back({"retry_failed", opts.retry_of, {{"by", r.trigger}, {"retry_run", r.id}}});
+            return (*log)->append(events);
+        });
+        !s) {
         out.status = s;
         return out;
     }
     out.retry_of = opts.retry_of;
-    drive(registry_, store_, clock_, *sleeper_, data_dir_, cancel_, opts.no_wait, out,
+    drive(registry_, store_, *log, clock_, *sleeper_, data_dir_, cancel_, opts.no_wait, out,
           [&](run_driver& d) { return d.plan_and_apply(job, opts); });
     return out;
 }
@@ -695,12 +767,21 @@ run_outcome pipeline::resume(const std::string& run_id, bool no_wait) {
     r.error.clear();
     r.category.clear();
     r.exit_code = 0;
-    if (auto s = store_.update_run(r); !s) {
+    auto log = audit();
+    if (!log) {
+        out.status = log.status();
+        return out;
+    }
+    if (auto s = store_.in_transaction([&] {
+            if (auto x = store_.update_run(r); !x) return x;
+            return (*log)->append({{"resume", run_id, {{"by", actor_}, {"from_phase", r.phase}}}});
+        });
+        !s) {
         out.status = s;
         return out;
     }
     out.plan_path = (*pr)->path;
-    drive(registry_, store_, clock_, *sleeper_, data_dir_, cancel_, no_wait, out,
+    drive(registry_, store_, *log, clock_, *sleeper_, data_dir_, cancel_, no_wait, out,
           [&](run_driver& d) { return d.resume(**pr); });
     return out;
 }
@@ -743,6 +824,12 @@ run_outcome pipeline::apply_stored(const std::string& run_id, bool no_wait) {
     r.source_connector = dry->source_connector;
     r.source_version = dry->source_version;
     r.target_connector = dry->target_connector;
+    r.trigger = actor_;
+    auto log = audit();
+    if (!log) {
+        out.status = log.status();
+        return out;
+    }
     auto lock = take_run_lock(data_dir_, r.id);
     if (!lock) {
         out.status = lock.status();
@@ -753,7 +840,7 @@ run_outcome pipeline::apply_stored(const std::string& run_id, bool no_wait) {
         return out;
     }
     out.plan_path = (*pr)->path;
-    drive(registry_, store_, clock_, *sleeper_, data_dir_, cancel_, no_wait, out,
+    drive(registry_, store_, *log, clock_, *sleeper_, data_dir_, cancel_, no_wait, out,
           [&](run_driver& d) { return d.apply_stored(*dry, **pr); });
     return out;
 }

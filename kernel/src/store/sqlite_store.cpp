@@ -110,7 +110,8 @@ const char* const k_migrations[] = {
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
       CREATE TRIGGER audit_signed_heads_no_delete BEFORE DELETE ON audit_signed_heads
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-      CREATE TABLE audit_frontier(id INTEGER PRIMARY KEY CHECK(id = 1), size INTEGER NOT NULL, nodes TEXT NOT NULL);)",
+      CREATE TABLE audit_frontier(id INTEGER PRIMARY KEY CHECK(id = 1), size INTEGER NOT NULL, nodes TEXT NOT NULL);
+      CREATE TABLE config_seen(path TEXT PRIMARY KEY, digest TEXT NOT NULL, at TEXT NOT NULL);)",
 };
 
 // Poco runs one statement per call: a script split on ';', except inside a
@@ -589,6 +590,25 @@ public:
     }
 
     Result<std::vector<audit_head_record>> audit_heads() override { return read_heads("ORDER BY size"); }
+
+    Result<std::optional<std::string>> config_digest(const std::string& path) override {
+        std::optional<std::string> out;
+        auto s = guard("reading the digest of " + path, [&] {
+            std::string p = path;
+            Statement st(s_);
+            st << "SELECT digest FROM config_seen WHERE path=?", use(p);
+            for_each_row(st, [&](RecordSet& rs) { out = str(rs, 0); });
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    Status save_config_digest(const std::string& path, const std::string& digest, const std::string& at) override {
+        return guard("recording the digest of " + path, [&] {
+            std::string p = path, d = digest, a = at;
+            s_ << "INSERT OR REPLACE INTO config_seen VALUES(?,?,?)", use(p), use(d), use(a), now;
+        });
+    }
 
     Result<std::optional<audit_head_record>> audit_head() override {
         auto h = read_heads("ORDER BY size DESC LIMIT 1");

@@ -29,6 +29,8 @@ struct apply_outcome {
     size_t skipped = 0; // acknowledged by an earlier attempt of this run (resume)
     std::chrono::milliseconds waited{0};  // backoff and retry-after waits
     std::map<std::string, size_t> failed_by_category;
+    // By target entity and change kind: {staged, failed, skipped}.
+    std::map<std::string, std::map<std::string, std::array<size_t, 3>>> by_entity;
     bool commit_attempted = false, committed = false, aborted = false;
     std::string commit_category, commit_message;
     std::string last_error;  // "people/s-1: message" of the last refused change

@@ -3,6 +3,7 @@
 // everything in the run store. Knows nothing of the CLI.
 #pragma once
 
+#include <syncwarden/kernel/audit.hpp>
 #include <syncwarden/kernel/clock.hpp>
 #include <syncwarden/kernel/config.hpp>
 #include <syncwarden/kernel/gates.hpp>
@@ -12,7 +13,9 @@
 #include <syncwarden/kernel/store.hpp>
 #include <syncwarden/kernel/worker.hpp>
 
+#include <chrono>
 #include <filesystem>
+#include <memory>
 #include <map>
 #include <set>
 #include <string>
@@ -36,7 +39,7 @@ struct run_options {
         std::optional<std::string> state_token;
     };
     std::optional<approved_plan> approval;
-    std::string trigger = "cli";
+    std::string trigger;  // "" for the pipeline's actor
 };
 
 struct run_outcome {
@@ -57,6 +60,11 @@ struct run_outcome {
     // not, why it was stale.
     bool applied_approved_plan = false;
     std::string stale_reason;
+    // For the run's audit summary: the job file's digest as read, the build
+    // ids of the connectors by role, and when each phase started.
+    std::string job_digest;
+    std::map<std::string, std::string> builds;
+    std::vector<std::pair<std::string, std::chrono::system_clock::time_point>> phases;
 };
 
 // A decision on a held run, for `runs approve` and `runs reject`.
@@ -70,6 +78,12 @@ struct decision {
 class pipeline {
 public:
     pipeline(registry& reg, run_store& store, const clock& clk, std::filesystem::path data_dir);
+    ~pipeline();
+    // Who starts runs through this pipeline, for the audit log: "cli:USER",
+    // "schedule". A run's trigger, unless its options name another.
+    void set_actor(std::string a) { actor_ = std::move(a); }
+    // The kernel config file, watched for changes like the job files.
+    void set_kernel_config(std::filesystem::path f) { kernel_config_ = std::move(f); }
     // Plans the job; without dry_run also applies the plan.
     run_outcome run(const job_config& job, const run_options& opts);
     // Applies the stored plan of an earlier dry run, as a new run.
@@ -100,6 +114,13 @@ private:
     const clock& clock_;
     std::filesystem::path data_dir_;
     const cancel_flag* cancel_ = nullptr;
+    std::string actor_ = "cli";
+    std::unique_ptr<audit_log> audit_;
+    // The audit log, opened (its key loaded or created) at first use.
+    Result<audit_log*> audit();
+    std::filesystem::path kernel_config_;
+    Status config_events(const std::string& run_id, const std::filesystem::path& job_file,
+                         const std::string& job_digest, std::vector<audit_event>& events);
     real_sleeper real_;
     sleeper* sleeper_ = &real_;
 };

@@ -165,6 +165,10 @@ public:
     virtual Result<std::vector<audit_head_record>> audit_heads() = 0;
     // The newest signed head, with the frontier when it is the frontier's.
     virtual Result<std::optional<audit_head_record>> audit_head() = 0;
+    // The digest of a config file (by absolute path) when the kernel last
+    // read it, for `config_changed` audit events.
+    virtual Result<std::optional<std::string>> config_digest(const std::string& path) = 0;
+    virtual Status save_config_digest(const std::string& path, const std::string& digest, const std::string& at) = 0;
     virtual int schema_version() = 0;
 };
 

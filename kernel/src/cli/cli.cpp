@@ -62,6 +62,24 @@ commands:
   runs retry-failed RUN_ID [--dry-run] [--no-wait]
                                  plan the run's job again, keeping only the keys
                                  whose changes failed in that run
+  audit verify [--against HEAD.json] [--key PUBLIC.pem] [--all-signatures] [--json]
+                                 recompute every entry and the Merkle tree, check
+                                 the signed heads; --against: prove the log
+                                 still extends a head kept elsewhere. Exits 11
+                                 naming the first entry that fails
+  audit export-head FILE         write the newest signed head, to keep elsewhere
+  audit public-key [--out FILE]  the public key that checks heads and proofs
+  audit proof RUN_ID [--out FILE]
+                                 an inclusion proof of a run's summary
+  audit check-proof FILE --key PUBLIC.pem
+                                 check a proof offline, with the key alone
+  audit report RUN_ID [--format md|html|json] [--out FILE]
+                                 a run's report: summary, gates, failures,
+                                 decisions, notes and its inclusion proof
+  audit note RUN_ID --as NAME TEXT
+                                 add an operator's note to a run
+  audit list [--from N] [--limit N] [--json]
+                                 the log's entries, oldest first
   version                        kernel and ABI versions
 
 The data directory holds installed connectors, the run store and plans. It is
@@ -116,6 +134,17 @@ int connectors_cmd(context& c, const std::vector<std::string>& args) {
         if (pa.pos.size() != 2) return usage(c, "connectors install takes one FILE.so");
         auto r = reg.install(pa.pos[1]);
         if (!r) return fail(c, r.status());
+        auto store = open_store(c);
+        if (!store) return fail(c, store.status());
+        if (auto s = audit_admin_event(c, **store,
+                                       {"connector_installed", "",
+                                        {{"name", r->info.name}, {"version", r->info.version},
+                                         {"build_id", r->info.build_id}, {"sha256", r->sha256},
+                                         {"abi", std::to_string(r->info.abi_major) + "." + std::to_string(r->info.abi_minor)},
+                                         {"repaired", r->repaired}, {"by", cli_actor()}}});
+            !s)
+            return fail(c, s.context("installed " + r->info.name + " " + r->info.version +
+                                     ", but the audit log could not record it"));
         c.out << (r->repaired ? "repaired " : "installed ") << r->info.name << " " << r->info.version << " (build " << r->info.build_id
               << ", " << capabilities_text(r->info.capabilities) << ")\n  " << r->path.string() << "\n";
         return 0;
@@ -219,6 +248,7 @@ int run_cmd(context& c, const std::vector<std::string>& args) {
     if (!store) return fail(c, store.status());
     registry reg(c.cfg.data_dir / "connectors", c.clk);
     pipeline p(reg, **store, c.clk, c.cfg.data_dir);
+    setup_pipeline(c, p);
     cancel_on_signals signals;
     p.set_cancel(&g_cancel);
     auto o = p.run(*job, opts);
@@ -298,6 +328,8 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
             return fail(c, Status::error(error_kind::internal, "could not signal process " + std::to_string(pid) +
                                                                    " running run " + r->id + ": " +
                                                                    std::strerror(errno)));
+        if (auto s = audit_admin_event(c, **store, {"cancel", r->id, {{"by", cli_actor()}, {"phase", r->phase}}}); !s)
+            c.err << "warning: the audit log could not record the cancel: " << s.message() << "\n";
         c.out << "asked run " << r->id << " (process " << pid << ") to stop\n";
         if (pa.opts.count("--no-wait")) return 0;
         // Waits for the run's process to let go of its lock: then its outcome is recorded.
@@ -314,6 +346,8 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
     auto drive_stored = [&](const char* what, bool dry_run, auto&& start) {
         registry reg(c.cfg.data_dir / "connectors", c.clk);
         pipeline p(reg, **store, c.clk, c.cfg.data_dir);
+        setup_pipeline(c, p);
+    setup_pipeline(c, p);
         cancel_on_signals signals;
         p.set_cancel(&g_cancel);
         run_outcome o = start(p);
@@ -326,6 +360,8 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
         if (pa.pos.size() != 2) return usage(c, "runs reject takes one RUN_ID");
         registry reg(c.cfg.data_dir / "connectors", c.clk);
         pipeline p(reg, **store, c.clk, c.cfg.data_dir);
+        setup_pipeline(c, p);
+    setup_pipeline(c, p);
         if (auto s = p.reject(pa.pos[1], {pa.opts["--as"], pa.opts["--reason"], ""}); !s) return fail(c, s);
         c.out << "rejected run " << pa.pos[1] << ": nothing of its plan was applied\n";
         return 0;
@@ -370,7 +406,7 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
         }
         args.push_back(all[i]);
     }
-    context c{out, err, clk, {}};
+    context c{out, err, clk, {}, config_file};
     if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
         (args.empty() ? err : out) << k_usage;
         return args.empty() ? 2 : 0;
@@ -392,11 +428,13 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
                         (args[0] == "runs" && !rest.empty() &&
                          (rest[0] == "apply" || rest[0] == "resume" || rest[0] == "retry-failed" ||
                           rest[0] == "approve" || rest[0] == "reject")) ||
-                        (args[0] == "connectors" && !rest.empty() && rest[0] == "install");
+                        (args[0] == "connectors" && !rest.empty() && rest[0] == "install") ||
+                        (args[0] == "audit" && !rest.empty() && rest[0] == "note");
     if (writes) init_logging(c.cfg.data_dir, c.cfg.log_level);
     if (args[0] == "connectors") return connectors_cmd(c, rest);
     if (args[0] == "run") return run_cmd(c, rest);
     if (args[0] == "runs") return runs_cmd(c, rest);
+    if (args[0] == "audit") return audit_cmd(c, rest);
     return usage(c, "unknown command '" + args[0] + "'");
 }
 

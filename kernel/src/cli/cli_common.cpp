@@ -1,5 +1,11 @@
 #include "cli_common.hpp"
 
+#include <syncwarden/kernel/audit.hpp>
+
+#include <cstdlib>
+#include <pwd.h>
+#include <unistd.h>
+
 #include <syncwarden/kernel/locks.hpp>
 #include <syncwarden/kernel/text.hpp>
 
@@ -133,6 +139,26 @@ int print_outcome(context& c, const run_outcome& o, bool dry_run) {
     if (dry_run && o.status) c.out << "dry run: nothing was changed in the target\n";
     if (!o.status) return fail(c, o.status);
     return 0;
+}
+
+std::string cli_actor() {
+    const char* u = std::getenv("SYNCWARDEN_USER");
+    if (!u || !*u) u = std::getenv("USER");
+    std::string name = u && *u ? u : "";
+    if (name.empty())
+        if (const passwd* pw = ::getpwuid(::geteuid())) name = pw->pw_name;
+    return "cli:" + (name.empty() ? std::to_string(::geteuid()) : name);
+}
+
+void setup_pipeline(context& c, pipeline& p) {
+    p.set_actor(cli_actor());
+    if (!c.config_file.empty()) p.set_kernel_config(c.config_file);
+}
+
+Status audit_admin_event(context& c, run_store& store, const audit_event& e) {
+    auto log = audit_log::open(store, c.cfg.data_dir, c.clk);
+    if (!log) return log.status();
+    return (*log)->append({e});
 }
 
 }  // namespace syncwarden::kernel::cli_detail

@@ -22,7 +22,15 @@ struct context {
     std::ostream& err;
     const clock& clk;
     kernel_config cfg;
+    std::filesystem::path config_file;  // --config, if given
 };
+
+// "cli:USER": who runs this command, for the audit log.
+std::string cli_actor();
+// A pipeline for this command: its actor and kernel config set.
+void setup_pipeline(context& c, pipeline& p);
+// Appends one admin event (installs, cancels) to the data dir's audit log.
+Status audit_admin_event(context& c, run_store& store, const audit_event& e);
 
 int fail(context& c, const Status& s);
 int usage(context& c, const std::string& why);
@@ -48,5 +56,8 @@ int print_outcome(context& c, const run_outcome& o, bool dry_run);
 
 // `runs show RUN_ID [--json] [--changes [--entity E] [--kind K] [--limit N]]`
 int runs_show(context& c, run_store& store, parsed_args& pa);
+
+// `audit verify|export-head|proof|check-proof|report|public-key|note|list`
+int audit_cmd(context& c, const std::vector<std::string>& args);
 
 }  // namespace syncwarden::kernel::cli_detail

@@ -187,7 +187,7 @@ TEST(pipeline_apply, a_refused_change_is_recorded_and_the_run_exits_6) {
     auto data = tmp / "data";
     auto r = sw_test::cli(data, {"run", (tmp / "job.json").string()});
     EXPECT_EQ(r.code, 6) << r.out << r.err;
-    EXPECT_THAT(r.err, HasSubstr("all 1 changes failed, so nothing was committed; last: items/i-1: the vendor refused i-1"));
+    EXPECT_THAT(r.err, HasSubstr("all 1 changes failed, so nothing was committed; last: items/'i-1': the vendor refused i-1"));
     EXPECT_EQ(sw_test::read_file(tmp / "applied.log").find("committed"), std::string::npos)
         << "commit is not called when no change was accepted";
     EXPECT_THAT(sw_test::read_file(tmp / "applied.log"), HasSubstr("aborted\n"))
@@ -199,7 +199,10 @@ TEST(pipeline_apply, a_refused_change_is_recorded_and_the_run_exits_6) {
     EXPECT_EQ(j["state"], "failed");
     EXPECT_EQ(j["exit_code"], 6);
     ASSERT_EQ(j["changes"].size(), 1u);
-    EXPECT_EQ(j["changes"][0]["key"], "i-1");
+    EXPECT_EQ(j["changes"][0]["key"], "i-1") << "read back from the plan";
+    EXPECT_THAT(j["changes"][0]["key_hash"].get<std::string>(), testing::StartsWith("h:"))
+        << "the store keeps only the keyed hash";
+    EXPECT_THAT(j["error"].get<std::string>(), testing::Not(HasSubstr("'i-1'"))) << "nor the key in the run's error";
     EXPECT_EQ(j["changes"][0]["status"], "permanent");
     EXPECT_EQ(j["changes"][0]["category"], "refused");
 }

@@ -1,4 +1,5 @@
 #include <syncwarden/kernel/applier.hpp>
+#include <syncwarden/kernel/pii.hpp>
 #include <syncwarden/kernel/text.hpp>
 #include <syncwarden/kernel/worker.hpp>
 
@@ -117,13 +118,17 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                     else {
                         ++out.failed;
                         ++out.failed_by_category[c.category.empty() ? status : c.category];
-                        out.last_error = e.name + "/" + key + ": " + (c.message.empty() ? status : c.message);
+                        out.last_error = e.name + "/'" + key + "': " + (c.message.empty() ? status : c.message);
                     }
                     const char* kind = plan.deactivates(k) ? "deactivate" : kind_name(static_cast<sw_change_kind>(ch.kind));
                     ++out.by_entity[e.name][kind][ok ? 0 : 1];
-                    change_result_record r{std::string(view(ch.id)), e.name, std::move(key), kind,
-                                           std::move(status), c.category,
-                                           c.message, first_seq + k};
+                    // The store names a change by its position in the plan,
+                    // where its key is; a failed or deactivated record also
+                    // by its key's keyed hash, never the key itself.
+                    const bool named = !ok || std::string_view(kind) == "deactivate";
+                    change_result_record r{std::string(view(ch.id)), e.name, named ? pii::keyed(key) : std::string(),
+                                           kind, std::move(status), c.category,
+                                           pii::redact(c.message), first_seq + k};
                     r.attempts = c.sends;
                     results.push_back(std::move(r));
                 }
@@ -184,7 +189,7 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                     vendor_failures += r.status == SW_RETRYABLE || r.status == SW_THROTTLED;
                     accepted += r.status == SW_OK;
                     if (r.status != SW_OK) {
-                        last_errors.push_back(e.name + "/" + std::string(view(sub[i].key)) + ": " + status_name(r.status) +
+                        last_errors.push_back(e.name + "/'" + std::string(view(sub[i].key)) + "': " + status_name(r.status) +
                                               (r.category.empty() ? "" : " " + r.category) +
                                               (r.message.empty() ? "" : " (" + r.message + ")"));
                         if (last_errors.size() > 3) last_errors.erase(last_errors.begin());
@@ -193,7 +198,7 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                                        c.sends < pol.max_attempts && now - c.first_sent < pol.max_elapsed;
                     if (again) {
                         attempts.push_back({first_seq + k, first_attempt + round, iso8601(sent_at),
-                                            status_name(r.status), r.category, r.message,
+                                            status_name(r.status), r.category, pii::redact(r.message),
                                             r.status == SW_THROTTLED ? err.retry_after_ms : 0});
                         wait = std::max(wait, jitter.delay(c.sends, r.status == SW_THROTTLED ? err.retry_after_ms : 0));
                         next.push_back(k);

@@ -6,6 +6,7 @@
 #include <syncwarden/kernel/config.hpp>
 #include <syncwarden/kernel/locks.hpp>
 #include <syncwarden/kernel/log.hpp>
+#include <syncwarden/kernel/pii.hpp>
 #include <syncwarden/kernel/pipeline.hpp>
 #include <syncwarden/kernel/registry.hpp>
 #include <syncwarden/kernel/store.hpp>
@@ -430,7 +431,11 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
                           rest[0] == "approve" || rest[0] == "reject")) ||
                         (args[0] == "connectors" && !rest.empty() && rest[0] == "install") ||
                         (args[0] == "audit" && !rest.empty() && rest[0] == "note");
-    if (writes) init_logging(c.cfg.data_dir, c.cfg.log_level);
+    if (writes) {
+        if (auto s = pii::make_private(c.cfg.data_dir); !s) return fail(c, s);
+        if (auto s = pii::use_data_dir_key(c.cfg.data_dir); !s) return fail(c, s);
+        init_logging(c.cfg.data_dir, c.cfg.log_level);
+    }
     if (args[0] == "connectors") return connectors_cmd(c, rest);
     if (args[0] == "run") return run_cmd(c, rest);
     if (args[0] == "runs") return runs_cmd(c, rest);

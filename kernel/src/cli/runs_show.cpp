@@ -1,5 +1,11 @@
 #include "cli_common.hpp"
 
+#include <syncwarden/kernel/plan_file.hpp>
+
+#include <unordered_map>
+
+namespace fs = std::filesystem;
+
 #include <syncwarden/kernel/text.hpp>
 
 #include <nlohmann/json.hpp>
@@ -79,6 +85,29 @@ int show_changes(context& c, run_store& store, const run_record& r, parsed_args&
     return 0;
 }
 
+// Each change result's key from the run's plan, by position; `hashes`
+// gets what the store held. A purged plan leaves the stored hashes.
+void resolve_keys(run_store& store, const run_record& r, std::vector<change_result_record>& results,
+                  std::vector<std::string>& hashes) {
+    std::unordered_map<uint64_t, size_t> at;
+    for (size_t i = 0; i < results.size(); ++i) {
+        hashes[i] = results[i].key;
+        at.emplace(results[i].seq, i);
+    }
+    if (at.empty()) return;
+    auto pr = store.get_plan(r.plan_of.empty() ? r.id : r.plan_of);
+    std::error_code ec;
+    if (!pr || !*pr || (*pr)->plan_file.empty() || !fs::exists((*pr)->plan_file, ec)) return;
+    auto reader = plan_reader::open((*pr)->plan_file, (*pr)->digest);
+    if (!reader) return;
+    (void)(*reader)->for_each_batch(4096, [&](const plan_header::entity&, const sw_change_batch& b, uint64_t first) {
+        for (size_t k = 0; k < b.change_count; ++k)
+            if (auto it = at.find(first + k); it != at.end())
+                results[it->second].key.assign(b.changes[k].key.ptr, b.changes[k].key.len);
+        return Status::ok();
+    });
+}
+
 }  // namespace
 
 int runs_show(context& c, run_store& store, parsed_args& pa) {
@@ -90,6 +119,10 @@ int runs_show(context& c, run_store& store, parsed_args& pa) {
     if (!findings) return fail(c, findings.status());
     auto results = store.change_results(r->id);
     if (!results) return fail(c, results.status());
+    // The store names changes by plan position (and failed ones by keyed
+    // hash): their keys are read back from the plan, while it is kept.
+    std::vector<std::string> hashes(results->size());
+    resolve_keys(store, *r, *results, hashes);
     auto plan = store.get_plan(r->id);
     if (!plan) return fail(c, plan.status());
     auto verdicts = store.verdicts(r->id);
@@ -123,8 +156,9 @@ int runs_show(context& c, run_store& store, parsed_args& pa) {
         j["decisions"] = dj;
         nlohmann::json rj = nlohmann::json::array();
         for (auto& x : *results)
-            rj.push_back({{"id", x.change_id}, {"entity", x.entity}, {"key", x.key}, {"kind", x.kind},
-                          {"status", x.status}, {"category", x.category}, {"message", x.message},
+            rj.push_back({{"id", x.change_id}, {"entity", x.entity}, {"key", x.key},
+                          {"key_hash", hashes[static_cast<size_t>(&x - results->data())]}, {"seq", x.seq},
+                          {"kind", x.kind}, {"status", x.status}, {"category", x.category}, {"message", x.message},
                           {"attempts", x.attempts}});
         j["changes"] = rj;
         auto tries = store.attempts(r->id);

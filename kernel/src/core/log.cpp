@@ -1,4 +1,5 @@
 #include <syncwarden/kernel/log.hpp>
+#include <syncwarden/kernel/pii.hpp>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/basic_file_sink.h>
@@ -27,7 +28,10 @@ void emit(spdlog::level::level_enum lvl, const log_fields& f, std::string_view m
                      {"connector", f.connector},
                      {"phase", f.phase},
                      {"event", f.event},
-                     {"msg", std::string(msg)}};
+                     // Record keys and values are quoted in messages: each
+                     // quoted span becomes its keyed hash, as do e-mail
+                     // addresses (pii.hpp).
+                     {"msg", pii::redact(msg)}};
     l->log(lvl, "{}", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 

@@ -1,4 +1,5 @@
 #include <syncwarden/kernel/gates.hpp>
+#include <syncwarden/kernel/pii.hpp>
 
 #include <set>
 
@@ -125,7 +126,7 @@ Result<deactivation_changes> protect_and_deprovision(plan& p, const deprovision_
             }
             if (inactive(c.current)) {
                 // Deactivated before: deleted once its grace period is over.
-                auto t = since.find(std::string(key));
+                auto t = since.find(pii::keyed(key));
                 if (pol->delete_after && t != since.end() && ctx.now - t->second >= *pol->delete_after)
                     ep.changes[kept++] = c;
                 continue;
@@ -143,18 +144,19 @@ Result<deactivation_changes> protect_and_deprovision(plan& p, const deprovision_
         }
         ep.changes.resize(kept);
         if (!pol) continue;
-        // What the store knows of deactivated records, brought up to date
-        // with what the target holds now.
-        std::set<std::string_view> present;
+        // What the store knows of deactivated records (by keyed hash),
+        // brought up to date with what the target holds now: inactive
+        // records it does not know yet are added; whatever is no longer
+        // inactive in the target (active again, or gone) is forgotten.
+        std::set<std::string> still;
         for (size_t i = 0; i < ep.current.size(); ++i) {
-            const std::string_view key = ep.current.key(i);
-            const bool known = !since.empty() && since.count(std::string(key));
-            if (known) present.insert(key);
-            if (inactive(i) && !known) out.first_seen[ep.schema.name].emplace_back(key);
-            else if (!inactive(i) && known) out.forget[ep.schema.name].emplace_back(key);
+            if (!inactive(i)) continue;
+            std::string h = pii::keyed(ep.current.key(i));
+            if (since.count(h)) still.insert(std::move(h));
+            else out.first_seen[ep.schema.name].push_back(std::move(h));
         }
         for (auto& [key, t] : since)
-            if (!present.count(key)) out.forget[ep.schema.name].push_back(key);
+            if (!still.count(key)) out.forget[ep.schema.name].push_back(key);
     }
     return out;
 }

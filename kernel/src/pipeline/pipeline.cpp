@@ -1,5 +1,6 @@
 #include <syncwarden/kernel/applier.hpp>
 #include <syncwarden/kernel/digest.hpp>
+#include <syncwarden/kernel/pii.hpp>
 #include <syncwarden/kernel/findings.hpp>
 #include <syncwarden/kernel/gates.hpp>
 #include <syncwarden/kernel/locks.hpp>
@@ -505,6 +506,7 @@ pipeline::~pipeline() = default;
 
 Result<audit_log*> pipeline::audit() {
     if (!audit_) {
+        if (auto k = pii::use_data_dir_key(data_dir_); !k) return k;
         auto a = audit_log::open(store_, data_dir_, clock_);
         if (!a) return a.status();
         audit_ = std::move(*a);
@@ -573,7 +575,15 @@ void finish_run(run_store& store, audit_log* audit, const clock& clk, run_outcom
         if (a.skipped) summary["acknowledged_before"] = a.skipped;
     }
     r.summary_json = summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    if (auto fs_ = store.add_findings(r.id, out.findings); !fs_ && s) out.status = fs_;
+    // The store refers to values by position and keyed hash; the plan has
+    // them in clear.
+    std::vector<finding_record> stored = out.findings;
+    for (auto& f : stored) {
+        if (!f.key.empty()) f.key = pii::keyed(f.key);
+        f.message = pii::redact(f.message);
+    }
+    r.error = pii::redact(r.error);
+    if (auto fs_ = store.add_findings(r.id, stored); !fs_ && s) out.status = fs_;
     auto write_state = [&] {
         return a.commit_attempted ? store.finish_apply(r, a.committed, a.commit_category, a.commit_message)
                                   : store.update_run(r);
@@ -705,16 +715,44 @@ run_outcome pipeline::retry_failed(const std::string& run_id, run_options opts) 
         out.status = results.status();
         return out;
     }
-    size_t n = 0;
+    // The store names failed changes by their plan position; their keys
+    // are in the plan.
+    std::set<uint64_t> failed;
     for (auto& x : *results)
-        if (x.status != "applied" && x.status != "staged") {
-            opts.only_keys[x.entity].insert(x.key);
-            ++n;
-        }
-    if (n == 0) {
+        if (x.status != "applied" && x.status != "staged") failed.insert(x.seq);
+    if (failed.empty()) {
         out.status = Status::error(error_kind::usage, "run " + run_id + " has no failed changes to retry");
         return out;
     }
+    const std::string plan_run = run->plan_of.empty() ? run_id : run->plan_of;
+    auto pr = store_.get_plan(plan_run);
+    if (!pr) {
+        out.status = pr.status();
+        return out;
+    }
+    std::error_code ec;
+    if (!*pr || (*pr)->plan_file.empty() || !fs::exists((*pr)->plan_file, ec)) {
+        out.status = Status::error(error_kind::not_found,
+                                   "the plan of run " + plan_run + ", which names the records whose changes failed, is "
+                                   "gone (the retention policy purges old plans); run the job again instead");
+        return out;
+    }
+    auto reader = plan_reader::open((*pr)->plan_file, (*pr)->digest);
+    if (!reader) {
+        out.status = reader.status();
+        return out;
+    }
+    if (auto s = (*reader)->for_each_batch(4096, [&](const plan_header::entity& e, const sw_change_batch& b, uint64_t first) {
+            for (size_t k = 0; k < b.change_count; ++k)
+                if (failed.count(first + k))
+                    opts.only_keys[e.name].insert(std::string(b.changes[k].key.ptr, b.changes[k].key.len));
+            return Status::ok();
+        });
+        !s) {
+        out.status = s;
+        return out;
+    }
+    reader->reset();
     auto job = load_job(run->job_file);
     if (!job) {
         out.status = job.status().context("run " + run_id + "'s job");

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace syncwarden::kernel {
@@ -474,6 +475,9 @@ int worker_main(int argc, char** argv) {
         else if (a == "--cpu-seconds") cpu = std::strtoull(next().c_str(), nullptr, 10);
         else if (a == "--open-files") files = std::strtoull(next().c_str(), nullptr, 10);
         else if (a == "--parent") parent = std::strtol(next().c_str(), nullptr, 10);
+        // The operator's umask: what the connector writes (a vendor's drop)
+        // is not the kernel's private data.
+        else if (a == "--umask") ::umask(static_cast<mode_t>(std::strtoul(next().c_str(), nullptr, 8) & 0777));
     }
     // A crash is the kernel's to report: no handler (a sanitizer's, in a
     // sanitizer build) turns a connector's SIGSEGV into an exit code.

@@ -2,6 +2,7 @@
 // telling what happened when it dies, hangs or exits.
 #include <syncwarden/kernel/log.hpp>
 #include <syncwarden/kernel/text.hpp>
+#include <syncwarden/kernel/pii.hpp>
 #include <syncwarden/kernel/worker.hpp>
 
 #include "../session/settings_schema.hpp"
@@ -265,6 +266,9 @@ Result<std::unique_ptr<child>> spawn(const spawn_request& req) {
                                   "--cpu-seconds", std::to_string(req.limits.cpu_seconds),
                                   "--open-files", std::to_string(req.limits.open_files)};
     if (req.probe) args.push_back("--probe");
+    char mask[8];
+    std::snprintf(mask, sizeof mask, "%03o", static_cast<unsigned>(pii::operator_umask()));
+    args.insert(args.end(), {"--umask", mask});
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

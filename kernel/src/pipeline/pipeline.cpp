@@ -141,7 +141,9 @@ public:
             if (!w) return w.status();
             written = std::move(*w);
             if (auto s = store_.save_profile(out_.run.id, gates->profile.to_json().dump()); !s) return s;
-            if (auto s = store_.save_verdicts(out_.run.id, out_.verdicts); !s) return s;
+            std::vector<gate_verdict> stored = out_.verdicts;
+            for (auto& v : stored) v.message = pii::redact(v.message);
+            if (auto s = store_.save_verdicts(out_.run.id, stored); !s) return s;
             planned_token = result->state_token;
         }
         // Records in error that are missing from the plan: no approval could

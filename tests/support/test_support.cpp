@@ -1,5 +1,7 @@
 #include "test_support.hpp"
 
+#include <algorithm>
+
 #include <syncwarden/kernel/cli.hpp>
 #include <syncwarden/kernel/worker.hpp>
 
@@ -180,6 +182,17 @@ void copy_tree(const fs::path& from, const fs::path& to) {
     fs::copy(from, to, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
     for (auto& e : fs::recursive_directory_iterator(to))
         fs::permissions(e.path(), fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add);
+}
+
+std::string read_logs(const fs::path& data_dir) {
+    std::vector<fs::path> files;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(data_dir / "logs", ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+        if (it->path().extension() == ".jsonl") files.push_back(it->path());
+    std::sort(files.begin(), files.end());
+    std::string out;
+    for (auto& f : files) out += read_file(f);
+    return out;
 }
 
 }  // namespace sw_test

@@ -57,6 +57,8 @@ process_result wait_kernel(pid_t pid);
 bool wait_for_file(const fs::path& p, std::chrono::seconds limit = std::chrono::seconds(60));
 
 void write_file(const fs::path& p, const std::string& content);
+// Every daily log file of a data dir (logs/syncwarden_*.jsonl), oldest first.
+std::string read_logs(const fs::path& data_dir);
 std::string read_file(const fs::path& p);
 // Every file below `dir`, relative path -> content.
 std::vector<std::pair<std::string, std::string>> snapshot(const fs::path& dir);

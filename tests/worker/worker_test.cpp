@@ -122,7 +122,7 @@ TEST(worker, a_connectors_output_goes_to_the_runs_log_and_not_to_the_terminal) {
     EXPECT_THAT(terminal, Not(HasSubstr("noise on stderr")));
     EXPECT_THAT(terminal, HasSubstr("succeeded"));
     bool out = false, err = false;
-    std::istringstream lines(sw_test::read_file(s.data() / "logs" / "syncwarden.jsonl"));
+    std::istringstream lines(sw_test::read_logs(s.data()));
     for (std::string line; std::getline(lines, line);) {
         auto j = nlohmann::json::parse(line);
         if (j["connector"] != "mis-stdout 1.0.0" || j["event"].get<std::string>().rfind("connector_std", 0) != 0)

@@ -9,6 +9,7 @@
 #include <syncwarden/kernel/pii.hpp>
 #include <syncwarden/kernel/pipeline.hpp>
 #include <syncwarden/kernel/registry.hpp>
+#include <syncwarden/kernel/retention.hpp>
 #include <syncwarden/kernel/store.hpp>
 #include <syncwarden/kernel/text.hpp>
 
@@ -81,6 +82,9 @@ commands:
                                  add an operator's note to a run
   audit list [--from N] [--limit N] [--json]
                                  the log's entries, oldest first
+  retention apply [--dry-run]    remove plans, change results and log files older
+                                 than the kernel config's retention (default 30,
+                                 90 and 30 days); summaries and the audit log stay
   version                        kernel and ABI versions
 
 The data directory holds installed connectors, the run store and plans. It is
@@ -390,6 +394,29 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
     return usage(c, "unknown runs subcommand '" + pa.pos[0] + "'");
 }
 
+int retention_cmd(context& c, const std::vector<std::string>& args) {
+    parsed_args pa;
+    std::string error;
+    if (!parse_args(args, {{"--dry-run", false}}, pa, error)) return usage(c, error);
+    if (pa.pos.size() != 1 || pa.pos[0] != "apply") return usage(c, "retention takes one subcommand: apply [--dry-run]");
+    auto store = open_store(c);
+    if (!store) return fail(c, store.status());
+    const bool dry = pa.opts.count("--dry-run") > 0;
+    auto rep = apply_retention(**store, c.cfg.data_dir, c.cfg.retention, c.clk, dry);
+    if (!rep) return fail(c, rep.status());
+    auto days = [](const std::optional<int>& d) { return d ? std::to_string(*d) + " days" : std::string("forever"); };
+    c.out << (dry ? "would remove" : "removed") << " (plans kept " << days(c.cfg.retention.plans_days)
+          << ", change results " << days(c.cfg.retention.change_results_days) << ", logs "
+          << days(c.cfg.retention.logs_days) << "):\n"
+          << "  plans of " << rep->plans.size() << " runs\n"
+          << "  " << rep->results << " change results of " << rep->results_of.size() << " runs\n"
+          << "  " << rep->logs.size() << " daily log files\n";
+    for (auto& h : rep->kept_held)
+        c.out << "kept the plan of held run " << h << ": it awaits `syncwarden runs approve` or `runs reject`\n";
+    if (!dry) c.out << "run records, their summaries and the audit log are kept; `syncwarden audit verify` still checks\n";
+    return 0;
+}
+
 }  // namespace
 
 int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream& err, const clock& clk) {
@@ -430,7 +457,7 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
                          (rest[0] == "apply" || rest[0] == "resume" || rest[0] == "retry-failed" ||
                           rest[0] == "approve" || rest[0] == "reject")) ||
                         (args[0] == "connectors" && !rest.empty() && rest[0] == "install") ||
-                        (args[0] == "audit" && !rest.empty() && rest[0] == "note");
+                        (args[0] == "audit" && !rest.empty() && rest[0] == "note") || args[0] == "retention";
     if (writes) {
         if (auto s = pii::make_private(c.cfg.data_dir); !s) return fail(c, s);
         if (auto s = pii::use_data_dir_key(c.cfg.data_dir); !s) return fail(c, s);
@@ -440,6 +467,7 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
     if (args[0] == "run") return run_cmd(c, rest);
     if (args[0] == "runs") return runs_cmd(c, rest);
     if (args[0] == "audit") return audit_cmd(c, rest);
+    if (args[0] == "retention") return retention_cmd(c, rest);
     return usage(c, "unknown command '" + args[0] + "'");
 }
 

@@ -38,6 +38,10 @@ int show_changes(context& c, run_store& store, const run_record& r, parsed_args&
     auto plan = store.get_plan(r.plan_of.empty() ? r.id : r.plan_of);
     if (!plan) return fail(c, plan.status());
     if (!*plan) return fail(c, Status::error(error_kind::not_found, "run " + r.id + " has no plan"));
+    if (!(*plan)->purged_at.empty())
+        return fail(c, Status::error(error_kind::not_found, "the plan of run " + r.id + " was removed by the retention "
+                                                            "policy on " + (*plan)->purged_at +
+                                                            "; its summary is in `syncwarden audit report " + r.id + "`"));
     size_t limit = 50;
     if (pa.opts.count("--limit")) {
         try { limit = std::stoul(pa.opts["--limit"]); } catch (...) { return usage(c, "--limit takes a whole number"); }
@@ -140,7 +144,8 @@ int runs_show(context& c, run_store& store, parsed_args& pa) {
                          {"summary", nlohmann::json::parse(r->summary_json, nullptr, false)}};
         if (*plan)
             j["plan"] = {{"path", (*plan)->path}, {"sha256", (*plan)->sha256}, {"file", (*plan)->plan_file},
-                         {"digest", (*plan)->digest}, {"content_digest", (*plan)->content_digest}};
+                         {"digest", (*plan)->digest}, {"content_digest", (*plan)->content_digest},
+                         {"purged_at", (*plan)->purged_at}};
         if (!r->plan_of.empty()) j["plan_of"] = r->plan_of;
         nlohmann::json fj = nlohmann::json::array();
         for (auto& f : *findings)
@@ -176,7 +181,9 @@ int runs_show(context& c, run_store& store, parsed_args& pa) {
           << "\n  created    " << r->created_at << "\n  finished   " << r->finished_at << "\n  source     "
           << r->source_connector << " " << r->source_version << "\n  target     " << r->target_connector
           << " " << r->target_version << "\n  summary    " << r->summary_json << "\n";
-    if (*plan) c.out << "  plan       " << (*plan)->path << " (digest " << (*plan)->digest.substr(0, 16) << ")\n";
+    if (*plan)
+        c.out << "  plan       " << (*plan)->path << " (digest " << (*plan)->digest.substr(0, 16) << ")"
+              << ((*plan)->purged_at.empty() ? "" : ", removed by the retention policy on " + (*plan)->purged_at) << "\n";
     if (!r->plan_of.empty()) c.out << "  applies    the plan of run " << r->plan_of << "\n";
     if (r->trigger != "cli") c.out << "  started by " << r->trigger << "\n";
     if (r->state == "held") {

@@ -350,7 +350,23 @@ Result<kernel_config> load_kernel_config(const fs::path& file, const fs::path& d
     reader r(file);
     cfg.file = fs::absolute(file);
     if (auto s = r.expect(j, json::value_t::object, "$", "an object"); !s) return s;
-    if (auto s = r.no_unknown(j, "$", {"data_dir", "log_level", "store"}); !s) return s;
+    if (auto s = r.no_unknown(j, "$", {"data_dir", "log_level", "store", "retention"}); !s) return s;
+    if (auto it = j.find("retention"); it != j.end()) {
+        if (auto s = r.expect(*it, json::value_t::object, "$.retention", "an object"); !s) return s;
+        if (auto s = r.no_unknown(*it, "$.retention", {"plans_days", "change_results_days", "logs_days"}); !s) return s;
+        for (auto [key, field] : {std::pair{"plans_days", &cfg.retention.plans_days},
+                                  std::pair{"change_results_days", &cfg.retention.change_results_days},
+                                  std::pair{"logs_days", &cfg.retention.logs_days}}) {
+            auto v = it->find(key);
+            if (v == it->end()) continue;
+            const std::string path = std::string("$.retention.") + key;
+            if (v->is_string() && *v == "forever") *field = std::nullopt;
+            else if (v->is_number_integer() && v->get<int64_t>() >= 1 && v->get<int64_t>() <= 36500)
+                *field = static_cast<int>(v->get<int64_t>());
+            else
+                return r.fail(path, "expected a number of days (1 or more) or \"forever\", found " + v->dump());
+        }
+    }
     auto dd = r.string(j, "$", "data_dir", false);
     if (!dd) return dd.status();
     if (!dd->empty()) {

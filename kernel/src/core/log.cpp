@@ -2,7 +2,7 @@
 #include <syncwarden/kernel/pii.hpp>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/daily_file_sink.h>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -40,7 +40,9 @@ void emit(spdlog::level::level_enum lvl, const log_fields& f, std::string_view m
 void init_logging(const std::filesystem::path& data_dir, const std::string& level) {
     try {
         std::filesystem::create_directories(data_dir / "logs");
-        auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>((data_dir / "logs" / "syncwarden.jsonl").string());
+        // One file a day (syncwarden_YYYY-MM-DD.jsonl), so that the
+        // retention policy removes whole days.
+        auto sink = std::make_shared<spdlog::sinks::daily_file_sink_mt>((data_dir / "logs" / "syncwarden.jsonl").string(), 0, 0);
         auto l = std::make_shared<spdlog::logger>("syncwarden", sink);
         l->set_pattern("%v");
         l->set_level(spdlog::level::from_str(level));

@@ -733,7 +733,7 @@ run_outcome pipeline::retry_failed(const std::string& run_id, run_options opts) 
         return out;
     }
     std::error_code ec;
-    if (!*pr || (*pr)->plan_file.empty() || !fs::exists((*pr)->plan_file, ec)) {
+    if (!*pr || (*pr)->plan_file.empty() || !(*pr)->purged_at.empty() || !fs::exists((*pr)->plan_file, ec)) {
         out.status = Status::error(error_kind::not_found,
                                    "the plan of run " + plan_run + ", which names the records whose changes failed, is "
                                    "gone (the retention policy purges old plans); run the job again instead");
@@ -795,6 +795,9 @@ run_outcome pipeline::resume(const std::string& run_id, bool no_wait) {
         return out;
     }
     if (!*pr || (*pr)->plan_file.empty()) return refuse(error_kind::not_found, "has no stored plan to resume from");
+    if (!(*pr)->purged_at.empty())
+        return refuse(error_kind::not_found, "cannot be resumed: its plan was removed by the retention policy on " +
+                                                 (*pr)->purged_at + "; run the job again");
     auto lock = take_run_lock(data_dir_, run_id);
     if (!lock) {
         out.status = lock.status().context("run " + run_id + " is being resumed by another process");
@@ -852,6 +855,9 @@ run_outcome pipeline::apply_stored(const std::string& run_id, bool no_wait) {
     if (!*pr || (*pr)->plan_file.empty())
         return refuse(error_kind::not_found, "has no stored plan for the applier (it was made by an older kernel); "
                                              "make a new plan with `syncwarden run JOB.json --dry-run`");
+    if (!(*pr)->purged_at.empty())
+        return refuse(error_kind::not_found, "has no plan any more: the retention policy removed it on " +
+                                                 (*pr)->purged_at + "; make a new plan with `syncwarden run JOB.json --dry-run`");
     run_record& r = out.run;
     r.id = new_run_id(clock_);
     r.job = dry->job;

@@ -111,7 +111,9 @@ const char* const k_migrations[] = {
       CREATE TRIGGER audit_signed_heads_no_delete BEFORE DELETE ON audit_signed_heads
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
       CREATE TABLE audit_frontier(id INTEGER PRIMARY KEY CHECK(id = 1), size INTEGER NOT NULL, nodes TEXT NOT NULL);
-      CREATE TABLE config_seen(path TEXT PRIMARY KEY, digest TEXT NOT NULL, at TEXT NOT NULL);)",
+      CREATE TABLE config_seen(path TEXT PRIMARY KEY, digest TEXT NOT NULL, at TEXT NOT NULL);
+      ALTER TABLE plans ADD COLUMN purged_at TEXT NOT NULL DEFAULT '';
+      CREATE INDEX runs_by_end ON runs(finished_at);)",
 };
 
 // Poco runs one statement per call: a script split on ';', except inside a
@@ -308,12 +310,13 @@ public:
         auto s = guard("reading the plan of run " + run_id, [&] {
             std::string id = run_id;
             Statement st(s_);
-            st << "SELECT run_id,path,sha256,creates,updates,deletes,plan_file,digest,content_digest FROM plans "
+            st << "SELECT run_id,path,sha256,creates,updates,deletes,plan_file,digest,content_digest,purged_at FROM plans "
                   "WHERE run_id=?", use(id);
             for_each_row(st, [&](RecordSet& rs) {
                 out = plan_record{str(rs, 0), str(rs, 1), str(rs, 2), static_cast<uint64_t>(num(rs, 3)),
                                   static_cast<uint64_t>(num(rs, 4)), static_cast<uint64_t>(num(rs, 5)),
                                   str(rs, 6), str(rs, 7), str(rs, 8)};
+                out->purged_at = str(rs, 9);
             });
         });
         if (!s) return s;
@@ -590,6 +593,49 @@ public:
     }
 
     Result<std::vector<audit_head_record>> audit_heads() override { return read_heads("ORDER BY size"); }
+
+    Result<std::vector<retention_candidate>> finished_before(const std::string& cutoff) override {
+        std::vector<retention_candidate> out;
+        auto s = guard("reading the runs that ended before " + cutoff, [&] {
+            std::string c = cutoff;
+            Statement st(s_);
+            st << "SELECT r.id, r.state, r.finished_at, COALESCE(p.plan_file,''), COALESCE(p.path,''), "
+                  "COALESCE(p.purged_at,''), (SELECT COUNT(*) FROM change_results x WHERE x.run_id=r.id) "
+                  "FROM runs r LEFT JOIN plans p ON p.run_id=r.id WHERE r.finished_at <> '' AND r.finished_at < ? "
+                  "ORDER BY r.finished_at",
+                use(c);
+            for_each_row(st, [&](RecordSet& rs) {
+                out.push_back({str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3), str(rs, 4), str(rs, 5),
+                               static_cast<uint64_t>(num(rs, 6))});
+            });
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    Status purge(const std::vector<std::string>& plans_of, const std::vector<std::string>& results_of,
+                 const std::string& at) override {
+        return guard("purging what the retention policy no longer keeps", [&] {
+            tx_begin();
+            if (!plans_of.empty()) {
+                std::vector<std::string> ids = plans_of, when(plans_of.size(), at);
+                Statement st(s_);
+                st << "UPDATE plans SET purged_at=? WHERE run_id=? AND purged_at=''", use(when), use(ids);
+                st.execute();
+            }
+            if (!results_of.empty()) {
+                std::vector<std::string> ids = results_of;
+                Statement a(s_);
+                a << "DELETE FROM change_results WHERE run_id=?", use(ids);
+                a.execute();
+                std::vector<std::string> ids2 = results_of;
+                Statement b(s_);
+                b << "DELETE FROM change_attempts WHERE run_id=?", use(ids2);
+                b.execute();
+            }
+            tx_commit();
+        });
+    }
 
     Result<std::optional<std::string>> config_digest(const std::string& path) override {
         std::optional<std::string> out;

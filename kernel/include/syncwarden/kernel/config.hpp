@@ -12,15 +12,26 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <optional>
 #include <vector>
 
 namespace syncwarden::kernel {
+
+// How long the data dir keeps what holds people's data or grows without
+// bound, in days after a run ends; nullopt keeps it forever. Run records,
+// their summaries, plan digests and the audit log are always kept.
+struct retention_policy {
+    std::optional<int> plans_days = 30;           // plans (the only place data lives)
+    std::optional<int> change_results_days = 90;  // per-change results and attempts
+    std::optional<int> logs_days = 30;            // daily log files
+};
 
 struct kernel_config {
     std::filesystem::path file;      // empty when defaults were used
     std::filesystem::path data_dir;  // runs, plans, connectors, logs live here
     std::string log_level = "info";
     std::string store = "sqlite";    // the only kind so far
+    retention_policy retention;
 };
 
 // One field of a target entity, computed from a source record.

@@ -12,7 +12,8 @@ struct log_fields {
     std::string run_id, job, connector, phase, event;
 };
 
-// Sends logs to <data_dir>/logs/syncwarden.jsonl. Before this, logs go nowhere.
+// Sends logs to <data_dir>/logs/syncwarden_YYYY-MM-DD.jsonl, a file a day.
+// Before this, logs go nowhere.
 void init_logging(const std::filesystem::path& data_dir, const std::string& level);
 void log_info(const log_fields& f, std::string_view msg);
 void log_warn(const log_fields& f, std::string_view msg);

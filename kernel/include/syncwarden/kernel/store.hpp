@@ -44,6 +44,14 @@ struct plan_record {
     uint64_t creates = 0, updates = 0, deletes = 0;
     std::string plan_file, digest;     // the persisted plan the applier reads, and its SHA-256
     std::string content_digest;        // of its changes alone (plan_file.hpp)
+    std::string purged_at;             // when the retention policy removed its files; "" while kept
+};
+
+// A finished run, as the retention policy sees it.
+struct retention_candidate {
+    std::string run_id, state, finished_at;
+    std::string plan_file, plan_path, plan_purged_at;  // "" when it has no plan
+    uint64_t change_results = 0;
 };
 
 // One safety gate's verdict on a run's plan (gates.hpp).
@@ -165,6 +173,13 @@ public:
     virtual Result<std::vector<audit_head_record>> audit_heads() = 0;
     // The newest signed head, with the frontier when it is the frontier's.
     virtual Result<std::optional<audit_head_record>> audit_head() = 0;
+    // Runs that ended before `cutoff` (ISO 8601), oldest first.
+    virtual Result<std::vector<retention_candidate>> finished_before(const std::string& cutoff) = 0;
+    // In one transaction: the plans of `plans_of` are marked purged at `at`
+    // (their digests stay), and the change results and attempts of
+    // `results_of` are deleted. Runs, summaries and the audit log stay.
+    virtual Status purge(const std::vector<std::string>& plans_of, const std::vector<std::string>& results_of,
+                         const std::string& at) = 0;
     // The digest of a config file (by absolute path) when the kernel last
     // read it, for `config_changed` audit events.
     virtual Result<std::optional<std::string>> config_digest(const std::string& path) = 0;

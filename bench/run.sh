@@ -32,7 +32,8 @@ done
 sw="$build/kernel/syncwarden"
 gen="$build/bench/sw-generate-district"
 abi="$build/bench/sw-bench-abi"
-for f in "$sw" "$gen" "$abi"; do [[ -x $f ]] || { echo "missing $f: build first (scripts/setup.sh test)" >&2; exit 1; }; done
+audit="$build/bench/sw-bench-audit"
+for f in "$sw" "$gen" "$abi" "$audit"; do [[ -x $f ]] || { echo "missing $f: build first (scripts/setup.sh test)" >&2; exit 1; }; done
 mkdir -p "$work"
 results="$work/results.txt"
 : > "$results"
@@ -165,6 +166,15 @@ for size in "${size_list[@]}"; do
   measure "4 ABI throughput (2 passes)" "$((2 * n_abi))" "$abi" "$build/bench/libnull-source.so" --records "$n_abi"
   ((last_rc == 0)) || fail=1
   sed 's/^/         /' "$work/.out" | tee -a "$results"
+
+  # The audit log: append run summaries, then verify all of them.
+  n_audit=1000000
+  [[ $size == small ]] && n_audit=10000
+  [[ $size == medium ]] && n_audit=100000
+  measure "5 audit log: append and verify" "$n_audit" "$audit" --entries "$n_audit" --work "$dir/audit"
+  ((last_rc == 0)) || fail=1
+  sed 's/^/         /' "$work/.out" | tee -a "$results"
+  rm -rf "$dir/audit"
 
   if ((peers)); then
     measure "peer: cat (floor)" "$((rows_a + rows_b))" sh -c "cat '$a/users.csv' '$a/enrollments.csv' '$b/users.csv' '$b/enrollments.csv' > /dev/null"

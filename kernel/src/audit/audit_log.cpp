@@ -106,11 +106,19 @@ Status audit_log::append(const std::vector<audit_event>& events) {
         const std::string at = iso8601(clock_.now());
         std::vector<audit_entry_record> recs;
         recs.reserve(events.size());
+        // The entry's members in JCS order (at, data, kind, run, seq, v),
+        // written around the canonical data without copying it.
+        auto quoted = [](const std::string& x) { return *canonical_json(nlohmann::json(x)); };
+        const std::string at_text = quoted(at);
         for (auto& ev : events) {
-            nlohmann::json e{{"v", 1}, {"seq", f.size()}, {"kind", ev.kind}, {"run", ev.run_id},
-                             {"at", at}, {"data", ev.data}};
-            auto text = canonical_json(e);
-            if (!text) return text.status().context("writing the audit entry for " + ev.kind);
+            auto data = canonical_json(ev.data);
+            if (!data) return data.status().context("writing the audit entry for " + ev.kind);
+            if (!nlohmann::json(ev.kind).is_string() || !canonical_json(nlohmann::json(ev.kind)) ||
+                !canonical_json(nlohmann::json(ev.run_id)))
+                return Status::error(error_kind::internal, "an audit event's kind or run id is not valid UTF-8");
+            Result<std::string> text = "{\"at\":" + at_text + ",\"data\":" + *data + ",\"kind\":" + quoted(ev.kind) +
+                                       ",\"run\":" + quoted(ev.run_id) + ",\"seq\":" + std::to_string(f.size()) +
+                                       ",\"v\":1}";
             const merkle::hash leaf = merkle::leaf_hash(*text);
             recs.push_back({f.size(), ev.kind, ev.run_id, std::move(*text), merkle::to_hex(leaf)});
             f.append(leaf);

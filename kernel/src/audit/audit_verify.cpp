@@ -4,12 +4,16 @@
 // leaf hashes, the frontier) is taken on faith.
 #include <syncwarden/kernel/audit.hpp>
 
+#include <atomic>
+#include <cstring>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <thread>
+
 
 namespace syncwarden::kernel {
 namespace {
-
-constexpr uint64_t k_chunk = 65536;
 
 Status tampered(const std::string& m) { return Status::error(error_kind::tampered, m); }
 
@@ -22,13 +26,13 @@ audit_verdict failed(uint64_t entry, std::string message) {
 }
 
 // The canonical entry ends with its own position: ...,"seq":N,"v":1}
-bool records_position(const std::string& entry, uint64_t seq, uint64_t* said) {
-    static const std::string tail = ",\"v\":1}";
+bool records_position(std::string_view entry, uint64_t seq, uint64_t* said) {
+    static const std::string_view tail = ",\"v\":1}";
     if (entry.size() < tail.size() || entry.compare(entry.size() - tail.size(), tail.size(), tail) != 0) return false;
     const size_t end = entry.size() - tail.size();
     size_t b = end;
     while (b > 0 && entry[b - 1] >= '0' && entry[b - 1] <= '9') --b;
-    static const std::string key = "\"seq\":";
+    static const std::string_view key = "\"seq\":";
     if (b == end || b < key.size() || entry.compare(b - key.size(), key.size(), key) != 0) return false;
     uint64_t n = 0;
     for (size_t i = b; i < end; ++i) n = n * 10 + static_cast<uint64_t>(entry[i] - '0');
@@ -36,22 +40,16 @@ bool records_position(const std::string& entry, uint64_t seq, uint64_t* said) {
     return n == seq;
 }
 
-// Leaf hashes of a chunk, on every core: hashing is most of verify's time.
-std::vector<merkle::hash> leaf_hashes(const std::vector<audit_entry_record>& es) {
-    std::vector<merkle::hash> out(es.size());
-    const size_t threads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), 8));
-    if (threads == 1 || es.size() < 4096) {
-        for (size_t i = 0; i < es.size(); ++i) out[i] = merkle::leaf_hash(es[i].entry);
-        return out;
+// Whether `hex` is h in lowercase hex, as the kernel stores leaves.
+bool same_hex(const merkle::hash& h, std::string_view hex) {
+    static const char* d = "0123456789abcdef";
+    if (hex.size() != 64) return false;
+    char buf[64];
+    for (size_t i = 0; i < 32; ++i) {
+        buf[2 * i] = d[h[i] >> 4];
+        buf[2 * i + 1] = d[h[i] & 15];
     }
-    std::vector<std::thread> pool;
-    const size_t per = (es.size() + threads - 1) / threads;
-    for (size_t t = 0; t < threads; ++t)
-        pool.emplace_back([&, t] {
-            for (size_t i = t * per; i < std::min(es.size(), (t + 1) * per); ++i) out[i] = merkle::leaf_hash(es[i].entry);
-        });
-    for (auto& th : pool) th.join();
-    return out;
+    return std::memcmp(buf, hex.data(), 64) == 0;
 }
 
 nlohmann::json head_json(const audit_head_record& h) {
@@ -101,30 +99,113 @@ static Result<audit_verdict> verify_log(run_store& store, const verify_key& key,
         }
         return std::nullopt;
     };
-    for (uint64_t from = 0;; from += k_chunk) {
-        auto es = store.audit_entries(from, k_chunk);
-        if (!es) return es.status();
-        const auto leaves = leaf_hashes(*es);
-        for (size_t i = 0; i < es->size(); ++i) {
-            const audit_entry_record& e = (*es)[i];
-            const uint64_t want = f.size();
-            if (e.seq != want)
-                return failed(want, "entry " + std::to_string(want) + " is missing: the next stored entry is " +
-                                        std::to_string(e.seq) + " (deleted behind the kernel's back)");
-            uint64_t said = 0;
-            if (!records_position(e.entry, want, &said))
-                return failed(want, said != want && said != 0
-                                        ? "entry " + std::to_string(want) + " records position " + std::to_string(said) +
-                                              ": entries were moved or swapped"
-                                        : "entry " + std::to_string(want) + " is not an audit entry of this log");
-            if (merkle::to_hex(leaves[i]) != e.leaf)
-                return failed(want, "entry " + std::to_string(want) + " (" + e.kind + ", run " + e.run_id +
-                                        ") was altered: its content no longer hashes to its recorded leaf");
-            f.append(leaves[i]);
-            if (auto bad = check_heads()) return *bad;
+    // One thread reads the entries, another checks them: batches of rows
+    // copied into one buffer each, two in flight, so that reading and
+    // hashing overlap.
+    struct batch {
+        std::string arena;
+        struct row {
+            uint64_t seq;
+            size_t kind, run, entry, leaf, end;
+        };
+        std::vector<row> rows;
+    };
+    std::optional<audit_verdict> bad;
+    auto check = [&](uint64_t seq, std::string_view kind, std::string_view run, std::string_view entry,
+                     std::string_view leaf) {
+        const uint64_t want = f.size();
+        if (seq != want) {
+            bad = failed(want, "entry " + std::to_string(want) + " is missing: the next stored entry is " +
+                                   std::to_string(seq) + " (deleted behind the kernel's back)");
+            return false;
         }
-        if (es->size() < k_chunk) break;
+        uint64_t said = 0;
+        if (!records_position(entry, want, &said)) {
+            bad = failed(want, said != want && said != 0
+                                   ? "entry " + std::to_string(want) + " records position " + std::to_string(said) +
+                                         ": entries were moved or swapped"
+                                   : "entry " + std::to_string(want) + " is not an audit entry of this log");
+            return false;
+        }
+        const merkle::hash h = merkle::leaf_hash(entry);
+        if (!same_hex(h, leaf)) {
+            bad = failed(want, "entry " + std::to_string(want) + " (" + std::string(kind) + ", run " + std::string(run) +
+                                   ") was altered: its content no longer hashes to its recorded leaf");
+            return false;
+        }
+        f.append(h);
+        if (auto b = check_heads()) {
+            bad = std::move(b);
+            return false;
+        }
+        return true;
+    };
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::unique_ptr<batch>> full, spare;
+    bool reading_done = false;
+    std::atomic<bool> stop{false};
+    for (int i = 0; i < 3; ++i) spare.push_back(std::make_unique<batch>());
+    std::thread checker([&] {
+        for (;;) {
+            std::unique_ptr<batch> b;
+            {
+                std::unique_lock l(mu);
+                cv.wait(l, [&] { return !full.empty() || reading_done; });
+                if (full.empty()) return;
+                b = std::move(full.front());
+                full.pop_front();
+            }
+            if (!stop) {
+                const std::string_view a = b->arena;
+                for (auto& r : b->rows)
+                    if (!check(r.seq, a.substr(r.kind, r.run - r.kind), a.substr(r.run, r.entry - r.run),
+                               a.substr(r.entry, r.leaf - r.entry), a.substr(r.leaf, r.end - r.leaf))) {
+                        stop = true;
+                        break;
+                    }
+            }
+            b->arena.clear();
+            b->rows.clear();
+            std::lock_guard l(mu);
+            spare.push_back(std::move(b));
+            cv.notify_all();
+        }
+    });
+    std::unique_ptr<batch> cur;
+    auto hand_over = [&] {
+        std::unique_lock l(mu);
+        if (cur && !cur->rows.empty()) full.push_back(std::move(cur));
+        cv.notify_all();
+        cv.wait(l, [&] { return !spare.empty(); });
+        cur = std::move(spare.front());
+        spare.pop_front();
+    };
+    hand_over();
+    auto scanned = store.scan_audit(0, [&](uint64_t seq, std::string_view kind, std::string_view run,
+                                           std::string_view entry, std::string_view leaf) {
+        batch::row r{seq, cur->arena.size(), 0, 0, 0, 0};
+        cur->arena += kind;
+        r.run = cur->arena.size();
+        cur->arena += run;
+        r.entry = cur->arena.size();
+        cur->arena += entry;
+        r.leaf = cur->arena.size();
+        cur->arena += leaf;
+        r.end = cur->arena.size();
+        cur->rows.push_back(r);
+        if (cur->arena.size() >= (4u << 20)) hand_over();
+        return !stop.load();
+    });
+    {
+        std::lock_guard l(mu);
+        if (cur && !cur->rows.empty()) full.push_back(std::move(cur));
+        reading_done = true;
+        cv.notify_all();
     }
+    checker.join();
+    if (!scanned) return scanned;
+    if (bad) return *bad;
     if (next_head < heads->size())
         return failed(f.size(), "the log holds " + std::to_string(f.size()) + " entries but a head signs " +
                                     std::to_string((*heads)[next_head].size) + ": entry " + std::to_string(f.size()) +

@@ -103,33 +103,56 @@ void put_double(std::string& out, double v) {
     }
 }
 
-Status put(std::string& out, const nlohmann::json& v, const std::string& path) {
+// Where a value sits, built into a JSON path only when an error names it.
+struct where {
+    const where* parent = nullptr;
+    const std::string* key = nullptr;  // a member, or
+    size_t index = 0;                  // an element
+    std::string path() const {
+        if (!parent) return "$";
+        return parent->path() + (key ? "." + *key : "[" + std::to_string(index) + "]");
+    }
+};
+
+// UTF-8 byte order is code point order, which is UTF-16 order unless a name
+// holds a code point from U+E000 (lead byte 0xEE and up): then the names
+// are sorted as UTF-16, as JCS requires.
+bool needs_utf16_sort(const std::string& name) {
+    for (char c : name)
+        if (static_cast<unsigned char>(c) >= 0xee) return true;
+    return false;
+}
+
+Status put(std::string& out, const nlohmann::json& v, const where& at) {
     using t = nlohmann::json::value_t;
     switch (v.type()) {
         case t::null: out += "null"; return Status::ok();
         case t::boolean: out += v.get<bool>() ? "true" : "false"; return Status::ok();
         case t::number_integer:
         case t::number_unsigned: {
-            // Beyond 2^53 an ECMAScript reader would round the number.
             constexpr uint64_t k_max = uint64_t(1) << 53;
             const bool neg = v.is_number_integer() && v.get<int64_t>() < 0;
             const uint64_t mag = neg ? static_cast<uint64_t>(-(v.get<int64_t>() + 1)) + 1 : v.get<uint64_t>();
             if (mag > k_max)
-                return Status::error(error_kind::internal, path + ": the integer " + v.dump() +
+                return Status::error(error_kind::internal, at.path() + ": the integer " + v.dump() +
                                                                " is beyond 2^53, which canonical JSON cannot keep exact");
-            out += v.dump();
+            char buf[24];
+            char* p = buf;
+            if (neg) *p++ = '-';
+            p = std::to_chars(p, buf + sizeof buf, mag).ptr;
+            out.append(buf, p);
             return Status::ok();
         }
         case t::number_float: {
             const double d = v.get<double>();
-            if (!std::isfinite(d)) return Status::error(error_kind::internal, path + ": NaN or infinity has no JSON form");
+            if (!std::isfinite(d)) return Status::error(error_kind::internal, at.path() + ": NaN or infinity has no JSON form");
             put_double(out, d);
             return Status::ok();
         }
         case t::string: {
             const auto& s = v.get_ref<const std::string&>();
             if (utf8_invalid_at(s) != std::string_view::npos)
-                return Status::error(error_kind::internal, path + ": a string that is not valid UTF-8");
+                return Status::error(error_kind::internal, at.path() + ": a string that is not valid UTF-8");
             put_string(out, s);
             return Status::ok();
         }
@@ -137,31 +160,38 @@ Status put(std::string& out, const nlohmann::json& v, const std::string& path) {
             out += '[';
             for (size_t i = 0; i < v.size(); ++i) {
                 if (i) out += ',';
-                if (auto s = put(out, v[i], path + "[" + std::to_string(i) + "]"); !s) return s;
+                if (auto s = put(out, v[i], where{&at, nullptr, i}); !s) return s;
             }
             out += ']';
             return Status::ok();
         }
         case t::object: {
-            std::vector<std::pair<std::u16string, const std::string*>> keys;
+            std::vector<std::pair<const std::string*, const nlohmann::json*>> members;
+            members.reserve(v.size());
+            bool utf16_order = false;
             for (auto it = v.begin(); it != v.end(); ++it) {
                 if (utf8_invalid_at(it.key()) != std::string_view::npos)
-                    return Status::error(error_kind::internal, path + ": a member name that is not valid UTF-8");
-                keys.emplace_back(utf16(it.key()), &it.key());
+                    return Status::error(error_kind::internal, at.path() + ": a member name that is not valid UTF-8");
+                utf16_order |= needs_utf16_sort(it.key());
+                members.emplace_back(&it.key(), &*it);
             }
-            std::sort(keys.begin(), keys.end());
+            if (utf16_order)
+                std::sort(members.begin(), members.end(),
+                          [](const auto& a, const auto& b) { return utf16(*a.first) < utf16(*b.first); });
+            else
+                std::sort(members.begin(), members.end(), [](const auto& a, const auto& b) { return *a.first < *b.first; });
             out += '{';
-            for (size_t i = 0; i < keys.size(); ++i) {
+            for (size_t i = 0; i < members.size(); ++i) {
                 if (i) out += ',';
-                put_string(out, *keys[i].second);
+                put_string(out, *members[i].first);
                 out += ':';
-                if (auto s = put(out, v.at(*keys[i].second), path + "." + *keys[i].second); !s) return s;
+                if (auto s = put(out, *members[i].second, where{&at, members[i].first, 0}); !s) return s;
             }
             out += '}';
             return Status::ok();
         }
         default:
-            return Status::error(error_kind::internal, path + ": a value JSON cannot hold (binary)");
+            return Status::error(error_kind::internal, at.path() + ": a value JSON cannot hold (binary)");
     }
 }
 
@@ -169,7 +199,8 @@ Status put(std::string& out, const nlohmann::json& v, const std::string& path) {
 
 Result<std::string> canonical_json(const nlohmann::json& value) {
     std::string out;
-    if (auto s = put(out, value, "$"); !s) return s;
+    out.reserve(256);
+    if (auto s = put(out, value, where{}); !s) return s;
     return out;
 }
 

@@ -58,7 +58,9 @@ namespace {
 // One digest context per thread, reused: a verify hashes millions of leaves.
 hash digest(std::initializer_list<std::string_view> parts) {
     thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-    EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+    // Fetched once: EVP_sha256() in each init takes OpenSSL's provider lock.
+    thread_local std::unique_ptr<EVP_MD, decltype(&EVP_MD_free)> md(EVP_MD_fetch(nullptr, "SHA256", nullptr), EVP_MD_free);
+    EVP_DigestInit_ex(ctx.get(), md.get(), nullptr);
     for (auto p : parts) EVP_DigestUpdate(ctx.get(), p.data(), p.size());
     hash out;
     unsigned n = 0;

@@ -2,6 +2,7 @@
 
 #include <Poco/Data/RecordSet.h>
 #include <Poco/Data/SQLite/Connector.h>
+#include <Poco/Data/SQLite/Utility.h>
 #include <Poco/Data/Session.h>
 #include <Poco/Data/Statement.h>
 #include <Poco/Exception.h>
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <sqlite3.h>
 #include <sys/stat.h>
 
 using namespace Poco::Data::Keywords;
@@ -579,6 +581,39 @@ public:
 
     Result<std::vector<audit_entry_record>> audit_entries_of_run(const std::string& run_id) override {
         return read_entries("WHERE run_id = ? ORDER BY seq LIMIT ?", run_id, UINT32_MAX);
+    }
+
+    Status scan_audit(uint64_t from, const audit_row_fn& row) override {
+        return guard("reading the audit log", [&] {
+            // The SQLite C API on the session's own connection: rows are
+            // read in place, not copied through Poco's variants.
+            sqlite3* db = Poco::Data::SQLite::Utility::dbHandle(s_);
+            sqlite3_stmt* st = nullptr;
+            if (sqlite3_prepare_v2(db, "SELECT seq,kind,run_id,entry,leaf FROM audit_entries WHERE seq >= ? ORDER BY seq",
+                                   -1, &st, nullptr) != SQLITE_OK)
+                throw Poco::Exception(sqlite3_errmsg(db));
+            struct finalize {
+                sqlite3_stmt* s;
+                ~finalize() { sqlite3_finalize(s); }
+            } done{st};
+            sqlite3_bind_int64(st, 1, static_cast<sqlite3_int64>(from));
+            // Pages mapped, not copied through read(), for the scan only.
+            sqlite3_exec(db, "PRAGMA mmap_size=4294967296", nullptr, nullptr, nullptr);
+            struct unmap {
+                sqlite3* db;
+                ~unmap() { sqlite3_exec(db, "PRAGMA mmap_size=0", nullptr, nullptr, nullptr); }
+            } unmapped{db};
+            auto text = [&](int c) {
+                const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(st, c));
+                return std::string_view(p ? p : "", static_cast<size_t>(sqlite3_column_bytes(st, c)));
+            };
+            for (;;) {
+                const int rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE) break;
+                if (rc != SQLITE_ROW) throw Poco::Exception(sqlite3_errmsg(db));
+                if (!row(static_cast<uint64_t>(sqlite3_column_int64(st, 0)), text(1), text(2), text(3), text(4))) break;
+            }
+        });
     }
 
     Result<std::vector<std::string>> audit_leaves(uint64_t size) override {

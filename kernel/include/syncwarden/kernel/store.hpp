@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace syncwarden::kernel {
@@ -168,6 +169,12 @@ public:
     virtual Status append_audit(const std::vector<audit_entry_record>& entries, const audit_head_record& head) = 0;
     virtual Result<std::vector<audit_entry_record>> audit_entries(uint64_t from, uint64_t limit) = 0;
     virtual Result<std::vector<audit_entry_record>> audit_entries_of_run(const std::string& run_id) = 0;
+    // Streams the entries from `from` on, in order, to `row` until it
+    // returns false; the views are valid during the call. For verify: a
+    // million entries in seconds.
+    using audit_row_fn = std::function<bool(uint64_t seq, std::string_view kind, std::string_view run_id,
+                                            std::string_view entry, std::string_view leaf)>;
+    virtual Status scan_audit(uint64_t from, const audit_row_fn& row) = 0;
     // The leaf hashes (hex) of the first `size` entries.
     virtual Result<std::vector<std::string>> audit_leaves(uint64_t size) = 0;
     virtual Result<std::vector<audit_head_record>> audit_heads() = 0;

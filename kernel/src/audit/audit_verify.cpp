@@ -17,6 +17,15 @@ namespace {
 
 Status tampered(const std::string& m) { return Status::error(error_kind::tampered, m); }
 
+// A failure that no single entry can be blamed for (a kept head that today's
+// log does not extend, a forged proof).
+audit_verdict failed(std::string message) {
+    audit_verdict v;
+    v.ok = false;
+    v.message = std::move(message);
+    return v;
+}
+
 audit_verdict failed(uint64_t entry, std::string message) {
     audit_verdict v;
     v.ok = false;
@@ -233,10 +242,10 @@ static Result<audit_verdict> against(run_store& store, const exported_head& old,
     const audit_head_record& o = old.head;
     const std::string which = "the exported head (size " + std::to_string(o.size) + ", " + o.at + ")";
     if (o.key_id != key->key_id() || !key->verify(head_message(o), o.signature))
-        return failed(0, which + " does not carry a valid signature of key " + key->key_id() +
+        return failed(which + " does not carry a valid signature of key " + key->key_id() +
                              ": it is not a head this log's key signed");
     merkle::hash old_root{};
-    if (!merkle::from_hex(o.root, old_root)) return failed(0, which + " has no valid root");
+    if (!merkle::from_hex(o.root, old_root)) return failed(which + " has no valid root");
     auto cur = store.audit_head();
     if (!cur) return cur.status();
     const uint64_t size = *cur ? (*cur)->size : 0;
@@ -258,7 +267,7 @@ static Result<audit_verdict> against(run_store& store, const exported_head& old,
                         ", not " + o.root + ". Entries before position " + std::to_string(o.size) +
                         " were removed, altered or rewritten";
         if ((*cur)->key_id != o.key_id) m += ", and today's heads are signed by another key (" + (*cur)->key_id + ")";
-        return failed(0, m);
+        return failed(m);
     }
     audit_verdict v;
     v.entries = size;
@@ -305,7 +314,7 @@ static Result<nlohmann::json> inclusion(run_store& store, const std::string& run
 template <class T, class F>
 Result<T> consistent_read(run_store& store, F&& body) {
     std::optional<Result<T>> out;
-    if (auto s = store.in_transaction([&] {
+    if (auto s = store.in_read_transaction([&] {
             out.emplace(body());
             return Status::ok();
         });
@@ -327,7 +336,7 @@ Result<nlohmann::json> run_inclusion_proof(run_store& store, const std::string& 
 }
 
 audit_verdict check_inclusion_proof(const nlohmann::json& p, const verify_key& key) {
-    auto bad = [](const std::string& m) { return failed(0, m); };
+    auto bad = [](const std::string& m) { return failed(m); };
     if (!p.is_object() || p.value("format", "") != "syncwarden-audit-proof/1")
         return bad("$.format is not \"syncwarden-audit-proof/1\": not a proof written by `syncwarden audit proof`");
     audit_head_record h;

@@ -528,10 +528,14 @@ public:
         });
     }
 
-    Status in_transaction(const std::function<Status()>& body) override {
+    Status in_read_transaction(const std::function<Status()>& body) override { return transaction(body, false); }
+
+    Status in_transaction(const std::function<Status()>& body) override { return transaction(body, true); }
+
+    Status transaction(const std::function<Status()>& body, bool write) {
         std::lock_guard l(mu_);
         if (depth_ > 0) return body();  // part of the transaction already open
-        if (auto s = guard("starting a transaction", [&] { tx_begin(); }); !s) return s;
+        if (auto s = guard("starting a transaction", [&] { tx_begin(write); }); !s) return s;
         tx_failed_ = false;
         Status s;
         try {
@@ -738,8 +742,8 @@ private:
     // Transactions nest: only the outermost begins and commits. IMMEDIATE
     // takes the write lock at the start, so that what a transaction reads
     // (the audit log's head) is still the head when it writes.
-    void tx_begin() {
-        if (depth_++ == 0) s_ << "BEGIN IMMEDIATE", now;
+    void tx_begin(bool write = true) {
+        if (depth_++ == 0) s_ << (write ? "BEGIN IMMEDIATE" : "BEGIN"), now;
     }
     void tx_commit() {
         if (--depth_ == 0) s_ << "COMMIT", now;

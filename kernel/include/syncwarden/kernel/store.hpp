@@ -164,6 +164,9 @@ public:
     // together, or none does (when body fails or any call in it fails).
     // Nested calls join the outer transaction.
     virtual Status in_transaction(const std::function<Status()>& body) = 0;
+    // The same for reads: one consistent snapshot, without taking the write
+    // lock (runs go on writing meanwhile).
+    virtual Status in_read_transaction(const std::function<Status()>& body) = 0;
     // The audit log (append-only: the store refuses UPDATE and DELETE).
     // Entries and the head that signs the tree with them, in one transaction.
     virtual Status append_audit(const std::vector<audit_entry_record>& entries, const audit_head_record& head) = 0;

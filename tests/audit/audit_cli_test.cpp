@@ -49,12 +49,6 @@ protected:
             raw << "DROP TRIGGER IF EXISTS " + std::string(t), now;
         for (auto& s : statements) raw << s, now;
     }
-    void keep_users(size_t rows) {
-        auto u = sw_test::read_file(src_ / "users.csv");
-        size_t at = 0;
-        for (size_t i = 0; i <= rows; ++i) at = u.find('\n', at) + 1;
-        sw_test::write_file(src_ / "users.csv", u.substr(0, at));
-    }
 };
 
 }  // namespace

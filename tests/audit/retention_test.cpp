@@ -16,12 +16,6 @@ namespace {
 
 class retention : public sw_test::demo_district {
 protected:
-    void keep_users(size_t rows) {
-        auto u = sw_test::read_file(src_ / "users.csv");
-        size_t at = 0;
-        for (size_t i = 0; i <= rows; ++i) at = u.find('\n', at) + 1;
-        sw_test::write_file(src_ / "users.csv", u.substr(0, at));
-    }
     size_t plan_files() {
         size_t n = 0;
         for (auto& e : fs::directory_iterator(data() / "plans")) n += e.is_regular_file();

@@ -35,6 +35,14 @@ protected:
         EXPECT_EQ(r.code, 0) << r.err;
         return nlohmann::json::parse(r.out);
     }
+    // users.csv with only its header and first `rows` records: cut at a row
+    // boundary, so no parser error catches it.
+    void keep_users(size_t rows) {
+        auto u = read_file(src_ / "users.csv");
+        size_t at = 0;
+        for (size_t i = 0; i <= rows; ++i) at = u.find('\n', at) + 1;
+        write_file(src_ / "users.csv", u.substr(0, at));
+    }
     // Removes the row of users.csv whose sourcedId is `key`.
     void drop_user(const std::string& key) {
         auto u = read_file(src_ / "users.csv");

@@ -18,14 +18,6 @@ namespace {
 
 class held_runs : public sw_test::demo_district {
 protected:
-    // users.csv with only its header and first `rows` records: cut at a row
-    // boundary, so no parser error catches it.
-    void keep_users(size_t rows) {
-        auto u = sw_test::read_file(src_ / "users.csv");
-        size_t at = 0;
-        for (size_t i = 0; i <= rows; ++i) at = u.find('\n', at) + 1;
-        sw_test::write_file(src_ / "users.csv", u.substr(0, at));
-    }
     size_t user_rows() {
         auto u = sw_test::read_file(src_ / "users.csv");
         return static_cast<size_t>(std::count(u.begin(), u.end(), '\n')) - 1;

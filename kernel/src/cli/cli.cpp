@@ -10,6 +10,7 @@
 #include <syncwarden/kernel/pipeline.hpp>
 #include <syncwarden/kernel/registry.hpp>
 #include <syncwarden/kernel/retention.hpp>
+#include <syncwarden/kernel/secrets.hpp>
 #include <syncwarden/kernel/store.hpp>
 #include <syncwarden/kernel/text.hpp>
 
@@ -21,7 +22,10 @@
 #include <cstring>
 #include <thread>
 #include <unistd.h>
+#include <fstream>
 #include <iomanip>
+#include <iostream>
+#include <iterator>
 #include <map>
 
 namespace fs = std::filesystem;
@@ -82,6 +86,13 @@ commands:
                                  add an operator's note to a run
   audit list [--from N] [--limit N] [--json]
                                  the log's entries, oldest first
+  secrets set NAME [--from-file FILE]
+                                 store a connector credential, encrypted; the
+                                 value is read from stdin (or the file). A job
+                                 names it as {"$secret": "NAME"} in settings
+  secrets rotate NAME [--from-file FILE]
+                                 a new version of a secret
+  secrets list [--json]          names, versions, dates; never values
   retention apply [--dry-run]    remove plans, change results and log files older
                                  than the kernel config's retention (default 30,
                                  90 and 30 days); summaries and the audit log stay
@@ -394,6 +405,59 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
     return usage(c, "unknown runs subcommand '" + pa.pos[0] + "'");
 }
 
+int secrets_cmd(context& c, const std::vector<std::string>& args) {
+    parsed_args pa;
+    std::string error;
+    if (!parse_args(args, {{"--from-file", true}, {"--json", false}}, pa, error)) return usage(c, error);
+    if (pa.pos.empty()) return usage(c, "secrets needs a subcommand: set, rotate or list");
+    auto store = open_store(c);
+    if (!store) return fail(c, store.status());
+    auto key = master_key::load(c.cfg.data_dir);
+    if (!key) return fail(c, key.status());
+    secret_store secrets(**store, std::move(*key), c.clk);
+    if (pa.pos[0] == "list") {
+        auto all = secrets.list();
+        if (!all) return fail(c, all.status());
+        if (pa.opts.count("--json")) {
+            nlohmann::json j = nlohmann::json::array();
+            for (auto& x : *all)
+                j.push_back({{"name", x.name}, {"version", x.version}, {"created_at", x.created_at}, {"by", x.created_by}});
+            c.out << j.dump(2) << "\n";
+            return 0;
+        }
+        if (all->empty()) c.out << "no secrets yet\n";
+        for (auto& x : *all)
+            c.out << std::left << std::setw(24) << x.name << " version " << std::setw(4) << x.version << x.created_at
+                  << "  by " << x.created_by << "\n";
+        return 0;
+    }
+    if (pa.pos[0] != "set" && pa.pos[0] != "rotate") return usage(c, "unknown secrets subcommand '" + pa.pos[0] + "'");
+    if (pa.pos.size() != 2) return usage(c, "secrets " + pa.pos[0] + " takes one NAME; the value is read from stdin");
+    // The value: stdin, or a file (a systemd credential); one trailing
+    // newline (what `echo` adds) is not part of it.
+    std::string value;
+    if (pa.opts.count("--from-file")) {
+        std::ifstream in(pa.opts["--from-file"], std::ios::binary);
+        if (!in) return fail(c, Status::error(error_kind::not_found, pa.opts["--from-file"] + ": cannot read it"));
+        value.assign(std::istreambuf_iterator<char>(in), {});
+    } else {
+        value.assign(std::istreambuf_iterator<char>(std::cin), {});
+    }
+    if (!value.empty() && value.back() == '\n') value.pop_back();
+    if (!value.empty() && value.back() == '\r') value.pop_back();
+    const std::string by = cli_actor();
+    auto info = pa.pos[0] == "set" ? secrets.set(pa.pos[1], value, by) : secrets.rotate(pa.pos[1], value, by);
+    if (!info) return fail(c, info.status());
+    if (auto s = audit_admin_event(c, **store,
+                                   {"secret_changed", "",
+                                    {{"name", info->name}, {"version", info->version}, {"action", pa.pos[0]}, {"by", by}}});
+        !s)
+        return fail(c, s.context("stored secret " + info->name + " version " + std::to_string(info->version) +
+                                 ", but the audit log could not record it"));
+    c.out << "stored secret " << info->name << " version " << info->version << "\n";
+    return 0;
+}
+
 int retention_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
@@ -457,7 +521,8 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
                          (rest[0] == "apply" || rest[0] == "resume" || rest[0] == "retry-failed" ||
                           rest[0] == "approve" || rest[0] == "reject")) ||
                         (args[0] == "connectors" && !rest.empty() && rest[0] == "install") ||
-                        (args[0] == "audit" && !rest.empty() && rest[0] == "note") || args[0] == "retention";
+                        (args[0] == "audit" && !rest.empty() && rest[0] == "note") || args[0] == "retention" ||
+                        args[0] == "secrets";
     if (writes) {
         if (auto s = pii::make_private(c.cfg.data_dir); !s) return fail(c, s);
         if (auto s = pii::use_data_dir_key(c.cfg.data_dir); !s) return fail(c, s);
@@ -468,6 +533,7 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
     if (args[0] == "runs") return runs_cmd(c, rest);
     if (args[0] == "audit") return audit_cmd(c, rest);
     if (args[0] == "retention") return retention_cmd(c, rest);
+    if (args[0] == "secrets") return secrets_cmd(c, rest);
     return usage(c, "unknown command '" + args[0] + "'");
 }
 

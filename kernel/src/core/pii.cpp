@@ -13,10 +13,14 @@
 #include <mutex>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
 
 namespace fs = std::filesystem;
 
 namespace syncwarden::kernel::pii {
+
+std::string redact_values(std::string_view t);
+
 namespace {
 
 struct secret {
@@ -113,7 +117,52 @@ std::string keyed(std::string_view value) {
     return out;
 }
 
-std::string redact(std::string_view t) {
+namespace {
+struct secret_values {
+    std::mutex mu;
+    std::vector<std::pair<std::string, std::string>> values;  // value, name
+};
+secret_values& scrubbed() {
+    static secret_values s;
+    return s;
+}
+}  // namespace
+
+void scrub_secret(const std::string& value, const std::string& name) {
+    if (value.size() < 4) return;
+    auto& s = scrubbed();
+    std::lock_guard l(s.mu);
+    for (auto& [v, n] : s.values)
+        if (v == value) return;
+    s.values.emplace_back(value, name);
+}
+
+std::string without_secrets(std::string_view text) {
+    std::string out(text);
+    auto& s = scrubbed();
+    std::lock_guard l(s.mu);
+    for (auto& [v, n] : s.values)
+        for (size_t at; (at = out.find(v)) != std::string::npos;) out.replace(at, v.size(), "<secret " + n + ">");
+    return out;
+}
+
+std::string redact(std::string_view text) {
+    std::string scrubbed_text;
+    {
+        auto& s = scrubbed();
+        std::lock_guard l(s.mu);
+        for (auto& [v, n] : s.values) {
+            if (text.find(v) == std::string_view::npos) continue;
+            if (scrubbed_text.empty()) scrubbed_text.assign(text);
+            for (size_t at; (at = scrubbed_text.find(v)) != std::string::npos;)
+                scrubbed_text.replace(at, v.size(), "<secret " + n + ">");
+        }
+    }
+    if (!scrubbed_text.empty()) text = scrubbed_text;
+    return redact_values(text);
+}
+
+std::string redact_values(std::string_view t) {
     std::string out;
     out.reserve(t.size());
     size_t i = 0;

@@ -211,8 +211,10 @@ public:
             runtime_ = job->runtime;
             retry_ = job->retry;
         }
-        auto s = open_session(*rel, h.target.settings, h.job, h.target.base_dir, target_host_,
-                              "the target settings stored in the plan of run " + dry.id);
+        const std::string where = "the target settings stored in the plan of run " + dry.id;
+        auto resolved = with_secrets(h.target.settings, "target", where);
+        if (!resolved) return resolved.status();
+        auto s = open_session(*rel, *resolved, h.job, h.target.base_dir, target_host_, where);
         if (!s) return s.status();
         target_ = std::move(*s);
         if (auto st = lock_target(h.target.connector, h.target.settings, no_wait_); !st) return st;
@@ -344,6 +346,21 @@ private:
         return open_in_worker(rel.path, rel.info, settings, job_name, base_dir, rs, where, o);
     }
 
+    // Settings with each {"$secret": NAME} replaced by its current value;
+    // the secret store (and its master key) is opened only when one is named.
+    Result<nlohmann::json> with_secrets(const nlohmann::json& settings, const std::string& role, const std::string& where) {
+        if (settings.dump().find("\"$secret\"") == std::string::npos) return settings;
+        if (!secrets_) {
+            auto key = master_key::load(data_dir_);
+            if (!key) return key.status().context(where + " names a secret");
+            secrets_ = std::make_unique<secret_store>(store_, std::move(*key), clock_);
+        }
+        std::vector<secret_use> used;
+        auto out = resolve_secrets(settings, secrets_.get(), where, used);
+        for (auto& u : used) out_.secrets_used.emplace_back(role, u);
+        return out;
+    }
+
     Status open_one(const connector_ref& ref, const char* role, uint32_t need_cap,
                     std::unique_ptr<connector_session>& session, std::string& version, run_services& rs) {
         auto rel = reg_.resolve(ref.connector, ref.version);
@@ -362,7 +379,11 @@ private:
             target_settings_ = *settings;
             target_build_ = rel->info.build_id;
         }
-        auto s = open_session(*rel, *settings, job_->name, job_->base_dir, rs, where);
+        // The plan and the target's lock see the settings with their
+        // {"$secret": NAME} references; only the session gets the values.
+        auto resolved = with_secrets(*settings, role, where);
+        if (!resolved) return resolved.status();
+        auto s = open_session(*rel, *resolved, job_->name, job_->base_dir, rs, where);
         if (!s) return s.status();
         session = std::move(*s);
         return Status::ok();
@@ -432,7 +453,7 @@ private:
             if (ec) return Status::error(error_kind::usage, "writing the plan to " + opts.plan_out.string() + ": " + ec.message());
         }
         plan_record pr{out_.run.id, w->json.string(), w->json_digest, total.create, total.update + total.deactivate,
-                       total.remove, w->binary.string(), w->digest, w->content_digest};
+                       total.remove, w->binary.string(), w->digest, w->content_digest, ""};
         if (auto s = store_.save_plan(pr); !s) return s;
         return std::move(*w);
     }
@@ -465,6 +486,7 @@ private:
     finding_log findings_;
     run_host source_host_, target_host_;
     nlohmann::json target_settings_;
+    std::unique_ptr<secret_store> secrets_;
     std::string target_build_;
     job_runtime runtime_;
     retry_policy retry_;
@@ -548,6 +570,10 @@ void finish_run(run_store& store, audit_log* audit, const clock& clk, run_outcom
     // not applied, not failed; a resumed run takes them up.
     out.applied = a.committed ? a.staged + a.skipped : 0;
     out.failed = a.failed + (a.commit_attempted && !a.committed ? a.staged : 0);
+    // A connector that quoted its own credential in an error: the value
+    // goes nowhere, the terminal included.
+    if (!s && !out.secrets_used.empty())
+        s = Status::error(s.kind(), pii::without_secrets(s.message())).with_category(s.category());
     out.status = s;
     r.finished_at = iso8601(clk.now());
     r.exit_code = exit_code_for(s);

@@ -34,6 +34,9 @@ audit_event run_summary_event(const run_outcome& out, const apply_outcome& a, co
         return nlohmann::json{{"name", name}, {"version", version}, {"build_id", b == out.builds.end() ? "" : b->second}};
     };
     d["source"] = connector("source", r.source_connector, r.source_version);
+    nlohmann::json secrets = nlohmann::json::array();
+    for (auto& [role, u] : out.secrets_used) secrets.push_back({{"role", role}, {"name", u.name}, {"version", u.version}});
+    if (!secrets.empty()) d["secrets"] = secrets;
     d["target"] = connector("target", r.target_connector, r.target_version);
     d["started_at"] = r.created_at;
     d["ended_at"] = r.finished_at;

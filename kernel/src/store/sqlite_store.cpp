@@ -116,6 +116,10 @@ const char* const k_migrations[] = {
       CREATE TABLE config_seen(path TEXT PRIMARY KEY, digest TEXT NOT NULL, at TEXT NOT NULL);
       ALTER TABLE plans ADD COLUMN purged_at TEXT NOT NULL DEFAULT '';
       CREATE INDEX runs_by_end ON runs(finished_at);)",
+    // v9: connector secrets, encrypted; a row per version.
+    R"(CREATE TABLE secrets(name TEXT NOT NULL, version INTEGER NOT NULL, created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL, nonce TEXT NOT NULL, ciphertext TEXT NOT NULL, tag TEXT NOT NULL,
+        PRIMARY KEY(name, version));)",
 };
 
 // Poco runs one statement per call: a script split on ';', except inside a
@@ -674,6 +678,32 @@ public:
             }
             tx_commit();
         });
+    }
+
+    Status add_secret(const secret_record& r) override {
+        return guard("storing secret " + r.name, [&] {
+            secret_record c = r;
+            Poco::Int64 v = c.version;
+            s_ << "INSERT INTO secrets VALUES(?,?,?,?,?,?,?)", use(c.name), use(v), use(c.created_at),
+                use(c.created_by), use(c.nonce), use(c.ciphertext), use(c.tag), now;
+        });
+    }
+
+    Result<std::vector<secret_record>> secret_versions(const std::string& name) override {
+        std::vector<secret_record> out;
+        auto s = guard("reading secrets", [&] {
+            std::string n = name;
+            Statement st(s_);
+            st << "SELECT name,version,created_at,created_by,nonce,ciphertext,tag FROM secrets WHERE ?='' OR name=? "
+                  "ORDER BY name, version",
+                use(n), use(n);
+            for_each_row(st, [&](RecordSet& rs) {
+                out.push_back({str(rs, 0), static_cast<uint32_t>(num(rs, 1)), str(rs, 2), str(rs, 3), str(rs, 4),
+                               str(rs, 5), str(rs, 6)});
+            });
+        });
+        if (!s) return s;
+        return out;
     }
 
     Result<std::optional<std::string>> config_digest(const std::string& path) override {

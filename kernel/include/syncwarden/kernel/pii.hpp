@@ -30,6 +30,15 @@ std::string keyed(std::string_view value);
 // "value <h:1f0c...> is not in the table".
 std::string redact(std::string_view text);
 
+// A secret's value this process has handed to a connector: from now on
+// redact() writes it as "<secret NAME>" wherever it appears, so that a
+// connector that logs or quotes its credential does not leak it into the
+// logs or the store. Values shorter than 4 bytes are not tracked.
+void scrub_secret(const std::string& value, const std::string& name);
+// The text with only those secret values replaced, for what the operator
+// reads on the terminal (where record keys and values stay readable).
+std::string without_secrets(std::string_view text);
+
 // Makes the data dir private: the folder 0700 and, when it was open to
 // others, everything in it 0700 (folders) or 0600 (files); from then on
 // this process creates files 0600 (umask 077). Worker processes get the

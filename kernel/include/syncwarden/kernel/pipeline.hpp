@@ -10,6 +10,7 @@
 #include <syncwarden/kernel/plan.hpp>
 #include <syncwarden/kernel/registry.hpp>
 #include <syncwarden/kernel/retry.hpp>
+#include <syncwarden/kernel/secrets.hpp>
 #include <syncwarden/kernel/store.hpp>
 #include <syncwarden/kernel/worker.hpp>
 
@@ -64,6 +65,9 @@ struct run_outcome {
     // ids of the connectors by role, and when each phase started.
     std::string job_digest;
     std::map<std::string, std::string> builds;
+    // The secrets each connector's settings named, by role, and the version
+    // used (never a value).
+    std::vector<std::pair<std::string, secret_use>> secrets_used;
     std::vector<std::pair<std::string, std::chrono::system_clock::time_point>> phases;
 };
 

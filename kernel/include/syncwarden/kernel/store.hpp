@@ -48,6 +48,13 @@ struct plan_record {
     std::string purged_at;             // when the retention policy removed its files; "" while kept
 };
 
+// One version of an encrypted secret (secrets.hpp): AES-256-GCM, hex.
+struct secret_record {
+    std::string name;
+    uint32_t version = 0;
+    std::string created_at, created_by, nonce, ciphertext, tag;
+};
+
 // A finished run, as the retention policy sees it.
 struct retention_candidate {
     std::string run_id, state, finished_at;
@@ -190,6 +197,10 @@ public:
     // `results_of` are deleted. Runs, summaries and the audit log stay.
     virtual Status purge(const std::vector<std::string>& plans_of, const std::vector<std::string>& results_of,
                          const std::string& at) = 0;
+    // Secrets: a new version (refused when it exists), and the versions of
+    // one secret ("" for all), oldest first.
+    virtual Status add_secret(const secret_record& r) = 0;
+    virtual Result<std::vector<secret_record>> secret_versions(const std::string& name) = 0;
     // The digest of a config file (by absolute path) when the kernel last
     // read it, for `config_changed` audit events.
     virtual Result<std::optional<std::string>> config_digest(const std::string& path) = 0;

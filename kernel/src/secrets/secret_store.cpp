@@ -1,0 +1,267 @@
+#include <syncwarden/kernel/pii.hpp>
+#include <syncwarden/kernel/secrets.hpp>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace syncwarden::kernel {
+namespace {
+
+std::string hex(const unsigned char* p, size_t n) {
+    static const char* d = "0123456789abcdef";
+    std::string out;
+    for (size_t i = 0; i < n; ++i) {
+        out += d[p[i] >> 4];
+        out += d[p[i] & 15];
+    }
+    return out;
+}
+
+bool unhex(std::string_view s, std::vector<unsigned char>& out) {
+    if (s.size() % 2) return false;
+    auto nib = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    out.clear();
+    for (size_t i = 0; i < s.size(); i += 2) {
+        const int hi = nib(s[i]), lo = nib(s[i + 1]);
+        if (hi < 0 || lo < 0) return false;
+        out.push_back(static_cast<unsigned char>(hi << 4 | lo));
+    }
+    return true;
+}
+
+std::string mode_text(mode_t m) {
+    char b[8];
+    std::snprintf(b, sizeof b, "%03o", static_cast<unsigned>(m & 0777));
+    return b;
+}
+
+Status from_hex_key(std::string_view text, std::array<unsigned char, 32>& key, const std::string& source) {
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
+    std::vector<unsigned char> b;
+    if (!unhex(text, b) || b.size() != key.size())
+        return Status::error(error_kind::config, source + ": the master key must be 64 hex digits (32 bytes); make one "
+                                                          "with `openssl rand -hex 32`");
+    std::copy(b.begin(), b.end(), key.begin());
+    return Status::ok();
+}
+
+Result<std::string> read_private(const fs::path& file) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0)
+        return Status::error(error_kind::not_found, file.string() + ": " + std::strerror(errno));
+    if (st.st_mode & 077)
+        return Status::error(error_kind::config, file.string() + ": the master key can be read by others (mode " +
+                                                     mode_text(st.st_mode) + "); make it private: chmod 600 " +
+                                                     file.string());
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status::error(error_kind::store, file.string() + ": " + std::strerror(errno));
+    char buf[256];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    ::close(fd);
+    if (n < 0) return Status::error(error_kind::store, file.string() + ": " + std::strerror(errno));
+    return std::string(buf, static_cast<size_t>(n));
+}
+
+// What the ciphertext is bound to: a value moved to another name or
+// version does not decrypt.
+std::string aad(const std::string& name, uint32_t version) {
+    return std::string("syncwarden-secret\0", 18) + name + '\0' + std::to_string(version);
+}
+
+struct cipher_ctx {
+    EVP_CIPHER_CTX* c = EVP_CIPHER_CTX_new();
+    ~cipher_ctx() { EVP_CIPHER_CTX_free(c); }
+};
+
+}  // namespace
+
+Result<master_key> master_key::load(const fs::path& data_dir) {
+    master_key k;
+    if (const char* env = std::getenv("SYNCWARDEN_MASTER_KEY"); env && *env) {
+        k.source_ = "$SYNCWARDEN_MASTER_KEY";
+        if (auto s = from_hex_key(env, k.key_, k.source_); !s) return s;
+        return k;
+    }
+    if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir && *dir) {
+        const fs::path f = fs::path(dir) / "syncwarden-master-key";
+        std::error_code ec;
+        if (fs::exists(f, ec)) {
+            auto text = read_private(f);
+            if (!text) return text.status();
+            k.source_ = f.string();
+            if (auto s = from_hex_key(*text, k.key_, k.source_); !s) return s;
+            return k;
+        }
+    }
+    const fs::path f = data_dir / "keys" / "master.key";
+    k.source_ = f.string();
+    std::error_code ec;
+    if (!fs::exists(f, ec)) {
+        fs::create_directories(f.parent_path(), ec);
+        ::chmod(f.parent_path().c_str(), 0700);
+        std::array<unsigned char, 32> fresh{};
+        if (RAND_bytes(fresh.data(), static_cast<int>(fresh.size())) != 1)
+            return Status::error(error_kind::internal, "no randomness for the master key");
+        const int fd = ::open(f.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            const std::string text = hex(fresh.data(), fresh.size()) + "\n";
+            const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+            ::close(fd);
+            if (!ok) return Status::error(error_kind::store, f.string() + ": cannot write the master key");
+        } else if (errno != EEXIST) {
+            return Status::error(error_kind::store, f.string() + ": cannot create the master key: " + std::strerror(errno));
+        }
+    }
+    auto text = read_private(f);
+    if (!text) return text.status();
+    if (auto s = from_hex_key(*text, k.key_, k.source_); !s) return s;
+    return k;
+}
+
+bool valid_secret_name(const std::string& n) {
+    if (n.empty() || n.size() > 64 || !std::isalnum(static_cast<unsigned char>(n[0]))) return false;
+    for (char c : n)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') return false;
+    return true;
+}
+
+Result<secret_info> secret_store::add(const std::string& name, const std::string& value, const std::string& by,
+                                      bool rotate) {
+    if (!valid_secret_name(name))
+        return Status::error(error_kind::usage, "'" + name + "' is not a secret name: use 1 to 64 letters, digits, '_', "
+                                                              "'.' or '-', starting with a letter or digit");
+    if (value.empty()) return Status::error(error_kind::usage, "the value of secret " + name + " is empty");
+    auto have = store_.secret_versions(name);
+    if (!have) return have.status();
+    if (!rotate && !have->empty())
+        return Status::error(error_kind::usage, "secret " + name + " exists (version " +
+                                                    std::to_string(have->back().version) +
+                                                    "); `syncwarden secrets rotate " + name + "` adds a new version");
+    if (rotate && have->empty())
+        return Status::error(error_kind::not_found, "no secret named " + name + "; `syncwarden secrets set " + name +
+                                                        "` makes it");
+    secret_record r;
+    r.name = name;
+    r.version = have->empty() ? 1 : have->back().version + 1;
+    r.created_at = iso8601(clock_.now());
+    r.created_by = by;
+    unsigned char nonce[12];
+    if (RAND_bytes(nonce, sizeof nonce) != 1) return Status::error(error_kind::internal, "no randomness for a nonce");
+    std::vector<unsigned char> out(value.size());
+    unsigned char tag[16];
+    cipher_ctx ctx;
+    int n = 0, m = 0;
+    const std::string a = aad(name, r.version);
+    const bool ok =
+        ctx.c && EVP_EncryptInit_ex(ctx.c, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+        EVP_CIPHER_CTX_ctrl(ctx.c, EVP_CTRL_GCM_SET_IVLEN, sizeof nonce, nullptr) == 1 &&
+        EVP_EncryptInit_ex(ctx.c, nullptr, nullptr, key_.bytes().data(), nonce) == 1 &&
+        EVP_EncryptUpdate(ctx.c, nullptr, &n, reinterpret_cast<const unsigned char*>(a.data()), static_cast<int>(a.size())) == 1 &&
+        EVP_EncryptUpdate(ctx.c, out.data(), &n, reinterpret_cast<const unsigned char*>(value.data()),
+                          static_cast<int>(value.size())) == 1 &&
+        EVP_EncryptFinal_ex(ctx.c, out.data() + n, &m) == 1 &&
+        EVP_CIPHER_CTX_ctrl(ctx.c, EVP_CTRL_GCM_GET_TAG, sizeof tag, tag) == 1;
+    if (!ok) return Status::error(error_kind::internal, "encrypting secret " + name + " failed");
+    r.nonce = hex(nonce, sizeof nonce);
+    r.ciphertext = hex(out.data(), static_cast<size_t>(n + m));
+    r.tag = hex(tag, sizeof tag);
+    if (auto s = store_.add_secret(r); !s) return s;
+    return secret_info{r.name, r.version, r.created_at, r.created_by};
+}
+
+Result<secret_info> secret_store::set(const std::string& name, const std::string& value, const std::string& by) {
+    return add(name, value, by, false);
+}
+
+Result<secret_info> secret_store::rotate(const std::string& name, const std::string& value, const std::string& by) {
+    return add(name, value, by, true);
+}
+
+Result<std::vector<secret_info>> secret_store::list() {
+    auto all = store_.secret_versions("");
+    if (!all) return all.status();
+    std::vector<secret_info> out;
+    for (auto& r : *all) out.push_back({r.name, r.version, r.created_at, r.created_by});
+    return out;
+}
+
+Result<std::pair<std::string, secret_info>> secret_store::current(const std::string& name) {
+    auto have = store_.secret_versions(name);
+    if (!have) return have.status();
+    if (have->empty())
+        return Status::error(error_kind::config, "no secret named " + name + "; `syncwarden secrets set " + name +
+                                                     "` stores it (the value is read from stdin)");
+    const secret_record& r = have->back();
+    std::vector<unsigned char> nonce, data, tag;
+    if (!unhex(r.nonce, nonce) || !unhex(r.ciphertext, data) || !unhex(r.tag, tag) || tag.size() != 16)
+        return Status::error(error_kind::store, "secret " + name + " version " + std::to_string(r.version) +
+                                                    " is damaged in the run store");
+    std::string value(data.size(), '\0');
+    cipher_ctx ctx;
+    int n = 0, m = 0;
+    const std::string a = aad(r.name, r.version);
+    const bool ok =
+        ctx.c && EVP_DecryptInit_ex(ctx.c, EVP_aes_256_gcm(), nullptr, nullptr, nullptr) == 1 &&
+        EVP_CIPHER_CTX_ctrl(ctx.c, EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(nonce.size()), nullptr) == 1 &&
+        EVP_DecryptInit_ex(ctx.c, nullptr, nullptr, key_.bytes().data(), nonce.data()) == 1 &&
+        EVP_DecryptUpdate(ctx.c, nullptr, &n, reinterpret_cast<const unsigned char*>(a.data()), static_cast<int>(a.size())) == 1 &&
+        EVP_DecryptUpdate(ctx.c, reinterpret_cast<unsigned char*>(value.data()), &n, data.data(),
+                          static_cast<int>(data.size())) == 1 &&
+        EVP_CIPHER_CTX_ctrl(ctx.c, EVP_CTRL_GCM_SET_TAG, 16, tag.data()) == 1 &&
+        EVP_DecryptFinal_ex(ctx.c, reinterpret_cast<unsigned char*>(value.data()) + n, &m) == 1;
+    if (!ok)
+        return Status::error(error_kind::config, "secret " + name + " version " + std::to_string(r.version) +
+                                                     " does not decrypt with the master key from " + key_.source() +
+                                                     ": the key is not the one it was stored with, or the store was "
+                                                     "altered");
+    value.resize(static_cast<size_t>(n + m));
+    return std::make_pair(std::move(value), secret_info{r.name, r.version, r.created_at, r.created_by});
+}
+
+Result<nlohmann::json> resolve_secrets(const nlohmann::json& j, secret_store* secrets, const std::string& where,
+                                       std::vector<secret_use>& used) {
+    if (j.is_object() && j.contains("$secret")) {
+        const auto& n = j["$secret"];
+        if (j.size() != 1 || !n.is_string())
+            return Status::error(error_kind::config, where + ": a secret is written {\"$secret\": \"NAME\"} and nothing "
+                                                             "else, found " + j.dump());
+        const std::string name = n.get<std::string>();
+        if (!secrets) return Status::error(error_kind::config, where + ": secret " + name + " cannot be read here");
+        auto v = secrets->current(name);
+        if (!v) return v.status().context(where);
+        used.push_back({name, v->second.version});
+        pii::scrub_secret(v->first, name);
+        return nlohmann::json(std::move(v->first));
+    }
+    nlohmann::json out = j;
+    if (j.is_array()) {
+        for (size_t i = 0; i < j.size(); ++i) {
+            auto e = resolve_secrets(j[i], secrets, where + "[" + std::to_string(i) + "]", used);
+            if (!e) return e;
+            out[i] = std::move(*e);
+        }
+    } else if (j.is_object()) {
+        for (auto& [k, v] : j.items()) {
+            auto e = resolve_secrets(v, secrets, where + "." + k, used);
+            if (!e) return e;
+            out[k] = std::move(*e);
+        }
+    }
+    return out;
+}
+
+}  // namespace syncwarden::kernel

@@ -1,0 +1,156 @@
+// Connector secrets: stored encrypted under a master key, versioned,
+// resolved only into the settings that name them, and never seen again -
+// not in the plan, the store, the logs, the audit log or the terminal, even
+// when the connector itself quotes its credential.
+#include "test_support.hpp"
+
+#include <syncwarden/kernel/secrets.hpp>
+
+#include <Poco/Data/SQLite/Connector.h>
+#include <Poco/Data/Session.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <sys/stat.h>
+
+using namespace syncwarden::kernel;
+using ::testing::HasSubstr;
+using ::testing::Not;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct env_guard {
+    explicit env_guard(const char* name) : name_(name) {
+        if (const char* v = std::getenv(name)) old_ = v, had_ = true;
+        ::unsetenv(name);
+    }
+    ~env_guard() {
+        if (had_) ::setenv(name_, old_.c_str(), 1);
+        else ::unsetenv(name_);
+    }
+    const char* name_;
+    std::string old_;
+    bool had_ = false;
+};
+
+}  // namespace
+
+TEST(secrets, are_versioned_encrypted_and_bound_to_their_name) {
+    env_guard e1("SYNCWARDEN_MASTER_KEY"), e2("CREDENTIALS_DIRECTORY");
+    sw_test::temp_dir d;
+    auto store = open_sqlite_store(d / "sw.db");
+    ASSERT_TRUE(store);
+    manual_clock clk(std::chrono::system_clock::time_point(std::chrono::hours(24 * 20000)));
+    auto key = master_key::load(d.path());
+    ASSERT_TRUE(key) << key.status().message();
+    struct stat st {};
+    ASSERT_EQ(::stat((d / "keys" / "master.key").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    secret_store s(**store, std::move(*key), clk);
+    ASSERT_TRUE(s.set("scim-token", "tok-first-0123456789", "cli:ana"));
+    auto again = s.set("scim-token", "x-y-z-w", "cli:ana");
+    EXPECT_FALSE(again);
+    EXPECT_THAT(again.status().message(), HasSubstr("secrets rotate scim-token"));
+    ASSERT_TRUE(s.rotate("scim-token", "tok-second-0123456789", "cli:ben"));
+    EXPECT_FALSE(s.rotate("nope", "v-v-v-v", "x"));
+    EXPECT_FALSE(s.set("bad name!", "v-v-v-v", "x"));
+    auto cur = s.current("scim-token");
+    ASSERT_TRUE(cur) << cur.status().message();
+    EXPECT_EQ(cur->first, "tok-second-0123456789");
+    EXPECT_EQ(cur->second.version, 2u);
+    auto all = s.list();
+    ASSERT_EQ(all->size(), 2u);
+    EXPECT_EQ((*all)[1].created_by, "cli:ben");
+    // Nothing of the value is in the store's file.
+    const std::string file = sw_test::read_file(d / "sw.db") + sw_test::read_file(d / "sw.db-wal");
+    EXPECT_EQ(file.find("tok-second"), std::string::npos);
+    // A ciphertext moved to another name does not decrypt.
+    ASSERT_TRUE(s.set("ldap-password", "pw-0123456789", "cli:ana"));
+    {
+        Poco::Data::SQLite::Connector::registerConnector();
+        Poco::Data::Session raw("SQLite", (d / "sw.db").string());
+        using namespace Poco::Data::Keywords;
+        raw << "UPDATE secrets SET nonce=(SELECT nonce FROM secrets WHERE name='scim-token' AND version=2), "
+               "ciphertext=(SELECT ciphertext FROM secrets WHERE name='scim-token' AND version=2), "
+               "tag=(SELECT tag FROM secrets WHERE name='scim-token' AND version=2) WHERE name='ldap-password'",
+            now;
+    }
+    auto moved = s.current("ldap-password");
+    EXPECT_FALSE(moved);
+    EXPECT_THAT(moved.status().message(), HasSubstr("does not decrypt with the master key"));
+    // Another master key reads nothing.
+    ::setenv("SYNCWARDEN_MASTER_KEY", std::string(64, 'a').c_str(), 1);
+    auto other = master_key::load(d.path());
+    ASSERT_TRUE(other);
+    EXPECT_EQ(other->source(), "$SYNCWARDEN_MASTER_KEY");
+    secret_store wrong(**store, std::move(*other), clk);
+    auto w = wrong.current("scim-token");
+    EXPECT_FALSE(w);
+    EXPECT_THAT(w.status().message(), HasSubstr("from $SYNCWARDEN_MASTER_KEY: the key is not the one"));
+    ::setenv("SYNCWARDEN_MASTER_KEY", "short", 1);
+    EXPECT_THAT(master_key::load(d.path()).status().message(), HasSubstr("64 hex digits"));
+    ::unsetenv("SYNCWARDEN_MASTER_KEY");
+    ::chmod((d / "keys" / "master.key").c_str(), 0644);
+    EXPECT_THAT(master_key::load(d.path()).status().message(), HasSubstr("make it private: chmod 600"));
+}
+
+TEST(secrets, reach_only_the_connector_that_names_them_and_are_never_written_anywhere) {
+    env_guard e1("SYNCWARDEN_MASTER_KEY"), e2("CREDENTIALS_DIRECTORY");
+    sw_test::temp_dir tmp;
+    const fs::path data = tmp / "data";
+    const std::string value = "vendor-token-7f3a9c51e2";
+    sw_test::diff_target_job(tmp.path(), R"(, "token": {"$secret": "vendor-token"})");
+    // Before the secret exists, the run says which one is missing.
+    auto missing = sw_test::cli(data, {"run", (tmp / "job.json").string()});
+    EXPECT_EQ(missing.code, 3) << missing.out << missing.err;
+    EXPECT_THAT(missing.err, HasSubstr("no secret named vendor-token; `syncwarden secrets set vendor-token`"));
+    sw_test::write_file(tmp / "token.txt", value + "\n");
+    auto set = sw_test::cli(data, {"secrets", "set", "vendor-token", "--from-file", (tmp / "token.txt").string()});
+    ASSERT_EQ(set.code, 0) << set.err;
+    auto r = sw_test::cli(data, {"run", (tmp / "job.json").string()});
+    EXPECT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_THAT(sw_test::read_file(tmp / "applied.log"), HasSubstr("token=" + value + "\n"))
+        << "the connector got the value";
+    EXPECT_THAT(r.out + r.err, Not(HasSubstr(value)));
+    // A new version is used by the next run, and each run's summary says
+    // which. This vendor refuses a change and quotes the token in its answer:
+    // the kernel scrubs it from the terminal, the store and the logs.
+    sw_test::write_file(tmp / "token.txt", value + "-v2");
+    ASSERT_EQ(sw_test::cli(data, {"secrets", "rotate", "vendor-token", "--from-file", (tmp / "token.txt").string()}).code, 0);
+    sw_test::diff_target_job(tmp.path(), R"(, "token": {"$secret": "vendor-token"}, "refuse": ["i-1", "i-2"])");
+    auto r2 = sw_test::cli(data, {"run", (tmp / "job.json").string()});
+    EXPECT_EQ(r2.code, 6) << r2.out << r2.err;
+    EXPECT_THAT(r2.out + r2.err, Not(HasSubstr(value)));
+    EXPECT_THAT(r2.out + r2.err, HasSubstr("for token <secret vendor-token>"));
+    auto list = sw_test::cli(data, {"secrets", "list", "--json"});
+    ASSERT_EQ(list.code, 0);
+    EXPECT_EQ(nlohmann::json::parse(list.out).size(), 2u);
+    EXPECT_THAT(list.out, Not(HasSubstr(value)));
+    auto log = sw_test::cli(data, {"audit", "list", "--json"});
+    std::vector<uint32_t> versions;
+    int changed = 0;
+    for (auto& e : nlohmann::json::parse(log.out)) {
+        auto entry = nlohmann::json::parse(e["entry"].get<std::string>());
+        if (entry["kind"] == "secret_changed") ++changed;
+        if (entry["kind"] == "run_summary" && entry["data"].contains("secrets")) {
+            EXPECT_EQ(entry["data"]["secrets"][0]["role"], "target");
+            EXPECT_EQ(entry["data"]["secrets"][0]["name"], "vendor-token");
+            versions.push_back(entry["data"]["secrets"][0]["version"]);
+        }
+    }
+    EXPECT_EQ(changed, 2) << "set and rotate are audit events";
+    EXPECT_EQ(versions, (std::vector<uint32_t>{1, 2}));
+    // Nowhere in the data dir: plans, store, logs, audit log.
+    size_t files = 0;
+    for (auto& f : fs::recursive_directory_iterator(data)) {
+        if (!f.is_regular_file()) continue;
+        ++files;
+        const std::string bytes = sw_test::read_file(f.path());
+        EXPECT_EQ(bytes.find(value), std::string::npos) << f.path();
+    }
+    EXPECT_GT(files, 5u);
+    EXPECT_THAT(sw_test::read_logs(data), HasSubstr("using token <secret vendor-token>"));
+}

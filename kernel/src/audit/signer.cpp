@@ -38,32 +38,8 @@ std::string id_of(EVP_PKEY* k) {
     return h.hex().substr(0, 16);
 }
 
-std::string hex(const unsigned char* p, size_t n) {
-    static const char* d = "0123456789abcdef";
-    std::string out;
-    out.reserve(2 * n);
-    for (size_t i = 0; i < n; ++i) {
-        out += d[p[i] >> 4];
-        out += d[p[i] & 15];
-    }
-    return out;
-}
-
-bool unhex(std::string_view s, std::vector<unsigned char>& out) {
-    if (s.size() % 2) return false;
-    auto nib = [](char c) -> int {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        return -1;
-    };
-    out.clear();
-    for (size_t i = 0; i < s.size(); i += 2) {
-        const int hi = nib(s[i]), lo = nib(s[i + 1]);
-        if (hi < 0 || lo < 0) return false;
-        out.push_back(static_cast<unsigned char>(hi << 4 | lo));
-    }
-    return true;
-}
+std::string hex(const unsigned char* p, size_t n) { return to_hex(p, n); }
+bool unhex(std::string_view s, std::vector<unsigned char>& out) { return from_hex(s, out); }
 
 Status write_new_key(const fs::path& file, EVP_PKEY* k) {
     std::error_code ec;

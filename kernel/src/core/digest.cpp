@@ -19,13 +19,7 @@ std::string sha256::hex() {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned n = 0;
     EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(ctx_), md, &n);
-    static const char* digits = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < n; ++i) {
-        out += digits[md[i] >> 4];
-        out += digits[md[i] & 15];
-    }
-    return out;
+    return to_hex(md, n);
 }
 
 std::string sha256_file_hex(const std::filesystem::path& p, std::string* error) {
@@ -45,6 +39,35 @@ std::string sha256_file_hex(const std::filesystem::path& p, std::string* error) 
         return {};
     }
     return h.hex();
+}
+
+std::string to_hex(const unsigned char* p, size_t n) {
+    static const char* d = "0123456789abcdef";
+    std::string out;
+    out.reserve(2 * n);
+    for (size_t i = 0; i < n; ++i) {
+        out += d[p[i] >> 4];
+        out += d[p[i] & 15];
+    }
+    return out;
+}
+
+bool from_hex(std::string_view s, std::vector<unsigned char>& out) {
+    if (s.size() % 2) return false;
+    auto nib = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    out.clear();
+    out.reserve(s.size() / 2);
+    for (size_t i = 0; i < s.size(); i += 2) {
+        const int hi = nib(s[i]), lo = nib(s[i + 1]);
+        if (hi < 0 || lo < 0) return false;
+        out.push_back(static_cast<unsigned char>(hi << 4 | lo));
+    }
+    return true;
 }
 
 }  // namespace syncwarden::kernel

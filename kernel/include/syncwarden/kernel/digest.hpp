@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace syncwarden::kernel {
 
@@ -21,6 +22,11 @@ public:
 private:
     void* ctx_;
 };
+
+// Lowercase hex of bytes, and back (false for odd lengths or non-hex
+// digits; both cases of a-f are read).
+std::string to_hex(const unsigned char* p, size_t n);
+bool from_hex(std::string_view text, std::vector<unsigned char>& out);
 
 // SHA-256 of a file, hex; empty with `error` set when it cannot be read.
 std::string sha256_file_hex(const std::filesystem::path& p, std::string* error);

@@ -95,11 +95,15 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                 return cancelled_status(*ctx.cancel, "during apply, before change " + std::to_string(first_seq + 1));
             std::vector<change_state> st(b.change_count);
             std::vector<size_t> pending;
+            // A batch is of one entity: its counts are looked up once.
+            auto& counts = out.by_entity[e.name];
+            auto kind_of = [&](size_t k) {
+                return plan.deactivates(k) ? "deactivate" : kind_name(static_cast<sw_change_kind>(b.changes[k].kind));
+            };
             for (size_t k = 0; k < b.change_count; ++k) {
                 if (ctx.acknowledged && ctx.acknowledged(first_seq + k)) {
                     ++out.skipped;
-                    ++out.by_entity[e.name][plan.deactivates(k) ? "deactivate"
-                                                                : kind_name(static_cast<sw_change_kind>(b.changes[k].kind))][2];
+                    ++counts[kind_of(k)][2];
                     continue;
                 }
                 pending.push_back(k);
@@ -120,8 +124,8 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                         ++out.failed_by_category[c.category.empty() ? status : c.category];
                         out.last_error = e.name + "/'" + key + "': " + (c.message.empty() ? status : c.message);
                     }
-                    const char* kind = plan.deactivates(k) ? "deactivate" : kind_name(static_cast<sw_change_kind>(ch.kind));
-                    ++out.by_entity[e.name][kind][ok ? 0 : 1];
+                    const char* kind = kind_of(k);
+                    ++counts[kind][ok ? 0 : 1];
                     // The store names a change by its position in the plan,
                     // where its key is; a failed or deactivated record also
                     // by its key's keyed hash, never the key itself.

@@ -1,9 +1,8 @@
 #include <syncwarden/kernel/audit.hpp>
 #include <syncwarden/kernel/canonical_json.hpp>
+#include <syncwarden/kernel/config.hpp>
 #include <syncwarden/kernel/digest.hpp>
 
-#include <fstream>
-#include <sstream>
 
 namespace fs = std::filesystem;
 
@@ -47,18 +46,55 @@ std::string head_message(const audit_head_record& h) {
 }
 
 std::string head_hash(const audit_head_record& h) {
-    nlohmann::json j = head_fields(h);
-    j["signature"] = h.signature;
-    auto c = canonical_json(j);
+    auto c = canonical_json(head_to_json(h));
     sha256 d;
     d.update(c ? *c : std::string());
     return d.hex();
 }
 
+nlohmann::json head_to_json(const audit_head_record& h) {
+    nlohmann::json j = head_fields(h);
+    j["signature"] = h.signature;
+    return j;
+}
+
+Result<audit_head_record> head_from_json(const nlohmann::json& j, const std::string& where) {
+    if (!j.is_object()) return Status::error(error_kind::usage, where + " is not a signed head (an object)");
+    audit_head_record h;
+    auto text = [&](const char* name, std::string& out) -> Status {
+        auto it = j.find(name);
+        if (it == j.end() || !it->is_string())
+            return Status::error(error_kind::usage, where + "." + name + " is missing or not a string");
+        out = it->get<std::string>();
+        return Status::ok();
+    };
+    auto size = j.find("size");
+    if (size == j.end() || !size->is_number_unsigned())
+        return Status::error(error_kind::usage, where + ".size is missing or not a whole number");
+    h.size = size->get<uint64_t>();
+    for (auto [name, field] : {std::pair{"root", &h.root}, std::pair{"at", &h.at}, std::pair{"key_id", &h.key_id},
+                               std::pair{"prev", &h.prev}, std::pair{"signature", &h.signature}})
+        if (auto s = text(name, *field); !s) return s;
+    return h;
+}
+
+Result<std::vector<merkle::hash>> stored_leaves(run_store& store, uint64_t size) {
+    auto text = store.audit_leaves(size);
+    if (!text) return text.status();
+    std::vector<merkle::hash> out(text->size());
+    for (size_t i = 0; i < out.size(); ++i)
+        if (!merkle::from_hex((*text)[i], out[i]))
+            return Status::error(error_kind::tampered, "the stored leaf of audit entry " + std::to_string(i) +
+                                                           " is not a hash; run `syncwarden audit verify`");
+    return out;
+}
+
 Result<std::unique_ptr<audit_log>> audit_log::open(run_store& store, const fs::path& data_dir, const clock& clk) {
     auto key = signing_key::load_or_create(audit_key_file(data_dir));
     if (!key) return key.status().context("the audit log's signing key");
-    return std::unique_ptr<audit_log>(new audit_log(store, std::move(*key), clk));
+    auto own = verify_key::from_pem(key->public_pem());
+    if (!own) return own.status().context("the audit log's signing key");
+    return std::unique_ptr<audit_log>(new audit_log(store, std::move(*key), std::move(*own), clk));
 }
 
 Status audit_log::append(const std::vector<audit_event>& events) {
@@ -73,11 +109,8 @@ Status audit_log::append(const std::vector<audit_event>& events) {
             const std::string damaged = "the audit log's newest signed head (size " + std::to_string(h.size) + ") ";
             const std::string what_to_do = "; nothing more is appended to it. Run `syncwarden audit verify` to find "
                                            "what was altered";
-            if (h.key_id == key_.key_id()) {
-                auto vk = verify_key::from_pem(key_.public_pem());
-                if (!vk || !vk->verify(head_message(h), h.signature))
-                    return Status::error(error_kind::tampered, damaged + "does not carry a valid signature" + what_to_do);
-            }
+            if (h.key_id == key_.key_id() && !own_.verify(head_message(h), h.signature))
+                return Status::error(error_kind::tampered, damaged + "does not carry a valid signature" + what_to_do);
             // The newest entry must be the one the head signs last, intact,
             // and nothing may follow it.
             auto last = store_.audit_entries(h.size - 1, 2);
@@ -89,14 +122,10 @@ Status audit_log::append(const std::vector<audit_event>& events) {
             if (!parse_frontier(h, f)) {
                 // The frontier is derived data: rebuild it from the leaves,
                 // and append only if the rebuilt tree is the signed one.
-                auto leaves = store_.audit_leaves(h.size);
+                auto leaves = stored_leaves(store_, h.size);
                 if (!leaves) return leaves.status();
                 f = merkle::frontier();
-                for (auto& l : *leaves) {
-                    merkle::hash x{};
-                    if (!merkle::from_hex(l, x)) break;
-                    f.append(x);
-                }
+                for (auto& l : *leaves) f.append(l);
                 if (f.size() != h.size || merkle::to_hex(f.root()) != h.root)
                     return Status::error(error_kind::tampered,
                                          damaged + "does not match the entries stored under it" + what_to_do);
@@ -108,19 +137,18 @@ Status audit_log::append(const std::vector<audit_event>& events) {
         recs.reserve(events.size());
         // The entry's members in JCS order (at, data, kind, run, seq, v),
         // written around the canonical data without copying it.
-        auto quoted = [](const std::string& x) { return *canonical_json(nlohmann::json(x)); };
-        const std::string at_text = quoted(at);
+        const std::string at_text = *canonical_json(nlohmann::json(at));
         for (auto& ev : events) {
             auto data = canonical_json(ev.data);
-            if (!data) return data.status().context("writing the audit entry for " + ev.kind);
-            if (!nlohmann::json(ev.kind).is_string() || !canonical_json(nlohmann::json(ev.kind)) ||
-                !canonical_json(nlohmann::json(ev.run_id)))
-                return Status::error(error_kind::internal, "an audit event's kind or run id is not valid UTF-8");
-            Result<std::string> text = "{\"at\":" + at_text + ",\"data\":" + *data + ",\"kind\":" + quoted(ev.kind) +
-                                       ",\"run\":" + quoted(ev.run_id) + ",\"seq\":" + std::to_string(f.size()) +
-                                       ",\"v\":1}";
-            const merkle::hash leaf = merkle::leaf_hash(*text);
-            recs.push_back({f.size(), ev.kind, ev.run_id, std::move(*text), merkle::to_hex(leaf)});
+            auto kind = canonical_json(nlohmann::json(ev.kind));
+            auto run = canonical_json(nlohmann::json(ev.run_id));
+            if (!data || !kind || !run)
+                return (!data ? data.status() : !kind ? kind.status() : run.status())
+                    .context("writing the audit entry for " + ev.kind);
+            std::string text = "{\"at\":" + at_text + ",\"data\":" + *data + ",\"kind\":" + *kind + ",\"run\":" +
+                               *run + ",\"seq\":" + std::to_string(f.size()) + ",\"v\":1}";
+            const merkle::hash leaf = merkle::leaf_hash(text);
+            recs.push_back({f.size(), ev.kind, ev.run_id, std::move(text), merkle::to_hex(leaf)});
             f.append(leaf);
         }
         audit_head_record h;
@@ -138,38 +166,20 @@ Status audit_log::append(const std::vector<audit_event>& events) {
 }
 
 std::string export_head(const audit_head_record& h, const std::string& public_pem) {
-    nlohmann::json j{{"format", "syncwarden-audit-head/1"}, {"head", head_fields(h)}, {"public_key", public_pem}};
-    j["head"]["signature"] = h.signature;
+    nlohmann::json j{{"format", "syncwarden-audit-head/1"}, {"head", head_to_json(h)}, {"public_key", public_pem}};
     return j.dump(2) + "\n";
 }
 
 Result<exported_head> read_exported_head(const fs::path& file) {
-    std::ifstream in(file);
-    if (!in) return Status::error(error_kind::not_found, file.string() + ": cannot read the exported head");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const auto j = nlohmann::json::parse(ss.str(), nullptr, false);
-    auto bad = [&](const std::string& why) {
-        return Status::error(error_kind::usage, file.string() + ": " + why +
-                                                    "; it should be a file written by `syncwarden audit export-head`");
-    };
-    if (j.is_discarded() || !j.is_object()) return bad("is not JSON");
-    if (j.value("format", "") != "syncwarden-audit-head/1") return bad("$.format is not \"syncwarden-audit-head/1\"");
-    const auto h = j.find("head");
-    if (h == j.end() || !h->is_object()) return bad("$.head is missing");
-    exported_head out;
-    try {
-        out.head.size = h->at("size").get<uint64_t>();
-        out.head.root = h->at("root").get<std::string>();
-        out.head.at = h->at("at").get<std::string>();
-        out.head.key_id = h->at("key_id").get<std::string>();
-        out.head.prev = h->at("prev").get<std::string>();
-        out.head.signature = h->at("signature").get<std::string>();
-        out.public_pem = j.value("public_key", "");
-    } catch (const nlohmann::json::exception& e) {
-        return bad(std::string("$.head is incomplete (") + e.what() + ")");
-    }
-    return out;
+    auto j = parse_json_file(file);
+    if (!j) return j.status();
+    const std::string hint = "; it should be a file written by `syncwarden audit export-head`";
+    if (!j->is_object() || j->value("format", "") != "syncwarden-audit-head/1")
+        return Status::error(error_kind::usage, file.string() + ": $.format is not \"syncwarden-audit-head/1\"" + hint);
+    auto h = head_from_json(j->value("head", nlohmann::json()), file.string() + ": $.head");
+    if (!h) return Status::error(error_kind::usage, h.status().message() + hint);
+    auto pem = j->find("public_key");
+    return exported_head{*h, pem != j->end() && pem->is_string() ? pem->get<std::string>() : ""};
 }
 
 }  // namespace syncwarden::kernel

@@ -61,10 +61,6 @@ bool same_hex(const merkle::hash& h, std::string_view hex) {
     return std::memcmp(buf, hex.data(), 64) == 0;
 }
 
-nlohmann::json head_json(const audit_head_record& h) {
-    return {{"size", h.size}, {"root", h.root}, {"at", h.at}, {"key_id", h.key_id}, {"prev", h.prev},
-            {"signature", h.signature}};
-}
 
 }  // namespace
 
@@ -253,10 +249,9 @@ static Result<audit_verdict> against(run_store& store, const exported_head& old,
         return failed(size, "today's log has " + std::to_string(size) + " entries, but " + which + " signed " +
                                 std::to_string(o.size) + ": entry " + std::to_string(size) +
                                 " onward was removed (the log was truncated)");
-    auto leaf_text = store.audit_leaves(size);
-    if (!leaf_text) return leaf_text.status();
-    std::vector<merkle::hash> leaves(leaf_text->size());
-    for (size_t i = 0; i < leaves.size(); ++i) merkle::from_hex((*leaf_text)[i], leaves[i]);
+    auto stored = stored_leaves(store, size);
+    if (!stored) return stored.status();
+    const std::vector<merkle::hash>& leaves = *stored;
     merkle::hash new_root{};
     merkle::from_hex((*cur)->root, new_root);
     const auto proof = merkle::consistency_proof(leaves, o.size, size);
@@ -291,10 +286,9 @@ static Result<nlohmann::json> inclusion(run_store& store, const std::string& run
     auto head = store.audit_head();
     if (!head) return head.status();
     if (!*head) return Status::error(error_kind::tampered, "the audit log has entries but no signed head");
-    auto leaf_text = store.audit_leaves((*head)->size);
-    if (!leaf_text) return leaf_text.status();
-    std::vector<merkle::hash> leaves(leaf_text->size());
-    for (size_t i = 0; i < leaves.size(); ++i) merkle::from_hex((*leaf_text)[i], leaves[i]);
+    auto stored = stored_leaves(store, (*head)->size);
+    if (!stored) return stored.status();
+    const std::vector<merkle::hash>& leaves = *stored;
     if (leaves.size() != (*head)->size || merkle::to_hex(merkle::root(leaves, leaves.size())) != (*head)->root ||
         merkle::to_hex(merkle::leaf_hash(summary->entry)) != summary->leaf)
         return tampered("the audit log does not match its newest signed head; run `syncwarden audit verify`");
@@ -306,7 +300,7 @@ static Result<nlohmann::json> inclusion(run_store& store, const std::string& run
                           {"index", summary->seq},
                           {"tree_size", (*head)->size},
                           {"proof", proof},
-                          {"head", head_json(**head)}};
+                          {"head", head_to_json(**head)}};
 }
 
 // What `body` finds, read in one transaction: no append lands between
@@ -339,7 +333,9 @@ audit_verdict check_inclusion_proof(const nlohmann::json& p, const verify_key& k
     auto bad = [](const std::string& m) { return failed(m); };
     if (!p.is_object() || p.value("format", "") != "syncwarden-audit-proof/1")
         return bad("$.format is not \"syncwarden-audit-proof/1\": not a proof written by `syncwarden audit proof`");
-    audit_head_record h;
+    auto head = head_from_json(p.value("head", nlohmann::json()), "$.head");
+    if (!head) return bad("the proof is incomplete: " + head.status().message());
+    const audit_head_record& h = *head;
     std::string entry;
     uint64_t index = 0, size = 0;
     std::vector<merkle::hash> path;
@@ -347,13 +343,6 @@ audit_verdict check_inclusion_proof(const nlohmann::json& p, const verify_key& k
         entry = p.at("entry").get<std::string>();
         index = p.at("index").get<uint64_t>();
         size = p.at("tree_size").get<uint64_t>();
-        const auto& hj = p.at("head");
-        h.size = hj.at("size").get<uint64_t>();
-        h.root = hj.at("root").get<std::string>();
-        h.at = hj.at("at").get<std::string>();
-        h.key_id = hj.at("key_id").get<std::string>();
-        h.prev = hj.at("prev").get<std::string>();
-        h.signature = hj.at("signature").get<std::string>();
         const auto& pr = p.at("proof");
         if (!pr.is_array()) return bad("$.proof is not an array of hashes");
         for (size_t i = 0; i < pr.size(); ++i) {

@@ -38,8 +38,6 @@ std::string id_of(EVP_PKEY* k) {
     return h.hex().substr(0, 16);
 }
 
-std::string hex(const unsigned char* p, size_t n) { return to_hex(p, n); }
-bool unhex(std::string_view s, std::vector<unsigned char>& out) { return from_hex(s, out); }
 
 Status write_new_key(const fs::path& file, EVP_PKEY* k) {
     std::error_code ec;
@@ -112,7 +110,7 @@ Result<std::string> signing_key::sign(std::string_view message) const {
     if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, as_key(pkey_)) != 1 ||
         EVP_DigestSign(ctx.get(), sig, &n, reinterpret_cast<const unsigned char*>(message.data()), message.size()) != 1)
         return Status::error(error_kind::internal, "signing with the audit key: " + openssl_error());
-    return hex(sig, n);
+    return to_hex(sig, n);
 }
 
 std::string signing_key::public_pem() const {
@@ -149,7 +147,7 @@ verify_key& verify_key::operator=(verify_key&& o) noexcept {
 
 bool verify_key::verify(std::string_view message, std::string_view signature_hex) const {
     std::vector<unsigned char> sig;
-    if (!unhex(signature_hex, sig) || sig.size() != 64) return false;
+    if (!from_hex(signature_hex, sig) || sig.size() != 64) return false;
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
     if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, as_key(pkey_)) != 1) return false;
     return EVP_DigestVerify(ctx.get(), sig.data(), sig.size(), reinterpret_cast<const unsigned char*>(message.data()),

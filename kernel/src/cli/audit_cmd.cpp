@@ -3,6 +3,7 @@
 #include "cli_common.hpp"
 
 #include <syncwarden/kernel/audit.hpp>
+#include <syncwarden/kernel/config.hpp>
 #include <syncwarden/kernel/text.hpp>
 
 #include <fstream>
@@ -248,15 +249,11 @@ int audit_cmd(context& c, const std::vector<std::string>& args) {
         // Offline: needs only the proof and the public key, no data dir.
         if (pa.pos.size() != 2 || !pa.opts.count("--key"))
             return usage(c, "audit check-proof takes a proof FILE and --key PUBLIC_KEY.pem");
-        auto text = read_text(pa.pos[1], "the proof");
-        if (!text) return fail(c, text.status());
-        auto j = nlohmann::json::parse(*text, nullptr, false);
-        if (j.is_discarded())
-            return fail(c, Status::error(error_kind::usage, pa.pos[1] + ": is not JSON; it should be a file written by "
-                                                                        "`syncwarden audit proof`"));
+        auto j = parse_json_file(pa.pos[1]);
+        if (!j) return fail(c, j.status());
         auto key = key_for(c, pa);
         if (!key) return fail(c, key.status());
-        auto v = check_inclusion_proof(j, *key);
+        auto v = check_inclusion_proof(*j, *key);
         if (!v.ok) v.message = pa.pos[1] + ": " + v.message;
         return verdict_exit(c, v, pa.opts.count("--json") > 0);
     }

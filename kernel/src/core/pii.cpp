@@ -1,9 +1,11 @@
 #include <syncwarden/kernel/pii.hpp>
+#include <syncwarden/kernel/private_file.hpp>
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstdio>
@@ -52,44 +54,22 @@ fs::path key_file(const fs::path& data_dir) { return data_dir / "keys" / "pii-hm
 
 Status use_data_dir_key(const fs::path& data_dir) {
     const fs::path file = key_file(data_dir);
+    const std::string what = "the data dir's secret";
     std::error_code ec;
-    fs::create_directories(file.parent_path(), ec);
-    ::chmod(file.parent_path().c_str(), 0700);
-    std::array<unsigned char, 32> key{};
-    int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) {
-        if (RAND_bytes(key.data(), static_cast<int>(key.size())) != 1)
+    if (!fs::exists(file, ec)) {
+        std::string fresh(32, '\0');
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(fresh.data()), static_cast<int>(fresh.size())) != 1)
             return Status::error(error_kind::internal, "no randomness for the data dir's secret");
-        fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            const bool ok = ::write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && ::fsync(fd) == 0;
-            ::close(fd);
-            if (!ok) return Status::error(error_kind::store, file.string() + ": cannot write the data dir's secret");
-        } else if (errno != EEXIST) {
-            return Status::error(error_kind::store, file.string() + ": cannot create the data dir's secret: " +
-                                                        std::strerror(errno));
-        }
-        fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+        if (auto s = create_private_file(file, fresh, what); !s) return s;
     }
-    if (fd < 0)
-        return Status::error(error_kind::store, file.string() + ": cannot read the data dir's secret: " + std::strerror(errno));
-    struct stat st {};
-    ::fstat(fd, &st);
-    if (st.st_mode & 077) {
-        ::close(fd);
-        char mode[8];
-        std::snprintf(mode, sizeof mode, "%o", static_cast<unsigned>(st.st_mode & 0777));
-        return Status::error(error_kind::config, file.string() + ": the data dir's secret can be read by others (mode " +
-                                                     mode + "); make it private: chmod 600 " + file.string());
-    }
-    const ssize_t n = ::read(fd, key.data(), key.size());
-    ::close(fd);
-    if (n != static_cast<ssize_t>(key.size()))
+    auto text = read_private_file(file, what, 64);
+    if (!text) return text.status();
+    if (text->size() != 32)
         return Status::error(error_kind::store, file.string() + ": the data dir's secret is not 32 bytes; restore it "
                                                                 "from a backup (the hashes in the store depend on it)");
     auto& g = global();
     std::lock_guard l(g.mu);
-    g.key = key;
+    std::copy(text->begin(), text->end(), g.key.begin());
     g.set = true;
     return Status::ok();
 }

@@ -349,7 +349,7 @@ private:
     // Settings with each {"$secret": NAME} replaced by its current value;
     // the secret store (and its master key) is opened only when one is named.
     Result<nlohmann::json> with_secrets(const nlohmann::json& settings, const std::string& role, const std::string& where) {
-        if (settings.dump().find("\"$secret\"") == std::string::npos) return settings;
+        if (!names_a_secret(settings)) return settings;
         if (!secrets_) {
             auto key = master_key::load(data_dir_);
             if (!key) return key.status().context(where + " names a secret");

@@ -1,57 +1,30 @@
-#include <syncwarden/kernel/pii.hpp>
 #include <syncwarden/kernel/digest.hpp>
+#include <syncwarden/kernel/pii.hpp>
+#include <syncwarden/kernel/private_file.hpp>
 #include <syncwarden/kernel/secrets.hpp>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 namespace fs = std::filesystem;
 
 namespace syncwarden::kernel {
 namespace {
 
-std::string hex(const unsigned char* p, size_t n) { return to_hex(p, n); }
-bool unhex(std::string_view s, std::vector<unsigned char>& out) { return from_hex(s, out); }
 
-std::string mode_text(mode_t m) {
-    char b[8];
-    std::snprintf(b, sizeof b, "%03o", static_cast<unsigned>(m & 0777));
-    return b;
-}
 
 Status from_hex_key(std::string_view text, std::array<unsigned char, 32>& key, const std::string& source) {
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
     std::vector<unsigned char> b;
-    if (!unhex(text, b) || b.size() != key.size())
+    if (!from_hex(text, b) || b.size() != key.size())
         return Status::error(error_kind::config, source + ": the master key must be 64 hex digits (32 bytes); make one "
                                                           "with `openssl rand -hex 32`");
     std::copy(b.begin(), b.end(), key.begin());
     return Status::ok();
 }
 
-Result<std::string> read_private(const fs::path& file) {
-    struct stat st {};
-    if (::stat(file.c_str(), &st) != 0)
-        return Status::error(error_kind::not_found, file.string() + ": " + std::strerror(errno));
-    if (st.st_mode & 077)
-        return Status::error(error_kind::config, file.string() + ": the master key can be read by others (mode " +
-                                                     mode_text(st.st_mode) + "); make it private: chmod 600 " +
-                                                     file.string());
-    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Status::error(error_kind::store, file.string() + ": " + std::strerror(errno));
-    char buf[256];
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    ::close(fd);
-    if (n < 0) return Status::error(error_kind::store, file.string() + ": " + std::strerror(errno));
-    return std::string(buf, static_cast<size_t>(n));
-}
 
 // What the ciphertext is bound to: a value moved to another name or
 // version does not decrypt.
@@ -77,7 +50,7 @@ Result<master_key> master_key::load(const fs::path& data_dir) {
         const fs::path f = fs::path(dir) / "syncwarden-master-key";
         std::error_code ec;
         if (fs::exists(f, ec)) {
-            auto text = read_private(f);
+            auto text = read_private_file(f, "the master key");
             if (!text) return text.status();
             k.source_ = f.string();
             if (auto s = from_hex_key(*text, k.key_, k.source_); !s) return s;
@@ -88,22 +61,12 @@ Result<master_key> master_key::load(const fs::path& data_dir) {
     k.source_ = f.string();
     std::error_code ec;
     if (!fs::exists(f, ec)) {
-        fs::create_directories(f.parent_path(), ec);
-        ::chmod(f.parent_path().c_str(), 0700);
         std::array<unsigned char, 32> fresh{};
         if (RAND_bytes(fresh.data(), static_cast<int>(fresh.size())) != 1)
             return Status::error(error_kind::internal, "no randomness for the master key");
-        const int fd = ::open(f.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            const std::string text = hex(fresh.data(), fresh.size()) + "\n";
-            const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-            ::close(fd);
-            if (!ok) return Status::error(error_kind::store, f.string() + ": cannot write the master key");
-        } else if (errno != EEXIST) {
-            return Status::error(error_kind::store, f.string() + ": cannot create the master key: " + std::strerror(errno));
-        }
+        if (auto s = create_private_file(f, to_hex(fresh.data(), fresh.size()) + "\n", "the master key"); !s) return s;
     }
-    auto text = read_private(f);
+    auto text = read_private_file(f, "the master key");
     if (!text) return text.status();
     if (auto s = from_hex_key(*text, k.key_, k.source_); !s) return s;
     return k;
@@ -153,9 +116,9 @@ Result<secret_info> secret_store::add(const std::string& name, const std::string
         EVP_EncryptFinal_ex(ctx.c, out.data() + n, &m) == 1 &&
         EVP_CIPHER_CTX_ctrl(ctx.c, EVP_CTRL_GCM_GET_TAG, sizeof tag, tag) == 1;
     if (!ok) return Status::error(error_kind::internal, "encrypting secret " + name + " failed");
-    r.nonce = hex(nonce, sizeof nonce);
-    r.ciphertext = hex(out.data(), static_cast<size_t>(n + m));
-    r.tag = hex(tag, sizeof tag);
+    r.nonce = to_hex(nonce, sizeof nonce);
+    r.ciphertext = to_hex(out.data(), static_cast<size_t>(n + m));
+    r.tag = to_hex(tag, sizeof tag);
     if (auto s = store_.add_secret(r); !s) return s;
     return secret_info{r.name, r.version, r.created_at, r.created_by};
 }
@@ -184,7 +147,7 @@ Result<std::pair<std::string, secret_info>> secret_store::current(const std::str
                                                      "` stores it (the value is read from stdin)");
     const secret_record& r = have->back();
     std::vector<unsigned char> nonce, data, tag;
-    if (!unhex(r.nonce, nonce) || !unhex(r.ciphertext, data) || !unhex(r.tag, tag) || tag.size() != 16)
+    if (!from_hex(r.nonce, nonce) || !from_hex(r.ciphertext, data) || !from_hex(r.tag, tag) || tag.size() != 16)
         return Status::error(error_kind::store, "secret " + name + " version " + std::to_string(r.version) +
                                                     " is damaged in the run store");
     std::string value(data.size(), '\0');
@@ -207,6 +170,14 @@ Result<std::pair<std::string, secret_info>> secret_store::current(const std::str
                                                      "altered");
     value.resize(static_cast<size_t>(n + m));
     return std::make_pair(std::move(value), secret_info{r.name, r.version, r.created_at, r.created_by});
+}
+
+bool names_a_secret(const nlohmann::json& j) {
+    if (j.is_object() && j.contains("$secret")) return true;
+    if (j.is_structured())
+        for (auto& v : j)
+            if (names_a_secret(v)) return true;
+    return false;
 }
 
 Result<nlohmann::json> resolve_secrets(const nlohmann::json& j, secret_store* secrets, const std::string& where,

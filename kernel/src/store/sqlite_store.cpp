@@ -150,6 +150,14 @@ std::vector<std::string> statements(const std::string& script) {
     return out;
 }
 
+std::string str(RecordSet& rs, size_t col);
+int64_t num(RecordSet& rs, size_t col);
+
+// A row of SELECT seq,kind,run_id,entry,leaf FROM audit_entries.
+audit_entry_record audit_entry_of(RecordSet& rs) {
+    return {static_cast<uint64_t>(num(rs, 0)), str(rs, 1), str(rs, 2), str(rs, 3), str(rs, 4)};
+}
+
 std::string str(RecordSet& rs, size_t col) {
     auto v = rs.value(col);
     return v.isEmpty() ? std::string() : v.convert<std::string>();
@@ -321,8 +329,7 @@ public:
             for_each_row(st, [&](RecordSet& rs) {
                 out = plan_record{str(rs, 0), str(rs, 1), str(rs, 2), static_cast<uint64_t>(num(rs, 3)),
                                   static_cast<uint64_t>(num(rs, 4)), static_cast<uint64_t>(num(rs, 5)),
-                                  str(rs, 6), str(rs, 7), str(rs, 8)};
-                out->purged_at = str(rs, 9);
+                                  str(rs, 6), str(rs, 7), str(rs, 8), str(rs, 9)};
             });
         });
         if (!s) return s;
@@ -584,11 +591,22 @@ public:
     }
 
     Result<std::vector<audit_entry_record>> audit_entries(uint64_t from, uint64_t limit) override {
-        return read_entries("WHERE seq >= ? ORDER BY seq LIMIT ?", std::to_string(from), limit);
+        std::vector<audit_entry_record> out;
+        auto s = guard("reading the audit log", [&] {
+            Poco::Int64 f = static_cast<Poco::Int64>(from), l = static_cast<Poco::Int64>(std::min<uint64_t>(limit, INT64_MAX));
+            Statement st(s_);
+            st << "SELECT seq,kind,run_id,entry,leaf FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?", use(f),
+                use(l);
+            for_each_row(st, [&](RecordSet& rs) { out.push_back(audit_entry_of(rs)); });
+        });
+        if (!s) return s;
+        return out;
     }
 
     Result<std::vector<audit_entry_record>> audit_entries_of_run(const std::string& run_id) override {
-        return read_entries("WHERE run_id = ? ORDER BY seq LIMIT ?", run_id, UINT32_MAX);
+        return rows_of_run<audit_entry_record>(
+            "reading the audit entries",
+            "SELECT seq,kind,run_id,entry,leaf FROM audit_entries WHERE run_id=? ORDER BY seq", run_id, audit_entry_of);
     }
 
     Status scan_audit(uint64_t from, const audit_row_fn& row) override {
@@ -668,13 +686,11 @@ public:
             }
             if (!results_of.empty()) {
                 std::vector<std::string> ids = results_of;
-                Statement a(s_);
-                a << "DELETE FROM change_results WHERE run_id=?", use(ids);
-                a.execute();
-                std::vector<std::string> ids2 = results_of;
-                Statement b(s_);
-                b << "DELETE FROM change_attempts WHERE run_id=?", use(ids2);
-                b.execute();
+                for (const char* table : {"change_results", "change_attempts"}) {
+                    Statement del(s_);
+                    del << "DELETE FROM " + std::string(table) + " WHERE run_id=?", use(ids);
+                    del.execute();
+                }
             }
             tx_commit();
         });
@@ -783,32 +799,6 @@ private:
             depth_ = 0;
             try { s_ << "ROLLBACK", now; } catch (...) {}
         }
-    }
-
-    Result<std::vector<audit_entry_record>> read_entries(const std::string& where, const std::string& arg,
-                                                         uint64_t limit) {
-        std::vector<audit_entry_record> out;
-        auto s = guard("reading the audit log", [&] {
-            std::vector<Poco::Int64> seq;
-            std::vector<std::string> kind, run, entry, leaf;
-            std::string a = arg;
-            Poco::Int64 l = static_cast<Poco::Int64>(std::min<uint64_t>(limit, INT64_MAX));
-            Statement st(s_);
-            if (where.rfind("WHERE seq", 0) == 0) {
-                Poco::Int64 from = std::stoll(arg);
-                st << "SELECT seq,kind,run_id,entry,leaf FROM audit_entries " + where, use(from), use(l), into(seq),
-                    into(kind), into(run), into(entry), into(leaf), now;
-            } else {
-                st << "SELECT seq,kind,run_id,entry,leaf FROM audit_entries " + where, use(a), use(l), into(seq),
-                    into(kind), into(run), into(entry), into(leaf), now;
-            }
-            out.reserve(seq.size());
-            for (size_t i = 0; i < seq.size(); ++i)
-                out.push_back({static_cast<uint64_t>(seq[i]), std::move(kind[i]), std::move(run[i]), std::move(entry[i]),
-                               std::move(leaf[i])});
-        });
-        if (!s) return s;
-        return out;
     }
 
     Result<std::vector<audit_head_record>> read_heads(const std::string& order) {

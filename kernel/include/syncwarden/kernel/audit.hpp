@@ -44,6 +44,12 @@ std::filesystem::path audit_key_file(const std::filesystem::path& data_dir);
 // head carries as `prev`.
 std::string head_message(const audit_head_record& h);
 std::string head_hash(const audit_head_record& h);
+// A signed head as JSON (its fields and signature), and back; `where` names
+// it in errors ("proof.json: $.head").
+nlohmann::json head_to_json(const audit_head_record& h);
+Result<audit_head_record> head_from_json(const nlohmann::json& j, const std::string& where);
+// The leaf hashes of the first `size` entries, as the store holds them.
+Result<std::vector<merkle::hash>> stored_leaves(run_store& store, uint64_t size);
 
 // The event sink. Every entry of the log is written through append().
 class audit_log {
@@ -59,9 +65,11 @@ public:
     const signing_key& key() const { return key_; }
 
 private:
-    audit_log(run_store& s, signing_key k, const clock& c) : store_(s), key_(std::move(k)), clock_(c) {}
+    audit_log(run_store& s, signing_key k, verify_key own, const clock& c)
+        : store_(s), key_(std::move(k)), own_(std::move(own)), clock_(c) {}
     run_store& store_;
     signing_key key_;
+    verify_key own_;  // its public half, to check the newest head before an append
     const clock& clock_;
 };
 

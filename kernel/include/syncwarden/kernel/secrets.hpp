@@ -74,6 +74,7 @@ struct secret_use {
     std::string name;
     uint32_t version = 0;
 };
+bool names_a_secret(const nlohmann::json& settings);
 Result<nlohmann::json> resolve_secrets(const nlohmann::json& settings, secret_store* secrets, const std::string& where,
                                        std::vector<secret_use>& used);
 

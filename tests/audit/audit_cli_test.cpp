@@ -82,6 +82,13 @@ TEST_F(audit_cli, every_run_ends_with_an_immutable_summary_of_what_it_did) {
     EXPECT_TRUE(shrink) << s["gates"].dump();
     // The dry run has one too, and the first run saw the job file.
     EXPECT_EQ(summary_of(run_id(dry))["data"]["mode"], "dry_run");
+    // A run that applies a stored plan names the job file's digest too.
+    auto again = run({"--dry-run"});
+    auto stored = sw_test::cli(data(), {"runs", "apply", run_id(again)});
+    ASSERT_EQ(stored.code, 0) << stored.out << stored.err;
+    const nlohmann::json last = entries().back();
+    EXPECT_EQ(last["data"]["mode"], "apply_stored");
+    EXPECT_EQ(last["data"]["job_digest"], s["job_digest"]);
     int configs = 0;
     for (auto& e : entries()) configs += e["kind"] == "config_changed";
     EXPECT_EQ(configs, 1) << "the job file, seen once, unchanged since";
@@ -89,7 +96,7 @@ TEST_F(audit_cli, every_run_ends_with_an_immutable_summary_of_what_it_did) {
     EXPECT_EQ(entries()[0]["kind"], "connector_installed");
     auto v = sw_test::cli(data(), {"audit", "verify"});
     EXPECT_EQ(v.code, 0) << v.err;
-    EXPECT_THAT(v.out, HasSubstr("the audit log verifies: 5 entries, 5 signed heads"));
+    EXPECT_THAT(v.out, HasSubstr("the audit log verifies: 7 entries, 7 signed heads"));
 }
 
 TEST_F(audit_cli, a_held_run_its_approval_reason_and_a_changed_job_are_recorded) {

@@ -660,6 +660,12 @@ void drive(registry& reg, run_store& store, audit_log* audit, const clock& clk, 
            const cancel_flag* cancel, bool no_wait, run_outcome& out, F&& body) {
     Status s;
     apply_outcome applied;
+    // The job file as it is now, for runs that start from a stored plan
+    // (run() read it already, before the run was created).
+    if (out.job_digest.empty()) {
+        std::string unreadable;
+        out.job_digest = sha256_file_hex(out.run.job_file, &unreadable);
+    }
     try {
         run_driver d(reg, store, clk, sl, data_dir, out);
         d.set_cancel(cancel);

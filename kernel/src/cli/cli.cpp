@@ -446,14 +446,18 @@ int secrets_cmd(context& c, const std::vector<std::string>& args) {
     if (!value.empty() && value.back() == '\n') value.pop_back();
     if (!value.empty() && value.back() == '\r') value.pop_back();
     const std::string by = cli_actor();
-    auto info = pa.pos[0] == "set" ? secrets.set(pa.pos[1], value, by) : secrets.rotate(pa.pos[1], value, by);
-    if (!info) return fail(c, info.status());
-    if (auto s = audit_admin_event(c, **store,
-                                   {"secret_changed", "",
-                                    {{"name", info->name}, {"version", info->version}, {"action", pa.pos[0]}, {"by", by}}});
+    // The new version and its audit event commit together, or neither does.
+    std::optional<secret_info> info;
+    if (auto s = (*store)->in_transaction([&]() -> Status {
+            auto added = pa.pos[0] == "set" ? secrets.set(pa.pos[1], value, by) : secrets.rotate(pa.pos[1], value, by);
+            if (!added) return added.status();
+            info = *added;
+            return audit_admin_event(c, **store,
+                                     {"secret_changed", "",
+                                      {{"name", info->name}, {"version", info->version}, {"action", pa.pos[0]}, {"by", by}}});
+        });
         !s)
-        return fail(c, s.context("stored secret " + info->name + " version " + std::to_string(info->version) +
-                                 ", but the audit log could not record it"));
+        return fail(c, s);
     c.out << "stored secret " << info->name << " version " << info->version << "\n";
     return 0;
 }

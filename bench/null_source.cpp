@@ -43,7 +43,7 @@ const sw_field_def k_defs[k_fields] = {
     {sizeof(sw_field_def), {"school", 6}, SW_TYPE_STRING, 0},
     {sizeof(sw_field_def), {"active", 6}, SW_TYPE_BOOL, 0}};
 const sw_entity_def k_entity = {sizeof(sw_entity_def), {"people", 6}, {"id", 2}, k_defs, k_fields};
-const sw_contract k_contract = {sizeof(sw_contract), &k_entity, 1, nullptr, 0};
+const sw_contract k_contract = {sizeof(sw_contract), &k_entity, 1, nullptr, 0, nullptr, 0, nullptr, 0};
 
 sw_status contract(void*, const sw_contract** out, sw_error*) {
     *out = &k_contract;

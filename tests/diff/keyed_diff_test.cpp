@@ -15,7 +15,11 @@ void add(record_set& rs, std::string_view key, std::string_view a, std::string_v
 
 entity_plan make(sw_batch_mode mode) {
     entity_plan ep;
-    ep.schema = {"people", "id", {{"first", SW_TYPE_STRING, false}, {"last", SW_TYPE_STRING, false}}};
+    ep.schema.name = "people";
+    ep.schema.key_name = "id";
+    ep.schema.fields.resize(2);
+    ep.schema.fields[0].name = "first";
+    ep.schema.fields[1].name = "last";
     ep.mode = mode;
     ep.source_sent = true;
     ep.desired = record_set(2);

@@ -15,7 +15,7 @@ cmake --build "$work/hello" > "$work/build.log"
 data="$work/data"
 "$kernel" --data-dir "$data" connectors install "$work/hello/libhello-connector.so"
 "$kernel" --data-dir "$data" connectors install "$build/plugins/libvendor-csv.so"
-"$kernel" --data-dir "$data" connectors list | grep -q '^hello-connector *1.0.0 *1.3 *source'
+"$kernel" --data-dir "$data" connectors list | grep -q '^hello-connector *1.0.0 *1.4 *source'
 "$kernel" --data-dir "$data" run "$src/examples/hello-connector/hello-job.json"
 
 out="$data/drops/hello/greetings.csv"

@@ -66,7 +66,7 @@ TEST(loader, refuses_another_abi_major) {
 
 TEST(loader, refuses_a_newer_abi_minor) {
     auto m = refusal("abi_minor");
-    EXPECT_THAT(m, HasSubstr("ABI minor is 7, newer than the kernel's 1.3"));
+    EXPECT_THAT(m, HasSubstr("ABI minor is 7, newer than the kernel's 1.4"));
 }
 
 TEST(loader, refuses_a_struct_size_too_small) {

@@ -76,7 +76,7 @@ hook_error create_people(connector_session& s, int first, int last, const std::s
     static const uint32_t changed[] = {0};
     std::vector<sw_change> changes;
     for (auto& k : keys) changes.push_back({{"id", 2}, SW_CHANGE_CREATE, {k.data(), k.size()}, &value, 1, changed, 1});
-    sw_change_batch b{sizeof b, {"people", 6}, changes.data(), changes.size(), 1};
+    sw_change_batch b{sizeof b, {"people", 6}, changes.data(), changes.size(), 1, nullptr};
     ignore_results results;
     return s.apply(b, results, no_services());
 }

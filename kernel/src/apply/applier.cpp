@@ -19,7 +19,7 @@ public:
         sw_status status = SW_OK;
         std::string category, message;
     };
-    explicit batch_results(size_t n) : by_index(n) {}
+    explicit batch_results(size_t n) : by_index(n), ids(n) {}
     void on_result(size_t i, sw_status s, std::string_view cat, std::string_view msg) override {
         if (i >= by_index.size() || s > SW_CANCELLED) {
             bad.push_back({i, s});
@@ -27,8 +27,21 @@ public:
         }
         by_index[i] = {true, s, std::string(cat), std::string(msg)};
     }
+    void on_target_id(size_t i, std::string_view id, bool too_long) override {
+        if (i >= ids.size()) {
+            bad.push_back({i, SW_OK});
+            return;
+        }
+        if (too_long) {
+            bad_id = i;
+            return;
+        }
+        ids[i] = std::string(id);
+    }
     std::vector<reported> by_index;
+    std::vector<std::optional<std::string>> ids;  // ABI 1.4: what the target reported, by index
     std::vector<std::pair<size_t, sw_status>> bad;  // out-of-range indexes or statuses
+    std::optional<size_t> bad_id;                    // a target id over k_max_target_id
 };
 
 std::string short_token(const std::optional<std::string>& t) {
@@ -60,6 +73,7 @@ Status check_state(const plan_reader& plan, connector_session& target, run_servi
 
 // The outcome of one change so far, within its plan batch.
 struct change_state {
+    std::optional<std::string> target_id;  // ABI 1.4: reported by the target
     uint32_t sends = 0;
     std::chrono::system_clock::time_point first_sent{};
     bool done = false;
@@ -83,7 +97,11 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
     std::vector<std::string> last_errors;  // for target_unavailable: the newest few
     std::vector<change_result_record> results;
     std::vector<attempt_record> attempts;
+    std::vector<target_id_record> ids;
     bool stopped_mid_batch = false;
+    const bool keeps_ids = !ctx.target_system.empty();
+    std::vector<std::string> key_hashes, held_ids;
+    std::vector<sw_str> sub_ids;
 
     auto run_batches = [&]() -> Status {
         if (ctx.check_state)
@@ -135,8 +153,23 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                                            pii::redact(c.message), first_seq + k};
                     r.attempts = c.sends;
                     results.push_back(std::move(r));
+                    // The key -> id map: what the target reported, and a
+                    // record it deleted is forgotten.
+                    if (keeps_ids) {
+                        if (c.target_id) ids.push_back({ctx.target_system, e.name, key_hashes[k], *c.target_id});
+                        else if (ok && ch.kind == SW_CHANGE_DELETE)
+                            ids.push_back({ctx.target_system, e.name, key_hashes[k], ""});
+                    }
                 }
             };
+            // ABI 1.4: the ids the target gave these keys on earlier runs.
+            if (keeps_ids) {
+                key_hashes.clear();
+                for (size_t k = 0; k < b.change_count; ++k) key_hashes.push_back(pii::keyed(view(b.changes[k].key)));
+                auto held = store.target_ids(ctx.target_system, e.name, key_hashes);
+                if (!held) return held.status();
+                held_ids = std::move(*held);
+            }
             const uint32_t first_attempt = ctx.inflight_seq && *ctx.inflight_seq == first_seq ? 2 : 1;
             std::vector<sw_change> sub;
             std::vector<size_t> next;
@@ -148,6 +181,14 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                 send.changes = sub.data();
                 send.change_count = sub.size();
                 send.attempt = first_attempt + round;
+                if (keeps_ids) {
+                    sub_ids.clear();
+                    for (size_t k : pending) {
+                        const std::string& id = st[k].target_id ? *st[k].target_id : held_ids[k];
+                        sub_ids.push_back({id.data(), id.size()});
+                    }
+                    send.target_ids = sub_ids.data();
+                }
                 if (ctx.limiter && !(ctx.connector_paces && *ctx.connector_paces))
                     if (ctx.limiter->acquire(1, ctx.cancel) == SW_CANCELLED) {
                         record_done();
@@ -170,6 +211,12 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                     stopped_mid_batch = true;
                     return cancelled_status(*ctx.cancel, "during apply");
                 }
+                if (rep.bad_id)
+                    return Status::error(error_kind::connector,
+                                         target.who() + " apply: reported a target id of more than " +
+                                             std::to_string(k_max_target_id) + " bytes for change index " +
+                                             std::to_string(*rep.bad_id) + ". This is a defect of the connector; "
+                                             "nothing was committed. Report it to the connector's authors");
                 if (!rep.bad.empty())
                     return Status::error(error_kind::connector,
                                          target.who() + " apply: reported a result for change index " +
@@ -187,6 +234,7 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                     const size_t k = pending[i];
                     change_state& c = st[k];
                     if (c.sends++ == 0) c.first_sent = sent_at;
+                    if (rep.ids[i]) c.target_id = rep.ids[i];
                     batch_results::reported r = rep.by_index[i].set
                                                     ? rep.by_index[i]
                                                     : batch_results::reported{true, err.status, err.category, err.message};
@@ -255,9 +303,10 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
             }
             record_done();
             auto s = store.save_apply_batch(run_id, results, attempts, "apply",
-                                            std::to_string(first_seq + b.change_count), iso8601(ctx.clk.now()));
+                                            std::to_string(first_seq + b.change_count), iso8601(ctx.clk.now()), ids);
             results.clear();
             attempts.clear();
+            ids.clear();
             return s;
         });
     };
@@ -266,7 +315,7 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
     // A stop inside a batch: what was decided so far is kept, and the
     // checkpoint stays at the batch's start.
     if (!st && stopped_mid_batch && (!results.empty() || !attempts.empty())) {
-        (void)store.save_apply_batch(run_id, results, attempts, "apply-partial", "", iso8601(ctx.clk.now()));
+        (void)store.save_apply_batch(run_id, results, attempts, "apply-partial", "", iso8601(ctx.clk.now()), ids);
     }
     auto abort_target = [&] {
         // A dead worker has nothing left to drop.

@@ -63,6 +63,9 @@ size_t plan::total() const {
 streaming_diff::streaming_diff(entity_plan& ep) : ep_(ep) {
     target_dups_ = ep_.current.build_index();
     seen_.assign(ep_.current.size(), 0);
+    exact_.assign(ep_.desired.field_count(), 1);
+    for (size_t f = 0; f < ep_.schema.fields.size() && f < exact_.size(); ++f)
+        exact_[f] = ep_.schema.fields[f].compared_exactly();
     ep_.changes.clear();
     ep_.changed_fields.clear();
 }
@@ -86,8 +89,13 @@ bool streaming_diff::offer(std::string_view key, const std::string_view* values,
         return true;
     }
     const uint32_t begin = static_cast<uint32_t>(ep_.changed_fields.size());
-    for (uint16_t f = 0; f < nf; ++f)
-        if (values[f] != ep_.current.field(c, f)) ep_.changed_fields.push_back(f);
+    for (uint16_t f = 0; f < nf; ++f) {
+        const std::string_view held = ep_.current.field(c, f);
+        if (values[f] == held) continue;
+        // Compare policies (ABI 1.4) only where the bytes differ.
+        if (!exact_[f] && ep_.schema.fields[f].same(held, values[f])) continue;
+        ep_.changed_fields.push_back(f);
+    }
     const uint32_t n = static_cast<uint32_t>(ep_.changed_fields.size()) - begin;
     if (n == 0) return true;
     uint32_t d = static_cast<uint32_t>(ep_.desired.size());

@@ -1,8 +1,12 @@
 #include <syncwarden/kernel/schema.hpp>
 
+#include <unicode/unistr.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstddef>
+#include <functional>
+#include <map>
 #include <set>
 
 namespace syncwarden::kernel {
@@ -31,6 +35,7 @@ const char* type_name(sw_field_type t) {
         case SW_TYPE_DATE: return "date";
         case SW_TYPE_DATETIME: return "datetime";
         case SW_TYPE_LIST: return "list";
+        case SW_TYPE_ITEMS: return "items";
     }
     return "?";
 }
@@ -49,6 +54,11 @@ std::string check_value(sw_field_type type, std::string_view v) {
             return (v.size() == 10 && is_date(v)) ? "" : "expected a date YYYY-MM-DD";
         case SW_TYPE_DATETIME:
             return is_date(v) ? "" : "expected an ISO 8601 date-time";
+        case SW_TYPE_ITEMS:
+            if (v.front() == SW_ITEM_SEP || v.back() == SW_ITEM_SEP ||
+                v.find("\x1f\x1f") != std::string_view::npos)
+                return "a list with an empty item (items are separated by SW_ITEM_SEP, 0x1F, and none is empty)";
+            return {};
         default: return {};
     }
 }
@@ -70,17 +80,104 @@ std::string field_schema::enum_problem(std::string_view v) const {
         return "'" + std::string(item) + "' is not one of the values the contract allows (" + list + ")" +
                (extension_prefix.empty() ? "" : " or an extension '" + extension_prefix + "...'") + hint;
     };
-    if (type != SW_TYPE_LIST) return one(v);
+    if (!is_list()) return one(v);
+    for (auto item : list_items(v, separator()))
+        if (auto p = one(item); !p.empty()) return p;
+    return {};
+}
+
+std::vector<std::string_view> list_items(std::string_view v, char sep) {
+    std::vector<std::string_view> out;
     size_t pos = 0;
     while (pos <= v.size()) {
-        size_t end = v.find(',', pos);
+        size_t end = v.find(sep, pos);
         auto item = v.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos);
-        if (!item.empty())
-            if (auto p = one(item); !p.empty()) return p;
+        if (!item.empty()) out.push_back(item);
         if (end == std::string_view::npos) break;
         pos = end + 1;
     }
-    return {};
+    return out;
+}
+
+namespace {
+
+bool ascii_only(std::string_view v) {
+    for (unsigned char c : v)
+        if (c >= 0x80) return false;
+    return true;
+}
+
+// Full Unicode case folding (ICU), so that "STRASSE" and "straße" or "ΣΑΣ"
+// and "σας" are one name, as an LDAP caseIgnoreMatch or a SCIM
+// case-insensitive attribute treats them.
+std::string folded(std::string_view v) {
+    if (ascii_only(v)) {
+        std::string out(v);
+        for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return out;
+    }
+    std::string out;
+    icu::UnicodeString::fromUTF8(icu::StringPiece(v.data(), static_cast<int32_t>(v.size()))).foldCase().toUTF8String(out);
+    return out;
+}
+
+bool same_text(std::string_view a, std::string_view b, bool fold) {
+    if (a == b) return true;
+    if (!fold) return false;
+    if (a.size() == b.size() && ascii_only(a) && ascii_only(b))
+        return std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+            return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+        });
+    return folded(a) == folded(b);
+}
+
+}  // namespace
+
+bool field_schema::same(std::string_view held, std::string_view want) const {
+    if (compare == SW_COMPARE_WRITE_ONLY || compare == SW_COMPARE_IGNORE) return true;
+    if (held == want) return true;
+    const bool fold = compare == SW_COMPARE_CASE_INSENSITIVE;
+    if (!(unordered && is_list())) return same_text(held, want, fold);
+    auto as_set = [&](std::string_view v) {
+        std::vector<std::string> items;
+        for (auto item : list_items(v, separator())) items.push_back(fold ? folded(item) : std::string(item));
+        std::sort(items.begin(), items.end());
+        items.erase(std::unique(items.begin(), items.end()), items.end());
+        return items;
+    };
+    return as_set(held) == as_set(want);
+}
+
+std::vector<std::string> apply_order(const std::vector<const entity_schema*>& entities) {
+    // Kahn's algorithm, taking the earliest ready entity each time, so that
+    // entities with no dependencies keep their order.
+    std::map<std::string, size_t> at;
+    for (size_t i = 0; i < entities.size(); ++i) at[entities[i]->name] = i;
+    std::vector<std::vector<size_t>> needs(entities.size());
+    for (size_t i = 0; i < entities.size(); ++i)
+        for (auto& d : entities[i]->depends_on)
+            if (auto it = at.find(d); it != at.end() && it->second != i) needs[i].push_back(it->second);
+    std::vector<bool> placed(entities.size(), false);
+    std::vector<std::string> out;
+    while (out.size() < entities.size()) {
+        bool progress = false;
+        for (size_t i = 0; i < entities.size(); ++i) {
+            if (placed[i]) continue;
+            if (std::all_of(needs[i].begin(), needs[i].end(), [&](size_t n) { return placed[n]; })) {
+                placed[i] = true;
+                out.push_back(entities[i]->name);
+                progress = true;
+                break;
+            }
+        }
+        if (!progress)  // a cycle: copy_contract refuses those; keep the rest in order
+            for (size_t i = 0; i < entities.size(); ++i)
+                if (!placed[i]) {
+                    placed[i] = true;
+                    out.push_back(entities[i]->name);
+                }
+    }
+    return out;
 }
 
 std::optional<size_t> entity_schema::index_of(std::string_view field) const {
@@ -102,9 +199,12 @@ Result<contract_schema> copy_contract(const sw_contract* c, const std::string& w
                                  "; fix the connector's contract");
     };
     if (!c) return bad("NULL contract pointer");
-    if (c->struct_size < sizeof(sw_contract))
-        return bad("sw_contract.struct_size is " + std::to_string(c->struct_size) +
-                   ", expected at least " + std::to_string(sizeof(sw_contract)));
+    // A connector built for an older minor has a shorter contract: 1.0's
+    // ends before the enumerations. Later fields are read where it covers them.
+    constexpr size_t v10_size = offsetof(sw_contract, enums);
+    if (c->struct_size < v10_size)
+        return bad("sw_contract.struct_size is " + std::to_string(c->struct_size) + ", expected at least " +
+                   std::to_string(v10_size));
     if (c->entity_count == 0) return bad("no entities");
     if (c->entity_count > 10000) return bad("entity_count is " + std::to_string(c->entity_count) + ", expected at most 10000");
     if (!c->entities) return bad("entities is NULL but entity_count is " + std::to_string(c->entity_count));
@@ -117,7 +217,7 @@ Result<contract_schema> copy_contract(const sw_contract* c, const std::string& w
             return bad(where + ".struct_size is " + std::to_string(ed.struct_size) + ", expected at least " +
                        std::to_string(sizeof(sw_entity_def)));
         if (bad_str(ed.name) || bad_str(ed.key_name)) return bad(where + " has a string with len > 0 and ptr NULL");
-        entity_schema es{text(ed.name), text(ed.key_name), {}};
+        entity_schema es{text(ed.name), text(ed.key_name), {}, {}};
         if (es.name.empty()) return bad(where + ".name is empty");
         if (es.key_name.empty()) return bad(where + " (" + es.name + ").key_name is empty");
         if (!names.insert(es.name).second) return bad("entity '" + es.name + "' is declared twice");
@@ -136,7 +236,7 @@ Result<contract_schema> copy_contract(const sw_contract* c, const std::string& w
             fs.type = static_cast<sw_field_type>(fd.type);
             fs.required = (fd.flags & SW_FIELD_REQUIRED) != 0;
             if (fs.name.empty()) return bad(fw + ".name is empty");
-            if (fd.type > SW_TYPE_LIST) return bad(fw + " (" + fs.name + ").type is " + std::to_string(fd.type) + ", expected 0..5");
+            if (fd.type > SW_TYPE_ITEMS) return bad(fw + " (" + fs.name + ").type is " + std::to_string(fd.type) + ", expected 0..6");
             if (!fnames.insert(fs.name).second) return bad("field '" + es.name + "." + fs.name + "' is declared twice");
             es.fields.push_back(std::move(fs));
         }
@@ -170,6 +270,89 @@ Result<contract_schema> copy_contract(const sw_contract* c, const std::string& w
             std::sort(f.allowed.begin(), f.allowed.end());
             f.extension_prefix = text(ed.extension_prefix);
         }
+    }
+    // 1.4: compare policies and dependencies, stepped through by their own
+    // size like the enumerations.
+    auto covers = [&](size_t end) { return c->struct_size >= end; };
+    if (covers(offsetof(sw_contract, policy_count) + sizeof c->policy_count) && c->policy_count) {
+        if (c->policy_count > 100000) return bad("policy_count is " + std::to_string(c->policy_count) + ", expected at most 100000");
+        if (!c->policies) return bad("policies is NULL but policy_count is " + std::to_string(c->policy_count));
+        const size_t stride = c->policies[0].struct_size;
+        if (stride < sizeof(sw_field_policy))
+            return bad("policies[0].struct_size is " + std::to_string(stride) + ", expected at least " +
+                       std::to_string(sizeof(sw_field_policy)));
+        for (size_t i = 0; i < c->policy_count; ++i) {
+            const auto& pd =
+                *reinterpret_cast<const sw_field_policy*>(reinterpret_cast<const char*>(c->policies) + i * stride);
+            const std::string where = "policies[" + std::to_string(i) + "]";
+            if (pd.struct_size != stride) return bad(where + ".struct_size differs from policies[0]'s");
+            if (bad_str(pd.entity) || bad_str(pd.field)) return bad(where + " has a NULL pointer with a length above 0");
+            auto* es = const_cast<entity_schema*>(out.find(text(pd.entity)));
+            if (!es) return bad(where + ".entity '" + text(pd.entity) + "' is not an entity of the contract");
+            auto fi = es->index_of(text(pd.field));
+            if (!fi) return bad(where + ".field '" + text(pd.field) + "' is not a field of '" + es->name + "'");
+            auto& f = es->fields[*fi];
+            if (pd.compare > SW_COMPARE_IGNORE)
+                return bad(where + " (" + es->name + "." + f.name + ").compare is " + std::to_string(pd.compare) +
+                           ", expected 0..3 (exact, case_insensitive, write_only, ignore)");
+            if (pd.flags & ~SW_POLICY_UNORDERED)
+                return bad(where + " (" + es->name + "." + f.name + ").flags has unknown bits " +
+                           std::to_string(pd.flags & ~SW_POLICY_UNORDERED));
+            if ((pd.flags & SW_POLICY_UNORDERED) && !f.is_list())
+                return bad(where + " (" + es->name + "." + f.name + ") is unordered, but the field is a " +
+                           type_name(f.type) + ", not a list");
+            if (pd.compare == SW_COMPARE_IGNORE && f.required)
+                return bad(where + " (" + es->name + "." + f.name + ") is required and ignored: a field the "
+                           "kernel never sends cannot be required");
+            f.compare = static_cast<sw_compare>(pd.compare);
+            f.unordered = (pd.flags & SW_POLICY_UNORDERED) != 0;
+        }
+    }
+    if (covers(offsetof(sw_contract, dependency_count) + sizeof c->dependency_count) && c->dependency_count) {
+        if (c->dependency_count > 100000)
+            return bad("dependency_count is " + std::to_string(c->dependency_count) + ", expected at most 100000");
+        if (!c->dependencies) return bad("dependencies is NULL but dependency_count is " + std::to_string(c->dependency_count));
+        const size_t stride = c->dependencies[0].struct_size;
+        if (stride < sizeof(sw_dependency))
+            return bad("dependencies[0].struct_size is " + std::to_string(stride) + ", expected at least " +
+                       std::to_string(sizeof(sw_dependency)));
+        for (size_t i = 0; i < c->dependency_count; ++i) {
+            const auto& dd =
+                *reinterpret_cast<const sw_dependency*>(reinterpret_cast<const char*>(c->dependencies) + i * stride);
+            const std::string where = "dependencies[" + std::to_string(i) + "]";
+            if (dd.struct_size != stride) return bad(where + ".struct_size differs from dependencies[0]'s");
+            if (bad_str(dd.entity) || bad_str(dd.depends_on)) return bad(where + " has a NULL pointer with a length above 0");
+            auto* es = const_cast<entity_schema*>(out.find(text(dd.entity)));
+            if (!es) return bad(where + ".entity '" + text(dd.entity) + "' is not an entity of the contract");
+            const std::string on = text(dd.depends_on);
+            if (!out.find(on)) return bad(where + ".depends_on '" + on + "' is not an entity of the contract");
+            if (on == es->name) return bad(where + ": '" + on + "' depends on itself");
+            if (std::find(es->depends_on.begin(), es->depends_on.end(), on) == es->depends_on.end())
+                es->depends_on.push_back(on);
+        }
+        // A cycle has no apply order: find one and name it.
+        std::map<std::string, int> mark;  // 1 = on the path, 2 = done
+        std::vector<std::string> path;
+        std::string cycle;
+        std::function<bool(const entity_schema&)> visit = [&](const entity_schema& e) {
+            mark[e.name] = 1;
+            path.push_back(e.name);
+            for (auto& d : e.depends_on) {
+                if (mark[d] == 1) {
+                    auto from = std::find(path.begin(), path.end(), d);
+                    for (auto it = from; it != path.end(); ++it) cycle += *it + " -> ";
+                    cycle += d;
+                    return true;
+                }
+                if (mark[d] == 0 && visit(*out.find(d))) return true;
+            }
+            path.pop_back();
+            mark[e.name] = 2;
+            return false;
+        };
+        for (auto& e : out.entities)
+            if (mark[e.name] == 0 && visit(e))
+                return bad("its dependencies form a cycle (" + cycle + "), so no entity of it can be applied first");
     }
     return out;
 }

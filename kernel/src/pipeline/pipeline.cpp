@@ -281,6 +281,7 @@ private:
         auto sid = target_->system_id(target_host_);
         if (!sid) return sid.status();
         const std::string system = sid->empty() ? "connector " + connector + " " + settings.dump() : *sid;
+        target_system_ = system;
         const fs::path path = target_lock_path(data_dir_, system);
         const std::string note = "run " + out_.run.id + " pid " + std::to_string(::getpid()) + "\n";
         bool said = false;
@@ -472,6 +473,7 @@ private:
         target_host_.limiter = ctx.limiter;
         ctx.connector_paces = &target_host_.paces;
         ctx.seed = std::random_device{}();
+        if (target.info().capabilities & SW_CAP_TARGET_IDS) ctx.target_system = target_system_;
         auto s = apply_plan(reader, target, target_host_, store_, out_.run.id, applied_, ctx);
         target_host_.limiter = nullptr;
         return s;
@@ -486,6 +488,7 @@ private:
     finding_log findings_;
     run_host source_host_, target_host_;
     nlohmann::json target_settings_;
+    std::string target_system_;  // what the target lock is named by
     std::unique_ptr<secret_store> secrets_;
     std::string target_build_;
     job_runtime runtime_;

@@ -80,6 +80,18 @@ Result<plan_header> parse_header(std::string_view text) {
             h.entities.push_back({e.at("name"), e.at("key_name"), e.at("fields").get<std::vector<std::string>>(),
                                   e.at("changes"), e.at("creates"), e.at("updates"), e.at("deletes"),
                                   e.value("deactivates", uint64_t{0})});
+        if (j.contains("sections")) {
+            uint64_t total = 0;
+            for (auto& sec : j["sections"]) {
+                const std::string name = sec.at("entity");
+                size_t i = 0;
+                while (i < h.entities.size() && h.entities[i].name != name) ++i;
+                if (i == h.entities.size()) throw std::runtime_error("section of unknown entity '" + name + "'");
+                h.sections.push_back({i, sec.at("part") == "deletes", sec.at("changes")});
+                total += h.sections.back().changes;
+            }
+            if (total != h.total_changes()) throw std::runtime_error("its sections do not add up to its changes");
+        }
         return h;
     } catch (const std::exception& e) {
         return Status::error(error_kind::store, std::string("its header is not a plan header: ") + e.what());
@@ -160,9 +172,10 @@ Status plan_reader::for_each_batch(size_t batch_size, const batch_fn& fn) const 
     std::vector<char> ids;  // the batch's content ids as hex text
     static const char* hex = "0123456789abcdef";
     uint64_t seq = 0;
-    for (auto& e : header_.entities) {
+    for (auto& sec : header_.apply_sections()) {
+        const auto& e = header_.entities[sec.entity];
         const size_t nf = e.fields.size();
-        uint64_t left = e.changes;
+        uint64_t left = sec.changes;
         while (left > 0) {
             const size_t n = static_cast<size_t>(std::min<uint64_t>(left, batch_size));
             changes.resize(n);
@@ -197,13 +210,15 @@ Status plan_reader::for_each_batch(size_t batch_size, const batch_fn& fn) const 
                         if (f >= nf) c.ok = false;
                         changed[k].push_back(static_cast<uint32_t>(f));
                     }
+                // An ordered plan keeps deletes in their own sections.
+                if (!header_.sections.empty() && (kind == SW_CHANGE_DELETE) != sec.deletes) c.ok = false;
                 if (!c.ok || kind > SW_CHANGE_DELETE)
                     return Status::error(error_kind::store, "the plan " + file_.string() + " is malformed at change " +
                                                                 std::to_string(seq + k + 1) + "; make a new plan");
                 changes[k] = {{id, 24}, kind, {key.data(), key.size()}, values[k].data(), nf, changed[k].data(),
                               changed[k].size()};
             }
-            sw_change_batch b{sizeof(sw_change_batch), {e.name.data(), e.name.size()}, changes.data(), n, 1};
+            sw_change_batch b{sizeof(sw_change_batch), {e.name.data(), e.name.size()}, changes.data(), n, 1, nullptr};
             if (auto s = fn(e, b, seq); !s) return s;
             release_before(static_cast<size_t>(c.p - data_));
             seq += n;

@@ -34,6 +34,13 @@ uint64_t plan_header::total_changes() const {
     return n;
 }
 
+std::vector<plan_header::section> plan_header::apply_sections() const {
+    if (!sections.empty()) return sections;
+    std::vector<section> out;
+    for (size_t i = 0; i < entities.size(); ++i) out.push_back({i, false, entities[i].changes});
+    return out;
+}
+
 namespace {
 
 constexpr char k_magic[8] = {'S', 'W', 'P', 'L', 'A', 'N', '0', '2'};
@@ -187,6 +194,13 @@ nlohmann::json header_json(const plan_header& h) {
                      {"batch_size", h.batch_size},
                      {"entities", ents}};
     if (h.state_token) j["state_token"] = *h.state_token;
+    if (!h.sections.empty()) {
+        auto& secs = j["sections"] = nlohmann::json::array();
+        for (auto& sec : h.sections)
+            secs.push_back({{"entity", h.entities[sec.entity].name},
+                            {"part", sec.deletes ? "deletes" : "creates_updates"},
+                            {"changes", sec.changes}});
+    }
     return j;
 }
 
@@ -207,6 +221,32 @@ Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, c
                : c.kind == SW_CHANGE_UPDATE ? e.updates
                                             : e.deletes);
         header.entities.push_back(std::move(e));
+    }
+    // Dependencies between the target's entities (ABI 1.4) order the apply:
+    // parents' creates and updates first, children's deletes first.
+    header.sections.clear();
+    bool ordered = false;
+    std::vector<const entity_schema*> schemas;
+    for (auto& ep : p.entities) {
+        schemas.push_back(&ep.schema);
+        ordered = ordered || !ep.schema.depends_on.empty();
+    }
+    if (ordered) {
+        auto order = apply_order(schemas);
+        auto index = [&](const std::string& name) {
+            for (size_t i = 0; i < p.entities.size(); ++i)
+                if (p.entities[i].schema.name == name) return i;
+            return size_t{0};
+        };
+        for (auto& name : order) {
+            const size_t i = index(name);
+            const auto& e = header.entities[i];
+            if (uint64_t n = e.changes - e.deletes) header.sections.push_back({i, false, n});
+        }
+        for (auto it = order.rbegin(); it != order.rend(); ++it) {
+            const size_t i = index(*it);
+            if (uint64_t n = header.entities[i].deletes) header.sections.push_back({i, true, n});
+        }
     }
     written_plan out;
     out.json = dir / (header.run_id + ".json");
@@ -248,8 +288,10 @@ Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, c
     put_bytes(bin.buf, hj);
 
     bool first = true;
-    for (auto& ep : p.entities)
+    for (auto& sec : header.apply_sections()) {
+        const entity_plan& ep = p.entities[sec.entity];
         for (auto& c : ep.changes) {
+            if (!header.sections.empty() && (c.kind == SW_CHANGE_DELETE) != sec.deletes) continue;
             const std::string id = change_id(header.job, ep.schema.name, ep.key_of(c), c.kind, &ep.desired, c.desired);
             js.buf += first ? "\n" : ",\n";
             first = false;
@@ -265,6 +307,7 @@ Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, c
             js.drain(false);
             bin.drain(false);
         }
+    }
     js.buf += "\n]}\n";
     if (auto s = js.finish(); !s) return s;
     if (auto s = bin.finish(); !s) return s;

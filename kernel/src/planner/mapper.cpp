@@ -62,7 +62,8 @@ Result<entity_mapper> entity_mapper::compile(const entity_mapping& m, const job_
             int idx;
             if (auto s = check_source(fr.from, idx); !s) return s;
             r.pieces.push_back({false, {}, idx});
-            r.list = idx >= 0 && src.fields[static_cast<size_t>(idx)].type == SW_TYPE_LIST;
+            if (idx >= 0 && src.fields[static_cast<size_t>(idx)].is_list())
+                r.split = src.fields[static_cast<size_t>(idx)].separator();
         } else if (fr.k == field_rule::kind::template_) {
             for (size_t i = 0; i < fr.parts.size(); ++i) {
                 if (i % 2 == 0) {
@@ -85,8 +86,17 @@ Result<entity_mapper> entity_mapper::compile(const entity_mapping& m, const job_
         r.transform = fr.transform;
         int rule_index = static_cast<int>(em.rules_.size());
         if (target_field == tgt.key_name) em.key_rule_ = rule_index;
-        else if (auto ti = tgt.index_of(target_field)) em.field_rule_[*ti] = rule_index;
-        else {
+        else if (auto ti = tgt.index_of(target_field)) {
+            em.field_rule_[*ti] = rule_index;
+            const field_schema& tf = tgt.fields[*ti];
+            // Lists convert between the two kinds (ABI 1.4): items are
+            // joined the way the target field holds them.
+            if (tf.type == SW_TYPE_ITEMS) {
+                r.join = SW_ITEM_SEP;
+            } else if (r.split) {
+                r.join = ',';
+            }
+        } else {
             std::string known = tgt.key_name;
             for (auto& f : tgt.fields) known += ", " + f.name;
             return fail(fr.path, "'" + target_field + "' is not a field of target entity '" + tgt.name +
@@ -110,37 +120,52 @@ bool entity_mapper::value_of(const rule& r, const sw_record& rec, std::string& v
         if (p.literal) v += p.text;
         else v += p.field < 0 ? view(rec.key) : view(rec.values[p.field]);
     }
-    if (r.table && !v.empty()) {
-        auto lookup = [&](const std::string& in, std::string& out) {
-            auto it = r.table->find(in);
-            if (it != r.table->end()) { out = it->second; return true; }
-            switch (r.missing) {
-                case field_rule::on_missing::keep: out = in; return true;
-                case field_rule::on_missing::empty: out.clear(); return true;
-                case field_rule::on_missing::use_default: out = r.default_value; return true;
-                case field_rule::on_missing::error: break;
-            }
-            error = r.target_field + ": value '" + in + "' is not in mapping table '" + r.table_name +
-                    "'; add it to the table or set \"missing\"";
-            return false;
-        };
-        if (r.list) {
-            std::string out, piece, mapped;
-            size_t start = 0;
-            while (start <= v.size()) {
-                auto comma = v.find(',', start);
-                piece = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-                if (!lookup(piece, mapped)) return false;
-                if (!mapped.empty()) out += (out.empty() ? "" : ",") + mapped;
-                if (comma == std::string::npos) break;
-                start = comma + 1;
-            }
-            v = out;
-        } else {
-            std::string mapped;
-            if (!lookup(v, mapped)) return false;
-            v = mapped;
+    // Through the table: the value, or each item of a list.
+    auto lookup = [&](const std::string& in, std::string& out) {
+        if (!r.table) {
+            out = in;
+            return true;
         }
+        auto it = r.table->find(in);
+        if (it != r.table->end()) { out = it->second; return true; }
+        switch (r.missing) {
+            case field_rule::on_missing::keep: out = in; return true;
+            case field_rule::on_missing::empty: out.clear(); return true;
+            case field_rule::on_missing::use_default: out = r.default_value; return true;
+            case field_rule::on_missing::error: break;
+        }
+        error = r.target_field + ": value '" + in + "' is not in mapping table '" + r.table_name +
+                "'; add it to the table or set \"missing\"";
+        return false;
+    };
+    if (!v.empty() && (r.split || r.join)) {
+        // A list: split into items (a plain value is one item), map each,
+        // and join them the way the target field holds a list.
+        const char join = r.join ? r.join : r.split;
+        std::string out, mapped;
+        auto add = [&](std::string_view item) {
+            if (!lookup(std::string(item), mapped)) return false;
+            if (mapped.empty()) return true;
+            if (join == ',' && r.split != ',' && mapped.find(',') != std::string::npos) {
+                error = r.target_field + ": the item '" + mapped + "' holds a comma, which a comma-separated list " +
+                        "cannot hold; make the target field an items list (ABI 1.4) or map the item";
+                return false;
+            }
+            if (!out.empty()) out += join;
+            out += mapped;
+            return true;
+        };
+        if (r.split) {
+            for (auto item : list_items(v, r.split))
+                if (!add(item)) return false;
+        } else if (!add(v)) {
+            return false;
+        }
+        v = std::move(out);
+    } else if (r.table && !v.empty()) {
+        std::string mapped;
+        if (!lookup(v, mapped)) return false;
+        v = std::move(mapped);
     }
     if (!r.transform.empty()) v = transformed(std::move(v), r.transform);
     return true;

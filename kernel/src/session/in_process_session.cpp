@@ -115,10 +115,20 @@ void host_layout(sw_host_ctx* ctx, const sw_layout* l) noexcept {
     } catch (...) {}
 }
 
+void host_target_id(sw_host_ctx* ctx, size_t index, sw_str id) noexcept {
+    try {
+        if (!ctx || !ctx->results || (id.len && !id.ptr)) return;
+        const bool too_long = id.len > k_max_target_id;
+        ctx->results->on_target_id(index, std::string_view(id.ptr ? id.ptr : "", too_long ? k_max_target_id : id.len),
+                                   too_long);
+    } catch (...) {}
+}
+
 const sw_host_api k_host = {sizeof(sw_host_api), SW_ABI_MAJOR, SW_ABI_MINOR, host_log, host_emit,
                             host_finding, host_change_result, host_checkpoint_save,
                             host_checkpoint_load, host_is_cancelled, host_config_get,
-                            host_emit_changes, host_state_token, host_acquire, host_layout};
+                            host_emit_changes, host_state_token, host_acquire, host_layout,
+                            host_target_id};
 
 class null_services final : public run_services {
 public:

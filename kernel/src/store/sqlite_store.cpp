@@ -120,6 +120,10 @@ const char* const k_migrations[] = {
     R"(CREATE TABLE secrets(name TEXT NOT NULL, version INTEGER NOT NULL, created_at TEXT NOT NULL,
         created_by TEXT NOT NULL, nonce TEXT NOT NULL, ciphertext TEXT NOT NULL, tag TEXT NOT NULL,
         PRIMARY KEY(name, version));)",
+    // v10: the ids target systems gave records (ABI 1.4), by the keyed hash
+    // of the record's key, never the key itself.
+    R"(CREATE TABLE target_ids(system TEXT NOT NULL, entity TEXT NOT NULL, key_hash TEXT NOT NULL,
+        id TEXT NOT NULL, run_id TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY(system, entity, key_hash));)",
 };
 
 // Poco runs one statement per call: a script split on ';', except inside a
@@ -338,7 +342,8 @@ public:
 
     Status save_apply_batch(const std::string& run_id, const std::vector<change_result_record>& rs,
                             const std::vector<attempt_record>& attempts, const std::string& scope,
-                            const std::string& token, const std::string& at) override {
+                            const std::string& token, const std::string& at,
+                            const std::vector<target_id_record>& ids) override {
         return guard("saving change results of run " + run_id, [&] {
             // One prepared statement bound to columns: a batch is one round of
             // executions, not one prepare per change.
@@ -362,6 +367,17 @@ public:
                 ins << "INSERT OR REPLACE INTO change_results VALUES(?,?,?,?,?,?,?,?,?,?)", use(id), use(seq), use(cid),
                     use(ent), use(key), use(kind), use(st), use(cat), use(msg), use(sends);
                 ins.execute();
+            }
+            for (auto& t : ids) {
+                std::string sys = t.system, ent = t.entity, kh = t.key_hash, tid = t.id, rid = run_id, when = at;
+                Statement st(s_);
+                if (tid.empty())
+                    st << "DELETE FROM target_ids WHERE system=? AND entity=? AND key_hash=?", use(sys), use(ent),
+                        use(kh);
+                else
+                    st << "INSERT OR REPLACE INTO target_ids VALUES(?,?,?,?,?,?)", use(sys), use(ent), use(kh),
+                        use(tid), use(rid), use(when);
+                st.execute();
             }
             if (!attempts.empty()) {
                 std::vector<std::string> aid(attempts.size(), run_id), ats, ast, acat, amsg;
@@ -717,6 +733,25 @@ public:
                 out.push_back({str(rs, 0), static_cast<uint32_t>(num(rs, 1)), str(rs, 2), str(rs, 3), str(rs, 4),
                                str(rs, 5), str(rs, 6)});
             });
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    Result<std::vector<std::string>> target_ids(const std::string& system, const std::string& entity,
+                                                const std::vector<std::string>& key_hashes) override {
+        std::vector<std::string> out(key_hashes.size());
+        auto s = guard("reading target ids of " + entity, [&] {
+            std::string sys = system, ent = entity, kh;
+            for (size_t i = 0; i < key_hashes.size(); ++i) {
+                kh = key_hashes[i];
+                std::string id;
+                Statement one(s_);
+                one << "SELECT id FROM target_ids WHERE system=? AND entity=? AND key_hash=?", use(sys), use(ent),
+                    use(kh), into(id), limit(1);
+                one.execute();
+                out[i] = id;
+            }
         });
         if (!s) return s;
         return out;

@@ -203,6 +203,9 @@ void encode(const sw_batch& b, char* out) { try_encode(b, out, SIZE_MAX / 2); }
 
 // A 1.1 change batch ends before `attempt`.
 constexpr size_t k_change_batch_v11 = offsetof(sw_change_batch, attempt);
+bool has_target_ids(const sw_change_batch& b) {
+    return b.struct_size >= offsetof(sw_change_batch, target_ids) + sizeof b.target_ids && b.target_ids && b.changes;
+}
 
 size_t encoded_size(const sw_change_batch& b) {
     size_t n = 4 + 4 + 8;
@@ -216,12 +219,15 @@ size_t encoded_size(const sw_change_batch& b) {
             for (size_t k = 0; k < c.value_count; ++k) n += str_size(c.values[k]);
         if (c.changed_fields) n += 4 * c.changed_count;
     }
+    n += 4;
+    if (has_target_ids(b))
+        for (size_t i = 0; i < b.change_count; ++i) n += str_size(b.target_ids[i]);
     return n;
 }
 
 void encode(const sw_change_batch& b, char* o) {
     put32(o, b.struct_size);
-    put32(o, b.struct_size >= sizeof(sw_change_batch) ? b.attempt : 0);
+    put32(o, b.struct_size >= offsetof(sw_change_batch, attempt) + sizeof b.attempt ? b.attempt : 0);
     if (b.struct_size < k_change_batch_v11) {
         put64(o, 0);
         put32(o, 0);
@@ -242,6 +248,10 @@ void encode(const sw_change_batch& b, char* o) {
         if (c.changed_fields)
             for (size_t k = 0; k < c.changed_count; ++k) put32(o, c.changed_fields[k]);
     }
+    // ABI 1.4: the target ids, one per change, when the batch has them.
+    put32(o, has_target_ids(b) ? 1 : 0);
+    if (has_target_ids(b))
+        for (size_t i = 0; i < b.change_count; ++i) put_str(o, b.target_ids[i]);
 }
 
 bool batch_decoder::decode(const char* p, size_t n, sw_batch& out, std::string& why) {
@@ -387,6 +397,20 @@ bool batch_decoder::decode(const char* p, size_t n, sw_change_batch& out, std::s
         changes_[i].changed_fields = first[i].second == SIZE_MAX ? nullptr : fields_.data() + first[i].second;
     }
     out.changes = changes_.data();
+    uint32_t with_ids = 0;
+    if (!r.u32(with_ids)) {
+        why = "a change batch is cut short before its target ids";
+        return false;
+    }
+    if (with_ids) {
+        ids_.resize(count);
+        for (size_t i = 0; i < count; ++i)
+            if (!r.str(ids_[i])) {
+                why = "the target id of change " + std::to_string(i) + " is cut short";
+                return false;
+            }
+        out.target_ids = ids_.data();
+    }
     return true;
 }
 

@@ -37,7 +37,7 @@ enum class op : uint32_t {
     reply_status = 20, reply_checkpoint, ack,
     // worker -> kernel
     manifest = 40, load_failed, log, finding, result, token, records, changes, checkpoint_save,
-    checkpoint_load, done, acquire, layout,
+    checkpoint_load, done, acquire, layout, target_id,
 };
 
 struct control_page {
@@ -154,6 +154,7 @@ private:
     std::vector<sw_str> values_;
     std::vector<sw_change> changes_;
     std::vector<uint32_t> fields_;
+    std::vector<sw_str> ids_;
 };
 
 // ---- packets ---------------------------------------------------------------

@@ -273,10 +273,20 @@ void host_layout(sw_host_ctx*, const sw_layout* l) noexcept {
     });
 }
 
+void host_target_id(sw_host_ctx*, size_t index, sw_str id) noexcept {
+    progress();
+    post(op::target_id, [&](wire::writer& w) {
+        w.u64(index);
+        w.u32(id.len > k_max_target_id ? 1 : 0);
+        w.str(id, k_max_target_id);
+    });
+}
+
 const sw_host_api k_host = {sizeof(sw_host_api), SW_ABI_MAJOR, SW_ABI_MINOR, host_log, host_emit,
                             host_finding, host_change_result, host_checkpoint_save,
                             host_checkpoint_load, host_is_cancelled, host_config_get,
-                            host_emit_changes, host_state_token, host_acquire, host_layout};
+                            host_emit_changes, host_state_token, host_acquire, host_layout,
+                            host_target_id};
 
 // ---- hook calls -----------------------------------------------------------------
 

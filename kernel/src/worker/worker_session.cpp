@@ -769,6 +769,14 @@ private:
                 if (s.results) s.results->on_result(static_cast<size_t>(index), static_cast<sw_status>(st), cat, msg);
                 return Status::ok();
             }
+            case op::target_id: {
+                uint64_t index = rd.u64();
+                uint32_t too_long = rd.u32();
+                std::string_view id = rd.str();
+                if (!rd.ok()) break;
+                if (s.results) s.results->on_target_id(static_cast<size_t>(index), id, too_long != 0);
+                return Status::ok();
+            }
             case op::token: {
                 uint32_t too_long = rd.u32();
                 std::string_view t = rd.str();

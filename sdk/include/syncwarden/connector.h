@@ -1,5 +1,5 @@
 /*
- * Syncwarden connector ABI, version 1.3.
+ * Syncwarden connector ABI, version 1.4.
  *
  * The only interface between the Syncwarden kernel and a connector shared
  * library. Plain C99, stdint/stddef only. Read top to bottom; sdk/ABI.md has
@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 #define SW_ABI_MAJOR 1
-#define SW_ABI_MINOR 3
+#define SW_ABI_MINOR 4
 #define SW_ENTRY_SYMBOL "sw_connector_entry"
 
 #if defined(__GNUC__)
@@ -74,6 +74,10 @@ typedef struct sw_error {
  * delivery, a transaction). Without it, a change the target accepted in apply
  * is durable when apply returns, and a resumed run never sends it again. */
 #define SW_CAP_TRANSACTIONAL 0x10u
+/* 1.4: a target whose system assigns its own ids to records (a SCIM id, an
+ * LDAP entryUUID). It reports them from apply with host->target_id, and the
+ * kernel hands them back in sw_change_batch.target_ids on later runs. */
+#define SW_CAP_TARGET_IDS 0x20u
 
 typedef enum sw_thread_safety {
     SW_THREAD_INSTANCE = 0, /* one thread at a time per instance (default) */
@@ -103,8 +107,15 @@ typedef enum sw_field_type {
     SW_TYPE_BOOL = 2,     /* "true" or "false" */
     SW_TYPE_DATE = 3,     /* YYYY-MM-DD */
     SW_TYPE_DATETIME = 4, /* ISO 8601 */
-    SW_TYPE_LIST = 5      /* comma-separated values */
+    SW_TYPE_LIST = 5,     /* comma-separated values */
+    SW_TYPE_ITEMS = 6     /* 1.4: a list whose items may hold any text, commas
+                             included: the items joined by SW_ITEM_SEP. No
+                             item is empty; no items is the empty value. */
 } sw_field_type;
+
+/* 1.4: what separates the items of an SW_TYPE_ITEMS value: the ASCII unit
+ * separator, which no text value may otherwise contain. */
+#define SW_ITEM_SEP '\x1f'
 
 #define SW_FIELD_REQUIRED 0x1u /* never empty in an emitted record */
 
@@ -135,6 +146,38 @@ typedef struct sw_enum_def {
     sw_str extension_prefix;    /* values that start with it are allowed too ("ext:"); empty: none */
 } sw_enum_def;
 
+/* 1.4: how the kernel's diff compares a target field's desired value with
+ * the value the target holds. */
+typedef enum sw_compare {
+    SW_COMPARE_EXACT = 0,            /* byte for byte (the default) */
+    SW_COMPARE_CASE_INSENSITIVE = 1, /* Unicode case folding: LDAP names, SCIM userName */
+    SW_COMPARE_WRITE_ONLY = 2,       /* sent with a create, never compared: a password */
+    SW_COMPARE_IGNORE = 3            /* never compared, never sent: set by the server */
+} sw_compare;
+
+/* 1.4: the items of a list (SW_TYPE_LIST or SW_TYPE_ITEMS) compare as a set:
+ * their order and repeats do not count. Group members, e-mail lists. */
+#define SW_POLICY_UNORDERED 0x1u
+
+/* 1.4: a compare policy for one field. Fields without one are compared
+ * exactly. */
+typedef struct sw_field_policy {
+    uint32_t struct_size;
+    sw_str entity;
+    sw_str field;
+    uint32_t compare; /* sw_compare */
+    uint32_t flags;   /* SW_POLICY_* */
+} sw_field_policy;
+
+/* 1.4: `entity` refers to records of `depends_on` (groups list their user
+ * members). The kernel applies creates and updates of depends_on first and
+ * deletes of depends_on last. Dependencies may not form a cycle. */
+typedef struct sw_dependency {
+    uint32_t struct_size;
+    sw_str entity;
+    sw_str depends_on;
+} sw_dependency;
+
 typedef struct sw_contract {
     uint32_t struct_size;
     const sw_entity_def* entities;
@@ -143,6 +186,11 @@ typedef struct sw_contract {
      * element's struct_size. */
     const sw_enum_def* enums;
     size_t enum_count;
+    /* 1.4: may be NULL; stepped through by each element's struct_size. */
+    const sw_field_policy* policies;
+    size_t policy_count;
+    const sw_dependency* dependencies;
+    size_t dependency_count;
 } sw_contract;
 
 /* ---- records and changes --------------------------------------------------- */
@@ -210,6 +258,10 @@ typedef struct sw_change_batch {
      * was in flight). With the change ids, a target can drop what it has
      * already applied. Read it only when struct_size covers it. */
     uint32_t attempt;
+    /* 1.4, for a target with SW_CAP_TARGET_IDS (NULL otherwise): per change,
+     * the id the target reported for this key on an earlier run (see the
+     * target_id host slot), or an empty string when it reported none. */
+    const sw_str* target_ids;
 } sw_change_batch;
 
 /* A problem in the input that is not fatal to the connector. Severity error
@@ -315,6 +367,17 @@ typedef struct sw_host_api {
     /* From extract: the layout of what the source read for an entity, once
      * per entity (per file, when an entity spans several). */
     void (*report_layout)(sw_host_ctx* ctx, const sw_layout* layout);
+
+    /* ---- 1.4 ---- */
+
+    /* From apply, for a target with SW_CAP_TARGET_IDS: change `index` of the
+     * current batch is the record the target knows by `id` (the id it
+     * assigned on create, or the id of an account it adopted). The kernel
+     * keeps a key -> id map per target and entity, stored with the change's
+     * result, and hands the id back in sw_change_batch.target_ids whenever
+     * it sends a change of that key again. An empty id forgets it; a
+     * successful delete forgets it too. */
+    void (*target_id)(sw_host_ctx* ctx, size_t index, sw_str id);
 } sw_host_api;
 
 /* ---- hooks: what the connector implements -------------------------------- */

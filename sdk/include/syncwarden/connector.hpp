@@ -127,6 +127,14 @@ public:
         api_->report_layout(ctx_, &l);
     }
 
+    // ABI 1.4, from apply (SW_CAP_TARGET_IDS): change `index` of the current
+    // batch is the record the target knows by `id`. Does nothing in an
+    // older kernel.
+    void target_id(size_t index, std::string_view id) const {
+        if (api_->struct_size >= offsetof(sw_host_api, target_id) + sizeof api_->target_id && api_->target_id)
+            api_->target_id(ctx_, index, to_sw(id));
+    }
+
 private:
     static void check(sw_status s, const char* what) {
         if (s == SW_CANCELLED) throw error(SW_CANCELLED, "cancelled", "run cancelled");
@@ -156,6 +164,19 @@ public:
         enums_.push_back({e.name, e.fields.back().name, std::move(values), std::move(extension_prefix)});
         return *this;
     }
+    // ABI 1.4: how the kernel's diff compares the last field
+    // (SW_COMPARE_*), and SW_POLICY_UNORDERED for a list compared as a set.
+    contract_builder& compare(sw_compare how, uint32_t flags = 0) {
+        auto& e = entities_.back();
+        policies_.push_back({e.name, e.fields.back().name, how, flags});
+        return *this;
+    }
+    // ABI 1.4: the last entity refers to records of `entity`, which the
+    // kernel then applies first and deletes last.
+    contract_builder& depends_on(std::string entity) {
+        dependencies_.push_back({entities_.back().name, std::move(entity)});
+        return *this;
+    }
     const sw_contract& build() {
         field_defs_.clear();
         entity_defs_.clear();
@@ -176,8 +197,22 @@ public:
         for (size_t i = 0; i < enums_.size(); ++i)
             enum_defs_.push_back({sizeof(sw_enum_def), to_sw(enums_[i].entity), to_sw(enums_[i].field),
                                   value_strs_[i].data(), value_strs_[i].size(), to_sw(enums_[i].prefix)});
-        contract_ = {sizeof(sw_contract), entity_defs_.data(), entity_defs_.size(),
-                     enum_defs_.empty() ? nullptr : enum_defs_.data(), enum_defs_.size()};
+        policy_defs_.clear();
+        for (auto& p : policies_)
+            policy_defs_.push_back({sizeof(sw_field_policy), to_sw(p.entity), to_sw(p.field),
+                                    static_cast<uint32_t>(p.how), p.flags});
+        dependency_defs_.clear();
+        for (auto& d : dependencies_)
+            dependency_defs_.push_back({sizeof(sw_dependency), to_sw(d.first), to_sw(d.second)});
+        contract_ = {sizeof(sw_contract),
+                     entity_defs_.data(),
+                     entity_defs_.size(),
+                     enum_defs_.empty() ? nullptr : enum_defs_.data(),
+                     enum_defs_.size(),
+                     policy_defs_.empty() ? nullptr : policy_defs_.data(),
+                     policy_defs_.size(),
+                     dependency_defs_.empty() ? nullptr : dependency_defs_.data(),
+                     dependency_defs_.size()};
         return contract_;
     }
 
@@ -191,8 +226,38 @@ private:
     std::deque<enum_spec> enums_;
     std::deque<std::vector<sw_str>> value_strs_;
     std::vector<sw_enum_def> enum_defs_;
+    struct policy_spec { std::string entity, field; sw_compare how; uint32_t flags; };
+    std::deque<policy_spec> policies_;
+    std::vector<sw_field_policy> policy_defs_;
+    std::deque<std::pair<std::string, std::string>> dependencies_;
+    std::vector<sw_dependency> dependency_defs_;
     sw_contract contract_{};
 };
+
+// ABI 1.4 lists (SW_TYPE_ITEMS): the items of a value, and a value made of
+// items. An item is never empty; join_items skips empty ones.
+inline std::vector<std::string_view> split_items(std::string_view v) {
+    std::vector<std::string_view> out;
+    size_t pos = 0;
+    while (pos < v.size()) {
+        size_t end = v.find(SW_ITEM_SEP, pos);
+        if (end == std::string_view::npos) end = v.size();
+        if (end > pos) out.push_back(v.substr(pos, end - pos));
+        pos = end + 1;
+    }
+    return out;
+}
+template <class Items>
+std::string join_items(const Items& items) {
+    std::string out;
+    for (const auto& item : items) {
+        std::string_view i(item);
+        if (i.empty()) continue;
+        if (!out.empty()) out += SW_ITEM_SEP;
+        out += i;
+    }
+    return out;
+}
 
 // Collects records and emits them in batches of `batch_size`.
 class batch_writer {
@@ -245,6 +310,15 @@ struct thunks;
 // from a kernel older than ABI 1.2.
 inline uint32_t attempt_of(const sw_change_batch& b) {
     return b.struct_size >= offsetof(sw_change_batch, attempt) + sizeof b.attempt && b.attempt ? b.attempt : 1;
+}
+
+// ABI 1.4 (SW_CAP_TARGET_IDS): the id the kernel holds for change k's key,
+// or empty when it holds none (or the kernel is older).
+inline std::string_view target_id_of(const sw_change_batch& b, size_t k) {
+    if (b.struct_size < offsetof(sw_change_batch, target_ids) + sizeof b.target_ids || !b.target_ids ||
+        k >= b.change_count)
+        return {};
+    return from_sw(b.target_ids[k]);
 }
 
 // Base class of a C++ connector. Override what the capabilities declare.

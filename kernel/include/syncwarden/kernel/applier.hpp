@@ -57,6 +57,10 @@ struct apply_context {
     // Compare the target's state token with the plan's first (off for a
     // resume after the target acknowledged some of the plan).
     bool check_state = true;
+    // ABI 1.4, a target with SW_CAP_TARGET_IDS: the system its ids belong
+    // to (the one-run-per-system lock's name for it). Empty: the kernel
+    // keeps no ids for this target.
+    std::string target_system;
 };
 
 Status apply_plan(const plan_reader& plan, connector_session& target, run_services& rs, run_store& store,

@@ -35,7 +35,11 @@ private:
         std::string table_name;
         field_rule::on_missing missing = field_rule::on_missing::error;
         std::string default_value, transform;
-        bool list = false;  // apply the table to each comma-separated element
+        // A list is split into items at `split` (the source field's
+        // separator; 0: the value is one item), the table maps each item,
+        // and the items are joined with `join` (the target field's: ABI 1.4
+        // SW_ITEM_SEP for an items field, else a comma). 0/0: not a list.
+        char split = 0, join = 0;
     };
     // Writes the value into `out`, reusing its storage.
     bool value_of(const rule& r, const sw_record& rec, std::string& out, std::string& error) const;

@@ -86,6 +86,7 @@ public:
 private:
     entity_plan& ep_;
     std::vector<uint8_t> seen_;  // per current record: the source sent it
+    std::vector<uint8_t> exact_; // per field: compared byte for byte (no ABI 1.4 policy)
     std::vector<record_set::duplicate> target_dups_;
 };
 

@@ -46,8 +46,20 @@ struct plan_header {
     size_t batch_size = 500;
     std::optional<std::string> state_token;  // the target's state when planned
     std::vector<entity> entities;
+    // The order the applier sends changes in, when the target's entities
+    // depend on each other (ABI 1.4): the creates and updates of each entity
+    // after those of the entities it depends on, then the deletes in the
+    // reverse order. Empty: each entity's changes in turn, as planned.
+    struct section {
+        size_t entity = 0;  // into `entities`
+        bool deletes = false;
+        uint64_t changes = 0;
+    };
+    std::vector<section> sections;
 
     uint64_t total_changes() const;
+    // `sections`, or one section per entity when there are none.
+    std::vector<section> apply_sections() const;
 };
 
 struct written_plan {

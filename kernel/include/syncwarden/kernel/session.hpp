@@ -41,11 +41,18 @@ public:
 };
 
 // Per-change outcomes of one apply call.
+// The longest target id (ABI 1.4) the kernel keeps; a longer one is a
+// connector defect.
+inline constexpr size_t k_max_target_id = 1024;
+
 class result_sink {
 public:
     virtual ~result_sink() = default;
     virtual void on_result(size_t index, sw_status status, std::string_view category,
                            std::string_view message) = 0;
+    // ABI 1.4: change `index` is known to the target by `id`. `too_long`:
+    // the connector sent more than k_max_target_id bytes (id is cut).
+    virtual void on_target_id(size_t /*index*/, std::string_view /*id*/, bool /*too_long*/) {}
 };
 
 // What every hook may use: findings and the connector's checkpoint.

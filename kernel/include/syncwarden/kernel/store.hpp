@@ -110,6 +110,13 @@ struct change_result_record {
 
 // One send of a change that did not end it: a retryable or throttled
 // failure that was retried (the last send is the change's result).
+// ABI 1.4: the id a target's system gave a record, per target system and
+// entity, by the keyed hash of the record's key (pii::keyed). An empty id
+// forgets the record.
+struct target_id_record {
+    std::string system, entity, key_hash, id;
+};
+
 struct attempt_record {
     uint64_t seq = 0;
     uint32_t attempt = 0;
@@ -135,7 +142,11 @@ public:
     virtual Status save_apply_batch(const std::string& run_id, const std::vector<change_result_record>& r,
                                     const std::vector<attempt_record>& attempts,
                                     const std::string& checkpoint_scope, const std::string& checkpoint,
-                                    const std::string& at) = 0;
+                                    const std::string& at, const std::vector<target_id_record>& ids = {}) = 0;
+    // ABI 1.4: the ids held for these key hashes of one target system and
+    // entity, in the same order ("" where none).
+    virtual Result<std::vector<std::string>> target_ids(const std::string& system, const std::string& entity,
+                                                        const std::vector<std::string>& key_hashes) = 0;
     virtual Result<std::vector<attempt_record>> attempts(const std::string& run_id) = 0;
     // The end of an apply, in one transaction: the run's staged changes become
     // "applied" when the target committed, else "failed" with the commit's

@@ -442,8 +442,14 @@ public:
                 const uint32_t nv = r.u32();
                 for (uint32_t v = 0; v < nv && r.ok(); ++v) f.allowed.emplace_back(r.str());
                 f.extension_prefix = r.str();
+                const uint32_t compare = r.u32();
+                if (compare > SW_COMPARE_IGNORE) return protocol_error("contract", "a compare policy out of range");
+                f.compare = static_cast<sw_compare>(compare);
+                f.unordered = r.u32() != 0;
                 e.fields.push_back(std::move(f));
             }
+            const uint32_t nd = r.u32();
+            for (uint32_t k = 0; k < nd && r.ok(); ++k) e.depends_on.emplace_back(r.str());
             out.entities.push_back(std::move(e));
         }
         if (!r.ok()) return protocol_error("contract", "a contract that is cut short");

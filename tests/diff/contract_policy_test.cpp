@@ -1,0 +1,204 @@
+// ABI 1.4 contract features in the kernel: compare policies and
+// dependencies as copy_contract checks them, the comparisons the diff makes
+// with them, the apply order, and lists mapped between the two list kinds.
+#include <syncwarden/connector.hpp>
+#include <syncwarden/kernel/mapper.hpp>
+#include <syncwarden/kernel/plan.hpp>
+#include <syncwarden/kernel/schema.hpp>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+using namespace syncwarden::kernel;
+namespace sdk = syncwarden::sdk;
+using ::testing::HasSubstr;
+
+namespace {
+
+std::string refusal(const sw_contract& c) {
+    auto r = copy_contract(&c, "connector x");
+    return r.is_ok() ? std::string("accepted") : r.status().message();
+}
+
+TEST(contract_policies, are_copied_with_the_contract) {
+    sdk::contract_builder b;
+    b.entity("users", "id")
+        .field("userName").compare(SW_COMPARE_CASE_INSENSITIVE)
+        .field("password").compare(SW_COMPARE_WRITE_ONLY)
+        .field("emails", SW_TYPE_ITEMS).compare(SW_COMPARE_EXACT, SW_POLICY_UNORDERED);
+    b.entity("groups", "id").depends_on("users").field("members", SW_TYPE_ITEMS);
+    auto c = copy_contract(&b.build(), "x");
+    ASSERT_TRUE(c.is_ok()) << c.status().message();
+    const auto& users = *c->find("users");
+    EXPECT_EQ(users.fields[0].compare, SW_COMPARE_CASE_INSENSITIVE);
+    EXPECT_EQ(users.fields[1].compare, SW_COMPARE_WRITE_ONLY);
+    EXPECT_TRUE(users.fields[2].unordered);
+    EXPECT_EQ(users.fields[2].type, SW_TYPE_ITEMS);
+    EXPECT_EQ(c->find("groups")->depends_on, std::vector<std::string>{"users"});
+}
+
+TEST(contract_policies, that_cannot_work_are_refused_with_what_to_fix) {
+    {
+        sdk::contract_builder b;
+        b.entity("users", "id").field("name").compare(SW_COMPARE_EXACT, SW_POLICY_UNORDERED);
+        EXPECT_THAT(refusal(b.build()), HasSubstr("policies[0] (users.name) is unordered, but the field is a string"));
+    }
+    {
+        sdk::contract_builder b;
+        b.entity("users", "id").field("name").compare(static_cast<sw_compare>(9));
+        EXPECT_THAT(refusal(b.build()), HasSubstr("policies[0] (users.name).compare is 9, expected 0..3"));
+    }
+    {
+        sdk::contract_builder b;
+        b.entity("users", "id").field("name", SW_TYPE_STRING, SW_FIELD_REQUIRED).compare(SW_COMPARE_IGNORE);
+        EXPECT_THAT(refusal(b.build()), HasSubstr("is required and ignored"));
+    }
+    {
+        sdk::contract_builder b;
+        b.entity("groups", "id").depends_on("people").field("name");
+        EXPECT_THAT(refusal(b.build()), HasSubstr("dependencies[0].depends_on 'people' is not an entity of the contract"));
+    }
+    {
+        sdk::contract_builder b;
+        b.entity("a", "id").depends_on("b").field("x");
+        b.entity("b", "id").depends_on("c").field("x");
+        b.entity("c", "id").depends_on("a").field("x");
+        EXPECT_THAT(refusal(b.build()), HasSubstr("its dependencies form a cycle (a -> b -> c -> a)"));
+    }
+}
+
+TEST(contract_policies, a_contract_of_an_older_minor_is_read_up_to_its_size) {
+    sdk::contract_builder b;
+    b.entity("users", "id").field("name").compare(SW_COMPARE_CASE_INSENSITIVE);
+    sw_contract c = b.build();
+    c.struct_size = offsetof(sw_contract, policies);  // a 1.3 connector: no policies
+    auto r = copy_contract(&c, "x");
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+    EXPECT_EQ(r->entities[0].fields[0].compare, SW_COMPARE_EXACT);
+    c.struct_size = offsetof(sw_contract, entities);
+    EXPECT_THAT(refusal(c), HasSubstr("sw_contract.struct_size is 8, expected at least 24"));
+}
+
+field_schema field(sw_field_type t, sw_compare how, bool unordered = false) {
+    field_schema f;
+    f.name = "f";
+    f.type = t;
+    f.compare = how;
+    f.unordered = unordered;
+    return f;
+}
+
+TEST(compare_policies, decide_what_the_diff_sees_as_the_same) {
+    auto exact = field(SW_TYPE_STRING, SW_COMPARE_EXACT);
+    EXPECT_FALSE(exact.same("Ada", "ada"));
+    auto ci = field(SW_TYPE_STRING, SW_COMPARE_CASE_INSENSITIVE);
+    EXPECT_TRUE(ci.same("Ada.Lovelace", "ada.lovelace"));
+    EXPECT_TRUE(ci.same("ŁUKASIEWICZ", "łukasiewicz"));
+    EXPECT_TRUE(ci.same("STRASSE", "straße"));  // full case folding, as LDAP's caseIgnoreMatch
+    EXPECT_FALSE(ci.same("ada", "adam"));
+    EXPECT_TRUE(field(SW_TYPE_STRING, SW_COMPARE_WRITE_ONLY).same("old-secret", "new-secret"));
+    EXPECT_TRUE(field(SW_TYPE_STRING, SW_COMPARE_IGNORE).same("2026-01-01", ""));
+    auto set = field(SW_TYPE_ITEMS, SW_COMPARE_EXACT, true);
+    EXPECT_TRUE(set.same("b\x1f" "a\x1f" "a", "a\x1f" "b"));
+    EXPECT_FALSE(set.same("a\x1f" "b", "a\x1f" "c"));
+    EXPECT_FALSE(set.same("A\x1f" "b", "a\x1f" "b"));
+    auto ci_set = field(SW_TYPE_LIST, SW_COMPARE_CASE_INSENSITIVE, true);
+    EXPECT_TRUE(ci_set.same("CN=Ada,OU=x", "OU=x,cn=ada"));
+}
+
+TEST(compare_policies, keep_the_diff_from_planning_what_the_server_rewrote) {
+    entity_plan ep;
+    ep.schema.name = "users";
+    ep.schema.key_name = "id";
+    ep.schema.fields = {field(SW_TYPE_STRING, SW_COMPARE_CASE_INSENSITIVE), field(SW_TYPE_STRING, SW_COMPARE_IGNORE)};
+    ep.desired = record_set(2);
+    ep.current = record_set(2);
+    std::string_view held[] = {"ada.lovelace", "2026-11-28T10:00:00Z"};
+    ep.current.add("u1", held, 0);
+    ep.current.add("u2", held, 0);
+    streaming_diff d(ep);
+    std::string_view same_but_case[] = {"Ada.Lovelace", ""};
+    std::string_view renamed[] = {"Ada.King", ""};
+    ASSERT_TRUE(d.offer("u1", same_but_case, false));
+    ASSERT_TRUE(d.offer("u2", renamed, false));
+    d.finish();
+    ASSERT_EQ(ep.changes.size(), 1u);
+    EXPECT_EQ(ep.key_of(ep.changes[0]), "u2");
+    ASSERT_EQ(ep.changes[0].changed_count, 1u);
+    EXPECT_EQ(ep.changed_fields[ep.changes[0].changed_begin], 0u);
+}
+
+TEST(apply_order, puts_each_entity_after_those_it_depends_on_and_keeps_the_rest_in_order) {
+    entity_schema groups, users, schools, other;
+    groups.name = "groups";
+    groups.depends_on = {"users", "schools"};
+    users.name = "users";
+    users.depends_on = {"schools"};
+    schools.name = "schools";
+    other.name = "other";
+    EXPECT_EQ(apply_order({&groups, &other, &users, &schools}),
+              (std::vector<std::string>{"other", "schools", "users", "groups"}));
+    EXPECT_EQ(apply_order({&other, &schools}), (std::vector<std::string>{"other", "schools"}));
+}
+
+struct mapping_case {
+    entity_schema src, tgt;
+    job_config job;
+    entity_mapping m;
+    mapping_case(sw_field_type from, sw_field_type to) {
+        src.name = "in";
+        src.key_name = "id";
+        src.fields = {field(from, SW_COMPARE_EXACT)};
+        src.fields[0].name = "v";
+        tgt = src;
+        tgt.name = "out";
+        tgt.fields[0].type = to;
+        job.file = "job.json";
+        m.source = "in";
+        m.target = "out";
+        m.path = "$.mapping.entities[0]";
+        field_rule key, v;
+        key.from = "id";
+        v.from = "v";
+        v.path = "$.mapping.entities[0].fields.v";
+        m.fields = {{"id", key}, {"v", v}};
+    }
+    std::string map(std::string_view value, std::string& error) {
+        auto em = entity_mapper::compile(m, job, src, tgt);
+        EXPECT_TRUE(em.is_ok()) << em.status().message();
+        sw_str vals[] = {{value.data(), value.size()}};
+        sw_record rec{{"k", 1}, vals, 1, SW_RECORD_ACTIVE};
+        std::string key;
+        std::vector<std::string> out;
+        if (em->map(rec, key, out, error) != entity_mapper::outcome::mapped) return "<failed>";
+        return out[0];
+    }
+};
+
+TEST(list_mapping, converts_between_comma_lists_and_items) {
+    std::string error;
+    EXPECT_EQ(mapping_case(SW_TYPE_LIST, SW_TYPE_ITEMS).map("09,10,,11", error), "09\x1f" "10\x1f" "11");
+    EXPECT_EQ(mapping_case(SW_TYPE_ITEMS, SW_TYPE_LIST).map("a\x1f" "b", error), "a,b");
+    EXPECT_EQ(mapping_case(SW_TYPE_STRING, SW_TYPE_ITEMS).map("Math, Period 1", error), "Math, Period 1");
+    EXPECT_EQ(mapping_case(SW_TYPE_ITEMS, SW_TYPE_ITEMS).map("cn=a,ou=x\x1f" "cn=b,ou=x", error),
+              "cn=a,ou=x\x1f" "cn=b,ou=x");
+    EXPECT_EQ(mapping_case(SW_TYPE_ITEMS, SW_TYPE_LIST).map("cn=a,ou=x", error), "<failed>");
+    EXPECT_THAT(error, HasSubstr("the item 'cn=a,ou=x' holds a comma, which a comma-separated list cannot hold"));
+}
+
+TEST(list_mapping, maps_each_item_through_a_table) {
+    mapping_case c(SW_TYPE_LIST, SW_TYPE_ITEMS);
+    c.job.tables["grades"] = {{"09", "Grade 9"}, {"10", "Grade 10"}};
+    c.m.fields[1].second.table = "grades";
+    c.m.fields[1].second.missing = field_rule::on_missing::empty;
+    std::string error;
+    EXPECT_EQ(c.map("09,10,12", error), "Grade 9\x1f" "Grade 10");
+}
+
+TEST(items_values, with_an_empty_item_are_bad_values) {
+    EXPECT_EQ(check_value(SW_TYPE_ITEMS, "a\x1f" "b"), "");
+    EXPECT_THAT(check_value(SW_TYPE_ITEMS, "a\x1f\x1f" "b"), HasSubstr("an empty item"));
+    EXPECT_THAT(check_value(SW_TYPE_ITEMS, "\x1f" "b"), HasSubstr("an empty item"));
+}
+
+}  // namespace

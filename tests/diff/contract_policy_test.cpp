@@ -55,6 +55,18 @@ TEST(contract_policies, that_cannot_work_are_refused_with_what_to_fix) {
     }
     {
         sdk::contract_builder b;
+        b.entity("users", "id")
+            .field("userName").compare(SW_COMPARE_CASE_INSENSITIVE, SW_POLICY_MATCH)
+            .field("mail").compare(SW_COMPARE_EXACT, SW_POLICY_MATCH);
+        EXPECT_THAT(refusal(b.build()), HasSubstr("users.userName already is; an entity has at most one"));
+    }
+    {
+        sdk::contract_builder b;
+        b.entity("users", "id").field("emails", SW_TYPE_ITEMS).compare(SW_COMPARE_EXACT, SW_POLICY_MATCH);
+        EXPECT_THAT(refusal(b.build()), HasSubstr("is a match field, which must be a single value"));
+    }
+    {
+        sdk::contract_builder b;
         b.entity("groups", "id").depends_on("people").field("name");
         EXPECT_THAT(refusal(b.build()), HasSubstr("dependencies[0].depends_on 'people' is not an entity of the contract"));
     }

@@ -142,11 +142,28 @@ TEST_P(contract_v14, an_account_made_by_hand_is_adopted_and_its_id_kept) {
                                            {"groups", json::array()},
                                            {"next", 100}}
                                           .dump());
-    auto r = run();
+    // The dry run's plan shows the adoption, and which account it takes.
+    auto r = run(true);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    bool shown = false;
+    const json plan = plan_of(r);
+    for (auto& c : plan["changes"])
+        if (c["kind"] == "adopt") {
+            shown = true;
+            EXPECT_EQ(c["key"], "s2");
+            EXPECT_EQ(c["adopts"], "u-77");
+            EXPECT_EQ(c["fields"]["emails"]["new"], "grace@x.org");
+            EXPECT_FALSE(c["fields"].contains("userName")) << "Grace.Hopper is grace.hopper under its policy";
+        }
+    EXPECT_TRUE(shown) << plan.dump(1);
+    EXPECT_THAT(r.out, HasSubstr("adopt"));
+    r = run();
     ASSERT_EQ(r.code, 0) << r.out << r.err;
     auto o = ops();
-    EXPECT_THAT(o, ::testing::Contains("adopt users s2 id=u-77"));
+    EXPECT_THAT(o, ::testing::Contains("adopt users s2 id=u-77 emails"));
     EXPECT_EQ(directory()["users"].size(), 2u);
+    r = run(true);
+    EXPECT_EQ(plan_of(r)["changes"].size(), 0u) << plan_of(r)["changes"].dump(1);
     // The adopted id is the one later changes name.
     feed["entities"]["users"]["records"][1] = user("s2", "Grace.B.Hopper", {"grace@x.org"});
     write_feed();

@@ -156,19 +156,27 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                     // The key -> id map: what the target reported, and a
                     // record it deleted is forgotten.
                     if (keeps_ids) {
+                        const std::string_view adopted = plan.adopts(k);
                         if (c.target_id) ids.push_back({ctx.target_system, e.name, key_hashes[k], *c.target_id});
+                        else if (ok && !adopted.empty())
+                            ids.push_back({ctx.target_system, e.name, key_hashes[k], std::string(adopted)});
                         else if (ok && ch.kind == SW_CHANGE_DELETE)
                             ids.push_back({ctx.target_system, e.name, key_hashes[k], ""});
                     }
                 }
             };
-            // ABI 1.4: the ids the target gave these keys on earlier runs.
-            if (keeps_ids) {
+            // ABI 1.4: the ids the target gave these keys on earlier runs; an
+            // adoption names the record it takes over.
+            bool adopting = false;
+            for (size_t k = 0; k < b.change_count && !adopting; ++k) adopting = !plan.adopts(k).empty();
+            if (keeps_ids || adopting) {
                 key_hashes.clear();
                 for (size_t k = 0; k < b.change_count; ++k) key_hashes.push_back(pii::keyed(view(b.changes[k].key)));
                 auto held = store.target_ids(ctx.target_system, e.name, key_hashes);
                 if (!held) return held.status();
                 held_ids = std::move(*held);
+                for (size_t k = 0; k < b.change_count; ++k)
+                    if (auto a = plan.adopts(k); !a.empty()) held_ids[k] = std::string(a);
             }
             const uint32_t first_attempt = ctx.inflight_seq && *ctx.inflight_seq == first_seq ? 2 : 1;
             std::vector<sw_change> sub;
@@ -181,7 +189,7 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                 send.changes = sub.data();
                 send.change_count = sub.size();
                 send.attempt = first_attempt + round;
-                if (keeps_ids) {
+                if (keeps_ids || adopting) {
                     sub_ids.clear();
                     for (size_t k : pending) {
                         const std::string& id = st[k].target_id ? *st[k].target_id : held_ids[k];

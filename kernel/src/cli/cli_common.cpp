@@ -101,16 +101,21 @@ int print_outcome(context& c, const run_outcome& o, bool dry_run) {
     }
     if (!o.planned.empty()) {
         c.out << "plan:\n";
-        bool deactivates = false;
-        for (auto& [e, n] : o.planned) deactivates = deactivates || n.deactivate;
+        bool deactivates = false, adopts = false;
+        for (auto& [e, n] : o.planned) {
+            deactivates = deactivates || n.deactivate;
+            adopts = adopts || n.adopt;
+        }
         c.out << "  " << std::left << std::setw(20) << "entity" << std::right << std::setw(8) << "create"
               << std::setw(8) << "update" << std::setw(8) << "delete";
         if (deactivates) c.out << std::setw(12) << "deactivate";
+        if (adopts) c.out << std::setw(8) << "adopt";
         c.out << "\n";
         for (auto& [e, n] : o.planned) {
             c.out << "  " << std::left << std::setw(20) << e << std::right << std::setw(8) << n.create
                   << std::setw(8) << n.update << std::setw(8) << n.remove;
             if (deactivates) c.out << std::setw(12) << n.deactivate;
+            if (adopts) c.out << std::setw(8) << n.adopt;
             c.out << "\n";
         }
         if (o.protected_records)

@@ -8,6 +8,7 @@ const char* kind_name(sw_change_kind k) {
         case SW_CHANGE_CREATE: return "create";
         case SW_CHANGE_UPDATE: return "update";
         case SW_CHANGE_DELETE: return "delete";
+        case SW_CHANGE_ADOPT: return "adopt";
     }
     return "?";
 }
@@ -48,6 +49,7 @@ std::map<std::string, change_counts> plan::counts() const {
             if (ch.kind == SW_CHANGE_CREATE) ++c.create;
             else if (ch.deactivate) ++c.deactivate;
             else if (ch.kind == SW_CHANGE_UPDATE) ++c.update;
+            else if (ch.kind == SW_CHANGE_ADOPT) ++c.adopt;
             else ++c.remove;
         }
     }
@@ -66,6 +68,17 @@ streaming_diff::streaming_diff(entity_plan& ep) : ep_(ep) {
     exact_.assign(ep_.desired.field_count(), 1);
     for (size_t f = 0; f < ep_.schema.fields.size() && f < exact_.size(); ++f)
         exact_[f] = ep_.schema.fields[f].compared_exactly();
+    // Unowned records (ABI 1.4) by their match field, for adoption; the
+    // first of two with one match value wins.
+    match_ = ep_.schema.match_field();
+    if (match_ && ep_.unowned.size() && ep_.unowned.field_count() == ep_.schema.fields.size()) {
+        const field_schema& mf = ep_.schema.fields[*match_];
+        for (uint32_t u = 0; u < ep_.unowned.size(); ++u) {
+            auto v = ep_.unowned.field(u, *match_);
+            if (!v.empty()) unowned_by_match_.emplace(mf.match_key(v), u);
+        }
+        adopted_.assign(ep_.unowned.size(), 0);
+    }
     ep_.changes.clear();
     ep_.changed_fields.clear();
 }
@@ -75,6 +88,26 @@ bool streaming_diff::offer(std::string_view key, const std::string_view* values,
     auto cur = ep_.current.lookup(key);
     if (!cur) {
         if (tobedeleted) return true;  // never delivered: nothing to remove
+        // An account made by hand with this match value is adopted instead
+        // of being duplicated.
+        if (!unowned_by_match_.empty() && !values[*match_].empty()) {
+            auto it = unowned_by_match_.find(ep_.schema.fields[*match_].match_key(values[*match_]));
+            if (it != unowned_by_match_.end() && !adopted_[it->second]) {
+                const uint32_t u = it->second;
+                adopted_[u] = 1;
+                const uint32_t begin = static_cast<uint32_t>(ep_.changed_fields.size());
+                for (uint16_t f = 0; f < nf; ++f) {
+                    const std::string_view held = ep_.unowned.field(u, f);
+                    if (values[f] == held || (!exact_[f] && ep_.schema.fields[f].same(held, values[f]))) continue;
+                    ep_.changed_fields.push_back(f);
+                }
+                const uint32_t d = static_cast<uint32_t>(ep_.desired.size());
+                ep_.desired.add(key, values, 0);
+                ep_.changes.push_back({SW_CHANGE_ADOPT, d, u, begin,
+                                       static_cast<uint32_t>(ep_.changed_fields.size()) - begin});
+                return true;
+            }
+        }
         uint32_t d = static_cast<uint32_t>(ep_.desired.size());
         ep_.desired.add(key, values, 0);
         ep_.changes.push_back({SW_CHANGE_CREATE, d, 0, static_cast<uint32_t>(ep_.changed_fields.size()), nf});

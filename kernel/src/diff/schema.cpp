@@ -148,6 +148,16 @@ bool field_schema::same(std::string_view held, std::string_view want) const {
     return as_set(held) == as_set(want);
 }
 
+std::string field_schema::match_key(std::string_view v) const {
+    return compare == SW_COMPARE_CASE_INSENSITIVE ? folded(v) : std::string(v);
+}
+
+std::optional<size_t> entity_schema::match_field() const {
+    for (size_t i = 0; i < fields.size(); ++i)
+        if (fields[i].match) return i;
+    return std::nullopt;
+}
+
 std::vector<std::string> apply_order(const std::vector<const entity_schema*>& entities) {
     // Kahn's algorithm, taking the earliest ready entity each time, so that
     // entities with no dependencies keep their order.
@@ -295,9 +305,19 @@ Result<contract_schema> copy_contract(const sw_contract* c, const std::string& w
             if (pd.compare > SW_COMPARE_IGNORE)
                 return bad(where + " (" + es->name + "." + f.name + ").compare is " + std::to_string(pd.compare) +
                            ", expected 0..3 (exact, case_insensitive, write_only, ignore)");
-            if (pd.flags & ~SW_POLICY_UNORDERED)
+            const uint32_t known = SW_POLICY_UNORDERED | SW_POLICY_MATCH;
+            if (pd.flags & ~known)
                 return bad(where + " (" + es->name + "." + f.name + ").flags has unknown bits " +
-                           std::to_string(pd.flags & ~SW_POLICY_UNORDERED));
+                           std::to_string(pd.flags & ~known));
+            if (pd.flags & SW_POLICY_MATCH) {
+                if (auto other = es->match_field(); other && *other != *fi)
+                    return bad(where + " (" + es->name + "." + f.name + ") is a match field, but " + es->name + "." +
+                               es->fields[*other].name + " already is; an entity has at most one");
+                if (f.is_list() || pd.compare == SW_COMPARE_WRITE_ONLY || pd.compare == SW_COMPARE_IGNORE)
+                    return bad(where + " (" + es->name + "." + f.name + ") is a match field, which must be a single "
+                               "value the kernel compares (not a list, not write_only or ignore)");
+                f.match = true;
+            }
             if ((pd.flags & SW_POLICY_UNORDERED) && !f.is_list())
                 return bad(where + " (" + es->name + "." + f.name + ") is unordered, but the field is a " +
                            type_name(f.type) + ", not a list");

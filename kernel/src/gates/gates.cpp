@@ -69,7 +69,11 @@ void threshold_verdicts(const gate_input& in, std::vector<gate_verdict>& out) {
         }
         for (const char* kind : k_gate_kinds) {
             const std::string k = kind;
-            const uint64_t n = k == "create" ? c.create : k == "update" ? c.update : k == "delete" ? c.remove : c.deactivate;
+            // An adoption changes a record the target holds: it counts as an update.
+            const uint64_t n = k == "create"   ? c.create
+                               : k == "update" ? c.update + c.adopt
+                               : k == "delete" ? c.remove
+                                               : c.deactivate;
             const gate_limit limit = in.policy.threshold(name, k);
             // No change of a kind is never over a limit.
             if (n == 0) continue;

@@ -92,7 +92,10 @@ private:
 nlohmann::json counts_json(const std::map<std::string, change_counts>& planned) {
     nlohmann::json counts = nlohmann::json::object();
     for (auto& [e, c] : planned)
+    {
         counts[e] = {{"create", c.create}, {"update", c.update}, {"delete", c.remove}, {"deactivate", c.deactivate}};
+        if (c.adopt) counts[e]["adopt"] = c.adopt;
+    }
     return counts;
 }
 
@@ -401,7 +404,7 @@ private:
 
     static std::map<std::string, change_counts> counts_of(const plan_header& h) {
         std::map<std::string, change_counts> out;
-        for (auto& e : h.entities) out[e.name] = {e.creates, e.updates, e.deletes, e.deactivates};
+        for (auto& e : h.entities) out[e.name] = {e.creates, e.updates, e.deletes, e.deactivates, e.adopts};
         return out;
     }
 
@@ -418,6 +421,7 @@ private:
             total.update += c.update;
             total.remove += c.remove;
             total.deactivate += c.deactivate;
+            total.adopt += c.adopt;
         }
         nlohmann::json human{{"run_id", out_.run.id},
                              {"job", job.name},
@@ -453,7 +457,7 @@ private:
             fs::copy_file(w->json, opts.plan_out, fs::copy_options::overwrite_existing, ec);
             if (ec) return Status::error(error_kind::usage, "writing the plan to " + opts.plan_out.string() + ": " + ec.message());
         }
-        plan_record pr{out_.run.id, w->json.string(), w->json_digest, total.create, total.update + total.deactivate,
+        plan_record pr{out_.run.id, w->json.string(), w->json_digest, total.create, total.update + total.deactivate + total.adopt,
                        total.remove, w->binary.string(), w->digest, w->content_digest, ""};
         if (auto s = store_.save_plan(pr); !s) return s;
         return std::move(*w);

@@ -50,7 +50,8 @@ audit_event run_summary_event(const run_outcome& out, const apply_outcome& a, co
     nlohmann::json entities = nlohmann::json::object();
     for (auto& [entity, c] : out.planned) {
         const std::pair<const char*, size_t> kinds[] = {
-            {"create", c.create}, {"update", c.update}, {"delete", c.remove}, {"deactivate", c.deactivate}};
+            {"create", c.create}, {"update", c.update}, {"delete", c.remove}, {"deactivate", c.deactivate},
+            {"adopt", c.adopt}};
         for (auto& [kind, n] : kinds)
             if (n) entities[entity][kind] = {{"planned", n}, {"applied", 0}, {"failed", 0}, {"skipped", 0}};
     }

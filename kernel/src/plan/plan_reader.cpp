@@ -79,7 +79,7 @@ Result<plan_header> parse_header(std::string_view text) {
         for (auto& e : j.at("entities"))
             h.entities.push_back({e.at("name"), e.at("key_name"), e.at("fields").get<std::vector<std::string>>(),
                                   e.at("changes"), e.at("creates"), e.at("updates"), e.at("deletes"),
-                                  e.value("deactivates", uint64_t{0})});
+                                  e.value("deactivates", uint64_t{0}), e.value("adopts", uint64_t{0})});
         if (j.contains("sections")) {
             uint64_t total = 0;
             for (auto& sec : j["sections"]) {
@@ -183,6 +183,7 @@ Status plan_reader::for_each_batch(size_t batch_size, const batch_fn& fn) const 
             changed.resize(n);
             ids.resize(n * 24);
             flags_.assign(n, 0);
+            adopts_.assign(n, {});
             for (size_t k = 0; k < n; ++k) {
                 auto kind = c.get<uint8_t>();
                 if (kind == (SW_CHANGE_UPDATE | k_deactivate_bit)) {
@@ -204,15 +205,16 @@ Status plan_reader::for_each_batch(size_t batch_size, const batch_fn& fn) const 
                 changed[k].clear();
                 if (kind == SW_CHANGE_CREATE)
                     for (uint32_t f = 0; f < nf; ++f) changed[k].push_back(f);
-                else if (kind == SW_CHANGE_UPDATE)
+                else if (kind == SW_CHANGE_UPDATE || kind == SW_CHANGE_ADOPT)
                     for (uint64_t i = 0, nc = c.varint(); i < nc && c.ok; ++i) {
                         const uint64_t f = c.varint();
                         if (f >= nf) c.ok = false;
                         changed[k].push_back(static_cast<uint32_t>(f));
                     }
+                if (kind == SW_CHANGE_ADOPT) adopts_[k] = c.bytes();
                 // An ordered plan keeps deletes in their own sections.
                 if (!header_.sections.empty() && (kind == SW_CHANGE_DELETE) != sec.deletes) c.ok = false;
-                if (!c.ok || kind > SW_CHANGE_DELETE)
+                if (!c.ok || kind > SW_CHANGE_ADOPT)
                     return Status::error(error_kind::store, "the plan " + file_.string() + " is malformed at change " +
                                                                 std::to_string(seq + k + 1) + "; make a new plan");
                 changes[k] = {{id, 24}, kind, {key.data(), key.size()}, values[k].data(), nf, changed[k].data(),

@@ -18,8 +18,8 @@ std::string change_line(const entity_plan& ep, const planned_change& c) {
         auto f = ep.changed_fields[c.changed_begin + i];
         line += i == 0 ? ": " : ", ";
         line += ep.schema.fields[f].name;
-        if (c.kind == SW_CHANGE_UPDATE)
-            line += " '" + std::string(ep.current.field(c.current, f)) + "' -> '" +
+        if (c.kind == SW_CHANGE_UPDATE || c.kind == SW_CHANGE_ADOPT)
+            line += " '" + std::string(ep.held_by(c).field(c.current, f)) + "' -> '" +
                     std::string(ep.desired.field(c.desired, f)) + "'";
         else
             line += "='" + std::string(ep.desired.field(c.desired, f)) + "'";
@@ -142,6 +142,10 @@ void append_json_change(std::string& out, const std::string& id, const entity_pl
     out += ",\"kind\":\"";
     out += kind_name(c);
     out += '"';
+    if (c.kind == SW_CHANGE_ADOPT) {
+        out += ",\"adopts\":";
+        append_json_string(out, ep.unowned.key(c.current));
+    }
     if (c.kind != SW_CHANGE_DELETE) {
         out += ",\"fields\":{";
         for (uint32_t i = 0; i < c.changed_count; ++i) {
@@ -150,9 +154,9 @@ void append_json_change(std::string& out, const std::string& id, const entity_pl
             append_json_string(out, ep.schema.fields[f].name);
             out += ":{\"new\":";
             append_json_string(out, ep.desired.field(c.desired, f));
-            if (c.kind == SW_CHANGE_UPDATE) {
+            if (c.kind == SW_CHANGE_UPDATE || c.kind == SW_CHANGE_ADOPT) {
                 out += ",\"old\":";
-                append_json_string(out, ep.current.field(c.current, f));
+                append_json_string(out, ep.held_by(c).field(c.current, f));
             }
             out += '}';
         }
@@ -172,9 +176,11 @@ void append_binary_change(std::string& out, const std::string& id, const entity_
     const record_set& rs = del ? ep.current : ep.desired;
     const size_t idx = del ? c.current : c.desired;
     for (size_t f = 0; f < rs.field_count(); ++f) put_bytes(out, rs.field(idx, f));
-    if (c.kind != SW_CHANGE_UPDATE) return;
+    if (c.kind != SW_CHANGE_UPDATE && c.kind != SW_CHANGE_ADOPT) return;
     put_varint(out, c.changed_count);
     for (uint32_t i = 0; i < c.changed_count; ++i) put_varint(out, ep.changed_fields[c.changed_begin + i]);
+    // An adoption names the record it takes over by the target's id.
+    if (c.kind == SW_CHANGE_ADOPT) put_bytes(out, ep.unowned.key(c.current));
 }
 
 nlohmann::json header_json(const plan_header& h) {
@@ -182,7 +188,7 @@ nlohmann::json header_json(const plan_header& h) {
     for (auto& e : h.entities)
         ents.push_back({{"name", e.name}, {"key_name", e.key_name}, {"fields", e.fields}, {"changes", e.changes},
                         {"creates", e.creates}, {"updates", e.updates}, {"deletes", e.deletes},
-                        {"deactivates", e.deactivates}});
+                        {"deactivates", e.deactivates}, {"adopts", e.adopts}});
     nlohmann::json j{{"job", h.job},
                      {"run_id", h.run_id},
                      {"created_at", h.created_at},
@@ -216,8 +222,9 @@ Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, c
         plan_header::entity e{ep.schema.name, ep.schema.key_name, {}, ep.changes.size()};
         for (auto& f : ep.schema.fields) e.fields.push_back(f.name);
         for (auto& c : ep.changes)
-            ++(c.kind == SW_CHANGE_CREATE ? e.creates
-               : c.deactivate             ? e.deactivates
+            ++(c.kind == SW_CHANGE_CREATE   ? e.creates
+               : c.kind == SW_CHANGE_ADOPT  ? e.adopts
+               : c.deactivate               ? e.deactivates
                : c.kind == SW_CHANGE_UPDATE ? e.updates
                                             : e.deletes);
         header.entities.push_back(std::move(e));

@@ -85,6 +85,7 @@ struct planner::impl {
             ep.schema = *te;
             ep.desired = record_set(te->fields.size());
             ep.current = record_set(te->fields.size());
+            ep.unowned = record_set(te->fields.size());
             out.changes.entities.push_back(std::move(ep));
         }
         return Status::ok();
@@ -105,7 +106,8 @@ struct planner::impl {
                 if (!checker_.check_shape(rec, *es)) continue;
                 views_.resize(rec.value_count);
                 for (size_t f = 0; f < rec.value_count; ++f) views_[f] = view(rec.values[f]);
-                ep.current.add(view(rec.key), views_.data(), 0);
+                if (rec.state == SW_RECORD_UNOWNED) ep.unowned.add(view(rec.key), views_.data(), 0);
+                else ep.current.add(view(rec.key), views_.data(), 0);
             }
             return SW_OK;
         }

@@ -71,10 +71,14 @@ bool record_checker::check_shape(const sw_record& rec, const entity_schema& es) 
                                                 " values, the contract declares " + std::to_string(es.fields.size()) +
                                                 " fields");
     if (rec.key.len == 0) return bad(es, rec, "missing_key", "record has an empty " + es.key_name);
-    if (rec.state > SW_RECORD_TOBEDELETED)
+    // Unowned records (ABI 1.4) are what a target holds, never a source's.
+    const uint32_t highest = hook_ == "read_state" ? SW_RECORD_UNOWNED : SW_RECORD_TOBEDELETED;
+    if (rec.state > highest)
         return bad(es, rec, "connector_defect",
                    "record state is " + std::to_string(rec.state) +
-                       ", which is neither active (0) nor tobedeleted (1); this is a defect of the connector");
+                       (hook_ == "read_state" ? ", which is not active (0), tobedeleted (1) or unowned (2)"
+                                              : ", which is neither active (0) nor tobedeleted (1)") +
+                       "; this is a defect of the connector");
     if (!ascii(rec.key))
         if (auto at = utf8_invalid_at(view(rec.key)); at != std::string_view::npos)
             return bad(es, rec, "bad_encoding",

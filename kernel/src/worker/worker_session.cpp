@@ -445,7 +445,9 @@ public:
                 const uint32_t compare = r.u32();
                 if (compare > SW_COMPARE_IGNORE) return protocol_error("contract", "a compare policy out of range");
                 f.compare = static_cast<sw_compare>(compare);
-                f.unordered = r.u32() != 0;
+                const uint32_t flags = r.u32();
+                f.unordered = (flags & 1u) != 0;
+                f.match = (flags & 2u) != 0;
                 e.fields.push_back(std::move(f));
             }
             const uint32_t nd = r.u32();

@@ -158,6 +158,9 @@ typedef enum sw_compare {
 /* 1.4: the items of a list (SW_TYPE_LIST or SW_TYPE_ITEMS) compare as a set:
  * their order and repeats do not count. Group members, e-mail lists. */
 #define SW_POLICY_UNORDERED 0x1u
+/* 1.4: the field that identifies an unowned record to adopt (SCIM userName,
+ * LDAP uid), compared under the field's policy. At most one per entity. */
+#define SW_POLICY_MATCH 0x2u
 
 /* 1.4: a compare policy for one field. Fields without one are compared
  * exactly. */
@@ -197,7 +200,12 @@ typedef struct sw_contract {
 
 typedef enum sw_record_state {
     SW_RECORD_ACTIVE = 0,
-    SW_RECORD_TOBEDELETED = 1 /* the source says: remove it downstream */
+    SW_RECORD_TOBEDELETED = 1, /* the source says: remove it downstream */
+    /* 1.4, from read_state only: the target holds this record, but it is no
+     * source record's (an account made by hand). Its key is the target's own
+     * id for it. The kernel never updates or deletes it; a create whose
+     * match field (SW_POLICY_MATCH) equals its value becomes an adoption. */
+    SW_RECORD_UNOWNED = 2
 } sw_record_state;
 
 /* One record: its key and one value per contract field, in contract order.
@@ -229,7 +237,13 @@ typedef struct sw_batch {
 typedef enum sw_change_kind {
     SW_CHANGE_CREATE = 0,
     SW_CHANGE_UPDATE = 1,
-    SW_CHANGE_DELETE = 2
+    SW_CHANGE_DELETE = 2,
+    /* 1.4: take over an unowned record (SW_RECORD_UNOWNED) for this key: its
+     * id is in sw_change_batch.target_ids, values hold the desired record
+     * and changed_fields what differs from the record as it is. Mark it as
+     * the key's (SCIM externalId, LDAP employeeNumber) and update it. Only
+     * a target that reported unowned records receives adoptions. */
+    SW_CHANGE_ADOPT = 3
 } sw_change_kind;
 
 /* One planned change. For create and update, values holds the whole desired

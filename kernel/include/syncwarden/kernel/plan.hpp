@@ -7,6 +7,8 @@
 #include <syncwarden/kernel/schema.hpp>
 
 #include <map>
+#include <optional>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -14,8 +16,8 @@ namespace syncwarden::kernel {
 
 struct planned_change {
     sw_change_kind kind;
-    uint32_t desired = 0;       // index into desired (create, update)
-    uint32_t current = 0;       // index into current (update, delete)
+    uint32_t desired = 0;       // index into desired (create, update, adopt)
+    uint32_t current = 0;       // index into current (update, delete); into unowned (adopt)
     uint32_t changed_begin = 0; // into entity_plan::changed_fields
     uint32_t changed_count = 0;
     // An update the deprovisioning policy made of a delete: it sets the
@@ -37,18 +39,28 @@ struct entity_plan {
     // entity. Without one the source said nothing, and nothing is deleted.
     bool source_sent = false;
     record_set desired{0}, current{0};
+    // ABI 1.4: what the target holds that is no source record's (an
+    // account made by hand), keyed by the target's id; adopted, never
+    // updated or deleted.
+    record_set unowned{0};
     std::vector<planned_change> changes;
     std::vector<uint16_t> changed_fields;
     std::vector<protected_record> protected_records;
 
     std::string_view key_of(const planned_change& c) const {
-        return c.kind == SW_CHANGE_CREATE ? desired.key(c.desired) : current.key(c.current);
+        return c.kind == SW_CHANGE_CREATE || c.kind == SW_CHANGE_ADOPT ? desired.key(c.desired)
+                                                                        : current.key(c.current);
+    }
+    // The record a change starts from: the current one, or for an adoption
+    // the unowned one.
+    const record_set& held_by(const planned_change& c) const {
+        return c.kind == SW_CHANGE_ADOPT ? unowned : current;
     }
 };
 
 struct change_counts {
-    size_t create = 0, update = 0, remove = 0, deactivate = 0;
-    size_t total() const { return create + update + remove + deactivate; }
+    size_t create = 0, update = 0, remove = 0, deactivate = 0, adopt = 0;
+    size_t total() const { return create + update + remove + deactivate + adopt; }
 };
 
 struct plan {
@@ -87,6 +99,10 @@ private:
     entity_plan& ep_;
     std::vector<uint8_t> seen_;  // per current record: the source sent it
     std::vector<uint8_t> exact_; // per field: compared byte for byte (no ABI 1.4 policy)
+    // ABI 1.4 adoption: unowned records by their match field's match_key.
+    std::optional<size_t> match_;
+    std::unordered_map<std::string, uint32_t> unowned_by_match_;
+    std::vector<uint8_t> adopted_;
     std::vector<record_set::duplicate> target_dups_;
 };
 

@@ -39,7 +39,7 @@ struct plan_header {
         std::string name, key_name;
         std::vector<std::string> fields;
         uint64_t changes = 0;
-        uint64_t creates = 0, updates = 0, deletes = 0, deactivates = 0;
+        uint64_t creates = 0, updates = 0, deletes = 0, deactivates = 0, adopts = 0;
     };
     std::string job, run_id, created_at;
     target_ref target;
@@ -104,6 +104,9 @@ public:
     // During a for_each_batch call: whether change k of the batch is a
     // deactivating update.
     bool deactivates(size_t k) const { return k < flags_.size() && flags_[k]; }
+    // During a for_each_batch call: for an adoption (ABI 1.4), the target's
+    // id of the record change k takes over; else empty.
+    std::string_view adopts(size_t k) const { return k < adopts_.size() ? adopts_[k] : std::string_view(); }
 
 private:
     plan_reader() = default;
@@ -114,6 +117,7 @@ private:
     size_t body_ = 0;  // where the changes start
     mutable size_t released_ = 0;
     mutable std::vector<uint8_t> flags_;
+    mutable std::vector<std::string_view> adopts_;
     plan_header header_;
 };
 

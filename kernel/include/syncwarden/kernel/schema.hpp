@@ -23,6 +23,7 @@ struct field_schema {
     // items as a set when `unordered`.
     sw_compare compare = SW_COMPARE_EXACT;
     bool unordered = false;
+    bool match = false;  // SW_POLICY_MATCH: identifies an unowned record to adopt
     // "" when `v` is allowed, else what is wrong with it.
     std::string enum_problem(std::string_view v) const;
     bool is_list() const { return type == SW_TYPE_LIST || type == SW_TYPE_ITEMS; }
@@ -32,6 +33,9 @@ struct field_schema {
     // ignore fields never differ).
     bool same(std::string_view held, std::string_view want) const;
     bool compared_exactly() const { return compare == SW_COMPARE_EXACT && !unordered; }
+    // What two values that are the same() under the policy have in common
+    // (case-folded for case_insensitive), for indexing match fields.
+    std::string match_key(std::string_view v) const;
 };
 
 struct entity_schema {
@@ -40,6 +44,8 @@ struct entity_schema {
     // ABI 1.4: entities this one refers to (applied first, deleted last).
     std::vector<std::string> depends_on;
     std::optional<size_t> index_of(std::string_view field) const;
+    // The SW_POLICY_MATCH field, if any.
+    std::optional<size_t> match_field() const;
 };
 
 struct contract_schema {

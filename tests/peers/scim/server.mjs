@@ -1,0 +1,239 @@
+// A SCIM 2.0 server for Syncwarden's tests and benchmarks: scimmy for the
+// protocol (RFC 7643/7644: resources, filters, PATCH, Bulk, paging,
+// ServiceProviderConfig) and scimmy-routers for its HTTP endpoints, with a
+// persistent store and an optional front layer that misbehaves the way
+// vendors do.
+//
+//   node server.mjs --store FILE [--token T] [--throttle PERCENT]
+//                   [--retry-after SECONDS] [--etag] [--no-patch]
+//                   [--max-results N] [--seed N]
+//
+// It listens on 127.0.0.1, on a port the system picks, and prints
+// "listening PORT" on stdout once it answers. The store is a journal of
+// JSON lines (one per write), replayed at start, so the server's state
+// outlives it; a test reads it back over the protocol, never from the file.
+// Front layer:
+//   --throttle P   answers P% of requests (deterministic, by --seed) with
+//                  429 and Retry-After before they reach SCIM
+//   --etag         sends each resource's version as ETag and meta.version,
+//                  and answers 412 to a PUT, PATCH or DELETE whose If-Match
+//                  names another version
+// GET /_stats answers {"requests": N, "throttled": N, "preconditionFailed": N}.
+import express from "express";
+import SCIMMY from "scimmy";
+import SCIMMYRouters from "scimmy-routers";
+import { randomUUID } from "node:crypto";
+import fs from "node:fs";
+
+const args = process.argv.slice(2);
+const opt = (name, fallback) => {
+    const i = args.indexOf(name);
+    return i < 0 ? fallback : args[i + 1];
+};
+const flag = (name) => args.includes(name);
+const storeFile = opt("--store");
+if (!storeFile) {
+    console.error("usage: server.mjs --store FILE [--token T] [--throttle PERCENT] [--etag] ...");
+    process.exit(2);
+}
+const token = opt("--token", "");
+const throttlePercent = Number(opt("--throttle", "0"));
+const retryAfter = opt("--retry-after", "1");
+const etags = flag("--etag");
+const maxResults = Number(opt("--max-results", "200"));
+let seed = Number(opt("--seed", "1")) >>> 0;
+
+// ---- the store -------------------------------------------------------------
+const data = { Users: new Map(), Groups: new Map() };
+const byUserName = new Map();   // lowercased userName -> id (userName is unique, case-insensitively)
+const byExternalId = { Users: new Map(), Groups: new Map() };
+function index(type, res, add) {
+    if (type === "Users" && res.userName) {
+        if (add) byUserName.set(res.userName.toLowerCase(), res.id);
+        else byUserName.delete(res.userName.toLowerCase());
+    }
+    if (res.externalId) {
+        if (add) byExternalId[type].set(res.externalId, res.id);
+        else byExternalId[type].delete(res.externalId);
+    }
+}
+function put(type, res) {
+    const old = data[type].get(res.id);
+    if (old) index(type, old, false);
+    data[type].set(res.id, res);
+    index(type, res, true);
+}
+function remove(type, id) {
+    const old = data[type].get(id);
+    if (old) index(type, old, false);
+    data[type].delete(id);
+    if (type === "Users")
+        for (const g of data.Groups.values()) if (g.members) g.members = g.members.filter((m) => m.value !== id);
+}
+if (fs.existsSync(storeFile)) {
+    for (const line of fs.readFileSync(storeFile, "utf8").split("\n")) {
+        if (!line) continue;
+        const e = JSON.parse(line);
+        if (e.op === "put") put(e.type, e.res);
+        else remove(e.type, e.id);
+    }
+}
+const journal = fs.openSync(storeFile, "a");
+const record = (entry) => fs.writeSync(journal, JSON.stringify(entry) + "\n");
+
+// ---- SCIM resources ---------------------------------------------------------
+SCIMMY.Config.set({
+    patch: !flag("--no-patch"),
+    filter: { supported: true, maxResults },
+    bulk: { supported: true, maxOperations: 1000, maxPayloadSize: 1048576 },
+    sort: true,
+    etag: etags,
+    changePassword: false,
+});
+
+const plain = (instance) => JSON.parse(JSON.stringify(instance));
+const now = () => new Date().toISOString();
+
+// Filters on an indexed attribute with "eq" answer from the index; anything
+// else is matched by scimmy against every resource.
+function egressFor(type) {
+    return (resource) => {
+        if (resource.id) {
+            const r = data[type].get(resource.id);
+            if (!r) throw new SCIMMY.Types.Error(404, null, `Resource ${resource.id} not found`);
+            return r;
+        }
+        const f = resource.filter;
+        if (f && f.length === 1) {
+            const entries = Object.entries(f[0]);
+            if (entries.length === 1 && Array.isArray(entries[0][1]) && entries[0][1][0] === "eq") {
+                const [attr, [, value]] = entries[0];
+                const key = attr.toLowerCase();
+                if (key === "externalid" || (key === "username" && type === "Users")) {
+                    const id = key === "externalid" ? byExternalId[type].get(String(value))
+                                                    : byUserName.get(String(value).toLowerCase());
+                    return id ? [data[type].get(id)] : [];
+                }
+            }
+        }
+        const all = [...data[type].values()];
+        return f ? f.match(all) : all;
+    };
+}
+
+function ingressFor(type) {
+    return (resource, instance) => {
+        const incoming = plain(instance);
+        delete incoming.meta;
+        delete incoming.schemas;
+        if (type === "Users") {
+            if (!incoming.userName) throw new SCIMMY.Types.Error(400, "invalidValue", "userName is required");
+            const holder = byUserName.get(incoming.userName.toLowerCase());
+            if (holder && holder !== resource.id)
+                throw new SCIMMY.Types.Error(409, "uniqueness", `userName '${incoming.userName}' is already taken`);
+        } else if (incoming.members) {
+            for (const m of incoming.members)
+                if (!data.Users.has(m.value) && !data.Groups.has(m.value))
+                    throw new SCIMMY.Types.Error(400, "invalidValue", `member '${m.value}' does not exist`);
+        }
+        if (incoming.externalId) {
+            const holder = byExternalId[type].get(incoming.externalId);
+            if (holder && holder !== resource.id)
+                throw new SCIMMY.Types.Error(409, "uniqueness", `externalId '${incoming.externalId}' is already taken`);
+        }
+        const old = resource.id ? data[type].get(resource.id) : undefined;
+        if (resource.id && !old) throw new SCIMMY.Types.Error(404, null, `Resource ${resource.id} not found`);
+        const version = old ? Number(old.meta.version.replace(/\D/g, "")) + 1 : 1;
+        const res = {
+            ...incoming,
+            id: old ? old.id : randomUUID(),
+            meta: {
+                resourceType: type === "Users" ? "User" : "Group",
+                created: old ? old.meta.created : now(),
+                lastModified: now(),
+                version: `W/"${version}"`,
+            },
+        };
+        put(type, res);
+        record({ op: "put", type, res });
+        return res;
+    };
+}
+
+function degressFor(type) {
+    return (resource) => {
+        if (!data[type].has(resource.id)) throw new SCIMMY.Types.Error(404, null, `Resource ${resource.id} not found`);
+        remove(type, resource.id);
+        record({ op: "del", type, id: resource.id });
+    };
+}
+
+SCIMMY.Resources.declare(SCIMMY.Resources.User)
+    .ingress(ingressFor("Users")).egress(egressFor("Users")).degress(degressFor("Users"));
+SCIMMY.Resources.declare(SCIMMY.Resources.Group)
+    .ingress(ingressFor("Groups")).egress(egressFor("Groups")).degress(degressFor("Groups"));
+
+// ---- HTTP --------------------------------------------------------------------
+const app = express();
+const stats = { requests: 0, throttled: 0, preconditionFailed: 0 };
+app.get("/_stats", (req, res) => res.json(stats));
+
+// xorshift32: the same seed throttles the same requests.
+const random = () => {
+    seed ^= seed << 13; seed >>>= 0;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5; seed >>>= 0;
+    return seed / 4294967296;
+};
+app.use("/scim", (req, res, next) => {
+    stats.requests++;
+    if (throttlePercent > 0 && random() * 100 < throttlePercent) {
+        stats.throttled++;
+        res.set("Retry-After", retryAfter).status(429).type("application/scim+json").send(JSON.stringify({
+            schemas: ["urn:ietf:params:scim:api:messages:2.0:Error"], status: "429", detail: "Too many requests",
+        }));
+        return;
+    }
+    if (!etags) return next();
+    // If-Match on a single resource: only its current version passes.
+    const m = req.path.match(/^\/(Users|Groups)\/([^/]+)$/);
+    const ifMatch = req.get("If-Match");
+    if (m && ifMatch && ["PUT", "PATCH", "DELETE"].includes(req.method)) {
+        const current = data[m[1]].get(m[2]);
+        if (current && ifMatch !== "*" && ifMatch !== current.meta.version) {
+            stats.preconditionFailed++;
+            res.status(412).type("application/scim+json").send(JSON.stringify({
+                schemas: ["urn:ietf:params:scim:api:messages:2.0:Error"], status: "412",
+                detail: `version ${ifMatch} is not the current version ${current.meta.version}`,
+            }));
+            return;
+        }
+    }
+    // The version of a single resource answered goes out as its ETag.
+    const send = res.send.bind(res);
+    res.send = (body) => {
+        try {
+            const parsed = typeof body === "string" ? JSON.parse(body) : undefined;
+            if (parsed?.meta?.version) res.set("ETag", parsed.meta.version);
+        } catch { /* not JSON: no ETag */ }
+        return send(body);
+    };
+    next();
+});
+app.use("/scim", new SCIMMYRouters({
+    type: "bearer",
+    docUri: "http://127.0.0.1/docs",
+    handler: (req) => {
+        const auth = req.get("Authorization") ?? "";
+        if (token && auth !== `Bearer ${token}`) throw new Error("bad or missing bearer token");
+        return "syncwarden";
+    },
+}));
+
+const server = app.listen(0, "127.0.0.1", () => {
+    process.stdout.write(`listening ${server.address().port}\n`);
+});
+server.keepAliveTimeout = 60000;
+const stop = () => server.close(() => process.exit(0));
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);

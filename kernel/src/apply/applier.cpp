@@ -276,6 +276,18 @@ Status apply_plan(const plan_reader& plan, connector_session& target, run_servic
                 // (a 429 for the batch) counts once, not once per change.
                 breaker.record(err.status == SW_RETRYABLE || err.status == SW_THROTTLED ||
                                (vendor_failures > 0 && accepted == 0));
+                // Credentials the vendor refused for a whole call stop the run:
+                // every later change would be refused the same way.
+                if (err.status == SW_AUTH) {
+                    record_done();
+                    stopped_mid_batch = true;
+                    return Status::error(error_kind::target,
+                                         "auth: " + target.who() + " refused the credentials: " +
+                                             (err.message.empty() ? std::string("no message") : err.message) +
+                                             "; the run stopped. Fix the credentials (`syncwarden secrets rotate "
+                                             "NAME`), then `syncwarden runs resume " + run_id + "`")
+                        .with_category("auth");
+                }
                 if (breaker.open()) {
                     record_done();
                     stopped_mid_batch = true;

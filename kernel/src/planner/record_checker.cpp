@@ -8,7 +8,9 @@ namespace {
 }  // namespace
 
 record_checker::record_checker(const contract_schema& contract, std::string who, std::string hook, report_fn report)
-    : contract_(contract), who_(std::move(who)), hook_(std::move(hook)), report_(std::move(report)) {}
+    : contract_(contract), who_(std::move(who)), hook_(std::move(hook)), report_(std::move(report)),
+      // Unowned records (ABI 1.4) are what a target holds, never a source's.
+      highest_state_(hook_ == "read_state" ? SW_RECORD_UNOWNED : SW_RECORD_TOBEDELETED) {}
 
 const entity_schema* record_checker::check_batch(const sw_batch& b) const {
     auto drift = [&](const std::string& entity, const std::string& msg) {
@@ -71,13 +73,11 @@ bool record_checker::check_shape(const sw_record& rec, const entity_schema& es) 
                                                 " values, the contract declares " + std::to_string(es.fields.size()) +
                                                 " fields");
     if (rec.key.len == 0) return bad(es, rec, "missing_key", "record has an empty " + es.key_name);
-    // Unowned records (ABI 1.4) are what a target holds, never a source's.
-    const uint32_t highest = hook_ == "read_state" ? SW_RECORD_UNOWNED : SW_RECORD_TOBEDELETED;
-    if (rec.state > highest)
+    if (rec.state > highest_state_)
         return bad(es, rec, "connector_defect",
                    "record state is " + std::to_string(rec.state) +
-                       (hook_ == "read_state" ? ", which is not active (0), tobedeleted (1) or unowned (2)"
-                                              : ", which is neither active (0) nor tobedeleted (1)") +
+                       (highest_state_ == SW_RECORD_UNOWNED ? ", which is not active (0), tobedeleted (1) or unowned (2)"
+                                                            : ", which is neither active (0) nor tobedeleted (1)") +
                        "; this is a defect of the connector");
     if (!ascii(rec.key))
         if (auto at = utf8_invalid_at(view(rec.key)); at != std::string_view::npos)

@@ -187,6 +187,10 @@ const random = () => {
 };
 app.use("/scim", (req, res, next) => {
     stats.requests++;
+    // Express 5 parses req.query anew on every read, so the routers' cast of
+    // startIndex and count to numbers would be lost (and paging ignored):
+    // parse it once into a plain, writable object.
+    Object.defineProperty(req, "query", { value: { ...req.query }, writable: true, configurable: true });
     if (throttlePercent > 0 && random() * 100 < throttlePercent) {
         stats.throttled++;
         res.set("Retry-After", retryAfter).status(429).type("application/scim+json").send(JSON.stringify({

@@ -48,6 +48,7 @@ private:
     std::string who_, hook_;
     report_fn report_;
     locate_fn locate_;
+    uint32_t highest_state_;  // the highest sw_record_state this hook may emit
     mutable std::vector<std::string_view> values_;  // scratch for check_record
 };
 

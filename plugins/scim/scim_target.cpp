@@ -1,0 +1,566 @@
+// SCIM 2.0 target (RFC 7643/7644): provisions Users and Groups at a service
+// provider. See plugins/scim/README.md for what it does with each change.
+//
+// Identity: a record's key (the source's sourcedId) is the resource's
+// externalId; the id the server assigns is reported to the kernel (ABI 1.4
+// target ids) and handed back for later changes, so a rename is an update
+// of the same account. Accounts without an externalId are reported as
+// unowned (keyed by their id) and adopted when the kernel plans it; a 409
+// on create is resolved the same way, by looking the account up.
+#include "http_client.hpp"
+
+#include <syncwarden/connector.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace syncwarden::scim {
+namespace {
+
+using nlohmann::json;
+using sdk::error;
+
+constexpr const char* k_user_schema = "urn:ietf:params:scim:schemas:core:2.0:User";
+constexpr const char* k_group_schema = "urn:ietf:params:scim:schemas:core:2.0:Group";
+constexpr const char* k_patch_schema = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+// Field order of the contract.
+enum user_field { u_user_name, u_given, u_family, u_display, u_emails, u_active, u_password, u_count };
+enum group_field { g_display, g_members, g_count };
+
+std::string str_at(const json& j, const char* a, const char* b = nullptr) {
+    if (!j.is_object() || !j.contains(a)) return {};
+    const json& v = b ? (j[a].is_object() && j[a].contains(b) ? j[a][b] : json()) : j[a];
+    return v.is_string() ? v.get<std::string>() : std::string();
+}
+
+struct account {
+    std::string id, key, version;  // key: the externalId ("" when unowned)
+};
+
+class scim_target final : public sdk::connector {
+public:
+    scim_target(const sdk::host& h, const sw_create_args& a) : connector(h, a) {
+        json s;
+        try {
+            s = json::parse(settings_json());
+        } catch (const json::exception& e) {
+            throw error(SW_CONFIG, "settings", std::string("settings are not JSON: ") + e.what());
+        }
+        http_settings hs;
+        hs.base = parse_url(s.value("base_url", ""), ".base_url");
+        hs.ca_file = s.value("ca_file", "");
+        hs.verify_tls = s.value("verify_tls", true);
+        hs.timeout = std::chrono::seconds(s.value("timeout_seconds", 30));
+        const json& auth = s.at("auth");
+        if (auth.contains("bearer")) {
+            hs.bearer = auth["bearer"].get<std::string>();
+        } else {
+            const json& o = auth.at("oauth2");
+            hs.token_url = o.at("token_url");
+            parse_url(hs.token_url, ".auth.oauth2.token_url");
+            hs.client_id = o.at("client_id");
+            hs.client_secret = o.at("client_secret");
+            hs.scope = o.value("scope", "");
+        }
+        base_url_ = s.value("base_url", "");
+        page_size_ = s.value("page_size", 100);
+        http_ = std::make_unique<http_client>(hs);
+        builder_.entity("users", "sourcedId")
+            .field("userName", SW_TYPE_STRING, SW_FIELD_REQUIRED).compare(SW_COMPARE_CASE_INSENSITIVE, SW_POLICY_MATCH)
+            .field("givenName")
+            .field("familyName")
+            .field("displayName")
+            .field("emails", SW_TYPE_ITEMS).compare(SW_COMPARE_CASE_INSENSITIVE, SW_POLICY_UNORDERED)
+            .field("active", SW_TYPE_BOOL)
+            .field("password").compare(SW_COMPARE_WRITE_ONLY);
+        builder_.entity("groups", "sourcedId")
+            .depends_on("users")
+            .field("displayName", SW_TYPE_STRING, SW_FIELD_REQUIRED).compare(SW_COMPARE_CASE_INSENSITIVE, SW_POLICY_MATCH)
+            .field("members", SW_TYPE_ITEMS).compare(SW_COMPARE_EXACT, SW_POLICY_UNORDERED);
+        contract_ = &builder_.build();
+    }
+
+    static const char* settings_schema() {
+        return R"schema({
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "title": "scim settings",
+  "type": "object",
+  "required": ["base_url", "auth"],
+  "additionalProperties": false,
+  "properties": {
+    "base_url": {"type": "string", "pattern": "^https?://", "description": "the SCIM service provider's base URL, such as https://vendor.example/scim/v2 (http:// only to this machine)"},
+    "auth": {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": false,
+      "description": "a bearer token, or OAuth 2.0 client credentials; put secrets in the secret store: {\"$secret\": NAME}",
+      "properties": {
+        "bearer": {"type": "string", "minLength": 1, "description": "the bearer token"},
+        "oauth2": {"type": "object", "required": ["token_url", "client_id", "client_secret"], "additionalProperties": false,
+          "properties": {
+            "token_url": {"type": "string", "pattern": "^https?://"},
+            "client_id": {"type": "string", "minLength": 1},
+            "client_secret": {"type": "string", "minLength": 1},
+            "scope": {"type": "string"}}}}},
+    "ca_file": {"type": "string", "description": "a PEM file of certificates to trust besides the system's"},
+    "verify_tls": {"type": "boolean", "default": true, "description": "false turns certificate checks off; never do that outside a test"},
+    "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 600, "default": 30},
+    "page_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100,
+                  "description": "resources per list request (capped by the server's filter.maxResults)"}
+  }
+})schema";
+    }
+
+    const sw_contract& contract() override { return *contract_; }
+
+    std::string system_id() override { return "scim " + base_url_; }
+
+    // Lists every User (and Group) page by page: owned ones are records
+    // keyed by externalId, the others unowned records keyed by their id.
+    void read_state(const std::vector<std::string>& entities) override {
+        load_config();
+        const bool groups = std::find(entities.begin(), entities.end(), "groups") != entities.end();
+        const bool users = std::find(entities.begin(), entities.end(), "users") != entities.end();
+        list_users(users);
+        if (groups) list_groups(true);
+    }
+
+    void apply(const sw_change_batch& b) override {
+        load_config();
+        if (!users_listed_) list_users(false);
+        const std::string entity(sdk::from_sw(b.entity));
+        const bool is_users = entity == "users";
+        if (!is_users && entity != "groups")
+            throw error(SW_PERMANENT, "unknown_entity", "scim holds users and groups, not '" + entity + "'");
+        if (!is_users && !groups_listed_) list_groups(false);
+        for (size_t i = 0; i < b.change_count; ++i) {
+            const sw_change& c = b.changes[i];
+            try {
+                if (is_users) apply_user(b, i, c);
+                else apply_group(b, i, c);
+                host_api().change_result(i, SW_OK, "", "");
+            } catch (const error& e) {
+                // A throttled or unreachable server: this change and the rest
+                // of the batch wait for the kernel's retry; the others are
+                // reported one by one.
+                if (e.status() == SW_THROTTLED || e.status() == SW_AUTH || e.category() == "connection" ||
+                    e.status() == SW_CANCELLED) {
+                    host_api().change_result(i, e.status(), e.category(), e.what());
+                    throw;
+                }
+                host_api().change_result(i, e.status(), e.category(), e.what());
+            }
+        }
+    }
+
+private:
+    // ---- requests ----------------------------------------------------------------
+
+    response call(const std::string& method, const std::string& path, const json& body = nullptr,
+                  const std::string& if_match = {}) {
+        host_api().acquire(1);
+        if (host_api().cancelled()) throw error(SW_CANCELLED, "cancelled", "run cancelled");
+        return http_->send(method, path, body.is_null() ? std::string() : body.dump(), if_match);
+    }
+    json expect(const response& r, const std::string& what, std::initializer_list<int> ok) {
+        if (std::find(ok.begin(), ok.end(), r.status) == ok.end()) throw classify(r, what);
+        if (r.status == 204 || r.body.empty()) return json();
+        return r.json();
+    }
+
+    void load_config() {
+        if (config_loaded_) return;
+        const std::string what = "GET " + http_->url("/ServiceProviderConfig");
+        json spc = expect(call("GET", "/ServiceProviderConfig"), what, {200});
+        if (!spc.is_object())
+            throw error(SW_PERMANENT, "bad_response", what + ": the answer is not a ServiceProviderConfig object");
+        auto supported = [&](const char* k) {
+            return spc.contains(k) && spc[k].is_object() && spc[k].value("supported", false);
+        };
+        patch_ = supported("patch");
+        etag_ = supported("etag");
+        filter_ = supported("filter");
+        if (filter_ && spc["filter"].contains("maxResults") && spc["filter"]["maxResults"].is_number_integer())
+            max_results_ = std::max<int64_t>(1, spc["filter"]["maxResults"].get<int64_t>());
+        config_loaded_ = true;
+    }
+
+    // Every resource of a type, page by page (RFC 7644 3.4.2.4).
+    template <class Fn>
+    void list(const std::string& type, Fn&& each) {
+        const int64_t count = std::min<int64_t>(page_size_, max_results_);
+        std::set<std::string> seen;
+        for (int64_t start = 1;;) {
+            const std::string path = "/" + type + "?startIndex=" + std::to_string(start) + "&count=" + std::to_string(count);
+            const std::string what = "GET " + http_->url(path);
+            json page = expect(call("GET", path), what, {200});
+            if (!page.is_object() || !page.contains("totalResults") || !page["totalResults"].is_number_integer())
+                throw error(SW_PERMANENT, "bad_response", what + ": the answer is not a SCIM ListResponse (no totalResults)");
+            const json resources = page.value("Resources", json::array());
+            if (!resources.is_array())
+                throw error(SW_PERMANENT, "bad_response", what + ": Resources is not an array");
+            for (auto& r : resources) {
+                if (!r.is_object() || str_at(r, "id").empty())
+                    throw error(SW_PERMANENT, "bad_response", what + ": a resource without an id");
+                // A server that ignores startIndex sends the first page again.
+                if (!seen.insert(str_at(r, "id")).second)
+                    throw error(SW_PERMANENT, "bad_response",
+                                what + ": resource " + str_at(r, "id") + " came back on a later page; the server does "
+                                "not page by startIndex (RFC 7644 3.4.2.4), so its state cannot be read completely");
+                each(r);
+            }
+            const int64_t total = page["totalResults"].get<int64_t>();
+            start += static_cast<int64_t>(resources.size());
+            if (resources.empty() || start > total) break;
+            if (host_api().cancelled()) throw error(SW_CANCELLED, "cancelled", "run cancelled");
+        }
+    }
+
+    static std::string version_of(const json& r, const response* res = nullptr) {
+        if (res && !res->etag.empty()) return res->etag;
+        return str_at(r, "meta", "version");
+    }
+
+    void remember_user(const json& r, const std::string& version) {
+        account a{str_at(r, "id"), str_at(r, "externalId"), version};
+        users_[a.id] = a;
+        if (!a.key.empty()) user_by_key_[a.key] = a.id;
+        const std::string name = str_at(r, "userName");
+        if (!name.empty()) user_by_name_[lower(name)] = a.id;
+    }
+
+    void list_users(bool emit) {
+        users_.clear();
+        user_by_key_.clear();
+        user_by_name_.clear();
+        std::unique_ptr<sdk::batch_writer> out;
+        if (emit) out = std::make_unique<sdk::batch_writer>(host_api(), "users", SW_MODE_BULK, 1000);
+        list("Users", [&](const json& r) {
+            remember_user(r, version_of(r));
+            if (!out) return;
+            std::vector<std::string> v(u_count);
+            v[u_user_name] = str_at(r, "userName");
+            v[u_given] = str_at(r, "name", "givenName");
+            v[u_family] = str_at(r, "name", "familyName");
+            v[u_display] = str_at(r, "displayName");
+            std::vector<std::string> emails;
+            if (r.contains("emails") && r["emails"].is_array())
+                for (auto& e : r["emails"]) {
+                    const std::string value = str_at(e, "value");
+                    if (!value.empty()) emails.push_back(value);
+                }
+            v[u_emails] = sdk::join_items(emails);
+            if (r.contains("active") && r["active"].is_boolean()) v[u_active] = r["active"].get<bool>() ? "true" : "false";
+            const std::string key = str_at(r, "externalId");
+            if (key.empty()) out->add(str_at(r, "id"), v, SW_RECORD_UNOWNED);
+            else out->add(key, v);
+        });
+        if (out) out->flush();
+        users_listed_ = true;
+    }
+
+    void list_groups(bool emit) {
+        groups_.clear();
+        group_by_key_.clear();
+        std::unique_ptr<sdk::batch_writer> out;
+        if (emit) out = std::make_unique<sdk::batch_writer>(host_api(), "groups", SW_MODE_BULK, 1000);
+        list("Groups", [&](const json& r) {
+            account a{str_at(r, "id"), str_at(r, "externalId"), version_of(r)};
+            groups_[a.id] = a;
+            if (!a.key.empty()) group_by_key_[a.key] = a.id;
+            if (!out) return;
+            std::vector<std::string> members;
+            if (r.contains("members") && r["members"].is_array())
+                for (auto& m : r["members"]) {
+                    auto u = users_.find(str_at(m, "value"));
+                    // Members that are no source record's are not Syncwarden's to keep.
+                    if (u != users_.end() && !u->second.key.empty()) members.push_back(u->second.key);
+                }
+            std::vector<std::string> v(g_count);
+            v[g_display] = str_at(r, "displayName");
+            v[g_members] = sdk::join_items(members);
+            if (a.key.empty()) out->add(a.id, v, SW_RECORD_UNOWNED);
+            else out->add(a.key, v);
+        });
+        if (out) out->flush();
+        groups_listed_ = true;
+    }
+
+    static std::string lower(std::string s) {
+        for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return s;
+    }
+    static std::string value(const sw_change& c, size_t f) {
+        return f < c.value_count ? std::string(sdk::from_sw(c.values[f])) : std::string();
+    }
+
+    // ---- users -------------------------------------------------------------------
+
+    json user_value(const sw_change& c, size_t f) {
+        const std::string v = value(c, f);
+        switch (f) {
+            case u_emails: {
+                json arr = json::array();
+                bool first = true;
+                for (auto e : sdk::split_items(v)) {
+                    arr.push_back({{"value", std::string(e)}, {"type", "work"}, {"primary", first}});
+                    first = false;
+                }
+                return arr;
+            }
+            case u_active: return v == "true";
+            default: return v;
+        }
+    }
+    static const char* user_path(size_t f) {
+        switch (f) {
+            case u_user_name: return "userName";
+            case u_given: return "name.givenName";
+            case u_family: return "name.familyName";
+            case u_display: return "displayName";
+            case u_emails: return "emails";
+            case u_active: return "active";
+            default: return "password";
+        }
+    }
+
+    json new_user(const std::string& key, const sw_change& c) {
+        json u{{"schemas", {k_user_schema}}, {"externalId", key}, {"userName", value(c, u_user_name)}};
+        json name = json::object();
+        if (!value(c, u_given).empty()) name["givenName"] = value(c, u_given);
+        if (!value(c, u_family).empty()) name["familyName"] = value(c, u_family);
+        if (!name.empty()) u["name"] = name;
+        for (size_t f : {size_t(u_display), size_t(u_password)})
+            if (!value(c, f).empty()) u[user_path(f)] = value(c, f);
+        if (!value(c, u_emails).empty()) u["emails"] = user_value(c, u_emails);
+        if (!value(c, u_active).empty()) u["active"] = value(c, u_active) == "true";
+        return u;
+    }
+
+    // Sets `fields` (and, for an adoption, externalId) on the resource.
+    void update_resource(const std::string& type, const std::string& id, const std::string& key,
+                         const std::vector<std::pair<std::string, json>>& ops_in, bool set_key,
+                         std::map<std::string, account>& known, const std::string& what) {
+        std::vector<std::pair<std::string, json>> ops = ops_in;
+        if (set_key) ops.insert(ops.begin(), {"externalId", key});
+        if (ops.empty()) return;
+        auto it = known.find(id);
+        std::string version = it != known.end() ? it->second.version : std::string();
+        for (int round = 0;; ++round) {
+            response r;
+            if (patch_) {
+                json body{{"schemas", {k_patch_schema}}, {"Operations", json::array()}};
+                for (auto& [path, v] : ops) {
+                    const bool empty = v.is_null() || (v.is_string() && v.get<std::string>().empty()) ||
+                                       (v.is_array() && v.empty());
+                    if (empty) body["Operations"].push_back({{"op", "remove"}, {"path", path}});
+                    else body["Operations"].push_back({{"op", "replace"}, {"path", path}, {"value", v}});
+                }
+                r = call("PATCH", "/" + type + "/" + id, body, etag_ ? version : std::string());
+            } else {
+                // No PATCH: read, change, put back the whole resource.
+                response g = call("GET", "/" + type + "/" + id);
+                json cur = expect(g, "GET " + http_->url("/" + type + "/" + id), {200});
+                version = version_of(cur, &g);
+                for (auto& [path, v] : ops) {
+                    const auto dot = path.find('.');
+                    if (dot == std::string::npos) cur[path] = v;
+                    else cur[path.substr(0, dot)][path.substr(dot + 1)] = v;
+                }
+                cur.erase("meta");
+                r = call("PUT", "/" + type + "/" + id, cur, etag_ ? version : std::string());
+            }
+            if (r.status == 412 && round == 0) {
+                // Someone changed it since it was read: read it again and
+                // send the change against what it is now.
+                response g = call("GET", "/" + type + "/" + id);
+                json cur = expect(g, "GET " + http_->url("/" + type + "/" + id), {200});
+                version = version_of(cur, &g);
+                ++reread_;
+                continue;
+            }
+            json res = expect(r, what, {200, 204});
+            if (it != known.end()) it->second.version = res.is_object() ? version_of(res, &r) : std::string();
+            return;
+        }
+    }
+
+    std::string user_id(const sw_change_batch& b, size_t i, const std::string& key) {
+        std::string id(sdk::target_id_of(b, i));
+        if (id.empty())
+            if (auto k = user_by_key_.find(key); k != user_by_key_.end()) id = k->second;
+        return id;
+    }
+
+    void apply_user(const sw_change_batch& b, size_t i, const sw_change& c) {
+        const std::string key(sdk::from_sw(c.key));
+        const std::string what = "users '" + key + "'";
+        if (c.kind == SW_CHANGE_DELETE) {
+            const std::string id = user_id(b, i, key);
+            if (id.empty()) return;  // not on the server: nothing to delete
+            response r = call("DELETE", "/Users/" + id, nullptr,
+                              etag_ && users_.count(id) ? users_[id].version : std::string());
+            if (r.status != 404) expect(r, "DELETE " + http_->url("/Users/" + id) + " (" + what + ")", {200, 204});
+            users_.erase(id);
+            user_by_key_.erase(key);
+            return;
+        }
+        std::vector<std::pair<std::string, json>> ops;
+        for (size_t k = 0; k < c.changed_count; ++k) {
+            const uint32_t f = c.changed_fields[k];
+            if (f == u_password && c.kind != SW_CHANGE_CREATE) continue;
+            ops.emplace_back(user_path(f), user_value(c, f));
+        }
+        if (c.kind == SW_CHANGE_UPDATE || c.kind == SW_CHANGE_ADOPT) {
+            const std::string id = user_id(b, i, key);
+            if (id.empty())
+                throw error(SW_PERMANENT, "not_found", what + " is not on the server (no id for it); a new plan creates it");
+            update_resource("Users", id, key, ops, c.kind == SW_CHANGE_ADOPT, users_,
+                            "PATCH " + http_->url("/Users/" + id) + " (" + what + ")");
+            if (c.kind == SW_CHANGE_ADOPT) {
+                users_[id].key = key;
+                user_by_key_[key] = id;
+                host_api().target_id(i, id);
+            }
+            return;
+        }
+        // A create. An account of this key or user name already there (a
+        // retry after a lost answer, one made by hand since the plan) is
+        // taken over, not duplicated.
+        std::string existing;
+        if (auto k = user_by_key_.find(key); k != user_by_key_.end()) existing = k->second;
+        response r;
+        if (existing.empty()) {
+            r = call("POST", "/Users", new_user(key, c));
+            if (r.status == 201 || r.status == 200) {
+                json res = r.json();
+                const std::string id = str_at(res, "id");
+                if (id.empty()) throw error(SW_PERMANENT, "bad_response", "POST " + http_->url("/Users") + " (" + what + "): the created User has no id");
+                remember_user(res, version_of(res, &r));
+                host_api().target_id(i, id);
+                ++created_;
+                return;
+            }
+            if (r.status != 409) throw classify(r, "POST " + http_->url("/Users") + " (" + what + ")");
+            existing = lookup_user(key, value(c, u_user_name));
+            if (existing.empty()) throw classify(r, "POST " + http_->url("/Users") + " (" + what + ")");
+        }
+        const account& a = users_[existing];
+        if (!a.key.empty() && a.key != key)
+            throw error(SW_PERMANENT, "uniqueness",
+                        what + ": the user name '" + value(c, u_user_name) + "' belongs to the account of '" + a.key +
+                            "' on the server; two people cannot share it. Change one of their user names");
+        std::vector<std::pair<std::string, json>> all;
+        for (size_t f = 0; f < u_password; ++f) all.emplace_back(user_path(f), user_value(c, f));
+        update_resource("Users", existing, key, all, a.key.empty(), users_,
+                        "PATCH " + http_->url("/Users/" + existing) + " (" + what + ", adopted)");
+        users_[existing].key = key;
+        user_by_key_[key] = existing;
+        host_api().target_id(i, existing);
+        ++adopted_;
+    }
+
+    // After a 409: the account by externalId, then by userName.
+    std::string lookup_user(const std::string& key, const std::string& user_name) {
+        for (auto [attr, v] : {std::pair<const char*, std::string>{"externalId", key}, {"userName", user_name}}) {
+            std::string quoted = json(v).dump();
+            std::string path = "/Users?filter=" + encode(std::string(attr) + " eq " + quoted);
+            json page = expect(call("GET", path), "GET " + http_->url(path), {200});
+            if (page.is_object() && page.contains("Resources") && page["Resources"].is_array() &&
+                !page["Resources"].empty()) {
+                const json& r = page["Resources"][0];
+                remember_user(r, version_of(r));
+                return str_at(r, "id");
+            }
+        }
+        return {};
+    }
+    static std::string encode(const std::string& v) {
+        std::string o;
+        static const char* hex = "0123456789ABCDEF";
+        for (unsigned char ch : v) {
+            if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') o += static_cast<char>(ch);
+            else {
+                o += '%';
+                o += hex[ch >> 4];
+                o += hex[ch & 15];
+            }
+        }
+        return o;
+    }
+
+    // ---- groups ------------------------------------------------------------------
+
+    json members_of(const sw_change& c, const std::string& what) {
+        json arr = json::array();
+        for (auto m : sdk::split_items(value(c, g_members))) {
+            auto it = user_by_key_.find(std::string(m));
+            if (it == user_by_key_.end())
+                throw error(SW_PERMANENT, "no_such_member",
+                            what + ": member '" + std::string(m) + "' is not a user on the server");
+            arr.push_back({{"value", it->second}});
+        }
+        return arr;
+    }
+
+    void apply_group(const sw_change_batch& b, size_t i, const sw_change& c) {
+        const std::string key(sdk::from_sw(c.key));
+        const std::string what = "groups '" + key + "'";
+        std::string id(sdk::target_id_of(b, i));
+        if (id.empty())
+            if (auto k = group_by_key_.find(key); k != group_by_key_.end()) id = k->second;
+        if (c.kind == SW_CHANGE_DELETE) {
+            if (id.empty()) return;
+            response r = call("DELETE", "/Groups/" + id);
+            if (r.status != 404) expect(r, "DELETE " + http_->url("/Groups/" + id) + " (" + what + ")", {200, 204});
+            groups_.erase(id);
+            group_by_key_.erase(key);
+            return;
+        }
+        if (c.kind == SW_CHANGE_CREATE && id.empty()) {
+            json g{{"schemas", {k_group_schema}}, {"externalId", key}, {"displayName", value(c, g_display)},
+                   {"members", members_of(c, what)}};
+            response r = call("POST", "/Groups", g);
+            json res = expect(r, "POST " + http_->url("/Groups") + " (" + what + ")", {200, 201});
+            id = str_at(res, "id");
+            if (id.empty()) throw error(SW_PERMANENT, "bad_response", "POST " + http_->url("/Groups") + ": no id");
+            groups_[id] = {id, key, version_of(res, &r)};
+            group_by_key_[key] = id;
+            host_api().target_id(i, id);
+            return;
+        }
+        if (id.empty()) throw error(SW_PERMANENT, "not_found", what + " is not on the server; a new plan creates it");
+        std::vector<std::pair<std::string, json>> ops;
+        for (size_t k = 0; k < c.changed_count; ++k) {
+            const uint32_t f = c.changed_fields[k];
+            if (f == g_display) ops.emplace_back("displayName", value(c, g_display));
+            if (f == g_members) ops.emplace_back("members", members_of(c, what));
+        }
+        update_resource("Groups", id, key, ops, c.kind == SW_CHANGE_ADOPT, groups_,
+                        "PATCH " + http_->url("/Groups/" + id) + " (" + what + ")");
+        if (c.kind == SW_CHANGE_ADOPT) {
+            group_by_key_[key] = id;
+            host_api().target_id(i, id);
+        }
+    }
+
+    std::unique_ptr<http_client> http_;
+    std::string base_url_;
+    int64_t page_size_ = 100, max_results_ = 100000;
+    bool config_loaded_ = false, patch_ = false, etag_ = false, filter_ = false;
+    bool users_listed_ = false, groups_listed_ = false;
+    std::map<std::string, account> users_, groups_;             // by id
+    std::map<std::string, std::string> user_by_key_, user_by_name_, group_by_key_;
+    size_t created_ = 0, adopted_ = 0, reread_ = 0;
+    sdk::contract_builder builder_;
+    const sw_contract* contract_ = nullptr;
+};
+
+}  // namespace
+}  // namespace syncwarden::scim
+
+SW_CONNECTOR(syncwarden::scim::scim_target, "scim", "1.0.0", SW_CAP_TARGET | SW_CAP_TARGET_IDS,
+             "SCIM 2.0 service provider: Users and Groups")

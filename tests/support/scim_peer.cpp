@@ -1,0 +1,95 @@
+#include "scim_peer.hpp"
+
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/StreamCopier.h>
+
+#include <cstdio>
+#include <csignal>
+#include <stdexcept>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace sw_test {
+
+scim_peer::scim_peer(const fs::path& dir, const std::string& token, std::vector<std::string> options)
+    : token_(token) {
+    const fs::path peer = fs::path(SW_SOURCE_DIR) / "tests/peers/scim";
+    if (!fs::exists(peer / "node_modules/scimmy"))
+        throw std::runtime_error("the SCIM peer's packages are not installed: run `npm ci` in " + peer.string() +
+                                 " (scripts/setup.sh test does)");
+    fs::create_directories(dir);
+    std::vector<std::string> args{"node", (peer / "server.mjs").string(), "--store", (dir / "scim-store.jsonl").string(),
+                                  "--token", token};
+    args.insert(args.end(), options.begin(), options.end());
+    int out[2];
+    if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+        ::dup2(out[1], 1);
+        ::close(out[0]);
+        ::close(out[1]);
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execvp("node", argv.data());
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    // The server prints "listening PORT" once it answers: wait for that line.
+    std::string line;
+    char c;
+    while (::read(out[0], &c, 1) == 1 && c != '\n') line += c;
+    ::close(out[0]);
+    if (line.rfind("listening ", 0) != 0) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        throw std::runtime_error("the SCIM peer did not start (it printed '" + line + "'); is node installed?");
+    }
+    port_ = std::stoi(line.substr(10));
+}
+
+scim_peer::~scim_peer() {
+    if (pid_ > 0) {
+        ::kill(pid_, SIGTERM);
+        ::waitpid(pid_, nullptr, 0);
+    }
+}
+
+scim_peer::answer scim_peer::request(const std::string& method, const std::string& path, const std::string& body) const {
+    Poco::Net::HTTPClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_));
+    Poco::Net::HTTPRequest req(method, path.rfind("/_", 0) == 0 ? path : "/scim" + path, Poco::Net::HTTPMessage::HTTP_1_1);
+    req.set("Authorization", "Bearer " + token_);
+    if (!body.empty()) {
+        req.setContentType("application/scim+json");
+        req.setContentLength(static_cast<std::streamsize>(body.size()));
+    }
+    s.sendRequest(req) << body;
+    Poco::Net::HTTPResponse res;
+    std::string text;
+    Poco::StreamCopier::copyToString(s.receiveResponse(res), text);
+    answer a;
+    a.status = static_cast<int>(res.getStatus());
+    if (!text.empty()) a.body = nlohmann::json::parse(text);
+    return a;
+}
+
+std::vector<nlohmann::json> scim_peer::all(const std::string& type) const {
+    std::vector<nlohmann::json> out;
+    for (int start = 1;;) {
+        auto a = request("GET", "/" + type + "?startIndex=" + std::to_string(start) + "&count=200");
+        if (a.status != 200) throw std::runtime_error("GET " + type + " answered " + std::to_string(a.status));
+        auto& res = a.body["Resources"];
+        for (auto& r : res) out.push_back(r);
+        start += static_cast<int>(res.size());
+        if (res.empty() || start > a.body["totalResults"].get<int>()) break;
+    }
+    return out;
+}
+
+nlohmann::json scim_peer::stats() const { return request("GET", "/_stats").body; }
+
+}  // namespace sw_test

@@ -165,6 +165,22 @@ private:
         if (host_api().cancelled()) throw error(SW_CANCELLED, "cancelled", "run cancelled");
         return http_->send(method, path, body.is_null() ? std::string() : body.dump(), if_match);
     }
+    // A read, sent again while the server is throttling or unavailable, as
+    // long as the kernel's retry policy allows (host retry_wait). Writes
+    // are not resent here: the kernel resends the changes themselves.
+    response read(const std::string& path) {
+        for (uint32_t attempt = 1;; ++attempt) {
+            response r;
+            try {
+                r = call("GET", path);
+            } catch (const error& e) {
+                if (e.category() == "connection" && host_api().retry_wait(attempt)) continue;
+                throw;
+            }
+            const bool transient = r.status == 429 || r.status >= 500;
+            if (!transient || !host_api().retry_wait(attempt, r.retry_after_ms.value_or(0))) return r;
+        }
+    }
     json expect(const response& r, const std::string& what, std::initializer_list<int> ok) {
         if (std::find(ok.begin(), ok.end(), r.status) == ok.end()) throw classify(r, what);
         if (r.status == 204 || r.body.empty()) return json();
@@ -174,7 +190,7 @@ private:
     void load_config() {
         if (config_loaded_) return;
         const std::string what = "GET " + http_->url("/ServiceProviderConfig");
-        json spc = expect(call("GET", "/ServiceProviderConfig"), what, {200});
+        json spc = expect(read("/ServiceProviderConfig"), what, {200});
         if (!spc.is_object())
             throw error(SW_PERMANENT, "bad_response", what + ": the answer is not a ServiceProviderConfig object");
         auto supported = [&](const char* k) {
@@ -196,7 +212,7 @@ private:
         for (int64_t start = 1;;) {
             const std::string path = "/" + type + "?startIndex=" + std::to_string(start) + "&count=" + std::to_string(count);
             const std::string what = "GET " + http_->url(path);
-            json page = expect(call("GET", path), what, {200});
+            json page = expect(read(path), what, {200});
             if (!page.is_object() || !page.contains("totalResults") || !page["totalResults"].is_number_integer())
                 throw error(SW_PERMANENT, "bad_response", what + ": the answer is not a SCIM ListResponse (no totalResults)");
             const json resources = page.value("Resources", json::array());
@@ -468,7 +484,7 @@ private:
         for (auto [attr, v] : {std::pair<const char*, std::string>{"externalId", key}, {"userName", user_name}}) {
             std::string quoted = json(v).dump();
             std::string path = "/Users?filter=" + encode(std::string(attr) + " eq " + quoted);
-            json page = expect(call("GET", path), "GET " + http_->url(path), {200});
+            json page = expect(read(path), "GET " + http_->url(path), {200});
             if (page.is_object() && page.contains("Resources") && page["Resources"].is_array() &&
                 !page["Resources"].empty()) {
                 const json& r = page["Resources"][0];

@@ -112,4 +112,158 @@ TEST(scim_target, dry_run_apply_and_a_rerun_that_plans_nothing) {
     ASSERT_EQ(r.code, 0) << r.out << r.err;
     EXPECT_EQ(d.plan(r)["changes"].size(), 0u) << d.plan(r)["changes"].dump(1);
 }
+
+// The district's second export: one new student, one renamed (a new
+// username: the same account gets it), one dropped from the file and one
+// marked tobedeleted (both deactivated, as the job's policy says).
+TEST(scim_target, a_changed_feed_applies_exactly_its_delta) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path());
+    ASSERT_EQ(d.run().code, 0);
+    auto before = d.server_users();
+    const std::string renamed_id = before["s-1001"]["id"];
+    d.edit_users([](std::string& u) {
+        const auto at = [&](const std::string& key) { return u.find("\n" + key + ",") + 1; };
+        // rename s-1001
+        auto p = u.find("zoë.garcía", at("s-1001"));
+        ASSERT_NE(p, std::string::npos);
+        u.replace(p, std::string("zoë.garcía").size(), "zoe.garcia-lopez");
+        // drop s-1002
+        auto b = at("s-1002"), e = u.find('\n', b);
+        u.erase(b, e - b + 1);
+        // mark s-1003 tobedeleted (status is the second column)
+        b = at("s-1003");
+        u.insert(u.find(',', b) + 1, "tobedeleted");
+        // a new student
+        u += "s-1999,,,TRUE,org-north,student,nia.okafor,,Nia,Okafor,,S-1999,nia.okafor@lakeside.example.org,,,,09,\n";
+    });
+    auto r = d.run(true);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    std::map<std::string, std::string> kinds;
+    const json plan = d.plan(r);
+    for (auto& c : plan["changes"]) kinds[c["key"]] = c["kind"];
+    EXPECT_EQ(kinds, (std::map<std::string, std::string>{
+                         {"s-1001", "update"}, {"s-1002", "deactivate"}, {"s-1003", "deactivate"}, {"s-1999", "create"}}));
+    r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto after = d.server_users();
+    EXPECT_EQ(after.size(), before.size() + 1);
+    EXPECT_EQ(after["s-1001"]["id"], renamed_id) << "a rename never makes a new account";
+    EXPECT_EQ(after["s-1001"]["userName"], "zoe.garcia-lopez");
+    EXPECT_EQ(after["s-1002"]["active"], false);
+    EXPECT_EQ(after["s-1003"]["active"], false);
+    EXPECT_EQ(after["s-1999"]["active"], true);
+    EXPECT_EQ(after["s-1999"]["emails"][0]["value"], "nia.okafor@lakeside.example.org");
+    for (auto& [key, u] : before) {
+        if (key != "s-1001" && key != "s-1002" && key != "s-1003") {
+            EXPECT_EQ(after[key]["meta"]["version"], u["meta"]["version"]) << key << " was not in the delta";
+        }
+    }
+    r = d.run(true);
+    EXPECT_EQ(d.plan(r)["changes"].size(), 0u) << d.plan(r)["changes"].dump(1);
+}
+
+TEST(scim_target, an_account_made_by_hand_is_adopted_not_duplicated) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path());
+    // Created in the vendor's admin page before Syncwarden: no externalId,
+    // the user name in other case.
+    auto made = d.peer.request("POST", "/Users", R"({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "Renee.Lefevre", "name": {"givenName": "Renee"}, "active": true})");
+    ASSERT_EQ(made.status, 201);
+    const std::string id = made.body["id"];
+    auto r = d.run(true);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    json adopt;
+    const json plan = d.plan(r);
+    for (auto& c : plan["changes"]) {
+        if (c["key"] == "t-101") adopt = c;
+    }
+    EXPECT_EQ(adopt["kind"], "adopt") << adopt.dump();
+    EXPECT_EQ(adopt["adopts"], id);
+    EXPECT_EQ(adopt["fields"]["givenName"]["old"], "Renee");
+    EXPECT_EQ(adopt["fields"]["givenName"]["new"], "Renée");
+
+    r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto all = d.peer.all("Users");
+    EXPECT_EQ(all.size(), users_in_csv(d.district())) << "no duplicate account";
+    auto held = d.server_users();
+    EXPECT_EQ(held["t-101"]["id"], id);
+    EXPECT_EQ(held["t-101"]["name"]["givenName"], "Renée");
+    r = d.run(true);
+    EXPECT_EQ(d.plan(r)["changes"].size(), 0u) << d.plan(r)["changes"].dump(1);
+}
+
+// Made by hand after the plan: the create meets 409 and is resolved by
+// looking the account up.
+TEST(scim_target, a_409_on_create_is_resolved_by_adopting_the_account) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path());
+    auto r = d.run(true);
+    ASSERT_EQ(r.code, 0);
+    auto made = d.peer.request("POST", "/Users", R"({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "marcus.whitfield"})");
+    ASSERT_EQ(made.status, 201);
+    r = sw_test::cli(d.data(), {"runs", "apply", sw_test::run_id_of(r.out)});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(d.peer.all("Users").size(), users_in_csv(d.district()));
+    EXPECT_EQ(d.server_users()["t-102"]["id"], made.body["id"]);
+}
+
+TEST(scim_target, with_a_fifth_of_requests_throttled_the_run_converges_and_counts_its_retries) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path(), {"--throttle", "20", "--retry-after", "0", "--seed", "7"},
+                    R"("retry": {"initial_interval": "5ms", "max_interval": "20ms", "max_attempts": 50},)");
+    auto r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(d.server_users().size(), users_in_csv(d.district()));
+    EXPECT_GT(d.peer.stats()["throttled"].get<int>(), 0);
+    auto show = sw_test::cli(d.data(), {"runs", "show", sw_test::run_id_of(r.out), "--json"});
+    ASSERT_EQ(show.code, 0) << show.err;
+    auto j = json::parse(show.out);
+    EXPECT_GT(j["summary"]["resent"].get<int>(), 0) << j.dump(1);
+    EXPECT_GT(j["summary"]["connector_retries"].get<int>(), 0) << "pages of the read were throttled too";
+    r = d.run(true);
+    EXPECT_EQ(d.plan(r)["changes"].size(), 0u);
+}
+
+TEST(scim_target, a_stale_etag_is_read_again_and_the_change_still_lands) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path(), {"--etag", "--stale-once"});
+    ASSERT_EQ(d.run().code, 0);
+    d.edit_users([](std::string& u) {
+        auto p = u.find("Whitfield");
+        u.replace(p, 9, "Whitfield-Ng");
+    });
+    auto r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_GE(d.peer.stats()["preconditionFailed"].get<int>(), 1);
+    EXPECT_EQ(d.server_users()["t-102"]["name"]["familyName"], "Whitfield-Ng");
+}
+
+TEST(scim_target, a_refused_token_stops_the_run_and_says_so) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path(), {}, "", "not-the-token");
+    auto r = d.run();
+    EXPECT_NE(r.code, 0);
+    EXPECT_THAT(r.err, HasSubstr("HTTP 401"));
+    EXPECT_THAT(r.err, HasSubstr("check the token"));
+    EXPECT_THAT(r.err + r.out, ::testing::Not(HasSubstr("not-the-token"))) << "the credential is never printed";
+    EXPECT_TRUE(d.peer.all("Users").empty());
+}
+
+TEST(scim_target, a_server_that_answers_garbage_is_named_with_what_it_said) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path());
+    auto job = sw_test::read_file(d.job());
+    const std::string base = d.peer.base_url();
+    job.replace(job.find(base), base.size(), "http://127.0.0.1:" + std::to_string(d.peer.port()) + "/nothing-here");
+    sw_test::write_file(d.job(), job);
+    auto r = d.run();
+    EXPECT_NE(r.code, 0);
+    EXPECT_THAT(r.err, HasSubstr("GET http://127.0.0.1:" + std::to_string(d.peer.port()) +
+                                 "/nothing-here/ServiceProviderConfig: HTTP 404"));
+}
+
 }  // namespace

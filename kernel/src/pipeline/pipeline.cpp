@@ -72,6 +72,19 @@ public:
         paces = true;
         return limiter ? limiter->acquire(permits, cancel) : SW_OK;
     }
+    // ABI 1.4: a connector's own resend of a request, paced by the job's
+    // retry policy.
+    sw_status retry_wait(uint32_t attempt, uint32_t retry_after_ms) override {
+        if (!policy || !sleep) return SW_RETRYABLE;
+        if (cancelled()) return SW_CANCELLED;
+        if (attempt == 0 || attempt >= policy->max_attempts) return SW_RETRYABLE;
+        if (!jitter) jitter = std::make_unique<backoff>(*policy, std::random_device{}());
+        const auto wait = jitter->delay(attempt, retry_after_ms);
+        if (!sleep->sleep_for(wait, cancel)) return SW_CANCELLED;
+        ++retries;
+        waited += wait;
+        return SW_OK;
+    }
     bool cancelled() const override { return cancel && cancel->requested.load(); }
     void on_layout(const std::string& entity, const std::string& file, std::vector<std::string> columns) override {
         layouts[entity] = {file, std::move(columns)};
@@ -80,6 +93,11 @@ public:
     rate_limiter* limiter = nullptr;
     const cancel_flag* cancel = nullptr;
     bool paces = false;  // the connector calls acquire itself
+    const retry_policy* policy = nullptr;  // for retry_wait
+    sleeper* sleep = nullptr;
+    std::unique_ptr<backoff> jitter;
+    size_t retries = 0;  // the connector's own resends (retry_wait)
+    std::chrono::milliseconds waited{0};
 
 private:
     finding_log& findings_;
@@ -107,7 +125,12 @@ public:
                run_outcome& out)
         : sleeper_(sl), reg_(reg), store_(store), clock_(clk), data_dir_(data_dir), out_(out),
           source_host_(findings_, store, clk, out.run.id, "source"),
-          target_host_(findings_, store, clk, out.run.id, "target") {}
+          target_host_(findings_, store, clk, out.run.id, "target") {
+        for (run_host* h : {&source_host_, &target_host_}) {
+            h->policy = &retry_;
+            h->sleep = &sleeper_;
+        }
+    }
 
     Status plan_and_apply(const job_config& job, const run_options& opts) {
         job_ = &job;
@@ -267,6 +290,9 @@ public:
     }
 
     const apply_outcome& applied() const { return applied_; }
+    // Requests the connectors sent again themselves (ABI 1.4 retry_wait).
+    size_t connector_retries() const { return source_host_.retries + target_host_.retries; }
+    std::chrono::milliseconds connector_retry_wait() const { return source_host_.waited + target_host_.waited; }
 
     void set_cancel(const cancel_flag* c) {
         cancel_ = c;
@@ -602,6 +628,10 @@ void finish_run(run_store& store, audit_log* audit, const clock& clk, run_outcom
     size_t holding = 0;
     for (auto& v : out.verdicts) holding += v.holds();
     if (holding) summary["gates_holding"] = holding;
+    if (out.connector_retries) {
+        summary["connector_retries"] = out.connector_retries;
+        summary["connector_retry_wait_ms"] = out.connector_retry_wait.count();
+    }
     if (a.staged || a.failed || a.skipped) {
         summary["staged_not_committed"] = a.commit_attempted ? 0 : a.staged;
         summary["resent"] = a.resent;
@@ -685,6 +715,8 @@ void drive(registry& reg, run_store& store, audit_log* audit, const clock& clk, 
             s = cancelled_status(*cancel, "during " + out.run.phase);
         d.finish_findings();
         applied = d.applied();
+        out.connector_retries = d.connector_retries();
+        out.connector_retry_wait = d.connector_retry_wait();
     } catch (const std::exception& e) {
         s = Status::error(error_kind::internal, std::string("the kernel failed: ") + e.what());
     }

@@ -124,11 +124,20 @@ void host_target_id(sw_host_ctx* ctx, size_t index, sw_str id) noexcept {
     } catch (...) {}
 }
 
+sw_status host_retry_wait(sw_host_ctx* ctx, uint32_t attempt, uint32_t retry_after_ms) noexcept {
+    try {
+        if (!ctx || !ctx->services) return SW_RETRYABLE;
+        return ctx->services->retry_wait(attempt, retry_after_ms);
+    } catch (...) {
+        return SW_INTERNAL;
+    }
+}
+
 const sw_host_api k_host = {sizeof(sw_host_api), SW_ABI_MAJOR, SW_ABI_MINOR, host_log, host_emit,
                             host_finding, host_change_result, host_checkpoint_save,
                             host_checkpoint_load, host_is_cancelled, host_config_get,
                             host_emit_changes, host_state_token, host_acquire, host_layout,
-                            host_target_id};
+                            host_target_id, host_retry_wait};
 
 class null_services final : public run_services {
 public:

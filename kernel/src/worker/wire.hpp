@@ -37,7 +37,7 @@ enum class op : uint32_t {
     reply_status = 20, reply_checkpoint, ack,
     // worker -> kernel
     manifest = 40, load_failed, log, finding, result, token, records, changes, checkpoint_save,
-    checkpoint_load, done, acquire, layout, target_id,
+    checkpoint_load, done, acquire, layout, target_id, retry_wait,
 };
 
 struct control_page {

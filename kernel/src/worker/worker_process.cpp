@@ -282,11 +282,21 @@ void host_target_id(sw_host_ctx*, size_t index, sw_str id) noexcept {
     });
 }
 
+sw_status host_retry_wait(sw_host_ctx*, uint32_t attempt, uint32_t retry_after_ms) noexcept {
+    progress();
+    sw_status s = reply_status(ask(op::retry_wait, [&](wire::writer& w) {
+        w.u32(attempt);
+        w.u32(retry_after_ms);
+    }));
+    progress();
+    return s;
+}
+
 const sw_host_api k_host = {sizeof(sw_host_api), SW_ABI_MAJOR, SW_ABI_MINOR, host_log, host_emit,
                             host_finding, host_change_result, host_checkpoint_save,
                             host_checkpoint_load, host_is_cancelled, host_config_get,
                             host_emit_changes, host_state_token, host_acquire, host_layout,
-                            host_target_id};
+                            host_target_id, host_retry_wait};
 
 // ---- hook calls -----------------------------------------------------------------
 

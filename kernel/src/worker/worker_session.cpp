@@ -822,6 +822,12 @@ private:
                 sw_status st = s.rs ? s.rs->checkpoint_save(token) : SW_INTERNAL;
                 return reply(op::reply_status, [&](wire::writer& w) { w.u32(st); }, hook);
             }
+            case op::retry_wait: {
+                uint32_t attempt = rd.u32(), after = rd.u32();
+                if (!rd.ok()) break;
+                sw_status st = stopping ? SW_CANCELLED : s.rs ? s.rs->retry_wait(attempt, after) : SW_RETRYABLE;
+                return reply(op::reply_status, [&](wire::writer& w) { w.u32(st); }, hook);
+            }
             case op::acquire: {
                 uint32_t permits = rd.u32();
                 if (!rd.ok()) break;

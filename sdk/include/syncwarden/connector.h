@@ -392,6 +392,18 @@ typedef struct sw_host_api {
      * it sends a change of that key again. An empty id forgets it; a
      * successful delete forgets it too. */
     void (*target_id)(sw_host_ctx* ctx, size_t index, sw_str id);
+
+    /* From any hook, after a request to the vendor met a transient answer
+     * (a 429, a 503, a lost connection) that the hook wants to send again
+     * itself: a page of a listing that cannot be restarted elsewhere.
+     * `attempt` is how many times that request was sent so far (1 after the
+     * first); `retry_after_ms` what the vendor asked for (0: nothing). The
+     * kernel applies the job's retry policy: it waits the backoff (never
+     * less than retry_after_ms) and returns SW_OK to try again, or returns
+     * SW_RETRYABLE when the policy gives up (attempts used up), or
+     * SW_CANCELLED. It counts the waits in the run's summary. Changes in
+     * apply need not use it: report them throttled and the kernel resends. */
+    sw_status (*retry_wait)(sw_host_ctx* ctx, uint32_t attempt, uint32_t retry_after_ms);
 } sw_host_api;
 
 /* ---- hooks: what the connector implements -------------------------------- */

@@ -135,6 +135,18 @@ public:
             api_->target_id(ctx_, index, to_sw(id));
     }
 
+    // ABI 1.4: after a transient answer to a request the connector sends
+    // again itself (a page of a read): true once the kernel waited its
+    // backoff, false when its retry policy gives up (or the kernel is
+    // older). Throws the cancelled error when the run is stopping.
+    bool retry_wait(uint32_t attempt, uint32_t retry_after_ms = 0) const {
+        if (api_->struct_size < offsetof(sw_host_api, retry_wait) + sizeof api_->retry_wait || !api_->retry_wait)
+            return false;
+        const sw_status s = api_->retry_wait(ctx_, attempt, retry_after_ms);
+        if (s == SW_CANCELLED) throw error(SW_CANCELLED, "cancelled", "run cancelled");
+        return s == SW_OK;
+    }
+
 private:
     static void check(sw_status s, const char* what) {
         if (s == SW_CANCELLED) throw error(SW_CANCELLED, "cancelled", "run cancelled");

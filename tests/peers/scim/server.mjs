@@ -18,6 +18,9 @@
 //   --etag         sends each resource's version as ETag and meta.version,
 //                  and answers 412 to a PUT, PATCH or DELETE whose If-Match
 //                  names another version
+//   --stale-once   with --etag: before the first PUT or PATCH of each
+//                  resource, another writer changes it (its version moves
+//                  on), so the client's If-Match is stale once
 // GET /_stats answers {"requests": N, "throttled": N, "preconditionFailed": N}.
 import express from "express";
 import SCIMMY from "scimmy";
@@ -40,6 +43,8 @@ const token = opt("--token", "");
 const throttlePercent = Number(opt("--throttle", "0"));
 const retryAfter = opt("--retry-after", "1");
 const etags = flag("--etag");
+const staleOnce = flag("--stale-once");
+const touched = new Set();  // resources another writer has changed (--stale-once)
 const maxResults = Number(opt("--max-results", "200"));
 let seed = Number(opt("--seed", "1")) >>> 0;
 
@@ -202,6 +207,14 @@ app.use("/scim", (req, res, next) => {
     // If-Match on a single resource: only its current version passes.
     const m = req.path.match(/^\/(Users|Groups)\/([^/]+)$/);
     const ifMatch = req.get("If-Match");
+    if (m && staleOnce && ["PUT", "PATCH"].includes(req.method) && !touched.has(m[2]) && data[m[1]].has(m[2])) {
+        touched.add(m[2]);
+        const r = data[m[1]].get(m[2]);
+        const bumped = { ...r, meta: { ...r.meta, lastModified: now(),
+                                       version: `W/"${Number(r.meta.version.replace(/\D/g, "")) + 1}"` } };
+        put(m[1], bumped);
+        record({ op: "put", type: m[1], res: bumped });
+    }
     if (m && ifMatch && ["PUT", "PATCH", "DELETE"].includes(req.method)) {
         const current = data[m[1]].get(m[2]);
         if (current && ifMatch !== "*" && ifMatch !== current.meta.version) {

@@ -69,6 +69,10 @@ struct run_outcome {
     // used (never a value).
     std::vector<std::pair<std::string, secret_use>> secrets_used;
     std::vector<std::pair<std::string, std::chrono::system_clock::time_point>> phases;
+    // Requests the connectors sent again through the host's retry_wait
+    // (ABI 1.4), and how long the kernel made them wait.
+    size_t connector_retries = 0;
+    std::chrono::milliseconds connector_retry_wait{0};
 };
 
 // A decision on a held run, for `runs approve` and `runs reject`.

@@ -68,6 +68,14 @@ public:
         (void)permits;
         return SW_OK;
     }
+    // The host's retry_wait slot (ABI 1.4): waits the retry policy's
+    // backoff before a connector sends a request again. SW_OK: try again;
+    // SW_RETRYABLE: give up. Default: give up.
+    virtual sw_status retry_wait(uint32_t attempt, uint32_t retry_after_ms) {
+        (void)attempt;
+        (void)retry_after_ms;
+        return SW_RETRYABLE;
+    }
     // The host's is_cancelled for an in-process connector.
     virtual bool cancelled() const { return false; }
     // The host's report_layout slot (ABI 1.3): what a source read for an

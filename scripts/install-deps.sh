@@ -9,6 +9,14 @@ while read -r pkg; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
   [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
 done < scripts/debian-packages.txt
+# Node.js and npm run the tests' SCIM server (tests/peers/scim). A machine
+# that has them from elsewhere keeps its own; otherwise Debian's.
+if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
+  for pkg in nodejs npm; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    [[ "$status" == "install ok installed" ]] || missing+=("$pkg")
+  done
+fi
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all Debian packages present"
   exit 0

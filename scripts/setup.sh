@@ -39,6 +39,9 @@ if [[ "$mode" == demo ]]; then
   exit 0
 fi
 
+# The SCIM test server's packages, exactly as package-lock.json pins them.
+echo "== npm ci (tests/peers/scim)"
+(cd tests/peers/scim && npm ci --no-audit --no-fund --loglevel=error)
 build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSYNCWARDEN_BUILD_TESTS=ON
 (cd build && ctest -j "$jobs" --output-on-failure)
 echo; echo "== the same suite under AddressSanitizer + UBSan"

@@ -68,6 +68,21 @@ endpoint parse_url(const std::string& url, const std::string& setting) {
     return e;
 }
 
+std::string url_encode(const std::string& v) {
+    std::string o;
+    static const char* hex = "0123456789ABCDEF";
+    for (unsigned char c : v) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            o += static_cast<char>(c);
+        } else {
+            o += '%';
+            o += hex[c >> 4];
+            o += hex[c & 15];
+        }
+    }
+    return o;
+}
+
 nlohmann::json response::json() const {
     try {
         return nlohmann::json::parse(body);
@@ -191,21 +206,8 @@ void http_client::fetch_token() {
     ts.token_url.clear();
     http_client tc(ts);
     std::string form = "grant_type=client_credentials";
-    auto enc = [](const std::string& v) {
-        std::string o;
-        static const char* hex = "0123456789ABCDEF";
-        for (unsigned char c : v) {
-            if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') o += static_cast<char>(c);
-            else {
-                o += '%';
-                o += hex[c >> 4];
-                o += hex[c & 15];
-            }
-        }
-        return o;
-    };
-    form += "&client_id=" + enc(s_.client_id) + "&client_secret=" + enc(s_.client_secret);
-    if (!s_.scope.empty()) form += "&scope=" + enc(s_.scope);
+    form += "&client_id=" + url_encode(s_.client_id) + "&client_secret=" + url_encode(s_.client_secret);
+    if (!s_.scope.empty()) form += "&scope=" + url_encode(s_.scope);
     response r = tc.exchange("POST", te.base_path.empty() ? "/" : te.base_path, form, "",
                              "application/x-www-form-urlencoded", false);
     if (r.status / 100 != 2) {

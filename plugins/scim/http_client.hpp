@@ -64,6 +64,10 @@ private:
     std::string token_;  // the bearer token in use
 };
 
+// RFC 3986 percent-encoding of everything but the unreserved characters,
+// for query values and form fields.
+std::string url_encode(const std::string& v);
+
 // What a non-2xx answer means for the kernel: status, category (the SCIM
 // scimType, or "http_NNN") and a message naming the request and what the
 // server said. 429 and 503 are throttled (with Retry-After), other 5xx

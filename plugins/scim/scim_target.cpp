@@ -483,7 +483,7 @@ private:
     std::string lookup_user(const std::string& key, const std::string& user_name) {
         for (auto [attr, v] : {std::pair<const char*, std::string>{"externalId", key}, {"userName", user_name}}) {
             std::string quoted = json(v).dump();
-            std::string path = "/Users?filter=" + encode(std::string(attr) + " eq " + quoted);
+            std::string path = "/Users?filter=" + url_encode(std::string(attr) + " eq " + quoted);
             json page = expect(read(path), "GET " + http_->url(path), {200});
             if (page.is_object() && page.contains("Resources") && page["Resources"].is_array() &&
                 !page["Resources"].empty()) {
@@ -493,19 +493,6 @@ private:
             }
         }
         return {};
-    }
-    static std::string encode(const std::string& v) {
-        std::string o;
-        static const char* hex = "0123456789ABCDEF";
-        for (unsigned char ch : v) {
-            if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') o += static_cast<char>(ch);
-            else {
-                o += '%';
-                o += hex[ch >> 4];
-                o += hex[ch & 15];
-            }
-        }
-        return o;
     }
 
     // ---- groups ------------------------------------------------------------------

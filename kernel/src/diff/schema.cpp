@@ -25,6 +25,28 @@ bool is_date(std::string_view v) {
            v.substr(8, 2) >= "01" && v.substr(8, 2) <= "31";
 }
 
+// A contract array of 1.3+ elements (enums, policies, dependencies), stepped
+// through by the elements' own struct_size so that a later minor may append
+// fields to them. `problem` is empty when the array is usable.
+template <class T>
+struct stepped {
+    const T* first = nullptr;
+    size_t count = 0, stride = 0;
+    std::string problem;
+    stepped(const T* arr, size_t n, const std::string& name, const std::string& count_name) : first(arr), count(n) {
+        if (n > 100000) problem = count_name + " is " + std::to_string(n) + ", expected at most 100000";
+        else if (!arr) problem = name + " is NULL but " + count_name + " is " + std::to_string(n);
+        else if ((stride = arr[0].struct_size) < sizeof(T))
+            problem = name + "[0].struct_size is " + std::to_string(stride) + ", expected at least " +
+                      std::to_string(sizeof(T));
+    }
+    // Element i, or nullptr when its struct_size differs from the first's.
+    const T* at(size_t i) const {
+        const T* e = reinterpret_cast<const T*>(reinterpret_cast<const char*>(first) + i * stride);
+        return e->struct_size == stride ? e : nullptr;
+    }
+};
+
 }  // namespace
 
 const char* type_name(sw_field_type t) {
@@ -253,18 +275,13 @@ Result<contract_schema> copy_contract(const sw_contract* c, const std::string& w
         out.entities.push_back(std::move(es));
     }
     if (c->struct_size >= offsetof(sw_contract, enum_count) + sizeof c->enum_count && c->enum_count) {
-        if (c->enum_count > 100000) return bad("enum_count is " + std::to_string(c->enum_count) + ", expected at most 100000");
-        if (!c->enums) return bad("enums is NULL but enum_count is " + std::to_string(c->enum_count));
-        // Stepped through by the elements' own size: a later minor may
-        // append fields to sw_enum_def.
-        const size_t stride = c->enums[0].struct_size;
-        if (stride < sizeof(sw_enum_def))
-            return bad("enums[0].struct_size is " + std::to_string(stride) + ", expected at least " +
-                       std::to_string(sizeof(sw_enum_def)));
+        const stepped<sw_enum_def> all(c->enums, c->enum_count, "enums", "enum_count");
+        if (!all.problem.empty()) return bad(all.problem);
         for (size_t i = 0; i < c->enum_count; ++i) {
-            const auto& ed = *reinterpret_cast<const sw_enum_def*>(reinterpret_cast<const char*>(c->enums) + i * stride);
             const std::string where = "enums[" + std::to_string(i) + "]";
-            if (ed.struct_size != stride) return bad(where + ".struct_size differs from enums[0]'s");
+            const sw_enum_def* at = all.at(i);
+            if (!at) return bad(where + ".struct_size differs from enums[0]'s");
+            const auto& ed = *at;
             if (bad_str(ed.entity) || bad_str(ed.field) || bad_str(ed.extension_prefix) ||
                 (ed.value_count && !ed.values))
                 return bad(where + " has a NULL pointer with a length above 0");
@@ -285,17 +302,13 @@ Result<contract_schema> copy_contract(const sw_contract* c, const std::string& w
     // size like the enumerations.
     auto covers = [&](size_t end) { return c->struct_size >= end; };
     if (covers(offsetof(sw_contract, policy_count) + sizeof c->policy_count) && c->policy_count) {
-        if (c->policy_count > 100000) return bad("policy_count is " + std::to_string(c->policy_count) + ", expected at most 100000");
-        if (!c->policies) return bad("policies is NULL but policy_count is " + std::to_string(c->policy_count));
-        const size_t stride = c->policies[0].struct_size;
-        if (stride < sizeof(sw_field_policy))
-            return bad("policies[0].struct_size is " + std::to_string(stride) + ", expected at least " +
-                       std::to_string(sizeof(sw_field_policy)));
+        const stepped<sw_field_policy> all(c->policies, c->policy_count, "policies", "policy_count");
+        if (!all.problem.empty()) return bad(all.problem);
         for (size_t i = 0; i < c->policy_count; ++i) {
-            const auto& pd =
-                *reinterpret_cast<const sw_field_policy*>(reinterpret_cast<const char*>(c->policies) + i * stride);
             const std::string where = "policies[" + std::to_string(i) + "]";
-            if (pd.struct_size != stride) return bad(where + ".struct_size differs from policies[0]'s");
+            const sw_field_policy* at = all.at(i);
+            if (!at) return bad(where + ".struct_size differs from policies[0]'s");
+            const auto& pd = *at;
             if (bad_str(pd.entity) || bad_str(pd.field)) return bad(where + " has a NULL pointer with a length above 0");
             auto* es = const_cast<entity_schema*>(out.find(text(pd.entity)));
             if (!es) return bad(where + ".entity '" + text(pd.entity) + "' is not an entity of the contract");
@@ -329,18 +342,13 @@ Result<contract_schema> copy_contract(const sw_contract* c, const std::string& w
         }
     }
     if (covers(offsetof(sw_contract, dependency_count) + sizeof c->dependency_count) && c->dependency_count) {
-        if (c->dependency_count > 100000)
-            return bad("dependency_count is " + std::to_string(c->dependency_count) + ", expected at most 100000");
-        if (!c->dependencies) return bad("dependencies is NULL but dependency_count is " + std::to_string(c->dependency_count));
-        const size_t stride = c->dependencies[0].struct_size;
-        if (stride < sizeof(sw_dependency))
-            return bad("dependencies[0].struct_size is " + std::to_string(stride) + ", expected at least " +
-                       std::to_string(sizeof(sw_dependency)));
+        const stepped<sw_dependency> all(c->dependencies, c->dependency_count, "dependencies", "dependency_count");
+        if (!all.problem.empty()) return bad(all.problem);
         for (size_t i = 0; i < c->dependency_count; ++i) {
-            const auto& dd =
-                *reinterpret_cast<const sw_dependency*>(reinterpret_cast<const char*>(c->dependencies) + i * stride);
             const std::string where = "dependencies[" + std::to_string(i) + "]";
-            if (dd.struct_size != stride) return bad(where + ".struct_size differs from dependencies[0]'s");
+            const sw_dependency* at = all.at(i);
+            if (!at) return bad(where + ".struct_size differs from dependencies[0]'s");
+            const auto& dd = *at;
             if (bad_str(dd.entity) || bad_str(dd.depends_on)) return bad(where + " has a NULL pointer with a length above 0");
             auto* es = const_cast<entity_schema*>(out.find(text(dd.entity)));
             if (!es) return bad(where + ".entity '" + text(dd.entity) + "' is not an entity of the contract");

@@ -31,7 +31,7 @@ struct scim_district {
         sw_test::write_file(job(), R"({"name": "scim-demo", )" + extra_job + R"(
           "source": {"connector": "oneroster-csv", "settings": {"path": ")" + district().string() + R"("}},
           "target": {"connector": "scim", "settings": {"base_url": ")" + peer.base_url() + R"(",
-                     "auth": {"bearer": ")" + token + R"("}, "page_size": 50}},
+                     "auth": {"bearer": )" + (token.front() == '{' ? token : "\"" + token + "\"") + R"(}, "page_size": 50}},
           "mapping": {"entities": [{"target": "users", "source": "users", "fields": {
              "sourcedId": "sourcedId", "userName": "username", "givenName": "givenName",
              "familyName": "familyName", "displayName": {"template": "{givenName} {familyName}"},
@@ -264,6 +264,32 @@ TEST(scim_target, a_server_that_answers_garbage_is_named_with_what_it_said) {
     EXPECT_NE(r.code, 0);
     EXPECT_THAT(r.err, HasSubstr("GET http://127.0.0.1:" + std::to_string(d.peer.port()) +
                                  "/nothing-here/ServiceProviderConfig: HTTP 404"));
+}
+
+
+// The token lives in the secret store; after a whole run (and a run whose
+// token the server refuses) it is in no file of the data dir: not the logs,
+// the plans, the run store or the audit log.
+TEST(scim_target, the_token_from_the_secret_store_is_written_nowhere) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path(), {}, "", R"({"$secret": "scim-token"})");
+    sw_test::write_file(tmp / "token.txt", k_token + "\n");
+    ASSERT_EQ(sw_test::cli(d.data(), {"secrets", "set", "scim-token", "--from-file", (tmp / "token.txt").string()}).code, 0);
+    auto r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(d.server_users().size(), users_in_csv(d.district()));
+    sw_test::write_file(tmp / "token.txt", "rotated-" + k_token + "\n");
+    ASSERT_EQ(sw_test::cli(d.data(), {"secrets", "rotate", "scim-token", "--from-file", (tmp / "token.txt").string()}).code, 0);
+    r = d.run();
+    EXPECT_NE(r.code, 0) << "the server does not know the rotated token";
+    EXPECT_THAT(r.out + r.err, ::testing::Not(HasSubstr(k_token)));
+    size_t files = 0;
+    for (auto& f : fs::recursive_directory_iterator(d.data())) {
+        if (!f.is_regular_file()) continue;
+        ++files;
+        EXPECT_THAT(sw_test::read_file(f.path()), ::testing::Not(HasSubstr(k_token))) << f.path();
+    }
+    EXPECT_GT(files, 5u);
 }
 
 }  // namespace

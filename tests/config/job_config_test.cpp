@@ -87,6 +87,10 @@ TEST(job_config, errors_name_the_json_path_and_what_was_expected) {
     EXPECT_THAT(error_for(with("\"kind\": {\"const\": \"S\"}", "\"kind\": {\"const\": \"S\", \"from\": \"x\"}")),
                 HasSubstr("$.mapping.entities[0].fields.kind: expected exactly one of"));
     EXPECT_THAT(error_for(with("\"apply\"", "\"aply\"")), HasSubstr("$.aply: unknown field"));
+    EXPECT_THAT(error_for(with("\"template\": \"{givenName} {familyName}\"",
+                               "\"template\": \"{givenName}\", \"transform\": [\"ascii\", \"slug\"]")),
+                HasSubstr("$.mapping.entities[0].fields.name.transform[1]: expected \"lower\", \"upper\", \"trim\", "
+                          "\"ascii\" or \"username\" (or a list of them), found \"slug\""));
     EXPECT_THAT(error_for(with("{givenName} {familyName}", "{givenName")),
                 HasSubstr("$.mapping.entities[0].fields.name.template: template has '{'"));
 }

@@ -213,4 +213,54 @@ TEST(items_values, with_an_empty_item_are_bad_values) {
     EXPECT_THAT(check_value(SW_TYPE_ITEMS, "\x1f" "b"), HasSubstr("an empty item"));
 }
 
+
+// Identity rules: a user name made from a template, transliterated with ICU.
+TEST(identity_rules, a_template_with_the_username_transform_gives_ascii_names) {
+    entity_schema src, tgt;
+    src.name = "users";
+    src.key_name = "id";
+    src.fields.resize(2);
+    src.fields[0].name = "givenName";
+    src.fields[1].name = "familyName";
+    tgt.name = "people";
+    tgt.key_name = "id";
+    tgt.fields.resize(1);
+    tgt.fields[0].name = "userName";
+    job_config job;
+    job.file = "job.json";
+    entity_mapping m;
+    m.source = "users";
+    m.target = "people";
+    field_rule key, name;
+    key.from = "id";
+    name.k = field_rule::kind::template_;
+    name.parts = {"", "givenName", ".", "familyName", ""};
+    name.transform = {"username"};
+    m.fields = {{"id", key}, {"userName", name}};
+    auto em = entity_mapper::compile(m, job, src, tgt);
+    ASSERT_TRUE(em.is_ok()) << em.status().message();
+    auto user_name = [&](std::string given, std::string family) {
+        sw_str vals[] = {{given.data(), given.size()}, {family.data(), family.size()}};
+        sw_record rec{{"k", 1}, vals, 2, SW_RECORD_ACTIVE};
+        std::string k, error;
+        std::vector<std::string> out;
+        EXPECT_EQ(em->map(rec, k, out, error), entity_mapper::outcome::mapped) << error;
+        return out[0];
+    };
+    EXPECT_EQ(user_name("Zoë", "Łukasiewicz"), "zoe.lukasiewicz");
+    EXPECT_EQ(user_name("Renée", "O'Brien-Straße"), "renee.obrien-strasse");
+    EXPECT_EQ(user_name("Ψάρης", "Νίκος"), "psares.nikos");
+    EXPECT_EQ(user_name("Ada", "Lovelace"), "ada.lovelace");
+    EXPECT_EQ(user_name("Zoë", "Ng@district.org"), "zoe.ng@district.org");
+}
+
+TEST(identity_rules, lower_and_upper_know_more_than_ascii) {
+    mapping_case c(SW_TYPE_STRING, SW_TYPE_STRING);
+    c.m.fields[1].second.transform = {"lower"};
+    std::string error;
+    EXPECT_EQ(c.map("ÉLODIE ÇA", error), "élodie ça");
+    c.m.fields[1].second.transform = {"trim", "ascii", "upper"};
+    EXPECT_EQ(c.map("  Zoë ", error), "ZOE");
+}
+
 }  // namespace

@@ -98,11 +98,23 @@ Result<field_rule> read_rule(const reader& r, const json& j, const std::string& 
         rule.default_value = *d;
         rule.missing = field_rule::on_missing::use_default;
     }
-    auto tr = r.string(j, path, "transform", false);
-    if (!tr) return tr.status();
-    if (!tr->empty() && *tr != "lower" && *tr != "upper" && *tr != "trim")
-        return r.fail(path + ".transform", "expected \"lower\", \"upper\" or \"trim\", found \"" + *tr + "\"");
-    rule.transform = *tr;
+    if (j.contains("transform")) {
+        // One transform, or a list applied in order.
+        const auto& t = j["transform"];
+        std::vector<std::pair<std::string, nlohmann::json>> items;
+        if (t.is_array())
+            for (size_t i = 0; i < t.size(); ++i) items.emplace_back(path + ".transform[" + std::to_string(i) + "]", t[i]);
+        else
+            items.emplace_back(path + ".transform", t);
+        for (auto& [where, v] : items) {
+            static const char* known[] = {"lower", "upper", "trim", "ascii", "username"};
+            const bool ok = v.is_string() && std::find(std::begin(known), std::end(known), v.get<std::string>()) != std::end(known);
+            if (!ok)
+                return r.fail(where, "expected \"lower\", \"upper\", \"trim\", \"ascii\" or \"username\" (or a list "
+                                     "of them), found " + v.dump());
+            rule.transform.push_back(v.get<std::string>());
+        }
+    }
     return rule;
 }
 

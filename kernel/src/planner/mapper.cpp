@@ -1,21 +1,62 @@
 #include <syncwarden/kernel/mapper.hpp>
 #include <syncwarden/kernel/text.hpp>
 
+#include <unicode/translit.h>
+#include <unicode/unistr.h>
+
 #include <algorithm>
+#include <map>
+#include <memory>
 #include <cctype>
 
 namespace syncwarden::kernel {
 namespace {
 
+bool ascii_only(const std::string& v) {
+    for (unsigned char c : v)
+        if (c >= 0x80) return false;
+    return true;
+}
+
+// ICU transforms, built once per thread (a Transliterator is not
+// thread-safe to share).
+std::string icu_transform(const std::string& v, const char* id) {
+    thread_local std::map<std::string, std::unique_ptr<icu::Transliterator>> cache;
+    auto& t = cache[id];
+    if (!t) {
+        UErrorCode status = U_ZERO_ERROR;
+        t.reset(icu::Transliterator::createInstance(icu::UnicodeString::fromUTF8(id), UTRANS_FORWARD, status));
+        if (U_FAILURE(status)) t.reset();
+    }
+    if (!t) return v;
+    icu::UnicodeString u = icu::UnicodeString::fromUTF8(v);
+    t->transliterate(u);
+    std::string out;
+    u.toUTF8String(out);
+    return out;
+}
+
 std::string transformed(std::string v, const std::string& how) {
-    if (how == "lower")
+    if (how == "lower") {
+        if (!ascii_only(v)) return icu_transform(v, "Any-Lower");
         std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
-    else if (how == "upper")
+    } else if (how == "upper") {
+        if (!ascii_only(v)) return icu_transform(v, "Any-Upper");
         std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::toupper(c); });
-    else if (how == "trim") {
+    } else if (how == "trim") {
         auto b = v.find_first_not_of(" \t\r\n");
         auto e = v.find_last_not_of(" \t\r\n");
         v = b == std::string::npos ? std::string() : v.substr(b, e - b + 1);
+    } else if (how == "ascii") {
+        // Any script to Latin, then Latin to ASCII: Zoë -> Zoe, Łukasiewicz
+        // -> Lukasiewicz, Straße -> Strasse, Ψάρης -> Psares.
+        if (!ascii_only(v)) v = icu_transform(v, "Any-Latin; Latin-ASCII");
+    } else if (how == "username") {
+        v = transformed(transformed(std::move(v), "ascii"), "lower");
+        std::string out;
+        for (char c : v)
+            if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-' || c == '@') out += c;
+        v = std::move(out);
     }
     return v;
 }
@@ -167,7 +208,7 @@ bool entity_mapper::value_of(const rule& r, const sw_record& rec, std::string& v
         if (!lookup(v, mapped)) return false;
         v = std::move(mapped);
     }
-    if (!r.transform.empty()) v = transformed(std::move(v), r.transform);
+    for (auto& how : r.transform) v = transformed(std::move(v), how);
     return true;
 }
 

@@ -45,7 +45,10 @@ struct field_rule {
     std::string table;                    // optional mapping table applied to the value
     on_missing missing = on_missing::error;
     std::string default_value;
-    std::string transform;                // "", "lower", "upper", "trim"
+    // Applied in order: "lower", "upper", "trim", "ascii" (ICU
+    // transliteration to ASCII: Zoë Łukasiewicz -> Zoe Lukasiewicz),
+    // "username" (ascii, lower, then only a-z 0-9 . _ - @ kept).
+    std::vector<std::string> transform;
     std::string path;                     // JSON path, for errors
 };
 

@@ -34,7 +34,8 @@ private:
         const std::map<std::string, std::string>* table = nullptr;
         std::string table_name;
         field_rule::on_missing missing = field_rule::on_missing::error;
-        std::string default_value, transform;
+        std::string default_value;
+        std::vector<std::string> transform;
         // A list is split into items at `split` (the source field's
         // separator; 0: the value is one item), the table maps each item,
         // and the items are joined with `join` (the target field's: ABI 1.4

@@ -156,6 +156,14 @@ public:
         }
     }
 
+    // What this run did beyond plain requests, for the run's log.
+    void commit() override {
+        if (created_ || adopted_ || reread_)
+            host_api().log(SW_LOG_INFO, "scim: " + std::to_string(created_) + " users created, " +
+                                            std::to_string(adopted_) + " adopted after a 409, " +
+                                            std::to_string(reread_) + " resources read again after a 412");
+    }
+
 private:
     // ---- requests ----------------------------------------------------------------
 
@@ -244,14 +252,11 @@ private:
         account a{str_at(r, "id"), str_at(r, "externalId"), version};
         users_[a.id] = a;
         if (!a.key.empty()) user_by_key_[a.key] = a.id;
-        const std::string name = str_at(r, "userName");
-        if (!name.empty()) user_by_name_[lower(name)] = a.id;
     }
 
     void list_users(bool emit) {
         users_.clear();
         user_by_key_.clear();
-        user_by_name_.clear();
         std::unique_ptr<sdk::batch_writer> out;
         if (emit) out = std::make_unique<sdk::batch_writer>(host_api(), "users", SW_MODE_BULK, 1000);
         list("Users", [&](const json& r) {
@@ -305,10 +310,6 @@ private:
         groups_listed_ = true;
     }
 
-    static std::string lower(std::string s) {
-        for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        return s;
-    }
     static std::string value(const sw_change& c, size_t f) {
         return f < c.value_count ? std::string(sdk::from_sw(c.values[f])) : std::string();
     }
@@ -556,7 +557,7 @@ private:
     bool config_loaded_ = false, patch_ = false, etag_ = false, filter_ = false;
     bool users_listed_ = false, groups_listed_ = false;
     std::map<std::string, account> users_, groups_;             // by id
-    std::map<std::string, std::string> user_by_key_, user_by_name_, group_by_key_;
+    std::map<std::string, std::string> user_by_key_, group_by_key_;
     size_t created_ = 0, adopted_ = 0, reread_ = 0;
     sdk::contract_builder builder_;
     const sw_contract* contract_ = nullptr;

@@ -44,9 +44,14 @@ TEST(contract_policies, that_cannot_work_are_refused_with_what_to_fix) {
         EXPECT_THAT(refusal(b.build()), HasSubstr("policies[0] (users.name) is unordered, but the field is a string"));
     }
     {
+        // A C connector can send any number; sw_compare holds only 0..3.
         sdk::contract_builder b;
-        b.entity("users", "id").field("name").compare(static_cast<sw_compare>(9));
-        EXPECT_THAT(refusal(b.build()), HasSubstr("policies[0] (users.name).compare is 9, expected 0..3"));
+        b.entity("users", "id").field("name").compare(SW_COMPARE_EXACT);
+        sw_contract c = b.build();
+        sw_field_policy bad = c.policies[0];
+        bad.compare = 9;
+        c.policies = &bad;
+        EXPECT_THAT(refusal(c), HasSubstr("policies[0] (users.name).compare is 9, expected 0..3"));
     }
     {
         sdk::contract_builder b;

@@ -35,6 +35,7 @@ TEST(contract_policies, are_copied_with_the_contract) {
     EXPECT_TRUE(users.fields[2].unordered);
     EXPECT_EQ(users.fields[2].type, SW_TYPE_ITEMS);
     EXPECT_EQ(c->find("groups")->depends_on, std::vector<std::string>{"users"});
+    EXPECT_FALSE(users.fields[0].keeps_empty);
 }
 
 TEST(contract_policies, that_cannot_work_are_refused_with_what_to_fix) {
@@ -69,6 +70,12 @@ TEST(contract_policies, that_cannot_work_are_refused_with_what_to_fix) {
         sdk::contract_builder b;
         b.entity("users", "id").field("emails", SW_TYPE_ITEMS).compare(SW_COMPARE_EXACT, SW_POLICY_MATCH);
         EXPECT_THAT(refusal(b.build()), HasSubstr("is a match field, which must be a single value"));
+    }
+    {
+        sdk::contract_builder b;
+        b.entity("users", "id").field("emails", SW_TYPE_ITEMS, SW_FIELD_EMPTY_IS_VALUE);
+        EXPECT_THAT(refusal(b.build()), HasSubstr("users.fields[0] (emails) is not a string field but has "
+                                                  "SW_FIELD_EMPTY_IS_VALUE"));
     }
     {
         sdk::contract_builder b;

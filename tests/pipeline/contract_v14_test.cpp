@@ -16,8 +16,8 @@ using nlohmann::json;
 namespace {
 
 json user(const std::string& key, const std::string& name, const std::vector<std::string>& emails,
-          const std::string& state = "active") {
-    return {{"key", key}, {"values", {name, "pw-" + key, emails}}, {"state", state}};
+          const std::string& state = "active", json nickname = nullptr) {
+    return {{"key", key}, {"values", {name, "pw-" + key, emails, nickname}}, {"state", state}};
 }
 json group(const std::string& key, const std::string& name, const std::vector<std::string>& members) {
     return {{"key", key}, {"values", {name, members}}};
@@ -37,11 +37,13 @@ protected:
           "mapping": {"entities": [
             {"target": "groups", "source": "groups", "fields": {"sourcedId": "sourcedId", "name": "name", "members": "members"}},
             {"target": "users", "source": "users",
-             "fields": {"sourcedId": "sourcedId", "userName": "userName", "password": "password", "emails": "emails"}}]}})");
+             "fields": {"sourcedId": "sourcedId", "userName": "userName", "password": "password", "emails": "emails",
+                        "nickname": "nickname"}}]}})");
         feed = {{"entities",
                  {{"users",
                    {{"key", "sourcedId"},
-                    {"fields", {{{"name", "userName"}}, {{"name", "password"}}, {{"name", "emails"}, {"type", "items"}}}},
+                    {"fields", {{{"name", "userName"}}, {{"name", "password"}}, {{"name", "emails"}, {"type", "items"}},
+                                {{"name", "nickname"}, {"empty_is_value", true}}}},
                     {"records", {user("s1", "Ada.Lovelace", {"ada@x.org", "a.lovelace@x.org"}),
                                  user("s2", "Grace.Hopper", {"grace@x.org"})}}}},
                   {"groups",
@@ -169,6 +171,59 @@ TEST_P(contract_v14, an_account_made_by_hand_is_adopted_and_its_id_kept) {
     write_feed();
     ASSERT_EQ(run().code, 0);
     EXPECT_EQ(ops(), (std::vector<std::string>{"update users s2 id=u-77 userName"}));
+}
+
+TEST_P(contract_v14, the_empty_string_and_absent_stay_apart_where_both_contracts_say_so) {
+    auto& users = feed["entities"]["users"]["records"];
+    users[0] = user("s1", "Ada.Lovelace", {"ada@x.org"}, "active", "");
+    users[1] = user("s2", "Grace.Hopper", {"grace@x.org"}, "active", nullptr);
+    // (two more, so that changing two of them passes the update gate)
+    users.push_back(user("s3", "Alan.Turing", {"alan@x.org"}));
+    users.push_back(user("s4", "Edsger.Dijkstra", {"ewd@x.org"}));
+    write_feed();
+    auto r = run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto d = directory();
+    EXPECT_EQ(d["users"][0]["key"], "s1");
+    EXPECT_EQ(d["users"][0].value("nickname", json("absent")), "") << "the empty string is set";
+    EXPECT_FALSE(d["users"][1].contains("nickname")) << "absent is not set";
+    ops();
+
+    // The directory hands back "" and absent as it holds them: quiet.
+    r = run(true);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(plan_of(r)["changes"].size(), 0u) << plan_of(r)["changes"].dump(1);
+
+    // Swapped, each is a change, and the plan shows null for absent.
+    users[0] = user("s1", "Ada.Lovelace", {"ada@x.org"}, "active", nullptr);
+    users[1] = user("s2", "Grace.Hopper", {"grace@x.org"}, "active", "");
+    write_feed();
+    r = run(true);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    const json plan = plan_of(r);
+    ASSERT_EQ(plan["changes"].size(), 2u) << plan.dump(1);
+    EXPECT_THAT(r.out, HasSubstr("update users/s1: nickname '' -> null"));
+    for (auto& c : plan["changes"]) {
+        const json& nick = c["fields"]["nickname"];
+        if (c["key"] == "s1") EXPECT_EQ(nick, (json{{"new", nullptr}, {"old", ""}})) << c.dump();
+        else EXPECT_EQ(nick, (json{{"new", ""}, {"old", nullptr}})) << c.dump();
+    }
+    r = run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(ops(), (std::vector<std::string>{"update users s1 id=u-1 nickname=null",
+                                               "update users s2 id=u-2 nickname=\"\""}));
+    d = directory();
+    EXPECT_FALSE(d["users"][0].contains("nickname"));
+    EXPECT_EQ(d["users"][1].value("nickname", json("absent")), "");
+
+    // One NUL byte is how the kernel marks the empty string inside: a value
+    // holding NUL is refused, naming the field, and nothing is applied.
+    users[0] = user("s1", "Ada.Lovelace", {"ada@x.org"}, "active", std::string("a\0", 2));
+    write_feed();
+    r = run();
+    EXPECT_NE(r.code, 0);
+    EXPECT_THAT(r.out + r.err, HasSubstr("nickname holds a NUL byte at byte 2"));
+    EXPECT_TRUE(ops().empty());
 }
 
 TEST_P(contract_v14, the_store_keeps_ids_by_keyed_hash_and_never_the_key) {

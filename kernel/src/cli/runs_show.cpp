@@ -25,8 +25,13 @@ std::string change_text(const nlohmann::json& ch) {
             line += first ? ": " : ", ";
             first = false;
             line += name;
-            if (v.contains("old")) line += " '" + v.value("old", "") + "' -> '" + v.value("new", "") + "'";
-            else line += "='" + v.value("new", "") + "'";
+            // null: absent, in a field that tells it from the empty string
+            auto shown = [&](const char* which) {
+                auto it = v.find(which);
+                return it != v.end() && it->is_string() ? "'" + it->get<std::string>() + "'" : std::string("null");
+            };
+            if (v.contains("old")) line += " " + shown("old") + " -> " + shown("new");
+            else line += "=" + shown("new");
         }
     }
     return printable(line);

@@ -270,6 +270,11 @@ Result<contract_schema> copy_contract(const sw_contract* c, const std::string& w
             if (fs.name.empty()) return bad(fw + ".name is empty");
             if (fd.type > SW_TYPE_ITEMS) return bad(fw + " (" + fs.name + ").type is " + std::to_string(fd.type) + ", expected 0..6");
             if (!fnames.insert(fs.name).second) return bad("field '" + es.name + "." + fs.name + "' is declared twice");
+            fs.keeps_empty = (fd.flags & SW_FIELD_EMPTY_IS_VALUE) != 0;
+            if (fs.keeps_empty && fs.type != SW_TYPE_STRING)
+                return bad(fw + " (" + fs.name + ") is not a string field but has SW_FIELD_EMPTY_IS_VALUE; only a "
+                                                 "string tells the empty string from absent (a list's empty value "
+                                                 "is no items)");
             es.fields.push_back(std::move(fs));
         }
         out.entities.push_back(std::move(es));

@@ -1,5 +1,6 @@
 #include <syncwarden/kernel/digest.hpp>
 #include <syncwarden/kernel/plan_file.hpp>
+#include <syncwarden/kernel/text.hpp>
 
 #include <cstring>
 #include <vector>
@@ -199,8 +200,7 @@ Status plan_reader::for_each_batch(size_t batch_size, const batch_fn& fn) const 
                 auto key = c.bytes();
                 values[k].resize(nf);
                 for (size_t f = 0; f < nf; ++f) {
-                    auto v = c.bytes();
-                    values[k][f] = {v.data(), v.size()};
+                    values[k][f] = value_out(c.bytes());
                 }
                 changed[k].clear();
                 if (kind == SW_CHANGE_CREATE)

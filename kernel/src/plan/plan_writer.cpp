@@ -18,11 +18,15 @@ std::string change_line(const entity_plan& ep, const planned_change& c) {
         auto f = ep.changed_fields[c.changed_begin + i];
         line += i == 0 ? ": " : ", ";
         line += ep.schema.fields[f].name;
+        // null: absent, in a field that tells it from the empty string
+        auto shown = [&](std::string_view v) {
+            return ep.schema.fields[f].keeps_empty && v.empty() ? std::string("null")
+                                                                 : "'" + std::string(value_text(v)) + "'";
+        };
         if (c.kind == SW_CHANGE_UPDATE || c.kind == SW_CHANGE_ADOPT)
-            line += " '" + std::string(ep.held_by(c).field(c.current, f)) + "' -> '" +
-                    std::string(ep.desired.field(c.desired, f)) + "'";
+            line += " " + shown(ep.held_by(c).field(c.current, f)) + " -> " + shown(ep.desired.field(c.desired, f));
         else
-            line += "='" + std::string(ep.desired.field(c.desired, f)) + "'";
+            line += "=" + shown(ep.desired.field(c.desired, f));
     }
     if (c.changed_count > 6) line += ", ...";
     return printable(line);
@@ -132,6 +136,13 @@ void put_id(std::string& out, const std::string& id) {
     for (size_t i = 0; i + 1 < id.size(); i += 2) out += static_cast<char>(nib(id[i]) << 4 | nib(id[i + 1]));
 }
 
+// A field that tells the empty string from absent (ABI 1.4) shows absent as
+// null; other fields show both as "".
+void append_json_value(std::string& out, std::string_view v, bool keeps_empty) {
+    if (keeps_empty && v.empty()) out += "null";
+    else append_json_string(out, value_text(v));
+}
+
 void append_json_change(std::string& out, const std::string& id, const entity_plan& ep, const planned_change& c) {
     out += "{\"id\":\"";
     out += id;
@@ -153,10 +164,11 @@ void append_json_change(std::string& out, const std::string& id, const entity_pl
             if (i) out += ',';
             append_json_string(out, ep.schema.fields[f].name);
             out += ":{\"new\":";
-            append_json_string(out, ep.desired.field(c.desired, f));
+            const bool keeps_empty = ep.schema.fields[f].keeps_empty;
+            append_json_value(out, ep.desired.field(c.desired, f), keeps_empty);
             if (c.kind == SW_CHANGE_UPDATE || c.kind == SW_CHANGE_ADOPT) {
                 out += ",\"old\":";
-                append_json_string(out, ep.held_by(c).field(c.current, f));
+                append_json_value(out, ep.held_by(c).field(c.current, f), keeps_empty);
             }
             out += '}';
         }

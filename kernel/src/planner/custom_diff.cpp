@@ -33,7 +33,7 @@ public:
                 continue;
             }
             views_.resize(nf);
-            for (size_t f = 0; f < nf; ++f) views_[f] = view(c.values[f]);
+            for (size_t f = 0; f < nf; ++f) views_[f] = value_in(c.values[f], np.schema.fields[f].keeps_empty);
             planned_change pc{static_cast<sw_change_kind>(c.kind), 0, 0,
                               static_cast<uint32_t>(np.changed_fields.size()), 0};
             auto existing = cur.find(view(c.key));
@@ -93,10 +93,7 @@ Status run_custom_diff(connector_session& target, plan& plans, const std::map<st
             for (size_t n = start; n < std::min(d.size(), start + batch); ++n) {
                 size_t i = d.sorted(n);
                 std::vector<sw_str> v;
-                for (size_t f = 0; f < d.field_count(); ++f) {
-                    auto fv = d.field(i, f);
-                    v.push_back({fv.data(), fv.size()});
-                }
+                for (size_t f = 0; f < d.field_count(); ++f) v.push_back(value_out(d.field(i, f)));
                 vals.push_back(std::move(v));
             }
             for (size_t n = start, k = 0; n < std::min(d.size(), start + batch); ++n, ++k) {

@@ -130,6 +130,8 @@ Result<entity_mapper> entity_mapper::compile(const entity_mapping& m, const job_
         else if (auto ti = tgt.index_of(target_field)) {
             em.field_rule_[*ti] = rule_index;
             const field_schema& tf = tgt.fields[*ti];
+            if (fr.k == field_rule::kind::from && r.pieces.size() == 1 && r.pieces[0].field >= 0)
+                r.pass_empty = tf.keeps_empty && src.fields[static_cast<size_t>(r.pieces[0].field)].keeps_empty;
             // Lists convert between the two kinds (ABI 1.4): items are
             // joined the way the target field holds them.
             if (tf.type == SW_TYPE_ITEMS) {
@@ -209,6 +211,10 @@ bool entity_mapper::value_of(const rule& r, const sw_record& rec, std::string& v
         v = std::move(mapped);
     }
     for (auto& how : r.transform) v = transformed(std::move(v), how);
+    if (r.pass_empty && v.empty()) {
+        const sw_str& from = rec.values[r.pieces[0].field];
+        if (from.ptr && from.len == 0) v.assign(k_empty_value);
+    }
     return true;
 }
 

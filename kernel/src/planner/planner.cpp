@@ -105,7 +105,8 @@ struct planner::impl {
                 const sw_record& rec = b.records[i];
                 if (!checker_.check_shape(rec, *es)) continue;
                 views_.resize(rec.value_count);
-                for (size_t f = 0; f < rec.value_count; ++f) views_[f] = view(rec.values[f]);
+                for (size_t f = 0; f < rec.value_count; ++f)
+                    views_[f] = value_in(rec.values[f], es->fields[f].keeps_empty);
                 if (rec.state == SW_RECORD_UNOWNED) ep.unowned.add(view(rec.key), views_.data(), 0);
                 else ep.current.add(view(rec.key), views_.data(), 0);
             }

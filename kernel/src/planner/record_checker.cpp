@@ -37,19 +37,26 @@ const entity_schema* record_checker::check_batch(const sw_batch& b) const {
 
 namespace {
 
-// Whether every byte is ASCII: ORs the bytes together, so the common case
-// costs no UTF-8 decoding.
-bool ascii(sw_str s) {
+// Whether every byte is ASCII and none is NUL: ORs the bytes together (and
+// the classic has-a-zero-byte test per word), so the common case costs no
+// UTF-8 decoding.
+bool plain(sw_str s) {
     const char* p = s.ptr;
     size_t n = s.ptr ? s.len : 0;
-    uint64_t acc = 0;
+    uint64_t acc = 0, zero = 0;
+    constexpr uint64_t lo = 0x0101010101010101ULL, hi = 0x8080808080808080ULL;
     for (; n >= 8; p += 8, n -= 8) {
         uint64_t w;
         std::memcpy(&w, p, 8);
         acc |= w;
+        zero |= (w - lo) & ~w & hi;
     }
-    for (; n; --n) acc |= static_cast<unsigned char>(*p++);
-    return (acc & 0x8080808080808080ULL) == 0;
+    for (; n; --n) {
+        const auto c = static_cast<unsigned char>(*p++);
+        acc |= c;
+        zero |= c == 0;
+    }
+    return (acc & hi) == 0 && zero == 0;
 }
 
 }  // namespace
@@ -79,16 +86,28 @@ bool record_checker::check_shape(const sw_record& rec, const entity_schema& es) 
                        (highest_state_ == SW_RECORD_UNOWNED ? ", which is not active (0), tobedeleted (1) or unowned (2)"
                                                             : ", which is neither active (0) nor tobedeleted (1)") +
                        "; this is a defect of the connector");
-    if (!ascii(rec.key))
+    // A NUL byte is no text; inside the kernel one NUL is the empty string
+    // of a field that tells it from absent.
+    auto nul = [&](const std::string& what, std::string_view v) {
+        const size_t at = v.find('\0');
+        if (at == std::string_view::npos) return true;
+        return bad(es, rec, "bad_encoding",
+                   what + " holds a NUL byte at byte " + std::to_string(at + 1) + " ('" + printable(v) +
+                       "'), which no text value may hold" + encoding_hint());
+    };
+    if (!plain(rec.key)) {
         if (auto at = utf8_invalid_at(view(rec.key)); at != std::string_view::npos)
             return bad(es, rec, "bad_encoding",
                        es.key_name + " is not valid UTF-8 at byte " + std::to_string(at + 1) + encoding_hint());
+        if (!nul(es.key_name, view(rec.key))) return false;
+    }
     for (size_t f = 0; f < rec.value_count; ++f) {
-        if (ascii(rec.values[f])) continue;
+        if (plain(rec.values[f])) continue;
         if (auto at = utf8_invalid_at(view(rec.values[f])); at != std::string_view::npos)
             return bad(es, rec, "bad_encoding",
                        es.fields[f].name + " is not valid UTF-8 at byte " + std::to_string(at + 1) + " ('" +
                            printable(view(rec.values[f])) + "')" + encoding_hint());
+        if (!nul(es.fields[f].name, view(rec.values[f]))) return false;
     }
     return true;
 }
@@ -97,8 +116,10 @@ value_problem find_value_problem(const entity_schema& es, const std::string_view
     for (size_t f = 0; f < es.fields.size(); ++f) {
         const std::string_view v = values[f];
         const field_schema& fs = es.fields[f];
-        if (v.empty()) {
-            if (fs.required && active) return {"missing_required", "required field " + fs.name + " is empty", f};
+        if (v.empty() || is_empty_value(v)) {
+            if (fs.required && active)
+                return {"missing_required",
+                        "required field " + fs.name + (v.empty() ? " is empty" : " is the empty string"), f};
             continue;
         }
         if (!fs.allowed.empty() && active)
@@ -113,7 +134,7 @@ value_problem find_value_problem(const entity_schema& es, const std::string_view
 bool record_checker::check_record(const sw_record& rec, const entity_schema& es) const {
     if (!check_shape(rec, es)) return false;
     values_.resize(es.fields.size());
-    for (size_t f = 0; f < es.fields.size(); ++f) values_[f] = view(rec.values[f]);
+    for (size_t f = 0; f < es.fields.size(); ++f) values_[f] = value_in(rec.values[f], es.fields[f].keeps_empty);
     auto p = find_value_problem(es, values_.data(), rec.state == SW_RECORD_ACTIVE);
     if (!p.code) return true;
     if (!locate_ || p.field >= es.fields.size()) return bad(es, rec, p.code, p.what);

@@ -24,8 +24,10 @@ inline void put64(char*& o, uint64_t v) {
     std::memcpy(o, &v, 8);
     o += 8;
 }
+// A NULL pointer travels as the null bit, so absent (NULL) and the empty
+// string (a non-NULL pointer, length 0) stay apart (ABI 1.4).
 inline void put_str(char*& o, sw_str s) {
-    if (!s.ptr && s.len) {
+    if (!s.ptr) {
         put32(o, static_cast<uint32_t>(s.len) | k_null_bit);
         return;
     }
@@ -49,7 +51,7 @@ public:
             return true;
         }
         if (static_cast<size_t>(e_ - p_) < n) return false;
-        s = {n ? p_ : nullptr, n};
+        s = {p_, n};
         p_ += n;
         return true;
     }
@@ -134,7 +136,7 @@ namespace {
 
 constexpr size_t k_batch_head = 4 + 4 + 8 + 8;
 
-inline uint32_t len_of(sw_str s) { return static_cast<uint32_t>(s.len) | (!s.ptr && s.len ? k_null_bit : 0); }
+inline uint32_t len_of(sw_str s) { return static_cast<uint32_t>(s.len) | (!s.ptr ? k_null_bit : 0); }
 inline size_t bytes_of(sw_str s) { return s.ptr ? s.len : 0; }
 inline void put_bytes(char*& o, sw_str s) {
     if (s.ptr && s.len) std::memcpy(o, s.ptr, s.len);
@@ -305,7 +307,7 @@ bool batch_decoder::decode(const char* p, size_t n, sw_batch& out, std::string& 
                 return true;
             }
             if (static_cast<size_t>(end - cur) < len) return false;
-            s = {len ? cur : nullptr, len};
+            s = {cur, len};
             cur += len;
             return true;
         };

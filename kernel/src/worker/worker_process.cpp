@@ -351,7 +351,7 @@ void encode_contract(const contract_schema& c, std::string& out) {
             for (auto& v : f.allowed) w.str(v);
             w.str(f.extension_prefix);
             w.u32(f.compare);
-            w.u32((f.unordered ? 1u : 0u) | (f.match ? 2u : 0u));
+            w.u32((f.unordered ? 1u : 0u) | (f.match ? 2u : 0u) | (f.keeps_empty ? 4u : 0u));
         }
         w.u32(static_cast<uint32_t>(e.depends_on.size()));
         for (auto& d : e.depends_on) w.str(d);

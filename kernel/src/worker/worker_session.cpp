@@ -448,6 +448,7 @@ public:
                 const uint32_t flags = r.u32();
                 f.unordered = (flags & 1u) != 0;
                 f.match = (flags & 2u) != 0;
+                f.keeps_empty = (flags & 4u) != 0;
                 e.fields.push_back(std::move(f));
             }
             const uint32_t nd = r.u32();

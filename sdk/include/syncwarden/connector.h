@@ -118,6 +118,11 @@ typedef enum sw_field_type {
 #define SW_ITEM_SEP '\x1f'
 
 #define SW_FIELD_REQUIRED 0x1u /* never empty in an emitted record */
+/* 1.4, string fields only: the field tells the empty string from absent
+ * (null). A value whose ptr is NULL is absent; a non-NULL ptr with len 0 is
+ * the empty string. Without the flag both are absent, as before 1.4. The
+ * kernel hands values back the same way: absent is always {NULL, 0}. */
+#define SW_FIELD_EMPTY_IS_VALUE 0x2u
 
 typedef struct sw_field_def {
     uint32_t struct_size;

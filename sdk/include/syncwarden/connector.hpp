@@ -29,6 +29,10 @@
 namespace syncwarden::sdk {
 
 inline sw_str to_sw(std::string_view s) { return sw_str{s.data(), s.size()}; }
+// ABI 1.4: whether a value is absent (null) rather than the empty string.
+// Only fields with SW_FIELD_EMPTY_IS_VALUE tell the two apart; the kernel
+// hands every absent value as {NULL, 0}.
+inline bool is_null(sw_str s) { return s.ptr == nullptr; }
 inline std::string_view from_sw(sw_str s) {
     return s.ptr ? std::string_view(s.ptr, s.len) : std::string_view();
 }
@@ -280,7 +284,21 @@ public:
 
     void add(std::string_view key, const std::vector<std::string>& values,
              sw_record_state state = SW_RECORD_ACTIVE) {
-        pending_.push_back({std::string(key), values, state});
+        pending_.push_back({std::string(key), values, state, {}});
+        if (pending_.size() >= batch_size_) flush();
+    }
+    // ABI 1.4: for fields with SW_FIELD_EMPTY_IS_VALUE, std::nullopt is
+    // absent and "" the empty string (other fields read both as absent).
+    // (A name of its own: an overload of add() would make add(key, {"a", "b"})
+    // ambiguous in connectors written before it.)
+    void add_nullable(std::string_view key, const std::vector<std::optional<std::string>>& values,
+                      sw_record_state state = SW_RECORD_ACTIVE) {
+        pending p{std::string(key), {}, state, std::vector<bool>(values.size())};
+        for (size_t i = 0; i < values.size(); ++i) {
+            p.values.push_back(values[i].value_or(std::string()));
+            p.nulls[i] = !values[i];
+        }
+        pending_.push_back(std::move(p));
         if (pending_.size() >= batch_size_) flush();
     }
     // Emits what is pending. The first flush emits even an empty batch: it
@@ -292,7 +310,9 @@ public:
         std::vector<std::vector<sw_str>> vals(pending_.size());
         std::vector<sw_record> recs(pending_.size());
         for (size_t i = 0; i < pending_.size(); ++i) {
-            for (auto& v : pending_[i].values) vals[i].push_back(to_sw(v));
+            const auto& p = pending_[i];
+            for (size_t k = 0; k < p.values.size(); ++k)
+                vals[i].push_back(k < p.nulls.size() && p.nulls[k] ? sw_str{nullptr, 0} : to_sw(p.values[k]));
             recs[i] = {to_sw(pending_[i].key), vals[i].data(), vals[i].size(),
                        static_cast<uint32_t>(pending_[i].state)};
         }
@@ -304,7 +324,12 @@ public:
     }
 
 private:
-    struct pending { std::string key; std::vector<std::string> values; sw_record_state state; };
+    struct pending {
+        std::string key;
+        std::vector<std::string> values;
+        sw_record_state state;
+        std::vector<bool> nulls;  // per value: absent (only from the optional overload)
+    };
     const host& host_;
     std::string entity_;
     sw_batch_mode mode_;

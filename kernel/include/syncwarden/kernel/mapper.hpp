@@ -41,6 +41,9 @@ private:
         // and the items are joined with `join` (the target field's: ABI 1.4
         // SW_ITEM_SEP for an items field, else a comma). 0/0: not a list.
         char split = 0, join = 0;
+        // A plain copy between two fields that tell the empty string from
+        // absent (ABI 1.4): the source's empty string stays one.
+        bool pass_empty = false;
     };
     // Writes the value into `out`, reusing its storage.
     bool value_of(const rule& r, const sw_record& rec, std::string& out, std::string& error) const;

@@ -15,6 +15,7 @@ struct field_schema {
     std::string name;
     sw_field_type type = SW_TYPE_STRING;
     bool required = false;
+    bool keeps_empty = false;  // SW_FIELD_EMPTY_IS_VALUE: the empty string is a value, not absent
     // ABI 1.3 enumerations: the values the field may hold, sorted; empty
     // when any value goes. Values starting with `extension_prefix` pass.
     std::vector<std::string> allowed;

@@ -14,6 +14,28 @@ namespace syncwarden::kernel {
 inline std::string_view view(sw_str s) { return s.ptr ? std::string_view(s.ptr, s.len) : std::string_view(); }
 inline sw_str to_sw(std::string_view s) { return sw_str{s.data(), s.size()}; }
 
+// The empty string of a field that tells it from absent (SW_FIELD_EMPTY_IS_VALUE,
+// ABI 1.4) is held inside the kernel as one NUL byte, which no value may
+// hold (the record checker refuses it); absent is the zero-length value.
+// One marker keeps a record one string per field everywhere: in the diff's
+// arena, the plan file and the worker wire.
+inline constexpr std::string_view k_empty_value{"\0", 1};
+inline bool is_empty_value(std::string_view v) { return v.size() == 1 && v[0] == '\0'; }
+// A connector's value as the kernel holds it.
+inline std::string_view value_in(sw_str s, bool keeps_empty) {
+    if (!s.ptr) return {};
+    if (s.len == 0) return keeps_empty ? k_empty_value : std::string_view();
+    return {s.ptr, s.len};
+}
+// A value as the kernel hands it to a connector: absent is {NULL, 0}.
+inline sw_str value_out(std::string_view v) {
+    if (v.empty()) return {nullptr, 0};
+    if (is_empty_value(v)) return {"", 0};
+    return {v.data(), v.size()};
+}
+// A value as text for people and JSON (absent and empty both "").
+inline std::string_view value_text(std::string_view v) { return is_empty_value(v) ? std::string_view() : v; }
+
 // The byte offset of the first invalid UTF-8 sequence, or npos when `s` is
 // valid UTF-8 (overlong forms, surrogates and code points past U+10FFFF are
 // invalid).

@@ -54,6 +54,50 @@ Result<std::vector<std::string>> split_template(const reader& r, const std::stri
     return parts;
 }
 
+// `where`: {field: value or [values]}.
+Status read_where(const reader& r, const json& w, const std::string& path,
+                  std::vector<std::pair<std::string, std::vector<std::string>>>& out) {
+    if (auto st = r.expect(w, json::value_t::object, path, "an object of field: [values]"); !st) return st;
+    for (auto& [field, allowed] : w.items()) {
+        std::vector<std::string> values;
+        auto wp = path + "." + field;
+        if (allowed.is_string()) values.push_back(allowed);
+        else if (allowed.is_array()) {
+            for (size_t i = 0; i < allowed.size(); ++i) {
+                if (!allowed[i].is_string())
+                    return r.fail(wp + "[" + std::to_string(i) + "]", "expected a string, found " + type_name(allowed[i]));
+                values.push_back(allowed[i]);
+            }
+        } else return r.fail(wp, "expected a string or an array of strings, found " + type_name(allowed));
+        out.emplace_back(field, std::move(values));
+    }
+    return Status::ok();
+}
+
+Result<field_rule> read_collect(const reader& r, const json& j, const std::string& path) {
+    field_rule rule;
+    rule.path = path;
+    rule.k = field_rule::kind::collect;
+    if (auto s = r.no_unknown(j, path, {"collect"}); !s) return s;
+    const std::string cp = path + ".collect";
+    const json& c = j["collect"];
+    if (auto s = r.expect(c, json::value_t::object, cp, "an object with 'from', 'by' and optionally 'value' and 'where'"); !s)
+        return s;
+    if (auto s = r.no_unknown(c, cp, {"from", "by", "value", "where"}); !s) return s;
+    auto from = r.string(c, cp, "from", true);
+    if (!from) return from.status();
+    auto by = r.string(c, cp, "by", true);
+    if (!by) return by.status();
+    auto value = r.string(c, cp, "value", false);
+    if (!value) return value.status();
+    rule.collect.from = *from;
+    rule.collect.by = *by;
+    rule.collect.value = *value;
+    if (auto w = c.find("where"); w != c.end())
+        if (auto s = read_where(r, *w, cp + ".where", rule.collect.where); !s) return s;
+    return rule;
+}
+
 Result<field_rule> read_rule(const reader& r, const json& j, const std::string& path) {
     field_rule rule;
     rule.path = path;
@@ -62,10 +106,11 @@ Result<field_rule> read_rule(const reader& r, const json& j, const std::string& 
         return rule;
     }
     if (auto s = r.expect(j, json::value_t::object, path, "a source field name or an object"); !s) return s;
-    if (auto s = r.no_unknown(j, path, {"from", "template", "const", "table", "missing", "default", "transform"}); !s)
+    if (j.contains("collect")) return read_collect(r, j, path);
+    if (auto s = r.no_unknown(j, path, {"from", "template", "const", "collect", "table", "missing", "default", "transform"}); !s)
         return s;
     int kinds = j.contains("from") + j.contains("template") + j.contains("const");
-    if (kinds != 1) return r.fail(path, "expected exactly one of 'from', 'template' or 'const'");
+    if (kinds != 1) return r.fail(path, "expected exactly one of 'from', 'template', 'const' or 'collect'");
     if (j.contains("from")) {
         auto v = r.string(j, path, "from", true);
         if (!v) return v.status();
@@ -121,7 +166,7 @@ Result<field_rule> read_rule(const reader& r, const json& j, const std::string& 
 Result<entity_mapping> read_entity(const reader& r, const json& j, const std::string& path,
                                    const job_config& job) {
     if (auto s = r.expect(j, json::value_t::object, path, "an object"); !s) return s;
-    if (auto s = r.no_unknown(j, path, {"target", "source", "where", "fields"}); !s) return s;
+    if (auto s = r.no_unknown(j, path, {"target", "source", "where", "distinct", "fields"}); !s) return s;
     entity_mapping m;
     m.path = path;
     auto t = r.string(j, path, "target", true);
@@ -130,22 +175,11 @@ Result<entity_mapping> read_entity(const reader& r, const json& j, const std::st
     if (!s) return s.status();
     m.target = *t;
     m.source = *s;
-    if (auto w = j.find("where"); w != j.end()) {
-        if (auto st = r.expect(*w, json::value_t::object, path + ".where", "an object of field: [values]"); !st) return st;
-        for (auto& [field, allowed] : w->items()) {
-            std::vector<std::string> values;
-            auto wp = path + ".where." + field;
-            if (allowed.is_string()) values.push_back(allowed);
-            else if (allowed.is_array()) {
-                for (size_t i = 0; i < allowed.size(); ++i) {
-                    if (!allowed[i].is_string())
-                        return r.fail(wp + "[" + std::to_string(i) + "]", "expected a string, found " + type_name(allowed[i]));
-                    values.push_back(allowed[i]);
-                }
-            } else return r.fail(wp, "expected a string or an array of strings, found " + type_name(allowed));
-            m.where.emplace_back(field, std::move(values));
-        }
-    }
+    if (auto w = j.find("where"); w != j.end())
+        if (auto st = read_where(r, *w, path + ".where", m.where); !st) return st;
+    auto distinct = r.string(j, path, "distinct", false);
+    if (!distinct) return distinct.status();
+    m.distinct = *distinct;
     auto f = j.find("fields");
     if (f == j.end()) return r.fail(path, "missing required field 'fields'");
     if (auto st = r.expect(*f, json::value_t::object, path + ".fields", "an object of target field: rule"); !st) return st;

@@ -91,9 +91,34 @@ Result<entity_mapper> entity_mapper::compile(const entity_mapping& m, const job_
                                                         src.name + "' (fields: " + known_source() + ")");
         em.where_.emplace_back(idx, allowed);
     }
+    if (!m.distinct.empty()) {
+        int idx;
+        if (!source_index(m.distinct, idx) || idx < 0)
+            return fail(m.path + ".distinct", "'" + m.distinct + "' is not a field of source entity '" + src.name +
+                                                  "' (fields: " + known_source() + ")");
+        em.distinct_ = idx;
+        const auto& df = src.fields[static_cast<size_t>(idx)];
+        em.distinct_split_ = df.is_list() ? df.separator() : 0;
+    }
     for (auto& [target_field, fr] : m.fields) {
         rule r;
         r.target_field = target_field;
+        if (fr.k == field_rule::kind::collect) {
+            auto ti = tgt.index_of(target_field);
+            if (!ti)
+                return fail(fr.path, target_field == tgt.key_name
+                                         ? "the key cannot be collected; collect fills a list field"
+                                         : "'" + target_field + "' is not a field of target entity '" + tgt.name + "'");
+            const field_schema& tf = tgt.fields[*ti];
+            if (!tf.is_list())
+                return fail(fr.path + ".collect", "collect fills a list, but '" + target_field + "' of '" + tgt.name +
+                                                      "' is a single value; collect into a list or items field");
+            em.collects_.push_back({*ti, &fr, tf.separator()});
+            em.field_rule_[*ti] = static_cast<int>(em.rules_.size());
+            r.pieces.clear();  // empty until the planner fills it
+            em.rules_.push_back(std::move(r));
+            continue;
+        }
         auto check_source = [&](const std::string& name, int& idx) -> Status {
             if (source_index(name, idx)) return Status::ok();
             return fail(fr.path, "'" + name + "' is not a field of source entity '" + src.name +
@@ -219,9 +244,11 @@ bool entity_mapper::value_of(const rule& r, const sw_record& rec, std::string& v
 }
 
 entity_mapper::outcome entity_mapper::map(const sw_record& rec, std::string& key,
-                                          std::vector<std::string>& values, std::string& error) const {
+                                          std::vector<std::string>& values, std::string& error,
+                                          bool check_where) const {
     error.clear();
     for (auto& [idx, allowed] : where_) {
+        if (!check_where) break;
         auto v = idx < 0 ? view(rec.key) : view(rec.values[idx]);
         if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
             // The key still matters: the record may have left this entity.

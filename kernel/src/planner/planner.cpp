@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 namespace syncwarden::kernel {
 
@@ -30,6 +31,75 @@ struct planner::impl {
     planned out;
     const source_layouts* layouts = nullptr;
     format_sampler formats;
+
+    // Collect rules and distinct mappings (config/README.md, "Groups with
+    // members"): per rule, the items collected under each source key; per
+    // mapper, the records held until the source has sent everything.
+    struct collector {
+        std::string from;
+        int by = -1, value = -1;  // field indexes in `from`; -1: its key
+        char by_split = 0;        // `by` is a list: each item names a record
+        std::vector<std::pair<int, std::vector<std::string>>> where;
+        std::unordered_map<std::string, std::vector<std::string>> items;
+    };
+    struct held_record {
+        std::string source_key, key;
+        std::vector<std::string> values;
+        bool tobedeleted;
+    };
+    struct deferral {
+        std::vector<std::pair<size_t, size_t>> fills;  // (target field, collector)
+        std::vector<held_record> held;
+        std::set<std::string> distinct;
+    };
+    std::vector<collector> collectors;
+    std::vector<deferral> deferrals;  // per mapper
+
+    Status add_collectors(const entity_mapper& em, deferral& d) {
+        for (auto& c : em.collects()) {
+            const collect_rule& rule = c.rule->collect;
+            const std::string path = c.rule->path + ".collect";
+            auto fail = [&](const std::string& where, const std::string& what) {
+                return Status::error(error_kind::config, job.file.string() + ": " + path + where + ": " + what);
+            };
+            const entity_schema* from = source_contract.find(rule.from);
+            if (!from) {
+                std::string names;
+                for (auto& e : source_contract.entities) names += (names.empty() ? "" : ", ") + e.name;
+                return fail(".from", "'" + rule.from + "' is not an entity of " + source.who() + " (entities: " +
+                                         names + ")");
+            }
+            auto field = [&](const std::string& name, const std::string& where, int& idx) -> Status {
+                if (name == from->key_name) {
+                    idx = -1;
+                    return Status::ok();
+                }
+                if (auto i = from->index_of(name)) {
+                    idx = static_cast<int>(*i);
+                    return Status::ok();
+                }
+                std::string known = from->key_name;
+                for (auto& f : from->fields) known += ", " + f.name;
+                return fail(where, "'" + name + "' is not a field of source entity '" + from->name + "' (fields: " +
+                                       known + ")");
+            };
+            collector col;
+            col.from = rule.from;
+            if (auto s = field(rule.by, ".by", col.by); !s) return s;
+            if (col.by >= 0 && from->fields[static_cast<size_t>(col.by)].is_list())
+                col.by_split = from->fields[static_cast<size_t>(col.by)].separator();
+            if (!rule.value.empty())
+                if (auto s = field(rule.value, ".value", col.value); !s) return s;
+            for (auto& [name, allowed] : rule.where) {
+                int idx;
+                if (auto s = field(name, ".where." + name, idx); !s) return s;
+                col.where.emplace_back(idx, allowed);
+            }
+            d.fills.emplace_back(c.field, collectors.size());
+            collectors.push_back(std::move(col));
+        }
+        return Status::ok();
+    }
 
     // The file and 1-based column a source field was read from.
     std::pair<std::string, uint64_t> locate(const std::string& entity, const std::string& field) const {
@@ -75,6 +145,9 @@ struct planner::impl {
                                                              " (entities: " + names(target_contract) + ")");
             auto em = entity_mapper::compile(m, job, *se, *te);
             if (!em) return em.status();
+            deferral d;
+            if (auto s = add_collectors(*em, d); !s) return s;
+            deferrals.push_back(std::move(d));
             mappers.push_back(std::move(*em));
             findings.use_entity(m.source);
             findings.use_entity(m.target);
@@ -154,6 +227,9 @@ struct planner::impl {
                     ep.source_sent = true;
                     ep.mode = mode;
                 }
+            collecting_.clear();
+            for (size_t ci = 0; ci < p_.collectors.size(); ++ci)
+                if (p_.collectors[ci].from == es->name) collecting_.push_back(ci);
             for (size_t i = 0; i < b.record_count; ++i) {
                 const sw_record& rec = b.records[i];
                 ++p_.out.extracted;
@@ -163,6 +239,8 @@ struct planner::impl {
                     keep_in_error(*es, rec);
                     continue;
                 }
+                if (rec.state == SW_RECORD_ACTIVE)
+                    for (size_t ci : collecting_) collect(p_.collectors[ci], rec);
                 left_.clear();
                 mapped_.assign(p_.out.changes.entities.size(), 0);
                 for (size_t mi = 0; mi < p_.mappers.size(); ++mi)
@@ -177,7 +255,104 @@ struct planner::impl {
             return SW_OK;
         }
 
+        // After the source's last record: the records of deferred mappers,
+        // their collected lists filled in, go to the diff.
+        void finish() {
+            for (size_t mi = 0; mi < p_.mappers.size(); ++mi) {
+                const auto& m = p_.mappers[mi];
+                if (!m.deferred()) continue;
+                auto& d = p_.deferrals[mi];
+                const size_t ti = p_.mapper_target[mi];
+                auto& ep = p_.out.changes.entities[ti];
+                std::string partial;
+                for (auto& [f, ci] : d.fills)
+                    if (p_.out.sources[p_.collectors[ci].from].delta) partial = p_.collectors[ci].from;
+                if (m.distinct() >= 0 && p_.out.sources[m.source()].delta) partial = m.source();
+                if (!partial.empty()) {
+                    p_.add({"error", "mapping", m.target(), "", 0, 0, "",
+                            m.target() + " from " + m.source() + ": the mapping collects every record of '" + partial +
+                                "', but the source sent a delta of it; run it with a full export"});
+                    continue;
+                }
+                if (m.distinct() >= 0) {
+                    const entity_schema* se = p_.source_contract.find(m.source());
+                    std::vector<sw_str> vals(se->fields.size(), sw_str{nullptr, 0});
+                    for (auto& v : d.distinct) {
+                        vals[static_cast<size_t>(m.distinct())] = {v.data(), v.size()};
+                        const sw_record r{{v.data(), v.size()}, vals.data(), vals.size(), SW_RECORD_ACTIVE};
+                        if (m.map(r, key_, values_, error_, false) == entity_mapper::outcome::failed) {
+                            p_.add_kept({"error", "mapping", m.target(), "", 0, 0, v,
+                                         m.target() + " from the " + se->fields[static_cast<size_t>(m.distinct())].name +
+                                             " value '" + v + "': " + error_});
+                            continue;
+                        }
+                        d.held.push_back({v, key_, values_, false});
+                    }
+                }
+                for (auto& h : d.held) {
+                    key_ = h.key;
+                    const sw_record r{{h.source_key.data(), h.source_key.size()}, nullptr, 0,
+                                      h.tobedeleted ? SW_RECORD_TOBEDELETED : SW_RECORD_ACTIVE};
+                    bool ok = true;
+                    for (auto& [f, ci] : d.fills) {
+                        auto it = p_.collectors[ci].items.find(h.source_key);
+                        if (it == p_.collectors[ci].items.end()) {
+                            h.values[f].clear();
+                            continue;
+                        }
+                        if (!join_collected(it->second, ep.schema.fields[f], h.values[f])) {
+                            p_.add_kept({"error", "mapping", m.target(), "", 0, 0, h.source_key,
+                                         m.target() + " '" + h.key + "': " + ep.schema.fields[f].name + ": " +
+                                             h.values[f]});
+                            ok = false;
+                        }
+                    }
+                    views_.assign(h.values.begin(), h.values.end());
+                    if (!ok || !check_mapped(ep.schema, r)) {
+                        keep(ti);
+                        continue;
+                    }
+                    offer(ep, ti, views_.data(), h.tobedeleted);
+                }
+                d.held.clear();
+                d.distinct.clear();
+            }
+            for (auto& c : p_.collectors) c.items.clear();
+        }
+
     private:
+        void collect(impl::collector& c, const sw_record& rec) {
+            auto field = [&](int idx) { return idx < 0 ? view(rec.key) : view(rec.values[idx]); };
+            for (auto& [idx, allowed] : c.where)
+                if (std::find(allowed.begin(), allowed.end(), field(idx)) == allowed.end()) return;
+            const std::string_view item = field(c.value);
+            if (item.empty()) return;
+            const std::string_view by = field(c.by);
+            if (c.by_split) {
+                for (auto k : list_items(by, c.by_split)) c.items[std::string(k)].emplace_back(item);
+            } else if (!by.empty()) {
+                c.items[std::string(by)].emplace_back(item);
+            }
+        }
+        // The items sorted, each once, joined as the field holds a list; on
+        // false, `out` says what is wrong.
+        static bool join_collected(std::vector<std::string>& items, const field_schema& f, std::string& out) {
+            std::sort(items.begin(), items.end());
+            items.erase(std::unique(items.begin(), items.end()), items.end());
+            out.clear();
+            const char sep = f.separator();
+            for (auto& i : items) {
+                if (sep == ',' && i.find(',') != std::string::npos) {
+                    out = "the item '" + i + "' holds a comma, which a comma-separated list cannot hold; make the "
+                                             "target field an items list (ABI 1.4)";
+                    return false;
+                }
+                if (!out.empty()) out += sep;
+                out += i;
+            }
+            return true;
+        }
+
         // All batches of one entity in a run agree on their mode.
         bool check_mode(const entity_schema& es, const sw_batch& b) {
             auto [it, fresh] = modes_.emplace(es.name, b.mode);
@@ -197,6 +372,20 @@ struct planner::impl {
             auto& ep = p_.out.changes.entities[ti];
             const bool tobedeleted = rec.state == SW_RECORD_TOBEDELETED;
             auto o = m.map(rec, key_, values_, error_);
+            if (m.distinct() >= 0) {
+                // Only the distinct values count; the records are made from
+                // them once the source has sent everything.
+                if (o == entity_mapper::outcome::filtered || tobedeleted) return;
+                mapped_[ti] = 1;
+                const std::string_view v = view(rec.values[m.distinct()]);
+                auto& seen = p_.deferrals[mi].distinct;
+                if (m.distinct_split()) {
+                    for (auto item : list_items(v, m.distinct_split())) seen.emplace(item);
+                } else if (!v.empty()) {
+                    seen.emplace(v);
+                }
+                return;
+            }
             if (o == entity_mapper::outcome::filtered) {
                 // A record that no longer matches `where` has left this
                 // entity: in a delta feed nothing else would delete it, and a
@@ -209,6 +398,10 @@ struct planner::impl {
                 p_.add_kept({"error", "mapping", m.target(), "", 0, 0, std::string(view(rec.key)),
                              m.target() + " from " + es.name + " '" + std::string(view(rec.key)) + "': " + error_});
                 keep(ti);
+                return;
+            }
+            if (m.deferred()) {  // its collected lists are filled in finish()
+                p_.deferrals[mi].held.push_back({std::string(view(rec.key)), key_, values_, tobedeleted});
                 return;
             }
             views_.assign(values_.begin(), values_.end());
@@ -267,6 +460,7 @@ struct planner::impl {
         std::vector<uint8_t> mapped_;                       // per record: target entities a mapping fed
         std::vector<std::string> values_;
         std::vector<std::string_view> views_, blank_;
+        std::vector<size_t> collecting_;  // the collectors of the batch's entity
     };
 
     Status extract() {
@@ -274,8 +468,11 @@ struct planner::impl {
         for (auto& m : mappers)
             if (std::find(requested.begin(), requested.end(), m.source()) == requested.end())
                 requested.push_back(m.source());
+        for (auto& c : collectors)
+            if (std::find(requested.begin(), requested.end(), c.from) == requested.end()) requested.push_back(c.from);
         extract_sink sink(*this, requested);
         auto s = source.extract(requested, sink, source_rs);
+        if (s) sink.finish();
         log_info({"", job.name, source.who(), "extract", "extracted"}, std::to_string(out.extracted) + " records");
         return s;
     }
@@ -341,7 +538,7 @@ struct planner::impl {
 planner::planner(const job_config& job, connector_session& source, connector_session& target,
                  run_services& source_rs, run_services& target_rs, finding_log& findings, phase_fn phase)
     : impl_(new impl{job, source, target, source_rs, target_rs, findings, std::move(phase), {}, {}, {}, {}, {}, {},
-                     true, {}, nullptr, {}}) {}
+                     true, {}, nullptr, {}, {}, {}}) {}
 
 planner::~planner() = default;
 

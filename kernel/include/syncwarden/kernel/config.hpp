@@ -35,8 +35,18 @@ struct kernel_config {
 };
 
 // One field of a target entity, computed from a source record.
+// A list field filled from the records of another source entity that name
+// this record (config/README.md, "Groups with members"): the members of a
+// class are the `value`s of the enrollments whose `by` is the class's key.
+struct collect_rule {
+    std::string from;   // the source entity whose records are collected
+    std::string by;     // its field (or key) naming this record's source key; a list field names several
+    std::string value;  // its field (or key) that becomes one item; empty: its key
+    std::vector<std::pair<std::string, std::vector<std::string>>> where;  // field -> allowed values
+};
+
 struct field_rule {
-    enum class kind { from, template_, constant };
+    enum class kind { from, template_, constant, collect };
     enum class on_missing { error, keep, empty, use_default };
     kind k = kind::from;
     std::string from;                     // kind::from: a source field or the source key name
@@ -49,6 +59,7 @@ struct field_rule {
     // transliteration to ASCII: Zoë Łukasiewicz -> Zoe Lukasiewicz),
     // "username" (ascii, lower, then only a-z 0-9 . _ - @ kept).
     std::vector<std::string> transform;
+    collect_rule collect;                 // kind::collect
     std::string path;                     // JSON path, for errors
 };
 
@@ -56,7 +67,16 @@ struct entity_mapping {
     std::string target, source;
     std::vector<std::pair<std::string, std::vector<std::string>>> where;  // field -> allowed values
     std::vector<std::pair<std::string, field_rule>> fields;                // target field -> rule
+    // When set, one target record per distinct value (or list item) of this
+    // source field, not one per source record: a group per role. The record
+    // mapped has that value as its key and in that field, nothing else.
+    std::string distinct;
     std::string path;
+    bool collects() const {
+        for (auto& [f, r] : fields)
+            if (r.k == field_rule::kind::collect) return true;
+        return !distinct.empty();
+    }
 };
 
 struct connector_ref {

@@ -21,10 +21,22 @@ public:
     enum class outcome { mapped, filtered, failed };
     // On failed, `error` says which target field and why. On filtered (the
     // record does not match `where`), `key` is its target key, or empty.
+    // `where` is not checked when `check_where` is false (a record made from
+    // a distinct value: the source records were checked).
     outcome map(const sw_record& rec, std::string& key, std::vector<std::string>& values,
-                std::string& error) const;
+                std::string& error, bool check_where = true) const;
     const std::string& source() const { return source_; }
     const std::string& target() const { return target_; }
+
+    // Target fields filled by `collect` (map() leaves them empty), with the
+    // separator their items are joined with.
+    struct collected { size_t field; const field_rule* rule; char join; };
+    const std::vector<collected>& collects() const { return collects_; }
+    // The source field whose distinct values make the records (-1: none),
+    // and its list separator (0: a single value).
+    int distinct() const { return distinct_; }
+    char distinct_split() const { return distinct_split_; }
+    bool deferred() const { return distinct_ >= 0 || !collects_.empty(); }
 
 private:
     struct piece { bool literal; std::string text; int field; };  // field -1 = key
@@ -53,6 +65,9 @@ private:
     int key_rule_ = -1;
     std::vector<int> field_rule_;  // per target field: index into rules_, or -1
     std::vector<rule> rules_;
+    std::vector<collected> collects_;
+    int distinct_ = -1;
+    char distinct_split_ = 0;
 };
 
 }  // namespace syncwarden::kernel

@@ -500,7 +500,9 @@ private:
 
     json members_of(const sw_change& c, const std::string& what) {
         json arr = json::array();
-        for (auto m : sdk::split_items(value(c, g_members))) {
+        // (The value is kept in a variable: the items are views into it.)
+        const std::string members = value(c, g_members);
+        for (auto m : sdk::split_items(members)) {
             auto it = user_by_key_.find(std::string(m));
             if (it == user_by_key_.end())
                 throw error(SW_PERMANENT, "no_such_member",

@@ -23,7 +23,8 @@ const std::string k_token = "scim-test-token-7f3a9c";
 // tobedeleted or drops.
 struct scim_district {
     explicit scim_district(const fs::path& root, std::vector<std::string> peer_options = {},
-                           const std::string& extra_job = "", const std::string& token = k_token)
+                           const std::string& extra_job = "", const std::string& token = k_token,
+                           const std::string& extra_mapping = "")
         : root(root), peer(root / "peer", k_token, std::move(peer_options)) {
         sw_test::install_shipped(data());
         EXPECT_EQ(sw_test::cli(data(), {"connectors", "install", sw_test::plugin("scim").string()}).code, 0);
@@ -35,7 +36,7 @@ struct scim_district {
           "mapping": {"entities": [{"target": "users", "source": "users", "fields": {
              "sourcedId": "sourcedId", "userName": "username", "givenName": "givenName",
              "familyName": "familyName", "displayName": {"template": "{givenName} {familyName}"},
-             "emails": {"from": "email", "transform": "lower"}, "active": {"const": "true"}}}]},
+             "emails": {"from": "email", "transform": "lower"}, "active": {"const": "true"}}})" + extra_mapping + R"(]},
           "gates": {"deprovision": {"users": {"action": "deactivate", "set": {"active": "false"}}},
                     "thresholds": {"*": {"create": "100%", "update": "100%", "delete": "100%", "deactivate": "100%"}}}})");
     }
@@ -161,6 +162,62 @@ TEST(scim_target, a_changed_feed_applies_exactly_its_delta) {
     }
     r = d.run(true);
     EXPECT_EQ(d.plan(r)["changes"].size(), 0u) << d.plan(r)["changes"].dump(1);
+}
+
+// The students of each class, from its enrollments (config/README.md,
+// "Groups with members"), as SCIM Groups whose members are the server's ids
+// of those users.
+TEST(scim_target, classes_become_groups_of_their_enrolled_students) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path(), {}, "", k_token, R"(,
+        {"target": "groups", "source": "classes", "fields": {
+           "sourcedId": "sourcedId", "displayName": "title",
+           "members": {"collect": {"from": "enrollments", "by": "classSourcedId", "value": "userSourcedId",
+                                   "where": {"role": "student"}}}}})");
+    // What the enrollments say: class -> its students' sourcedIds.
+    auto expected = [&] {
+        std::map<std::string, std::set<std::string>> out;
+        std::istringstream in(sw_test::read_file(d.district() / "enrollments.csv"));
+        std::string line;
+        std::getline(in, line);
+        while (std::getline(in, line)) {
+            std::vector<std::string> cells;
+            std::string cell;
+            std::istringstream ls(line);
+            while (std::getline(ls, cell, ',')) cells.push_back(cell);
+            if (cells.size() > 6 && cells[6] == "student") out[cells[3]].insert(cells[5]);
+        }
+        return out;
+    };
+    // What the server holds: group externalId -> its members' externalIds.
+    auto held = [&] {
+        std::map<std::string, std::string> key_of;
+        for (auto& u : d.peer.all("Users")) key_of[u["id"]] = u.value("externalId", "?");
+        std::map<std::string, std::set<std::string>> out;
+        for (auto& g : d.peer.all("Groups")) {
+            auto& members = out[g.value("externalId", "?")];
+            for (auto& m : g.value("members", json::array())) members.insert(key_of[m["value"]]);
+        }
+        return out;
+    };
+    auto r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    ASSERT_FALSE(expected().empty());
+    EXPECT_EQ(held(), expected());
+    r = d.run(true);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(d.plan(r)["changes"].size(), 0u) << d.plan(r)["changes"].dump(1);
+
+    // One student leaves Algebra I, Period 1: that group alone changes.
+    auto e = sw_test::read_file(d.district() / "enrollments.csv");
+    const auto p = e.find("enr-00001,");
+    ASSERT_NE(p, std::string::npos);
+    e.erase(p, e.find('\n', p) - p + 1);
+    sw_test::write_file(d.district() / "enrollments.csv", e);
+    r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(held(), expected());
+    EXPECT_EQ(held()["cls-alg1-p1"].count("s-1001"), 0u);
 }
 
 TEST(scim_target, an_account_made_by_hand_is_adopted_not_duplicated) {

@@ -107,8 +107,16 @@ Result<field_rule> read_rule(const reader& r, const json& j, const std::string& 
     }
     if (auto s = r.expect(j, json::value_t::object, path, "a source field name or an object"); !s) return s;
     if (j.contains("collect")) return read_collect(r, j, path);
-    if (auto s = r.no_unknown(j, path, {"from", "template", "const", "collect", "table", "missing", "default", "transform"}); !s)
+    if (auto s = r.no_unknown(j, path, {"from", "template", "const", "collect", "table", "missing", "default", "transform",
+                                        "unique"});
+        !s)
         return s;
+    if (auto u = j.find("unique"); u != j.end()) {
+        if (!u->is_boolean()) return r.fail(path + ".unique", "expected true or false, found " + type_name(*u));
+        rule.unique = u->get<bool>();
+        if (rule.unique && j.contains("const"))
+            return r.fail(path + ".unique", "a constant is the same for every record; unique needs 'from' or 'template'");
+    }
     int kinds = j.contains("from") + j.contains("template") + j.contains("const");
     if (kinds != 1) return r.fail(path, "expected exactly one of 'from', 'template', 'const' or 'collect'");
     if (j.contains("from")) {

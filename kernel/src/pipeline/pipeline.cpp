@@ -7,6 +7,7 @@
 #include <syncwarden/kernel/log.hpp>
 #include <syncwarden/kernel/pipeline.hpp>
 #include <syncwarden/kernel/plan_file.hpp>
+#include <syncwarden/kernel/names.hpp>
 #include <syncwarden/kernel/planner.hpp>
 #include <syncwarden/kernel/retry.hpp>
 #include <syncwarden/kernel/session.hpp>
@@ -152,8 +153,15 @@ public:
             planner p(job, *source_, *target_, source_host_, target_host_, findings_,
                       [this](const char* name) { return phase(name); });
             p.set_layouts(&source_host_.layouts);
+            std::unique_ptr<name_registry> names;
+            if (auto s = load_names(job, names); !s) return s;
+            p.set_names(names.get());
             auto result = p.run();
             if (!result) return result.status();
+            // The names given are kept with the plan (a dry run keeps none:
+            // its plan is never applied).
+            if (names && !opts.dry_run && !names->fresh().empty())
+                if (auto s = store_.save_assigned_names(names->fresh(), out_.run.id, iso8601(clock_.now())); !s) return s;
             if (!opts.only_keys.empty()) keep_only(*result, opts.only_keys);
             if (auto s = phase("gates"); !s) return s;
             auto gates = run_gate_stage(result->changes, {result->sources, source_host_.layouts, result->formats}, job,
@@ -304,12 +312,34 @@ public:
 private:
     sleeper& sleeper_;
 
-    // Takes the lock of the system the target writes: what the connector
-    // names (system_id), else its name and settings.
-    Status lock_target(const std::string& connector, const nlohmann::json& settings, bool no_wait) {
+    // The system the target writes: what the connector names (system_id),
+    // else its name and settings.
+    Result<std::string> target_system(const std::string& connector, const nlohmann::json& settings) {
         auto sid = target_->system_id(target_host_);
         if (!sid) return sid.status();
-        const std::string system = sid->empty() ? "connector " + connector + " " + settings.dump() : *sid;
+        return sid->empty() ? "connector " + connector + " " + settings.dump() : *sid;
+    }
+
+    // The names `unique` rules gave in the target system before.
+    Status load_names(const job_config& job, std::unique_ptr<name_registry>& out) {
+        for (auto& m : job.entities)
+            for (auto& [field, rule] : m.fields) {
+                if (!rule.unique) continue;
+                if (!out) {
+                    auto system = target_system(job.target.connector, target_settings_);
+                    if (!system) return system.status();
+                    out = std::make_unique<name_registry>(*system);
+                }
+                if (auto s = out->load(store_, m.target, field); !s) return s;
+            }
+        return Status::ok();
+    }
+
+    // Takes the lock of the system the target writes.
+    Status lock_target(const std::string& connector, const nlohmann::json& settings, bool no_wait) {
+        auto sys = target_system(connector, settings);
+        if (!sys) return sys.status();
+        const std::string system = *sys;
         target_system_ = system;
         const fs::path path = target_lock_path(data_dir_, system);
         const std::string note = "run " + out_.run.id + " pid " + std::to_string(::getpid()) + "\n";

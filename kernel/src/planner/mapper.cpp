@@ -151,9 +151,12 @@ Result<entity_mapper> entity_mapper::compile(const entity_mapping& m, const job_
         r.default_value = fr.default_value;
         r.transform = fr.transform;
         int rule_index = static_cast<int>(em.rules_.size());
+        if (target_field == tgt.key_name && fr.unique)
+            return fail(fr.path + ".unique", "the key names the record; a unique name belongs in a field");
         if (target_field == tgt.key_name) em.key_rule_ = rule_index;
         else if (auto ti = tgt.index_of(target_field)) {
             em.field_rule_[*ti] = rule_index;
+            if (fr.unique) em.unique_.push_back(*ti);
             const field_schema& tf = tgt.fields[*ti];
             if (fr.k == field_rule::kind::from && r.pieces.size() == 1 && r.pieces[0].field >= 0)
                 r.pass_empty = tf.keeps_empty && src.fields[static_cast<size_t>(r.pieces[0].field)].keeps_empty;

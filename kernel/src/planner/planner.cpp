@@ -1,5 +1,6 @@
 #include <syncwarden/kernel/log.hpp>
 #include <syncwarden/kernel/mapper.hpp>
+#include <syncwarden/kernel/names.hpp>
 #include <syncwarden/kernel/planner.hpp>
 #include <syncwarden/kernel/record_checker.hpp>
 #include <syncwarden/kernel/text.hpp>
@@ -31,6 +32,7 @@ struct planner::impl {
     planned out;
     const source_layouts* layouts = nullptr;
     format_sampler formats;
+    name_registry* names = nullptr;
 
     // Collect rules and distinct mappings (config/README.md, "Groups with
     // members"): per rule, the items collected under each source key; per
@@ -400,6 +402,9 @@ struct planner::impl {
                 keep(ti);
                 return;
             }
+            for (size_t f : m.unique_fields())
+                values_[f] = p_.names ? p_.names->assign(ep.schema.name, ep.schema.fields[f].name, key_, values_[f])
+                                      : values_[f];
             if (m.deferred()) {  // its collected lists are filled in finish()
                 p_.deferrals[mi].held.push_back({std::string(view(rec.key)), key_, values_, tobedeleted});
                 return;
@@ -538,12 +543,13 @@ struct planner::impl {
 planner::planner(const job_config& job, connector_session& source, connector_session& target,
                  run_services& source_rs, run_services& target_rs, finding_log& findings, phase_fn phase)
     : impl_(new impl{job, source, target, source_rs, target_rs, findings, std::move(phase), {}, {}, {}, {}, {}, {},
-                     true, {}, nullptr, {}, {}, {}}) {}
+                     true, {}, nullptr, {}, nullptr, {}, {}}) {}
 
 planner::~planner() = default;
 
 Result<planned> planner::run() { return impl_->run(); }
 
 void planner::set_layouts(const source_layouts* l) { impl_->layouts = l; }
+void planner::set_names(name_registry* n) { impl_->names = n; }
 
 }  // namespace syncwarden::kernel

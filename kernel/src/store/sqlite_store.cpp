@@ -124,6 +124,11 @@ const char* const k_migrations[] = {
     // of the record's key, never the key itself.
     R"(CREATE TABLE target_ids(system TEXT NOT NULL, entity TEXT NOT NULL, key_hash TEXT NOT NULL,
         id TEXT NOT NULL, run_id TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY(system, entity, key_hash));)",
+    // v11: names given under `unique` identity rules, by keyed hashes only.
+    R"(CREATE TABLE assigned_names(system TEXT NOT NULL, entity TEXT NOT NULL, field TEXT NOT NULL,
+        name_hash TEXT NOT NULL, key_hash TEXT NOT NULL, base_hash TEXT NOT NULL, counter INTEGER NOT NULL,
+        current INTEGER NOT NULL, run_id TEXT NOT NULL, at TEXT NOT NULL,
+        PRIMARY KEY(system, entity, field, name_hash));)",
 };
 
 // Poco runs one statement per call: a script split on ';', except inside a
@@ -755,6 +760,43 @@ public:
         });
         if (!s) return s;
         return out;
+    }
+
+    Result<std::vector<assigned_name_record>> assigned_names(const std::string& system, const std::string& entity,
+                                                             const std::string& field) override {
+        std::vector<assigned_name_record> out;
+        auto s = guard("reading the names given in " + entity + "." + field, [&] {
+            std::string sys = system, ent = entity, fld = field;
+            std::vector<std::string> name, key, base;
+            std::vector<Poco::Int64> counter, current;
+            Statement st(s_);
+            st << "SELECT name_hash, key_hash, base_hash, counter, current FROM assigned_names "
+                  "WHERE system=? AND entity=? AND field=?",
+                use(sys), use(ent), use(fld), into(name), into(key), into(base), into(counter), into(current);
+            st.execute();
+            for (size_t i = 0; i < name.size(); ++i)
+                out.push_back({system, entity, field, name[i], key[i], base[i], static_cast<uint32_t>(counter[i]),
+                               current[i] != 0});
+        });
+        if (!s) return s;
+        return out;
+    }
+
+    Status save_assigned_names(const std::vector<assigned_name_record>& names, const std::string& run_id,
+                               const std::string& at) override {
+        return guard("keeping the names given", [&] {
+            tx_begin();
+            for (auto& n : names) {
+                std::string sys = n.system, ent = n.entity, fld = n.field, nh = n.name_hash, kh = n.key_hash,
+                            bh = n.base_hash, rid = run_id, when = at;
+                Poco::Int64 counter = n.counter, current = n.current ? 1 : 0;
+                Statement st(s_);
+                st << "INSERT OR REPLACE INTO assigned_names VALUES(?,?,?,?,?,?,?,?,?,?)", use(sys), use(ent),
+                    use(fld), use(nh), use(kh), use(bh), use(counter), use(current), use(rid), use(when);
+                st.execute();
+            }
+            tx_commit();
+        });
     }
 
     Result<std::optional<std::string>> config_digest(const std::string& path) override {

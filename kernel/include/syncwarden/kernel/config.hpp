@@ -60,6 +60,10 @@ struct field_rule {
     // "username" (ascii, lower, then only a-z 0-9 . _ - @ kept).
     std::vector<std::string> transform;
     collect_rule collect;                 // kind::collect
+    // The value is a name no other record of the target entity was given:
+    // a counter from 2 goes before its '@' (or at its end) for the second
+    // record that gets the same name, and each keeps its name across runs.
+    bool unique = false;
     std::string path;                     // JSON path, for errors
 };
 

@@ -37,6 +37,8 @@ public:
     int distinct() const { return distinct_; }
     char distinct_split() const { return distinct_split_; }
     bool deferred() const { return distinct_ >= 0 || !collects_.empty(); }
+    // Target fields whose rule says `unique`.
+    const std::vector<size_t>& unique_fields() const { return unique_; }
 
 private:
     struct piece { bool literal; std::string text; int field; };  // field -1 = key
@@ -66,6 +68,7 @@ private:
     std::vector<int> field_rule_;  // per target field: index into rules_, or -1
     std::vector<rule> rules_;
     std::vector<collected> collects_;
+    std::vector<size_t> unique_;
     int distinct_ = -1;
     char distinct_split_ = 0;
 };

@@ -39,6 +39,9 @@ public:
     // Where the source read each entity (ABI 1.3 layouts, filled during
     // extract): findings about a value then name its file and column.
     void set_layouts(const source_layouts* l);
+    // Where `unique` rules get their names (identity rules); required when
+    // the job has one.
+    void set_names(class name_registry* n);
 
 private:
     struct impl;

@@ -117,6 +117,17 @@ struct target_id_record {
     std::string system, entity, key_hash, id;
 };
 
+// A name the kernel gave a record's field under a `unique` rule (identity
+// rules, config/README.md): per target system, entity and field, the keyed
+// hashes of the name, of the record's key and of the name before its
+// counter, and the counter (1: none). A name once given stays with that key:
+// `current` is false for names the key held before a rename.
+struct assigned_name_record {
+    std::string system, entity, field, name_hash, key_hash, base_hash;
+    uint32_t counter = 1;
+    bool current = true;
+};
+
 struct attempt_record {
     uint64_t seq = 0;
     uint32_t attempt = 0;
@@ -147,6 +158,13 @@ public:
     // entity, in the same order ("" where none).
     virtual Result<std::vector<std::string>> target_ids(const std::string& system, const std::string& entity,
                                                         const std::vector<std::string>& key_hashes) = 0;
+    // Every name given in one target system, entity and field; and new or
+    // changed ones, kept (a name is keyed by its hash).
+    virtual Result<std::vector<assigned_name_record>> assigned_names(const std::string& system,
+                                                                     const std::string& entity,
+                                                                     const std::string& field) = 0;
+    virtual Status save_assigned_names(const std::vector<assigned_name_record>& names, const std::string& run_id,
+                                       const std::string& at) = 0;
     virtual Result<std::vector<attempt_record>> attempts(const std::string& run_id) = 0;
     // The end of an apply, in one transaction: the run's staged changes become
     // "applied" when the target committed, else "failed" with the commit's

@@ -263,6 +263,9 @@ inline std::vector<std::string_view> split_items(std::string_view v) {
     }
     return out;
 }
+// The items are views into `v`: a temporary string would leave them
+// dangling, so that call does not compile. Keep the value in a variable.
+std::vector<std::string_view> split_items(std::string&& v) = delete;
 template <class Items>
 std::string join_items(const Items& items) {
     std::string out;

@@ -122,7 +122,18 @@ function egressFor(type) {
             }
         }
         const all = [...data[type].values()];
-        return f ? f.match(all) : all;
+        if (f) return f.match(all);
+        // scimmy makes a schema instance of every resource it is handed
+        // before it slices out the page: hand it only the page, in a sparse
+        // array as long as the whole list (scimmy's documented way), so a
+        // page costs its own size and not the store's.
+        const { startIndex = 1, count, sortBy } = resource.constraints ?? {};
+        if (sortBy === undefined && count !== undefined && (startIndex === 1 || startIndex > count)) {
+            const page = new Array(all.length);
+            for (let i = startIndex - 1; i < Math.min(all.length, startIndex - 1 + count); ++i) page[i] = all[i];
+            return page;
+        }
+        return all;
     };
 }
 

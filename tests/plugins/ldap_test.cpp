@@ -166,7 +166,8 @@ TEST(ldap_target, a_changed_feed_applies_exactly_its_delta) {
         EXPECT_THAT(lower(after[key].dn), HasSubstr(",ou=disabled,ou=people,")) << key;
     EXPECT_THAT(lower(after["s-1999"].dn), HasSubstr(",ou=north high,ou=people,"));
     for (auto& [key, e] : before) {
-        if (key != "s-1001" && key != "s-1002" && key != "s-1003") EXPECT_EQ(after[key].dn, e.dn) << key;
+        if (key == "s-1001" || key == "s-1002" || key == "s-1003") continue;
+        EXPECT_EQ(after[key].dn, e.dn) << key;
     }
     r = d.run(true);
     ASSERT_EQ(r.code, 0) << r.out << r.err;
@@ -246,6 +247,39 @@ TEST(ldap_target, starttls_checks_the_certificate_against_the_ca_file) {
     EXPECT_THAT(r.out + r.err, HasSubstr("StartTLS with " + d.peer.url() + " failed"));
     EXPECT_THAT(r.out + r.err, HasSubstr("ca_file"));
     EXPECT_TRUE(d.people().empty());
+}
+
+TEST(ldap_target, ldaps_checks_the_certificate_against_the_ca_file) {
+    sw_test::temp_dir tmp;
+    sw_test::slapd_peer::options o;
+    o.tls = true;
+    o.ldaps = true;
+    ldap_district d(tmp.path(), "", o, R"("ca_file": ")" + (tmp.path() / "slapd/cert.pem").string() + "\"");
+    ASSERT_EQ(d.peer.url().rfind("ldaps://", 0), 0u);
+    auto r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(d.people().size(), d.source_users().size());
+}
+
+// Without a deactivation policy, a user the source drops is deleted.
+TEST(ldap_target, a_dropped_user_is_deleted_when_the_policy_says_delete) {
+    sw_test::temp_dir tmp;
+    ldap_district d(tmp.path());
+    auto j = json::parse(sw_test::read_file(d.job()));
+    j["gates"]["deprovision"]["users"] = {{"action", "delete"}};
+    sw_test::write_file(d.job(), j.dump());
+    ASSERT_EQ(d.run().code, 0);
+    auto before = d.people();
+    d.edit_users([](std::string& u) {
+        const auto at = u.find("\ns-1002,") + 1;
+        u.erase(at, u.find('\n', at) - at + 1);
+    });
+    auto r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto after = d.people();
+    EXPECT_EQ(after.size(), before.size() - 1);
+    EXPECT_EQ(after.count("s-1002"), 0u);
+    EXPECT_TRUE(d.peer.search("(uid=" + before["s-1002"].first("uid") + ")").empty());
 }
 
 TEST(ldap_target, a_refused_bind_stops_the_run_and_says_so) {

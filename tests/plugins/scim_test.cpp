@@ -22,9 +22,12 @@ const std::string k_token = "scim-test-token-7f3a9c";
 // active, and deactivation (active=false) for a user the source marks
 // tobedeleted or drops.
 struct scim_district {
+    // `auth`, when given, is the job's whole auth object (else a bearer
+    // `token`); `extra_settings` go into the target's settings.
     explicit scim_district(const fs::path& root, std::vector<std::string> peer_options = {},
                            const std::string& extra_job = "", const std::string& token = k_token,
-                           const std::string& extra_mapping = "")
+                           const std::string& extra_mapping = "", const std::string& auth = "",
+                           const std::string& extra_settings = "")
         : root(root), peer(root / "peer", k_token, std::move(peer_options)) {
         sw_test::install_shipped(data());
         EXPECT_EQ(sw_test::cli(data(), {"connectors", "install", sw_test::plugin("scim").string()}).code, 0);
@@ -32,7 +35,8 @@ struct scim_district {
         sw_test::write_file(job(), R"({"name": "scim-demo", )" + extra_job + R"(
           "source": {"connector": "oneroster-csv", "settings": {"path": ")" + district().string() + R"("}},
           "target": {"connector": "scim", "settings": {"base_url": ")" + peer.base_url() + R"(",
-                     "auth": {"bearer": )" + (token.front() == '{' ? token : "\"" + token + "\"") + R"(}, "page_size": 50}},
+                     "auth": )" + (!auth.empty() ? auth : R"({"bearer": )" + (token.front() == '{' ? token : "\"" + token + "\"") + "}") +
+                            R"(, "page_size": 50)" + extra_settings + R"(}},
           "mapping": {"entities": [{"target": "users", "source": "users", "fields": {
              "sourcedId": "sourcedId", "userName": "username", "givenName": "givenName",
              "familyName": "familyName", "displayName": {"template": "{givenName} {familyName}"},
@@ -218,6 +222,79 @@ TEST(scim_target, classes_become_groups_of_their_enrolled_students) {
     ASSERT_EQ(r.code, 0) << r.out << r.err;
     EXPECT_EQ(held(), expected());
     EXPECT_EQ(held()["cls-alg1-p1"].count("s-1001"), 0u);
+}
+
+// Without a deactivation policy, a user the source drops is deleted on the
+// server (DELETE), and the others stay as they are.
+TEST(scim_target, a_dropped_user_is_deleted_when_the_policy_says_delete) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path());
+    auto j = json::parse(sw_test::read_file(d.job()));
+    j["gates"]["deprovision"]["users"] = {{"action", "delete"}};
+    sw_test::write_file(d.job(), j.dump());
+    ASSERT_EQ(d.run().code, 0);
+    auto before = d.server_users();
+    d.edit_users([](std::string& u) {
+        const auto at = u.find("\ns-1002,") + 1;
+        u.erase(at, u.find('\n', at) - at + 1);
+    });
+    auto r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto after = d.server_users();
+    EXPECT_EQ(after.size(), before.size() - 1);
+    EXPECT_EQ(after.count("s-1002"), 0u);
+    EXPECT_EQ(d.peer.request("GET", "/Users/" + before["s-1002"]["id"].get<std::string>()).status, 404);
+    for (auto& [key, u] : after) EXPECT_EQ(u["id"], before[key]["id"]) << key;
+}
+
+// HTTPS with the server's (self-signed) certificate trusted through
+// ca_file; without it, the connection is refused and the run says why.
+TEST(scim_target, https_trusts_the_ca_file_and_nothing_else) {
+    sw_test::temp_dir tmp;
+    const fs::path cert = tmp.path() / "cert.pem", key = tmp.path() / "key.pem";
+    ASSERT_EQ(std::system(("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext "
+                           "subjectAltName=IP:127.0.0.1 -keyout '" + key.string() + "' -out '" + cert.string() +
+                           "' > /dev/null 2>&1").c_str()),
+              0);
+    const std::vector<std::string> tls{"--tls", cert.string() + ":" + key.string()};
+    {
+        scim_district d(tmp.path() / "trusted", tls, "", k_token, "", "", R"(, "ca_file": ")" + cert.string() + "\"");
+        ASSERT_EQ(d.peer.base_url().rfind("https://", 0), 0u);
+        auto r = d.run();
+        ASSERT_EQ(r.code, 0) << r.out << r.err;
+        EXPECT_EQ(d.server_users().size(), users_in_csv(d.district()));
+    }
+    scim_district d(tmp.path() / "untrusted", tls);
+    auto r = d.run();
+    EXPECT_NE(r.code, 0);
+    EXPECT_THAT(r.out + r.err, HasSubstr("certificate"));
+    EXPECT_TRUE(d.server_users().empty());
+}
+
+// OAuth 2.0 client credentials: the connector fetches a token from the
+// token endpoint, and a new one when the server answers 401 because the
+// token expired (here after 20 requests). The client secret comes from the
+// secret store and is written nowhere.
+TEST(scim_target, oauth2_client_credentials_with_a_token_that_expires_mid_run) {
+    sw_test::temp_dir tmp;
+    const std::string secret = "client-secret-9e4b1f";
+    std::vector<std::string> opts{"--oauth2", "sw-client:" + secret, "--token-uses", "20"};
+    // The token URL is the peer's own, known once the fixture started it.
+    scim_district d(tmp.path() / "oauth", opts, "", k_token, "", R"({"oauth2": {"token_url": "TOKEN_URL",
+        "client_id": "sw-client", "client_secret": {"$secret": "scim-client"}}})");
+    auto j = sw_test::read_file(d.job());
+    j.replace(j.find("TOKEN_URL"), 9, d.peer.token_url());
+    sw_test::write_file(d.job(), j);
+    sw_test::write_file(tmp.path() / "s.txt", secret + "\n");
+    ASSERT_EQ(sw_test::cli(d.data(), {"secrets", "set", "scim-client", "--from-file", (tmp.path() / "s.txt").string()}).code, 0);
+    auto r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_GE(d.peer.stats()["tokens"].get<int>(), 2) << "29 creates on tokens of 20 requests: a second one fetched";
+    EXPECT_EQ(d.server_users().size(), users_in_csv(d.district()));
+    for (auto& f : fs::recursive_directory_iterator(d.data())) {
+        if (!f.is_regular_file()) continue;
+        EXPECT_THAT(sw_test::read_file(f.path()), ::testing::Not(HasSubstr(secret))) << f.path();
+    }
 }
 
 TEST(scim_target, an_account_made_by_hand_is_adopted_not_duplicated) {

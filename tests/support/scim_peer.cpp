@@ -1,11 +1,14 @@
 #include "scim_peer.hpp"
 
+#include <Poco/Net/Context.h>
 #include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPSClientSession.h>
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/StreamCopier.h>
 
 #include <cstdio>
+#include <memory>
 #include <csignal>
 #include <stdexcept>
 #include <sys/wait.h>
@@ -17,6 +20,10 @@ namespace sw_test {
 
 scim_peer::scim_peer(const fs::path& dir, const std::string& token, std::vector<std::string> options)
     : token_(token) {
+    for (size_t i = 0; i + 1 < options.size(); ++i) {
+        if (options[i] == "--oauth2") oauth_ = options[i + 1];
+        if (options[i] == "--tls") ca_file_ = options[i + 1].substr(0, options[i + 1].find(':'));
+    }
     const fs::path peer = fs::path(SW_SOURCE_DIR) / "tests/peers/scim";
     if (!fs::exists(peer / "node_modules/scimmy"))
         throw std::runtime_error("the SCIM peer's packages are not installed: run `npm ci` in " + peer.string() +
@@ -59,10 +66,35 @@ scim_peer::~scim_peer() {
     }
 }
 
+namespace {
+std::unique_ptr<Poco::Net::HTTPClientSession> session(int port, const std::string& ca_file) {
+    if (ca_file.empty()) return std::make_unique<Poco::Net::HTTPClientSession>("127.0.0.1", static_cast<Poco::UInt16>(port));
+    Poco::Net::Context::Ptr ctx = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, "", "", ca_file,
+                                                         Poco::Net::Context::VERIFY_STRICT);
+    return std::make_unique<Poco::Net::HTTPSClientSession>("127.0.0.1", static_cast<Poco::UInt16>(port), ctx);
+}
+}  // namespace
+
+std::string scim_peer::bearer() const {
+    if (oauth_.empty()) return token_;
+    auto s = session(port_, ca_file_);
+    Poco::Net::HTTPRequest req("POST", "/oauth/token", Poco::Net::HTTPMessage::HTTP_1_1);
+    const std::string form = "grant_type=client_credentials&client_id=" + oauth_.substr(0, oauth_.find(':')) +
+                             "&client_secret=" + oauth_.substr(oauth_.find(':') + 1);
+    req.setContentType("application/x-www-form-urlencoded");
+    req.setContentLength(static_cast<std::streamsize>(form.size()));
+    s->sendRequest(req) << form;
+    Poco::Net::HTTPResponse res;
+    std::string text;
+    Poco::StreamCopier::copyToString(s->receiveResponse(res), text);
+    return nlohmann::json::parse(text).at("access_token").get<std::string>();
+}
+
 scim_peer::answer scim_peer::request(const std::string& method, const std::string& path, const std::string& body) const {
-    Poco::Net::HTTPClientSession s("127.0.0.1", static_cast<Poco::UInt16>(port_));
+    auto sp = session(port_, ca_file_);
+    auto& s = *sp;
     Poco::Net::HTTPRequest req(method, path.rfind("/_", 0) == 0 ? path : "/scim" + path, Poco::Net::HTTPMessage::HTTP_1_1);
-    req.set("Authorization", "Bearer " + token_);
+    if (path.rfind("/_", 0) != 0) req.set("Authorization", "Bearer " + bearer());
     if (!body.empty()) {
         req.setContentType("application/scim+json");
         req.setContentLength(static_cast<std::streamsize>(body.size()));

@@ -22,7 +22,15 @@ public:
     scim_peer(const scim_peer&) = delete;
     scim_peer& operator=(const scim_peer&) = delete;
 
-    std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/scim"; }
+    // https:// when started with "--tls CERT:KEY" (the certificate is then
+    // the CA the fixture trusts).
+    std::string base_url() const {
+        return std::string(ca_file_.empty() ? "http" : "https") + "://127.0.0.1:" + std::to_string(port_) + "/scim";
+    }
+    std::string token_url() const {
+        return std::string(ca_file_.empty() ? "http" : "https") + "://127.0.0.1:" + std::to_string(port_) +
+               "/oauth/token";
+    }
     int port() const { return port_; }
     // A request with the bearer token; the body is JSON text or empty.
     struct answer {
@@ -35,9 +43,12 @@ public:
     nlohmann::json stats() const;  // GET /_stats
 
 private:
+    std::string bearer() const;  // the token, or a fresh one from the token endpoint with --oauth2
     pid_t pid_ = -1;
     int port_ = 0;
     std::string token_;
+    std::string oauth_;    // CLIENT_ID:CLIENT_SECRET with --oauth2
+    std::string ca_file_;  // with --tls
 };
 
 }  // namespace sw_test

@@ -52,10 +52,15 @@ int run(const std::vector<std::string>& args) {
 
 struct conn {
     LDAP* ld = nullptr;
-    conn(const std::string& url, const std::string& dn, const std::string& password) {
+    conn(const std::string& url, const std::string& dn, const std::string& password, const std::string& ca_file) {
         if (ldap_initialize(&ld, url.c_str()) != LDAP_SUCCESS) throw std::runtime_error("ldap_initialize " + url);
         int v3 = LDAP_VERSION3;
         ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
+        if (url.rfind("ldaps://", 0) == 0) {
+            ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, ca_file.c_str());
+            int zero = 0;
+            ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &zero);
+        }
         berval cred{static_cast<ber_len_t>(password.size()), const_cast<char*>(password.data())};
         int rc = ldap_sasl_bind_s(ld, dn.c_str(), LDAP_SASL_SIMPLE, &cred, nullptr, nullptr, nullptr);
         if (rc != LDAP_SUCCESS) throw std::runtime_error(std::string("bind: ") + ldap_err2string(rc));
@@ -66,7 +71,7 @@ struct conn {
 }  // namespace
 
 slapd_peer::slapd_peer(const fs::path& dir, const std::string& password, options o)
-    : dir_(dir), password_(password) {
+    : dir_(dir), password_(password), ldaps_(o.tls && o.ldaps) {
     if (::access("/usr/sbin/slapd", X_OK) != 0)
         throw std::runtime_error("slapd is not installed: scripts/install-deps.sh installs slapd and ldap-utils");
     fs::create_directories(dir_ / "db");
@@ -174,7 +179,7 @@ void slapd_peer::stop() {
 
 std::vector<slapd_peer::entry> slapd_peer::search(const std::string& filter, const std::vector<std::string>& attrs,
                                                   const std::string& base) const {
-    conn c(url(), admin_dn(), password_);
+    conn c(url(), admin_dn(), password_, ca_file().string());
     std::vector<char*> names;
     for (auto& a : attrs) names.push_back(const_cast<char*>(a.c_str()));
     names.push_back(nullptr);
@@ -208,7 +213,7 @@ std::vector<slapd_peer::entry> slapd_peer::search(const std::string& filter, con
 }
 
 void slapd_peer::add(const std::string& dn, const std::map<std::string, std::vector<std::string>>& attrs) const {
-    conn c(url(), admin_dn(), password_);
+    conn c(url(), admin_dn(), password_, ca_file().string());
     std::vector<LDAPMod> mods(attrs.size());
     std::vector<std::vector<char*>> values(attrs.size());
     std::vector<LDAPMod*> list;

@@ -16,7 +16,8 @@ namespace sw_test {
 class slapd_peer {
 public:
     struct options {
-        bool tls = false;  // a certificate made for the test; StartTLS offered
+        bool tls = false;    // a certificate made for the test; StartTLS offered
+        bool ldaps = false;  // with tls: listen for LDAPS (TLS from the first byte) instead
         // What one search may return without the paged-results control: a
         // reader that does not page fails on more entries than this.
         int size_limit = 10;
@@ -30,7 +31,7 @@ public:
     slapd_peer(const slapd_peer&) = delete;
     slapd_peer& operator=(const slapd_peer&) = delete;
 
-    std::string url() const { return "ldap://127.0.0.1:" + std::to_string(port_); }
+    std::string url() const { return std::string(ldaps_ ? "ldaps" : "ldap") + "://127.0.0.1:" + std::to_string(port_); }
     static std::string base() { return "dc=district,dc=org"; }
     static std::string admin_dn() { return "cn=admin,dc=district,dc=org"; }
     // The account a connector binds as: it may write everything, with the
@@ -56,9 +57,12 @@ public:
 
 private:
     void stop();
-    static std::string url_for(int port) { return "ldap://127.0.0.1:" + std::to_string(port) + "/"; }
+    std::string url_for(int port) const {
+        return std::string(ldaps_ ? "ldaps" : "ldap") + "://127.0.0.1:" + std::to_string(port) + "/";
+    }
     std::filesystem::path dir_;
     std::string password_;
+    bool ldaps_ = false;
     pid_t pid_ = -1;
     int port_ = 0;
     std::thread drain_;

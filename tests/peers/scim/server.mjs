@@ -6,7 +6,8 @@
 //
 //   node server.mjs --store FILE [--token T] [--throttle PERCENT]
 //                   [--retry-after SECONDS] [--etag] [--no-patch]
-//                   [--max-results N] [--seed N]
+//                   [--max-results N] [--seed N] [--tls CERT:KEY]
+//                   [--oauth2 CLIENT_ID:CLIENT_SECRET [--token-uses N]]
 //
 // It listens on 127.0.0.1, on a port the system picks, and prints
 // "listening PORT" on stdout once it answers. The store is a journal of
@@ -21,12 +22,20 @@
 //   --stale-once   with --etag: before the first PUT or PATCH of each
 //                  resource, another writer changes it (its version moves
 //                  on), so the client's If-Match is stale once
-// GET /_stats answers {"requests": N, "throttled": N, "preconditionFailed": N}.
+//   --tls C:K      HTTPS with this certificate and key (PEM files)
+//   --oauth2 I:S   bearer tokens come from POST /oauth/token (OAuth 2.0
+//                  client credentials, RFC 6749 4.4; the client's id and
+//                  secret in the form or as Basic auth); --token-uses N
+//                  makes each token expire after N requests, so clients
+//                  must fetch another on a 401
+// GET /_stats answers {"requests": N, "throttled": N, "preconditionFailed": N,
+// "tokens": N}.
 import express from "express";
 import SCIMMY from "scimmy";
 import SCIMMYRouters from "scimmy-routers";
 import { randomUUID } from "node:crypto";
 import fs from "node:fs";
+import https from "node:https";
 
 const args = process.argv.slice(2);
 const opt = (name, fallback) => {
@@ -46,6 +55,10 @@ const etags = flag("--etag");
 const staleOnce = flag("--stale-once");
 const touched = new Set();  // resources another writer has changed (--stale-once)
 const maxResults = Number(opt("--max-results", "200"));
+const tls = opt("--tls", "");
+const oauth = opt("--oauth2", "");
+const tokenUses = Number(opt("--token-uses", "0"));
+const issued = new Map();  // OAuth token -> requests it may still make
 let seed = Number(opt("--seed", "1")) >>> 0;
 
 // ---- the store -------------------------------------------------------------
@@ -191,8 +204,22 @@ SCIMMY.Resources.declare(SCIMMY.Resources.Group)
 
 // ---- HTTP --------------------------------------------------------------------
 const app = express();
-const stats = { requests: 0, throttled: 0, preconditionFailed: 0 };
+const stats = { requests: 0, throttled: 0, preconditionFailed: 0, tokens: 0 };
 app.get("/_stats", (req, res) => res.json(stats));
+if (oauth) {
+    const [clientId, clientSecret] = oauth.split(":");
+    app.post("/oauth/token", express.urlencoded({ extended: false }), (req, res) => {
+        let id = req.body?.client_id, secret = req.body?.client_secret;
+        const basic = req.get("Authorization") ?? "";
+        if (basic.startsWith("Basic ")) [id, secret] = Buffer.from(basic.slice(6), "base64").toString().split(":");
+        if (req.body?.grant_type !== "client_credentials")
+            return res.status(400).json({ error: "unsupported_grant_type" });
+        if (id !== clientId || secret !== clientSecret) return res.status(401).json({ error: "invalid_client" });
+        const t = `oauth-${++stats.tokens}-${randomUUID()}`;
+        issued.set(t, tokenUses > 0 ? tokenUses : Infinity);
+        res.json({ access_token: t, token_type: "Bearer", expires_in: 3600 });
+    });
+}
 
 // xorshift32: the same seed throttles the same requests.
 const random = () => {
@@ -253,14 +280,23 @@ app.use("/scim", new SCIMMYRouters({
     docUri: "http://127.0.0.1/docs",
     handler: (req) => {
         const auth = req.get("Authorization") ?? "";
+        if (oauth) {
+            const t = auth.startsWith("Bearer ") ? auth.slice(7) : "";
+            const left = issued.get(t) ?? 0;
+            if (left <= 0) throw new Error("expired, bad or missing OAuth token");
+            issued.set(t, left - 1);
+            return "syncwarden";
+        }
         if (token && auth !== `Bearer ${token}`) throw new Error("bad or missing bearer token");
         return "syncwarden";
     },
 }));
 
-const server = app.listen(0, "127.0.0.1", () => {
-    process.stdout.write(`listening ${server.address().port}\n`);
-});
+const [certFile, keyFile] = tls.split(":");
+const server = (tls ? https.createServer({ cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile) }, app) : app)
+    .listen(0, "127.0.0.1", () => {
+        process.stdout.write(`listening ${server.address().port}\n`);
+    });
 server.keepAliveTimeout = 60000;
 const stop = () => server.close(() => process.exit(0));
 process.on("SIGTERM", stop);

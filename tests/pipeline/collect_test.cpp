@@ -167,6 +167,19 @@ TEST_P(collect, mistakes_in_the_rule_name_the_path_and_what_exists) {
     EXPECT_THAT(r.out + r.err, HasSubstr("sort"));
 }
 
+TEST_P(collect, a_delta_of_the_collected_entity_is_refused_and_nothing_applied) {
+    ASSERT_EQ(run().code, 0);
+    const std::string before = sw_test::read_file(state_file());
+    feed["entities"]["enrollments"]["mode"] = "delta";
+    feed["entities"]["enrollments"]["records"] = {rec("e6", {"c2", "u1", "student"})};
+    write_feed();
+    auto r = run();
+    EXPECT_NE(r.code, 0);
+    EXPECT_THAT(r.out + r.err, HasSubstr("the mapping collects every record of 'enrollments', but the source sent a "
+                                         "delta of it; run it with a full export"));
+    EXPECT_EQ(sw_test::read_file(state_file()), before) << "a delta would have emptied the other groups";
+}
+
 INSTANTIATE_TEST_SUITE_P(isolation, collect, ::testing::Values("", R"("isolation": "in-process",)"),
                          [](const auto& info) { return std::string(info.index == 0 ? "worker" : "in_process"); });
 

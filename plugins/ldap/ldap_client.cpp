@@ -99,6 +99,26 @@ struct mod_list {
     }
 };
 
+// One entry of an answer: its DN and attributes (names in lower case).
+entry entry_of(LDAP* ld, LDAPMessage* e) {
+    entry en;
+    char* dn = ldap_get_dn(ld, e);
+    en.dn = dn ? dn : "";
+    ldap_memfree(dn);
+    BerElement* ber = nullptr;
+    for (char* a = ldap_first_attribute(ld, e, &ber); a; a = ldap_next_attribute(ld, e, ber)) {
+        std::string name(a);
+        std::transform(name.begin(), name.end(), name.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        berval** vals = ldap_get_values_len(ld, e, a);
+        for (int i = 0; vals && vals[i]; ++i) en.attrs[name].emplace_back(vals[i]->bv_val, vals[i]->bv_len);
+        ldap_value_free_len(vals);
+        ldap_memfree(a);
+    }
+    if (ber) ber_free(ber, 0);
+    return en;
+}
+
 struct msg_free {
     void operator()(LDAPMessage* m) const { ldap_msgfree(m); }
 };
@@ -177,24 +197,8 @@ void client::search(const std::string& base, const std::string& filter, const st
         std::unique_ptr<LDAPMessage, msg_free> res(raw);
         if (rc == LDAP_NO_SUCH_OBJECT) return;  // nothing there yet
         check(rc, "searching " + base + " for " + filter, {});
-        for (LDAPMessage* e = ldap_first_entry(ld_, res.get()); e; e = ldap_next_entry(ld_, e)) {
-            entry en;
-            char* dn = ldap_get_dn(ld_, e);
-            en.dn = dn ? dn : "";
-            ldap_memfree(dn);
-            BerElement* ber = nullptr;
-            for (char* a = ldap_first_attribute(ld_, e, &ber); a; a = ldap_next_attribute(ld_, e, ber)) {
-                std::string name(a);
-                std::transform(name.begin(), name.end(), name.begin(),
-                               [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-                berval** vals = ldap_get_values_len(ld_, e, a);
-                for (int i = 0; vals && vals[i]; ++i) en.attrs[name].emplace_back(vals[i]->bv_val, vals[i]->bv_len);
-                ldap_value_free_len(vals);
-                ldap_memfree(a);
-            }
-            if (ber) ber_free(ber, 0);
-            each(std::move(en));
-        }
+        for (LDAPMessage* e = ldap_first_entry(ld_, res.get()); e; e = ldap_next_entry(ld_, e))
+            each(entry_of(ld_, e));
         // The server's answer carries the cookie of the next page.
         LDAPControl** rctrls = nullptr;
         int err = LDAP_SUCCESS;
@@ -228,20 +232,7 @@ std::optional<entry> client::read(const std::string& dn, const std::vector<std::
     check(rc, "reading " + dn, {});
     LDAPMessage* e = ldap_first_entry(ld_, res.get());
     if (!e) return std::nullopt;
-    entry en;
-    en.dn = dn;
-    BerElement* ber = nullptr;
-    for (char* a = ldap_first_attribute(ld_, e, &ber); a; a = ldap_next_attribute(ld_, e, ber)) {
-        std::string name(a);
-        std::transform(name.begin(), name.end(), name.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-        berval** vals = ldap_get_values_len(ld_, e, a);
-        for (int i = 0; vals && vals[i]; ++i) en.attrs[name].emplace_back(vals[i]->bv_val, vals[i]->bv_len);
-        ldap_value_free_len(vals);
-        ldap_memfree(a);
-    }
-    if (ber) ber_free(ber, 0);
-    return en;
+    return entry_of(ld_, e);
 }
 
 int client::add(const std::string& dn, const std::vector<mod>& mods, std::vector<int> ok) {

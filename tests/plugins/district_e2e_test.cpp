@@ -21,17 +21,8 @@ namespace {
 // sourcedId -> {username, status} of an export's users.csv (OneRoster 1.1).
 std::map<std::string, std::pair<std::string, std::string>> users_of(const fs::path& dir) {
     std::map<std::string, std::pair<std::string, std::string>> out;
-    std::istringstream in(sw_test::read_file(dir / "users.csv"));
-    std::string line;
-    std::getline(in, line);
-    while (std::getline(in, line)) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        std::vector<std::string> cells;
-        std::string cell;
-        std::istringstream ls(line);
-        while (std::getline(ls, cell, ',')) cells.push_back(cell);
+    for (auto& cells : sw_test::csv_rows(dir / "users.csv"))
         if (cells.size() > 6) out[cells[0]] = {cells[6], cells[1]};
-    }
     return out;
 }
 

@@ -74,17 +74,8 @@ struct ldap_district {
         static const std::map<std::string, std::string> schools{
             {"org-north", "North High"}, {"org-south", "South Middle"}, {"org-district", "District Office"}};
         std::map<std::string, std::pair<std::string, std::string>> out;
-        std::istringstream in(sw_test::read_file(district() / "users.csv"));
-        std::string line;
-        std::getline(in, line);
-        while (std::getline(in, line)) {
-            if (!line.empty() && line.back() == '\r') line.pop_back();
-            std::vector<std::string> cells;
-            std::string cell;
-            std::istringstream ls(line);
-            while (std::getline(ls, cell, ',')) cells.push_back(cell);
+        for (auto& cells : sw_test::csv_rows(district() / "users.csv"))
             if (cells.size() > 6) out[cells[0]] = {cells[6], schools.at(cells[4])};
-        }
         return out;
     }
     void edit_users(const std::function<void(std::string&)>& fn) const {

@@ -58,17 +58,8 @@ struct scim_district {
     // The source's users, by sourcedId: {username, active?}.
     std::map<std::string, std::string> source_users() const {
         std::map<std::string, std::string> out;
-        std::istringstream in(sw_test::read_file(district() / "users.csv"));
-        std::string header, line;
-        std::getline(in, header);
-        while (std::getline(in, line)) {
-            if (!line.empty() && line.back() == '\r') line.pop_back();
-            std::vector<std::string> cells;
-            std::string cell;
-            std::istringstream ls(line);
-            while (std::getline(ls, cell, ',')) cells.push_back(cell);
+        for (auto& cells : sw_test::csv_rows(district() / "users.csv"))
             if (cells.size() > 6) out[cells[0]] = cells[6];
-        }
         return out;
     }
     // The server's users that carry an externalId: externalId -> User.
@@ -181,16 +172,8 @@ TEST(scim_target, classes_become_groups_of_their_enrolled_students) {
     // What the enrollments say: class -> its students' sourcedIds.
     auto expected = [&] {
         std::map<std::string, std::set<std::string>> out;
-        std::istringstream in(sw_test::read_file(d.district() / "enrollments.csv"));
-        std::string line;
-        std::getline(in, line);
-        while (std::getline(in, line)) {
-            std::vector<std::string> cells;
-            std::string cell;
-            std::istringstream ls(line);
-            while (std::getline(ls, cell, ',')) cells.push_back(cell);
+        for (auto& cells : sw_test::csv_rows(d.district() / "enrollments.csv"))
             if (cells.size() > 6 && cells[6] == "student") out[cells[3]].insert(cells[5]);
-        }
         return out;
     };
     // What the server holds: group externalId -> its members' externalIds.

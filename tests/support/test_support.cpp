@@ -115,6 +115,22 @@ std::string read_file(const fs::path& p) {
     return ss.str();
 }
 
+std::vector<std::vector<std::string>> csv_rows(const fs::path& p) {
+    std::vector<std::vector<std::string>> out;
+    std::istringstream in(read_file(p));
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        std::vector<std::string> cells;
+        std::string cell;
+        std::istringstream ls(line);
+        while (std::getline(ls, cell, ',')) cells.push_back(cell);
+        out.push_back(std::move(cells));
+    }
+    return out;
+}
+
 std::vector<std::pair<std::string, std::string>> snapshot(const fs::path& dir) {
     std::vector<std::pair<std::string, std::string>> out;
     if (!fs::exists(dir)) return out;

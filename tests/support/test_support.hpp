@@ -60,6 +60,10 @@ void write_file(const fs::path& p, const std::string& content);
 // Every daily log file of a data dir (logs/syncwarden_*.jsonl), oldest first.
 std::string read_logs(const fs::path& data_dir);
 std::string read_file(const fs::path& p);
+// The rows of a CSV file after its header, split at commas, without a
+// trailing CR: for exports whose cells hold no quoted comma (the demo
+// district, the generated ones).
+std::vector<std::vector<std::string>> csv_rows(const fs::path& p);
 // Every file below `dir`, relative path -> content.
 std::vector<std::pair<std::string, std::string>> snapshot(const fs::path& dir);
 

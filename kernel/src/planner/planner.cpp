@@ -57,6 +57,12 @@ struct planner::impl {
     std::vector<collector> collectors;
     std::vector<deferral> deferrals;  // per mapper
 
+    static std::string entity_names(const contract_schema& c) {
+        std::string s;
+        for (auto& e : c.entities) s += (s.empty() ? "" : ", ") + e.name;
+        return s;
+    }
+
     Status add_collectors(const entity_mapper& em, deferral& d) {
         for (auto& c : em.collects()) {
             const collect_rule& rule = c.rule->collect;
@@ -65,12 +71,9 @@ struct planner::impl {
                 return Status::error(error_kind::config, job.file.string() + ": " + path + where + ": " + what);
             };
             const entity_schema* from = source_contract.find(rule.from);
-            if (!from) {
-                std::string names;
-                for (auto& e : source_contract.entities) names += (names.empty() ? "" : ", ") + e.name;
+            if (!from)
                 return fail(".from", "'" + rule.from + "' is not an entity of " + source.who() + " (entities: " +
-                                         names + ")");
-            }
+                                         entity_names(source_contract) + ")");
             auto field = [&](const std::string& name, const std::string& where, int& idx) -> Status {
                 if (name == from->key_name) {
                     idx = -1;
@@ -129,22 +132,17 @@ struct planner::impl {
         if (!tc) return tc.status();
         source_contract = std::move(*sc);
         target_contract = std::move(*tc);
-        auto names = [](const contract_schema& c) {
-            std::string s;
-            for (auto& e : c.entities) s += (s.empty() ? "" : ", ") + e.name;
-            return s;
-        };
         for (auto& m : job.entities) {
             const entity_schema* se = source_contract.find(m.source);
             const entity_schema* te = target_contract.find(m.target);
             if (!se)
                 return Status::error(error_kind::config, job.file.string() + ": " + m.path + ".source: '" + m.source +
                                                              "' is not an entity of " + source.who() +
-                                                             " (entities: " + names(source_contract) + ")");
+                                                             " (entities: " + entity_names(source_contract) + ")");
             if (!te)
                 return Status::error(error_kind::config, job.file.string() + ": " + m.path + ".target: '" + m.target +
                                                              "' is not an entity of " + target.who() +
-                                                             " (entities: " + names(target_contract) + ")");
+                                                             " (entities: " + entity_names(target_contract) + ")");
             auto em = entity_mapper::compile(m, job, *se, *te);
             if (!em) return em.status();
             deferral d;

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -70,6 +71,8 @@ public:
         }
         base_url_ = s.value("base_url", "");
         page_size_ = s.value("page_size", 100);
+        use_bulk_ = s.value("bulk", true);
+        bulk_max_ = s.value("bulk_max_operations", 1000);
         http_ = std::make_unique<http_client>(hs);
         builder_.entity("users", "sourcedId")
             .field("userName", SW_TYPE_STRING, SW_FIELD_REQUIRED).compare(SW_COMPARE_CASE_INSENSITIVE, SW_POLICY_MATCH)
@@ -109,7 +112,11 @@ public:
     "verify_tls": {"type": "boolean", "default": true, "description": "false turns certificate checks off; never do that outside a test"},
     "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 600, "default": 30},
     "page_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100,
-                  "description": "resources per list request (capped by the server's filter.maxResults)"}
+                  "description": "resources per list request (capped by the server's filter.maxResults)"},
+    "bulk": {"type": "boolean", "default": true,
+             "description": "send a batch's changes as SCIM Bulk requests (RFC 7644 3.7) where the server's ServiceProviderConfig supports bulk; false sends one request per change"},
+    "bulk_max_operations": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000,
+                            "description": "operations per Bulk request (also capped by the server's bulk.maxOperations and the job's apply.batch_size)"}
   }
 })schema";
     }
@@ -136,35 +143,264 @@ public:
         if (!is_users && entity != "groups")
             throw error(SW_PERMANENT, "unknown_entity", "scim holds users and groups, not '" + entity + "'");
         if (!is_users && !groups_listed_) list_groups(false);
-        for (size_t i = 0; i < b.change_count; ++i) {
-            const sw_change& c = b.changes[i];
-            try {
-                if (is_users) apply_user(b, i, c);
-                else apply_group(b, i, c);
-                host_api().change_result(i, SW_OK, "", "");
-            } catch (const error& e) {
-                // A throttled or unreachable server: this change and the rest
-                // of the batch wait for the kernel's retry; the others are
-                // reported one by one.
-                if (e.status() == SW_THROTTLED || e.status() == SW_AUTH || e.category() == "connection" ||
-                    e.status() == SW_CANCELLED) {
-                    host_api().change_result(i, e.status(), e.category(), e.what());
-                    throw;
-                }
-                host_api().change_result(i, e.status(), e.category(), e.what());
-            }
+        std::vector<size_t> one_by_one;
+        if (bulk_ && b.change_count > 1) {
+            one_by_one = apply_bulk(b, is_users);
+        } else {
+            for (size_t i = 0; i < b.change_count; ++i) one_by_one.push_back(i);
         }
+        for (size_t i : one_by_one) apply_one(b, i, is_users);
     }
 
     // What this run did beyond plain requests, for the run's log.
     void commit() override {
-        if (created_ || adopted_ || reread_)
+        if (created_ || adopted_ || reread_ || bulk_requests_)
             host_api().log(SW_LOG_INFO, "scim: " + std::to_string(created_) + " users created, " +
                                             std::to_string(adopted_) + " adopted after a 409, " +
-                                            std::to_string(reread_) + " resources read again after a 412");
+                                            std::to_string(reread_) + " resources read again after a 412, " +
+                                            std::to_string(bulk_requests_) + " Bulk requests");
     }
 
 private:
+    // One change in its own request(s).
+    void apply_one(const sw_change_batch& b, size_t i, bool is_users) {
+        const sw_change& c = b.changes[i];
+        try {
+            if (is_users) apply_user(b, i, c);
+            else apply_group(b, i, c);
+            host_api().change_result(i, SW_OK, "", "");
+        } catch (const error& e) {
+            // A throttled or unreachable server: this change and the rest
+            // of the batch wait for the kernel's retry; the others are
+            // reported one by one.
+            host_api().change_result(i, e.status(), e.category(), e.what());
+            if (e.status() == SW_THROTTLED || e.status() == SW_AUTH || e.category() == "connection" ||
+                e.status() == SW_CANCELLED)
+                throw;
+        }
+    }
+
+    // ---- bulk (RFC 7644 3.7) -------------------------------------------------------
+
+    struct bulk_op {
+        size_t index;     // in the batch
+        std::string key;  // the change's key
+        std::string method, path, id;  // id: the resource's (not for a POST)
+        bool adopt = false;            // the PATCH sets externalId
+        json op;
+        size_t bytes = 0;
+    };
+
+    // The Bulk operation for a change, or nothing when it goes alone: a
+    // create whose key the server already holds (an adoption by the create
+    // path), a change with no id to send it to (reported by the single
+    // path), an update on a server without PATCH (read, then PUT).
+    std::optional<bulk_op> bulk_op_for(const sw_change_batch& b, size_t i, bool is_users) {
+        const sw_change& c = b.changes[i];
+        const std::string key(sdk::from_sw(c.key));
+        const std::string type = is_users ? "Users" : "Groups";
+        auto& known = is_users ? users_ : groups_;
+        std::string id = is_users ? user_id(b, i, key) : group_id(b, i, key);
+        bulk_op o{i, key, "", "", id, c.kind == SW_CHANGE_ADOPT, json(), 0};
+        auto version_of_known = [&]() {
+            auto it = known.find(id);
+            return etag_ && it != known.end() ? it->second.version : std::string();
+        };
+        if (c.kind == SW_CHANGE_DELETE) {
+            if (id.empty()) return std::nullopt;
+            o.method = "DELETE";
+            o.path = "/" + type + "/" + id;
+            o.op = {{"method", "DELETE"}, {"path", o.path}};
+        } else if (c.kind == SW_CHANGE_CREATE && (is_users ? !user_by_key_.count(key) : id.empty())) {
+            o.method = "POST";
+            o.path = "/" + type;
+            json data = is_users ? new_user(key, c) : new_group(key, c, (is_users ? "users '" : "groups '") + key + "'");
+            o.op = {{"method", "POST"}, {"path", o.path}, {"bulkId", "c" + std::to_string(i)}, {"data", std::move(data)}};
+        } else if (c.kind == SW_CHANGE_UPDATE || c.kind == SW_CHANGE_ADOPT) {
+            if (id.empty() || !patch_) return std::nullopt;
+            auto ops = is_users ? user_ops(c) : group_ops(c, "groups '" + key + "'");
+            if (c.kind == SW_CHANGE_ADOPT) ops.insert(ops.begin(), {"externalId", key});
+            if (ops.empty()) return std::nullopt;
+            o.method = "PATCH";
+            o.path = "/" + type + "/" + id;
+            o.op = {{"method", "PATCH"}, {"path", o.path}, {"data", patch_body(ops)}};
+        } else {
+            return std::nullopt;
+        }
+        if (o.method != "POST") {
+            const std::string v = version_of_known();
+            if (!v.empty()) o.op["version"] = v;
+        }
+        o.bytes = o.op.dump().size();
+        return o;
+    }
+
+    // Sends the batch's changes in Bulk requests of at most the server's
+    // maxOperations and maxPayloadSize; returns the changes that go one by
+    // one (see bulk_op_for; and a create the server refused with 409, an
+    // update it refused with 412, all handled by the single path).
+    std::vector<size_t> apply_bulk(const sw_change_batch& b, bool is_users) {
+        std::vector<size_t> single;
+        std::vector<bulk_op> chunk;
+        size_t bytes = 0;
+        const size_t max_ops = static_cast<size_t>(std::min<int64_t>(bulk_max_, bulk_server_max_ops_));
+        auto flush = [&]() {
+            if (!chunk.empty()) send_bulk(chunk, is_users, single);
+            chunk.clear();
+            bytes = 0;
+        };
+        for (size_t i = 0; i < b.change_count; ++i) {
+            std::optional<bulk_op> o;
+            try {
+                o = bulk_op_for(b, i, is_users);
+            } catch (const error& e) {
+                host_api().change_result(i, e.status(), e.category(), e.what());
+                continue;
+            }
+            if (!o) {
+                single.push_back(i);
+                continue;
+            }
+            // The envelope and the commas between operations stay well
+            // inside this margin.
+            if (!chunk.empty() && (chunk.size() >= max_ops || bytes + o->bytes + 256 > bulk_max_bytes_)) flush();
+            bytes += o->bytes + 1;
+            chunk.push_back(std::move(*o));
+        }
+        flush();
+        std::sort(single.begin(), single.end());
+        return single;
+    }
+
+    void send_bulk(std::vector<bulk_op>& ops, bool is_users, std::vector<size_t>& single) {
+        if (!bulk_) {  // switched off by an earlier answer of this run
+            for (auto& o : ops) single.push_back(o.index);
+            return;
+        }
+        json body{{"schemas", {"urn:ietf:params:scim:api:messages:2.0:BulkRequest"}}, {"Operations", json::array()}};
+        for (auto& o : ops) body["Operations"].push_back(o.op);
+        const std::string what = "POST " + http_->url("/Bulk");
+        response r = call("POST", "/Bulk", body);
+        if (r.status == 413 && ops.size() > 1) {
+            // Larger than the server takes, whatever it advertised: halves.
+            std::vector<bulk_op> second(std::make_move_iterator(ops.begin() + static_cast<std::ptrdiff_t>(ops.size() / 2)),
+                                        std::make_move_iterator(ops.end()));
+            ops.resize(ops.size() / 2);
+            send_bulk(ops, is_users, single);
+            send_bulk(second, is_users, single);
+            return;
+        }
+        if (r.status == 404 || r.status == 405 || r.status == 501 || (r.status == 413 && ops.size() == 1)) {
+            // It advertises bulk but does not take it: one request per
+            // change for the rest of the run.
+            host_api().log(SW_LOG_WARN, "scim: " + what + " answered HTTP " + std::to_string(r.status) +
+                                            " although the ServiceProviderConfig says bulk is supported; "
+                                            "sending one request per change instead");
+            bulk_ = false;
+            for (auto& o : ops) single.push_back(o.index);
+            return;
+        }
+        json res = expect(r, what, {200});
+        if (!res.is_object() || !res.contains("Operations") || !res["Operations"].is_array())
+            throw error(SW_PERMANENT, "bad_response", what + ": the answer is not a BulkResponse (no Operations array)");
+        ++bulk_requests_;
+        // Results by bulkId (creates) or by method and resource path.
+        std::map<std::string, size_t> by_ref;
+        for (size_t k = 0; k < ops.size(); ++k)
+            by_ref[ops[k].method == "POST" ? "#" + ops[k].op["bulkId"].get<std::string>() : ops[k].method + " " + ops[k].path] = k;
+        std::vector<const json*> result(ops.size(), nullptr);
+        for (const json& o : res["Operations"]) {
+            if (!o.is_object()) continue;
+            const std::string bulk_id = str_at(o, "bulkId");
+            std::string ref;
+            if (!bulk_id.empty()) {
+                ref = "#" + bulk_id;
+            } else {
+                // location is the resource's URI: its last two segments
+                // are the path the operation named.
+                const std::string loc = str_at(o, "location");
+                const auto last = loc.rfind('/');
+                const auto type = last == std::string::npos || last == 0 ? std::string::npos : loc.rfind('/', last - 1);
+                if (type == std::string::npos) continue;
+                std::string method = str_at(o, "method");
+                std::transform(method.begin(), method.end(), method.begin(), [](unsigned char ch) { return std::toupper(ch); });
+                ref = method + " " + loc.substr(type);
+            }
+            if (auto it = by_ref.find(ref); it != by_ref.end() && !result[it->second]) result[it->second] = &o;
+        }
+        for (size_t k = 0; k < ops.size(); ++k) {
+            bulk_op& o = ops[k];
+            const std::string op_what = what + " operation " + o.method + " " + o.path + " (" +
+                                        (is_users ? "users '" : "groups '") + o.key + "')";
+            if (!result[k]) {
+                host_api().change_result(o.index, SW_PERMANENT, "bad_response",
+                                         op_what + ": the BulkResponse has no result for this operation, so whether "
+                                                   "it was applied is unknown; the next run reads the server again");
+                continue;
+            }
+            try {
+                bulk_result(o, *result[k], is_users, op_what, single);
+            } catch (const error& e) {
+                host_api().change_result(o.index, e.status(), e.category(), e.what());
+            }
+        }
+    }
+
+    void bulk_result(bulk_op& o, const json& result, bool is_users, const std::string& what, std::vector<size_t>& single) {
+        int status = 0;
+        if (result.contains("status")) {
+            const json& st = result["status"];
+            if (st.is_number_integer()) status = st.get<int>();
+            else if (st.is_string()) status = std::atoi(st.get<std::string>().c_str());
+        }
+        if (status < 100 || status > 599) throw error(SW_PERMANENT, "bad_response", what + ": the result has no HTTP status");
+        auto& known = is_users ? users_ : groups_;
+        auto& by_key = is_users ? user_by_key_ : group_by_key_;
+        const bool ok = status >= 200 && status < 300;
+        if (o.method == "POST" && ok) {
+            std::string id;
+            const json* resp = result.contains("response") ? &result["response"] : nullptr;
+            if (resp) id = str_at(*resp, "id");
+            if (id.empty()) {
+                const std::string loc = str_at(result, "location");
+                if (auto slash = loc.rfind('/'); slash != std::string::npos) id = loc.substr(slash + 1);
+            }
+            if (id.empty()) throw error(SW_PERMANENT, "bad_response", what + ": the created resource has neither an id nor a location");
+            known[id] = {id, o.key, resp ? version_of(*resp) : str_at(result, "version")};
+            by_key[o.key] = id;
+            host_api().target_id(o.index, id);
+            if (is_users) ++created_;
+        } else if (o.method == "PATCH" && ok) {
+            if (auto it = known.find(o.id); it != known.end()) {
+                it->second.version = str_at(result, "version");
+                it->second.key = o.key;
+            }
+            by_key[o.key] = o.id;
+            if (o.adopt) host_api().target_id(o.index, o.id);
+        } else if (o.method == "DELETE" && (ok || status == 404)) {
+            known.erase(o.id);
+            by_key.erase(o.key);
+        } else if ((o.method == "POST" && status == 409 && is_users) || (o.method != "POST" && status == 412)) {
+            // Taken over by the single path: a 409 looks the account up
+            // and adopts it; a 412 reads the resource again first.
+            if (status == 412) {
+                const std::string path = o.path;
+                response g = call("GET", path);
+                json cur = expect(g, "GET " + http_->url(path), {200});
+                if (auto it = known.find(o.id); it != known.end()) it->second.version = version_of(cur, &g);
+                ++reread_;
+            }
+            single.push_back(o.index);
+            return;
+        } else {
+            response r;
+            r.status = status;
+            r.body = result.contains("response") ? result["response"].dump() : std::string();
+            throw classify(r, what);
+        }
+        host_api().change_result(o.index, SW_OK, "", "");
+    }
+
     // ---- requests ----------------------------------------------------------------
 
     response call(const std::string& method, const std::string& path, const json& body = nullptr,
@@ -207,6 +443,14 @@ private:
         patch_ = supported("patch");
         etag_ = supported("etag");
         filter_ = supported("filter");
+        bulk_ = use_bulk_ && supported("bulk");
+        if (bulk_) {
+            const json& bk = spc["bulk"];
+            if (bk.contains("maxOperations") && bk["maxOperations"].is_number_integer() && bk["maxOperations"].get<int64_t>() > 0)
+                bulk_server_max_ops_ = bk["maxOperations"].get<int64_t>();
+            if (bk.contains("maxPayloadSize") && bk["maxPayloadSize"].is_number_integer() && bk["maxPayloadSize"].get<int64_t>() > 1024)
+                bulk_max_bytes_ = static_cast<size_t>(bk["maxPayloadSize"].get<int64_t>());
+        }
         if (filter_ && spc["filter"].contains("maxResults") && spc["filter"]["maxResults"].is_number_integer())
             max_results_ = std::max<int64_t>(1, spc["filter"]["maxResults"].get<int64_t>());
         config_loaded_ = true;
@@ -357,6 +601,17 @@ private:
         return u;
     }
 
+    // A PatchOp: `replace` per field, `remove` for one emptied.
+    static json patch_body(const std::vector<std::pair<std::string, json>>& ops) {
+        json body{{"schemas", {k_patch_schema}}, {"Operations", json::array()}};
+        for (auto& [path, v] : ops) {
+            const bool empty = v.is_null() || (v.is_string() && v.get<std::string>().empty()) || (v.is_array() && v.empty());
+            if (empty) body["Operations"].push_back({{"op", "remove"}, {"path", path}});
+            else body["Operations"].push_back({{"op", "replace"}, {"path", path}, {"value", v}});
+        }
+        return body;
+    }
+
     // Sets `fields` (and, for an adoption, externalId) on the resource.
     void update_resource(const std::string& type, const std::string& id, const std::string& key,
                          const std::vector<std::pair<std::string, json>>& ops_in, bool set_key,
@@ -369,14 +624,7 @@ private:
         for (int round = 0;; ++round) {
             response r;
             if (patch_) {
-                json body{{"schemas", {k_patch_schema}}, {"Operations", json::array()}};
-                for (auto& [path, v] : ops) {
-                    const bool empty = v.is_null() || (v.is_string() && v.get<std::string>().empty()) ||
-                                       (v.is_array() && v.empty());
-                    if (empty) body["Operations"].push_back({{"op", "remove"}, {"path", path}});
-                    else body["Operations"].push_back({{"op", "replace"}, {"path", path}, {"value", v}});
-                }
-                r = call("PATCH", "/" + type + "/" + id, body, etag_ ? version : std::string());
+                r = call("PATCH", "/" + type + "/" + id, patch_body(ops), etag_ ? version : std::string());
             } else {
                 // No PATCH: read, change, put back the whole resource.
                 response g = call("GET", "/" + type + "/" + id);
@@ -405,6 +653,17 @@ private:
         }
     }
 
+    // An update's changed fields (a password is only ever set on create).
+    std::vector<std::pair<std::string, json>> user_ops(const sw_change& c) {
+        std::vector<std::pair<std::string, json>> ops;
+        for (size_t k = 0; k < c.changed_count; ++k) {
+            const uint32_t f = c.changed_fields[k];
+            if (f == u_password && c.kind != SW_CHANGE_CREATE) continue;
+            ops.emplace_back(user_path(f), user_value(c, f));
+        }
+        return ops;
+    }
+
     std::string user_id(const sw_change_batch& b, size_t i, const std::string& key) {
         std::string id(sdk::target_id_of(b, i));
         if (id.empty())
@@ -425,12 +684,7 @@ private:
             user_by_key_.erase(key);
             return;
         }
-        std::vector<std::pair<std::string, json>> ops;
-        for (size_t k = 0; k < c.changed_count; ++k) {
-            const uint32_t f = c.changed_fields[k];
-            if (f == u_password && c.kind != SW_CHANGE_CREATE) continue;
-            ops.emplace_back(user_path(f), user_value(c, f));
-        }
+        const auto ops = user_ops(c);
         if (c.kind == SW_CHANGE_UPDATE || c.kind == SW_CHANGE_ADOPT) {
             const std::string id = user_id(b, i, key);
             if (id.empty())
@@ -512,12 +766,30 @@ private:
         return arr;
     }
 
-    void apply_group(const sw_change_batch& b, size_t i, const sw_change& c) {
-        const std::string key(sdk::from_sw(c.key));
-        const std::string what = "groups '" + key + "'";
+    std::string group_id(const sw_change_batch& b, size_t i, const std::string& key) {
         std::string id(sdk::target_id_of(b, i));
         if (id.empty())
             if (auto k = group_by_key_.find(key); k != group_by_key_.end()) id = k->second;
+        return id;
+    }
+    json new_group(const std::string& key, const sw_change& c, const std::string& what) {
+        return {{"schemas", {k_group_schema}}, {"externalId", key}, {"displayName", value(c, g_display)},
+                {"members", members_of(c, what)}};
+    }
+    std::vector<std::pair<std::string, json>> group_ops(const sw_change& c, const std::string& what) {
+        std::vector<std::pair<std::string, json>> ops;
+        for (size_t k = 0; k < c.changed_count; ++k) {
+            const uint32_t f = c.changed_fields[k];
+            if (f == g_display) ops.emplace_back("displayName", value(c, g_display));
+            if (f == g_members) ops.emplace_back("members", members_of(c, what));
+        }
+        return ops;
+    }
+
+    void apply_group(const sw_change_batch& b, size_t i, const sw_change& c) {
+        const std::string key(sdk::from_sw(c.key));
+        const std::string what = "groups '" + key + "'";
+        std::string id = group_id(b, i, key);
         if (c.kind == SW_CHANGE_DELETE) {
             if (id.empty()) return;
             response r = call("DELETE", "/Groups/" + id);
@@ -527,9 +799,7 @@ private:
             return;
         }
         if (c.kind == SW_CHANGE_CREATE && id.empty()) {
-            json g{{"schemas", {k_group_schema}}, {"externalId", key}, {"displayName", value(c, g_display)},
-                   {"members", members_of(c, what)}};
-            response r = call("POST", "/Groups", g);
+            response r = call("POST", "/Groups", new_group(key, c, what));
             json res = expect(r, "POST " + http_->url("/Groups") + " (" + what + ")", {200, 201});
             id = str_at(res, "id");
             if (id.empty()) throw error(SW_PERMANENT, "bad_response", "POST " + http_->url("/Groups") + ": no id");
@@ -539,13 +809,7 @@ private:
             return;
         }
         if (id.empty()) throw error(SW_PERMANENT, "not_found", what + " is not on the server; a new plan creates it");
-        std::vector<std::pair<std::string, json>> ops;
-        for (size_t k = 0; k < c.changed_count; ++k) {
-            const uint32_t f = c.changed_fields[k];
-            if (f == g_display) ops.emplace_back("displayName", value(c, g_display));
-            if (f == g_members) ops.emplace_back("members", members_of(c, what));
-        }
-        update_resource("Groups", id, key, ops, c.kind == SW_CHANGE_ADOPT, groups_,
+        update_resource("Groups", id, key, group_ops(c, what), c.kind == SW_CHANGE_ADOPT, groups_,
                         "PATCH " + http_->url("/Groups/" + id) + " (" + what + ")");
         if (c.kind == SW_CHANGE_ADOPT) {
             group_by_key_[key] = id;
@@ -557,6 +821,9 @@ private:
     std::string base_url_;
     int64_t page_size_ = 100, max_results_ = 100000;
     bool config_loaded_ = false, patch_ = false, etag_ = false, filter_ = false;
+    bool use_bulk_ = true, bulk_ = false;  // the setting; and whether this run sends Bulk requests
+    int64_t bulk_max_ = 1000, bulk_server_max_ops_ = 1000;
+    size_t bulk_max_bytes_ = 1048576, bulk_requests_ = 0;
     bool users_listed_ = false, groups_listed_ = false;
     std::map<std::string, account> users_, groups_;             // by id
     std::map<std::string, std::string> user_by_key_, group_by_key_;

@@ -256,12 +256,13 @@ TEST(scim_target, https_trusts_the_ca_file_and_nothing_else) {
 
 // OAuth 2.0 client credentials: the connector fetches a token from the
 // token endpoint, and a new one when the server answers 401 because the
-// token expired (here after 20 requests). The client secret comes from the
+// token expired (here after 2 requests: the run makes at least three, the
+// ServiceProviderConfig, a page of Users and a Bulk request). The client secret comes from the
 // secret store and is written nowhere.
 TEST(scim_target, oauth2_client_credentials_with_a_token_that_expires_mid_run) {
     sw_test::temp_dir tmp;
     const std::string secret = "client-secret-9e4b1f";
-    std::vector<std::string> opts{"--oauth2", "sw-client:" + secret, "--token-uses", "20"};
+    std::vector<std::string> opts{"--oauth2", "sw-client:" + secret, "--token-uses", "2"};
     // The token URL is the peer's own, known once the fixture started it.
     scim_district d(tmp.path() / "oauth", opts, "", k_token, "", R"({"oauth2": {"token_url": "TOKEN_URL",
         "client_id": "sw-client", "client_secret": {"$secret": "scim-client"}}})");
@@ -272,7 +273,7 @@ TEST(scim_target, oauth2_client_credentials_with_a_token_that_expires_mid_run) {
     ASSERT_EQ(sw_test::cli(d.data(), {"secrets", "set", "scim-client", "--from-file", (tmp.path() / "s.txt").string()}).code, 0);
     auto r = d.run();
     ASSERT_EQ(r.code, 0) << r.out << r.err;
-    EXPECT_GE(d.peer.stats()["tokens"].get<int>(), 2) << "29 creates on tokens of 20 requests: a second one fetched";
+    EXPECT_GE(d.peer.stats()["tokens"].get<int>(), 2) << "tokens of 2 requests: a second one fetched";
     EXPECT_EQ(d.server_users().size(), users_in_csv(d.district()));
     for (auto& f : fs::recursive_directory_iterator(d.data())) {
         if (!f.is_regular_file()) continue;
@@ -328,10 +329,12 @@ TEST(scim_target, a_409_on_create_is_resolved_by_adopting_the_account) {
     EXPECT_EQ(d.server_users()["t-102"]["id"], made.body["id"]);
 }
 
+// One request per change (bulk off), so that 20% of ~30 writes are refused.
 TEST(scim_target, with_a_fifth_of_requests_throttled_the_run_converges_and_counts_its_retries) {
     sw_test::temp_dir tmp;
     scim_district d(tmp.path(), {"--throttle", "20", "--retry-after", "0", "--seed", "7"},
-                    R"("retry": {"initial_interval": "5ms", "max_interval": "20ms", "max_attempts": 50},)");
+                    R"("retry": {"initial_interval": "5ms", "max_interval": "20ms", "max_attempts": 50},)", k_token, "",
+                    "", R"(, "bulk": false)");
     auto r = d.run();
     ASSERT_EQ(r.code, 0) << r.out << r.err;
     EXPECT_EQ(d.server_users().size(), users_in_csv(d.district()));
@@ -343,6 +346,130 @@ TEST(scim_target, with_a_fifth_of_requests_throttled_the_run_converges_and_count
     EXPECT_GT(j["summary"]["connector_retries"].get<int>(), 0) << "pages of the read were throttled too";
     r = d.run(true);
     EXPECT_EQ(d.plan(r)["changes"].size(), 0u);
+}
+
+// With bulk (the server's ServiceProviderConfig supports it), a batch's
+// changes go in Bulk requests of at most bulk.maxOperations each.
+TEST(scim_target, a_batch_goes_in_bulk_requests_of_at_most_the_servers_max_operations) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path(), {"--bulk-max", "7"});
+    auto r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    const size_t users = users_in_csv(d.district());
+    EXPECT_EQ(d.server_users().size(), users);
+    auto stats = d.peer.stats();
+    EXPECT_EQ(stats["bulkOperations"].get<size_t>(), users);
+    EXPECT_EQ(stats["bulk"].get<size_t>(), (users + 6) / 7);
+    // The ServiceProviderConfig, a page of Users (page_size 50) for the plan
+    // and again before applying it (the plan's state check), and the Bulk
+    // requests: not one request per user.
+    EXPECT_EQ(stats["requests"].get<size_t>(), 3 + (users + 6) / 7);
+    r = d.run(true);
+    EXPECT_EQ(d.plan(r)["changes"].size(), 0u) << d.plan(r)["changes"].dump(1);
+}
+
+TEST(scim_target, without_bulk_in_the_config_or_the_settings_each_change_is_its_own_request) {
+    sw_test::temp_dir tmp;
+    scim_district server_says_no(tmp.path() / "a", {"--no-bulk"});
+    ASSERT_EQ(server_says_no.run().code, 0);
+    scim_district job_says_no(tmp.path() / "b", {}, "", k_token, "", "", R"(, "bulk": false)");
+    ASSERT_EQ(job_says_no.run().code, 0);
+    const size_t users = users_in_csv(server_says_no.district());
+    for (auto* d : {&server_says_no, &job_says_no}) {
+        EXPECT_EQ(d->server_users().size(), users);
+        EXPECT_EQ(d->peer.stats()["bulk"].get<size_t>(), 0u);
+        EXPECT_GE(d->peer.stats()["requests"].get<size_t>(), users + 2);
+    }
+}
+
+// A server without PATCH: an update reads the resource and puts the whole
+// of it back (with If-Match, as the server does ETags), keeping what
+// Syncwarden does not manage.
+TEST(scim_target, a_server_without_patch_gets_the_whole_resource_put_back) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path(), {"--no-patch", "--etag"});
+    ASSERT_EQ(d.run().code, 0);
+    const std::string id = d.server_users()["t-102"]["id"];
+    auto set = d.peer.request("PUT", "/Users/" + id, R"({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "marcus.whitfield", "externalId": "t-102", "name": {"givenName": "Marcus", "familyName": "Whitfield"},
+        "displayName": "Marcus Whitfield", "title": "Head of Science", "active": true,
+        "emails": [{"value": "marcus.whitfield@lakeside.example.org", "type": "work", "primary": true}]})");
+    ASSERT_EQ(set.status, 200) << set.body.dump();
+    d.edit_users([](std::string& u) {
+        auto p = u.find("Whitfield");
+        u.replace(p, 9, "Whitfield-Ng");
+    });
+    auto r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto u = d.server_users()["t-102"];
+    EXPECT_EQ(u["id"], id);
+    EXPECT_EQ(u["name"]["familyName"], "Whitfield-Ng");
+    EXPECT_EQ(u["title"], "Head of Science") << "an attribute the job does not map survives the PUT";
+    EXPECT_EQ(d.peer.stats()["preconditionFailed"].get<int>(), 0) << "the PUT carried the version it read";
+}
+
+// A server that advertises bulk but answers 501, and one that refuses
+// payloads smaller than it advertised (413): the run still lands.
+TEST(scim_target, a_server_that_refuses_its_own_bulk_gets_smaller_or_single_requests) {
+    sw_test::temp_dir tmp;
+    scim_district refused(tmp.path() / "a", {"--bulk-refused"});
+    auto r = refused.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    const size_t users = users_in_csv(refused.district());
+    EXPECT_EQ(refused.server_users().size(), users);
+    EXPECT_THAT(sw_test::read_logs(refused.data()),
+                HasSubstr("answered HTTP 501 although the ServiceProviderConfig says bulk is supported"));
+
+    scim_district small(tmp.path() / "b", {"--bulk-payload-limit", "3000"});
+    r = small.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(small.server_users().size(), users);
+    EXPECT_GT(small.peer.stats()["bulkTooLarge"].get<int>(), 0);
+    EXPECT_GT(small.peer.stats()["bulk"].get<size_t>(), 1u) << "halved until each part is taken";
+    EXPECT_EQ(small.peer.stats()["bulkOperations"].get<size_t>(), users);
+}
+
+// A Bulk request refused as a whole (429) is resent by the kernel; its
+// operations count as resent changes.
+TEST(scim_target, throttled_bulk_requests_are_resent_and_the_run_converges) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path(), {"--throttle", "20", "--retry-after", "0", "--seed", "7"},
+                    R"("retry": {"initial_interval": "5ms", "max_interval": "20ms", "max_attempts": 50},)", k_token, "",
+                    "", R"(, "bulk_max_operations": 3)");
+    auto r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(d.server_users().size(), users_in_csv(d.district()));
+    EXPECT_GT(d.peer.stats()["bulk"].get<int>(), 0);
+    auto j = json::parse(sw_test::cli(d.data(), {"runs", "show", sw_test::run_id_of(r.out), "--json"}).out);
+    EXPECT_GT(j["summary"]["resent"].get<int>(), 0) << j["summary"].dump(1);
+    r = d.run(true);
+    EXPECT_EQ(d.plan(r)["changes"].size(), 0u);
+}
+
+// Bulk operations carry the version last read; one the server refuses with
+// 412 is read again and sent on its own, against what it is now.
+TEST(scim_target, stale_versions_inside_a_bulk_request_are_read_again_and_land) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path(), {"--etag", "--stale-once"});
+    ASSERT_EQ(d.run().code, 0);
+    const int bulk_before = d.peer.stats()["bulk"].get<int>();
+    d.edit_users([](std::string& u) {
+        for (std::string name : {"Whitfield", "García", "Lefèvre"}) {
+            auto p = u.find(name);
+            ASSERT_NE(p, std::string::npos) << name;
+            u.replace(p, name.size(), name + "-Ng");
+        }
+    });
+    auto r = d.run();
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto stats = d.peer.stats();
+    EXPECT_GT(stats["bulk"].get<int>(), bulk_before) << "the three updates went in a Bulk request";
+    EXPECT_GE(stats["preconditionFailed"].get<int>(), 3);
+    auto held = d.server_users();
+    EXPECT_EQ(held["t-102"]["name"]["familyName"], "Whitfield-Ng");
+    EXPECT_EQ(held["s-1001"]["name"]["familyName"], "García-Ng");
+    r = d.run(true);
+    EXPECT_EQ(d.plan(r)["changes"].size(), 0u) << d.plan(r)["changes"].dump(1);
 }
 
 TEST(scim_target, a_stale_etag_is_read_again_and_the_change_still_lands) {

@@ -8,6 +8,8 @@
 //                   [--retry-after SECONDS] [--etag] [--no-patch]
 //                   [--max-results N] [--seed N] [--tls CERT:KEY]
 //                   [--oauth2 CLIENT_ID:CLIENT_SECRET [--token-uses N]]
+//                   [--no-bulk] [--bulk-max N] [--bulk-refused]
+//                   [--bulk-payload-limit BYTES]
 //
 // It listens on 127.0.0.1, on a port the system picks, and prints
 // "listening PORT" on stdout once it answers. The store is a journal of
@@ -28,8 +30,19 @@
 //                  secret in the form or as Basic auth); --token-uses N
 //                  makes each token expire after N requests, so clients
 //                  must fetch another on a 401
+//   --no-bulk      the ServiceProviderConfig says bulk is not supported
+//   --bulk-max N   bulk.maxOperations (1000)
+//   --bulk-refused advertises bulk but answers POST /Bulk with 501
+//   --bulk-payload-limit B
+//                  answers 413 to a Bulk request larger than B bytes, though
+//                  the ServiceProviderConfig says 4 MiB
+// With --etag, the operations of a Bulk request are held to their "version"
+// (and --stale-once) the same way: one with a stale version gets its own 412
+// in the BulkResponse, the others are applied.
 // GET /_stats answers {"requests": N, "throttled": N, "preconditionFailed": N,
-// "tokens": N}.
+// "tokens": N, "bulk": N, "bulkOperations": N, "bulkTooLarge": N}
+// ("bulk" counts the Bulk requests that reached SCIM, and "bulkOperations"
+// their operations).
 import express from "express";
 import SCIMMY from "scimmy";
 import SCIMMYRouters from "scimmy-routers";
@@ -101,9 +114,8 @@ const record = (entry) => fs.writeSync(journal, JSON.stringify(entry) + "\n");
 
 // ---- SCIM resources ---------------------------------------------------------
 SCIMMY.Config.set({
-    patch: !flag("--no-patch"),
     filter: { supported: true, maxResults },
-    bulk: { supported: true, maxOperations: 1000, maxPayloadSize: 1048576 },
+    bulk: { maxOperations: Number(opt("--bulk-max", "1000")), maxPayloadSize: 4194304 },
     sort: true,
     etag: etags,
     changePassword: false,
@@ -204,7 +216,7 @@ SCIMMY.Resources.declare(SCIMMY.Resources.Group)
 
 // ---- HTTP --------------------------------------------------------------------
 const app = express();
-const stats = { requests: 0, throttled: 0, preconditionFailed: 0, tokens: 0 };
+const stats = { requests: 0, throttled: 0, preconditionFailed: 0, tokens: 0, bulk: 0, bulkOperations: 0, bulkTooLarge: 0 };
 app.get("/_stats", (req, res) => res.json(stats));
 if (oauth) {
     const [clientId, clientSecret] = oauth.split(":");
@@ -228,8 +240,89 @@ const random = () => {
     seed ^= seed << 5; seed >>>= 0;
     return seed / 4294967296;
 };
+// --stale-once: another writer changes the resource before its first write.
+function touch(type, id) {
+    if (touched.has(id) || !data[type].has(id)) return;
+    touched.add(id);
+    const r = data[type].get(id);
+    const bumped = { ...r, meta: { ...r.meta, lastModified: now(),
+                                   version: `W/"${Number(r.meta.version.replace(/\D/g, "")) + 1}"` } };
+    put(type, bumped);
+    record({ op: "put", type, res: bumped });
+}
+// The SCIM error for a write whose If-Match (or bulk "version") is not the
+// resource's current version; undefined when it is.
+function stale(type, id, version) {
+    const current = data[type].get(id);
+    if (!current || version === "*" || version === current.meta.version) return undefined;
+    stats.preconditionFailed++;
+    return { schemas: ["urn:ietf:params:scim:api:messages:2.0:Error"], status: "412",
+             detail: `version ${version} is not the current version ${current.meta.version}` };
+}
+// A Bulk request's operations with a stale "version" are taken out before
+// scimmy sees the request, and their 412s put back into the BulkResponse at
+// their places. True when every operation failed and the answer is sent.
+function holdBulkToVersions(req, res) {
+    const ops = Array.isArray(req.body?.Operations) ? req.body.Operations : [];
+    const failed = new Map();
+    ops.forEach((op, i) => {
+        const method = String(op?.method ?? "").toUpperCase();
+        const m = typeof op?.path === "string" && op.path.match(/^\/(Users|Groups)\/([^/]+)$/);
+        if (!m || !["PUT", "PATCH", "DELETE"].includes(method)) return;
+        if (staleOnce && method !== "DELETE") touch(m[1], m[2]);
+        const error = op.version ? stale(m[1], m[2], op.version) : undefined;
+        if (error) failed.set(i, { method: op.method, location: `${req.baseUrl}${op.path}`, status: "412", response: error });
+    });
+    if (!failed.size) return false;
+    const send = res.send.bind(res);
+    const splice = (results) => {
+        const out = [];
+        let next = 0;
+        for (let i = 0; i < ops.length; ++i) out.push(failed.get(i) ?? results[next++]);
+        return out.filter((r) => r);
+    };
+    if (failed.size === ops.length) {
+        res.status(200).type("application/scim+json").send(JSON.stringify({
+            schemas: ["urn:ietf:params:scim:api:messages:2.0:BulkResponse"], Operations: splice([]) }));
+        return true;
+    }
+    req.body.Operations = ops.filter((_, i) => !failed.has(i));
+    res.send = (body) => {
+        if (typeof body !== "string") return send(body);  // express comes back with the JSON text
+        try {
+            const parsed = JSON.parse(body);
+            if (Array.isArray(parsed?.Operations)) parsed.Operations = splice(parsed.Operations);
+            return send(JSON.stringify(parsed));
+        } catch {
+            return send(body);
+        }
+    };
+    return false;
+}
+const bulkPayloadLimit = Number(opt("--bulk-payload-limit", "0"));
+app.use("/scim/Bulk", (req, res, next) => {
+    const length = Number(req.get("Content-Length") ?? "0");
+    if (bulkPayloadLimit > 0 && length > bulkPayloadLimit) {
+        stats.bulkTooLarge++;
+        res.status(413).type("application/scim+json").send(JSON.stringify({
+            schemas: ["urn:ietf:params:scim:api:messages:2.0:Error"], status: "413",
+            detail: `${length} bytes is more than this server takes (${bulkPayloadLimit})` }));
+        return;
+    }
+    if (flag("--bulk-refused")) {
+        res.status(501).type("application/scim+json").send(JSON.stringify({
+            schemas: ["urn:ietf:params:scim:api:messages:2.0:Error"], status: "501", detail: "Bulk is not implemented" }));
+        return;
+    }
+    next();
+});
+app.use("/scim/Bulk", express.json({ type: ["application/scim+json", "application/json"], limit: "8mb" }));
 app.use("/scim", (req, res, next) => {
     stats.requests++;
+    if (req.method === "POST" && req.path === "/Bulk") {
+        stats.bulk++;
+        stats.bulkOperations += Array.isArray(req.body?.Operations) ? req.body.Operations.length : 0;
+    }
     // Express 5 parses req.query anew on every read, so the routers' cast of
     // startIndex and count to numbers would be lost (and paging ignored):
     // parse it once into a plain, writable object.
@@ -245,25 +338,15 @@ app.use("/scim", (req, res, next) => {
     // If-Match on a single resource: only its current version passes.
     const m = req.path.match(/^\/(Users|Groups)\/([^/]+)$/);
     const ifMatch = req.get("If-Match");
-    if (m && staleOnce && ["PUT", "PATCH"].includes(req.method) && !touched.has(m[2]) && data[m[1]].has(m[2])) {
-        touched.add(m[2]);
-        const r = data[m[1]].get(m[2]);
-        const bumped = { ...r, meta: { ...r.meta, lastModified: now(),
-                                       version: `W/"${Number(r.meta.version.replace(/\D/g, "")) + 1}"` } };
-        put(m[1], bumped);
-        record({ op: "put", type: m[1], res: bumped });
-    }
+    if (m && staleOnce && ["PUT", "PATCH"].includes(req.method)) touch(m[1], m[2]);
     if (m && ifMatch && ["PUT", "PATCH", "DELETE"].includes(req.method)) {
-        const current = data[m[1]].get(m[2]);
-        if (current && ifMatch !== "*" && ifMatch !== current.meta.version) {
-            stats.preconditionFailed++;
-            res.status(412).type("application/scim+json").send(JSON.stringify({
-                schemas: ["urn:ietf:params:scim:api:messages:2.0:Error"], status: "412",
-                detail: `version ${ifMatch} is not the current version ${current.meta.version}`,
-            }));
+        const failed = stale(m[1], m[2], ifMatch);
+        if (failed) {
+            res.status(412).type("application/scim+json").send(JSON.stringify(failed));
             return;
         }
     }
+    if (req.method === "POST" && req.path === "/Bulk" && holdBulkToVersions(req, res)) return;
     // The version of a single resource answered goes out as its ETag.
     const send = res.send.bind(res);
     res.send = (body) => {
@@ -275,7 +358,7 @@ app.use("/scim", (req, res, next) => {
     };
     next();
 });
-app.use("/scim", new SCIMMYRouters({
+const routers = new SCIMMYRouters({
     type: "bearer",
     docUri: "http://127.0.0.1/docs",
     handler: (req) => {
@@ -290,7 +373,11 @@ app.use("/scim", new SCIMMYRouters({
         if (token && auth !== `Bearer ${token}`) throw new Error("bad or missing bearer token");
         return "syncwarden";
     },
-}));
+});
+// The routers switch patch, filter, sort and bulk on when they are made:
+// what the flags turn off is turned off after.
+SCIMMY.Config.set({ patch: !flag("--no-patch"), bulk: !flag("--no-bulk") });
+app.use("/scim", routers);
 
 const [certFile, keyFile] = tls.split(":");
 const server = (tls ? https.createServer({ cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile) }, app) : app)

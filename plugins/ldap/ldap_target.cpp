@@ -1,12 +1,15 @@
-// LDAP target (OpenLDAP, Active Directory's LDAP): users as inetOrgPerson
-// under an organizational unit per school, groups as groupOfNames. See
-// plugins/ldap/README.md for the layout and what each change does.
+// LDAP target: users under an organizational unit per school, and groups.
+// Two directories: OpenLDAP (and other RFC 4519 servers: inetOrgPerson,
+// groupOfNames) and Active Directory (user, group, sAMAccountName,
+// userAccountControl, unicodePwd). See plugins/ldap/README.md for the layout
+// and what each change does.
 //
 // Identity: a user's key (the source's sourcedId) is its employeeNumber; a
 // group's is its cn. The target id the kernel keeps is the entry's
-// entryUUID, which survives renames and moves. Users without an
-// employeeNumber were made by hand: they are reported as unowned (keyed by
-// entryUUID, matched by uid) and adopted when the kernel plans it.
+// entryUUID (objectGUID in Active Directory), which survives renames and
+// moves. Users without an employeeNumber were made by hand: they are
+// reported as unowned (keyed by that id, matched by uid) and adopted when
+// the kernel plans it.
 #include "ldap_client.hpp"
 
 #include <ldap.h>
@@ -14,8 +17,11 @@
 #include <syncwarden/connector.hpp>
 
 #include <nlohmann/json.hpp>
+#include <unicode/ustring.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <sys/random.h>
 #include <map>
 #include <memory>
 #include <set>
@@ -47,7 +53,66 @@ bool loopback(const std::string& url) {
 
 struct held {
     std::string dn, uuid, key;
+    long uac = 0;  // Active Directory's userAccountControl as read (0: unknown)
 };
+
+// userAccountControl (MS-ADTS 2.2.16): a normal account, and its disabled bit.
+constexpr long k_normal_account = 0x200, k_account_disable = 0x2;
+
+// An objectGUID's 16 bytes in the form Active Directory shows it (the first
+// three groups little-endian).
+std::string guid_text(const std::string& b) {
+    if (b.size() != 16) return b;
+    auto u = [&](size_t i) { return static_cast<unsigned>(static_cast<unsigned char>(b[i])); };
+    char out[37];
+    std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u(3), u(2),
+                  u(1), u(0), u(5), u(4), u(7), u(6), u(8), u(9), u(10), u(11), u(12), u(13), u(14), u(15));
+    return out;
+}
+
+// unicodePwd's value: the password in double quotes, UTF-16LE (MS-ADTS
+// 3.1.1.3.1.5.1), converted by ICU.
+std::string unicode_pwd(const std::string& password) {
+    const std::string quoted = "\"" + password + "\"";
+    UErrorCode err = U_ZERO_ERROR;
+    int32_t n = 0;
+    u_strFromUTF8(nullptr, 0, &n, quoted.data(), static_cast<int32_t>(quoted.size()), &err);
+    if (err != U_BUFFER_OVERFLOW_ERROR && U_FAILURE(err))
+        throw error(SW_PERMANENT, "bad_encoding", "the password is not valid UTF-8");
+    std::u16string w(static_cast<size_t>(n), u'\0');
+    err = U_ZERO_ERROR;
+    u_strFromUTF8(w.data(), n, nullptr, quoted.data(), static_cast<int32_t>(quoted.size()), &err);
+    if (U_FAILURE(err)) throw error(SW_PERMANENT, "bad_encoding", "the password is not valid UTF-8");
+    std::string out;
+    for (char16_t c : w) {
+        out += static_cast<char>(c & 0xff);
+        out += static_cast<char>(c >> 8);
+    }
+    return out;
+}
+
+// A password nobody knows, for an Active Directory account that must be
+// enabled but whose password the mapping does not set (a district that
+// signs in through federation, or hands out passwords at the help desk).
+// 24 characters from the kernel's random source, with all four character
+// classes, so any complexity policy takes it.
+std::string random_password() {
+    static const std::string classes[] = {"ABCDEFGHJKLMNPQRSTUVWXYZ", "abcdefghijkmnopqrstuvwxyz", "23456789",
+                                          "!#%+-=?@^_"};
+    unsigned char bytes[24];
+    size_t got = 0;
+    while (got < sizeof bytes) {
+        const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+        if (n <= 0) throw error(SW_RETRYABLE, "random", "no random bytes for an initial password");
+        got += static_cast<size_t>(n);
+    }
+    std::string pw;
+    for (size_t i = 0; i < sizeof bytes; ++i) {
+        const std::string& c = classes[i % 4];
+        pw += c[bytes[i] % c.size()];
+    }
+    return pw;
+}
 
 class ldap_target final : public sdk::connector {
 public:
@@ -71,6 +136,15 @@ public:
             groups_ = s.value("groups_ou", std::string("ou=groups")) + "," + base_;
             disabled_ = s.value("disabled_ou", std::string("ou=disabled,ou=people")) + "," + base_;
             page_size_ = s.value("page_size", 500);
+            const std::string directory = s.value("directory", std::string("openldap"));
+            if (directory != "openldap" && directory != "active_directory")
+                throw error(SW_CONFIG, "settings",
+                            "settings.directory is '" + directory + "'; it is \"openldap\" or \"active_directory\"");
+            ad_ = directory == "active_directory";
+            upn_suffix_ = s.value("upn_suffix", std::string());
+            if (upn_suffix_.empty())  // dc=district,dc=org -> district.org
+                for (const std::string& part : split_dn(base_))
+                    if (lower(part.substr(0, 3)) == "dc=") upn_suffix_ += (upn_suffix_.empty() ? "" : ".") + part.substr(3);
         } catch (const json::exception& e) {
             throw error(SW_CONFIG, "settings", std::string("settings: ") + e.what());
         }
@@ -113,13 +187,37 @@ public:
     "ca_file": {"type": "string", "description": "a PEM file of certificates to trust besides the system's"},
     "verify_tls": {"type": "boolean", "default": true, "description": "false turns certificate checks off; never do that outside a test"},
     "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 600, "default": 30},
-    "page_size": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 500, "description": "entries per page of a search"}
+    "page_size": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 500, "description": "entries per page of a search"},
+    "directory": {"enum": ["openldap", "active_directory"], "default": "openldap",
+                  "description": "openldap: inetOrgPerson and groupOfNames (RFC 4519); active_directory: user and group, sAMAccountName, userAccountControl, unicodePwd"},
+    "upn_suffix": {"type": "string", "description": "active_directory: the userPrincipalName suffix (default: base_dn's dc= parts, district.org)"}
   }
 })schema";
     }
 
     const sw_contract& contract() override { return *contract_; }
     std::string system_id() override { return "ldap " + ls_.url + " " + base_; }
+
+    // The parts of a DN, split at its unescaped commas.
+    static std::vector<std::string> split_dn(const std::string& dn) {
+        std::vector<std::string> parts;
+        std::string cur;
+        for (size_t i = 0; i < dn.size(); ++i) {
+            if (dn[i] == '\\' && i + 1 < dn.size()) {
+                cur += dn[i];
+                cur += dn[++i];
+            } else if (dn[i] == ',') {
+                parts.push_back(cur);
+                cur.clear();
+            } else if (dn[i] == ' ' && cur.empty()) {
+                continue;
+            } else {
+                cur += dn[i];
+            }
+        }
+        if (!cur.empty()) parts.push_back(cur);
+        return parts;
+    }
 
     void read_state(const std::vector<std::string>& entities) override {
         const bool users = std::find(entities.begin(), entities.end(), "users") != entities.end();
@@ -168,6 +266,11 @@ private:
 
     // ---- reading -------------------------------------------------------------
 
+    // The id the kernel keeps: entryUUID, or objectGUID in Active Directory.
+    std::string id_of(const entry& e) const { return ad_ ? guid_text(e.first("objectguid")) : e.first("entryuuid"); }
+    std::string id_attr() const { return ad_ ? "objectGUID" : "entryUUID"; }
+    std::string rdn_for(const std::string& uid) const { return (ad_ ? "CN=" : "uid=") + dn_value(uid); }
+
     // The RDN value of the OU right under users_ou that holds `dn`, if any.
     bool disabled(const std::string& dn) const {
         const std::string d = lower(dn), suffix = "," + lower(disabled_);
@@ -181,10 +284,13 @@ private:
         dn_key_.clear();
         std::unique_ptr<sdk::batch_writer> out;
         if (emit) out = std::make_unique<sdk::batch_writer>(host_api(), "users", SW_MODE_BULK);
-        conn().search(users_, "(objectClass=inetOrgPerson)",
-                      {"uid", "givenName", "sn", "cn", "mail", "ou", "employeeNumber", "entryUUID"}, page_size_,
-                      [&](entry&& e) {
-                          held h{e.dn, e.first("entryuuid"), e.first("employeenumber")};
+        const std::vector<std::string> attrs =
+            ad_ ? std::vector<std::string>{"sAMAccountName", "givenName", "sn", "displayName", "mail", "otherMailbox",
+                                           "department", "employeeNumber", "objectGUID", "userAccountControl"}
+                : std::vector<std::string>{"uid", "givenName", "sn", "cn", "mail", "ou", "employeeNumber", "entryUUID"};
+        conn().search(users_, ad_ ? "(&(objectCategory=person)(objectClass=user))" : "(objectClass=inetOrgPerson)",
+                      attrs, page_size_, [&](entry&& e) {
+                          held h{e.dn, id_of(e), e.first("employeenumber"), std::atol(e.first("useraccountcontrol").c_str())};
                           by_uuid_[h.uuid] = h;
                           if (!h.key.empty()) {
                               by_key_[h.key] = h;
@@ -192,13 +298,23 @@ private:
                           }
                           if (!out) return;
                           std::vector<std::string> v(u_count);
-                          v[u_uid] = e.first("uid");
                           v[u_given] = e.first("givenname");
                           v[u_sn] = e.first("sn");
-                          v[u_cn] = e.first("cn");
-                          v[u_mail] = sdk::join_items(e.all("mail"));
-                          v[u_school] = e.first("ou");
-                          v[u_active] = disabled(e.dn) ? "false" : "true";
+                          if (ad_) {
+                              v[u_uid] = e.first("samaccountname");
+                              v[u_cn] = e.first("displayname");
+                              std::vector<std::string> mail = e.all("mail");
+                              for (auto& m : e.all("othermailbox")) mail.push_back(m);
+                              v[u_mail] = sdk::join_items(mail);
+                              v[u_school] = e.first("department");
+                              v[u_active] = (h.uac & k_account_disable) || disabled(e.dn) ? "false" : "true";
+                          } else {
+                              v[u_uid] = e.first("uid");
+                              v[u_cn] = e.first("cn");
+                              v[u_mail] = sdk::join_items(e.all("mail"));
+                              v[u_school] = e.first("ou");
+                              v[u_active] = disabled(e.dn) ? "false" : "true";
+                          }
                           if (h.key.empty()) out->add(h.uuid, v, SW_RECORD_UNOWNED);
                           else out->add(h.key, v);
                       });
@@ -210,9 +326,11 @@ private:
         groups_by_uuid_.clear();
         std::unique_ptr<sdk::batch_writer> out;
         if (emit) out = std::make_unique<sdk::batch_writer>(host_api(), "groups", SW_MODE_BULK);
-        conn().search(groups_, std::string("(&(objectClass=groupOfNames)(businessCategory=") + k_managed + "))",
-                      {"cn", "description", "member", "entryUUID"}, page_size_, [&](entry&& e) {
-                          held h{e.dn, e.first("entryuuid"), e.first("cn")};
+        conn().search(groups_,
+                      ad_ ? std::string("(&(objectClass=group)(adminDescription=") + k_managed + "))"
+                          : std::string("(&(objectClass=groupOfNames)(businessCategory=") + k_managed + "))",
+                      {"cn", "description", "member", ad_ ? "objectGUID" : "entryUUID"}, page_size_, [&](entry&& e) {
+                          held h{e.dn, id_of(e), e.first("cn")};
                           groups_by_uuid_[h.uuid] = h;
                           if (!out) return;
                           // Members are users' DNs; the kernel speaks of keys.
@@ -253,7 +371,7 @@ private:
         auto it = by_uuid_.find(uuid);
         if (it == by_uuid_.end())
             throw error(SW_PERMANENT, "no_such_object",
-                        "users '" + key + "': no entry has the entryUUID " + uuid + " (deleted by hand?)");
+                        "users '" + key + "': no entry has the " + id_attr() + " " + uuid + " (deleted by hand?)");
         return it->second;
     }
 
@@ -266,27 +384,48 @@ private:
             auto v = value(c, f);
             return v.empty() ? uid : v;
         };
+        if (ad_ && c.kind != SW_CHANGE_DELETE) check_sam_account_name(key, uid);
         if (c.kind == SW_CHANGE_CREATE) {
             const std::string parent = parent_for(value(c, u_school), active);
             ensure_ou(parent);
-            const std::string dn = "uid=" + dn_value(uid) + "," + parent;
-            std::vector<mod> attrs{{mod::add, "objectClass", {"inetOrgPerson", "organizationalPerson", "person", "top"}},
-                                   {mod::add, "uid", {uid}},
-                                   {mod::add, "cn", {or_uid(u_cn)}},
-                                   {mod::add, "sn", {or_uid(u_sn)}},
-                                   {mod::add, "employeeNumber", {key}}};
-            for (auto [f, attr] : {std::pair{u_given, "givenName"}, {u_school, "ou"}, {u_password, "userPassword"}})
-                if (!value(c, f).empty()) attrs.push_back({mod::add, attr, {value(c, f)}});
+            const std::string dn = rdn_for(uid) + "," + parent;
+            std::vector<mod> attrs;
             const std::string mails = value(c, u_mail);
             auto mail = sdk::split_items(mails);
-            if (!mail.empty()) attrs.push_back({mod::add, "mail", {mail.begin(), mail.end()}});
+            if (ad_) {
+                // The password in the same add lets the account be enabled
+                // at once (AD refuses to enable one without a password).
+                const std::string pw = value(c, u_password).empty() ? random_password() : value(c, u_password);
+                attrs = {{mod::add, "objectClass", {"top", "person", "organizationalPerson", "user"}},
+                         {mod::add, "sAMAccountName", {uid}},
+                         {mod::add, "userPrincipalName", {uid + "@" + upn_suffix_}},
+                         {mod::add, "sn", {or_uid(u_sn)}},
+                         {mod::add, "displayName", {or_uid(u_cn)}},
+                         {mod::add, "employeeNumber", {key}},
+                         {mod::add, "unicodePwd", {unicode_pwd(pw)}},
+                         {mod::add, "userAccountControl",
+                          {std::to_string(k_normal_account | (active ? 0 : k_account_disable))}}};
+                for (auto [f, attr] : {std::pair{u_given, "givenName"}, {u_school, "department"}})
+                    if (!value(c, f).empty()) attrs.push_back({mod::add, attr, {value(c, f)}});
+                if (!mail.empty()) attrs.push_back({mod::add, "mail", {std::string(mail.front())}});
+                if (mail.size() > 1) attrs.push_back({mod::add, "otherMailbox", {mail.begin() + 1, mail.end()}});
+            } else {
+                attrs = {{mod::add, "objectClass", {"inetOrgPerson", "organizationalPerson", "person", "top"}},
+                         {mod::add, "uid", {uid}},
+                         {mod::add, "cn", {or_uid(u_cn)}},
+                         {mod::add, "sn", {or_uid(u_sn)}},
+                         {mod::add, "employeeNumber", {key}}};
+                for (auto [f, attr] : {std::pair{u_given, "givenName"}, {u_school, "ou"}, {u_password, "userPassword"}})
+                    if (!value(c, f).empty()) attrs.push_back({mod::add, attr, {value(c, f)}});
+                if (!mail.empty()) attrs.push_back({mod::add, "mail", {mail.begin(), mail.end()}});
+            }
             if (conn().add(dn, attrs, {LDAP_ALREADY_EXISTS}) == LDAP_ALREADY_EXISTS) {
-                adopt_existing(b, i, key, dn);
+                adopt_existing(i, key, uid, dn);
                 return;
             }
-            auto made = conn().read(dn, {"entryUUID"});
-            const std::string uuid = made ? made->first("entryuuid") : "";
-            remember({dn, uuid, key});
+            auto made = conn().read(dn, {id_attr(), "userAccountControl"});
+            const std::string uuid = made ? id_of(*made) : "";
+            remember({dn, uuid, key, made ? std::atol(made->first("useraccountcontrol").c_str()) : 0});
             host_api().target_id(i, uuid);
             ++created_;
             return;
@@ -302,21 +441,44 @@ private:
         bool rename = false, move = false;
         for (size_t k = 0; k < c.changed_count; ++k) {
             switch (c.changed_fields[k]) {
-                case u_uid: rename = true; break;
+                case u_uid:
+                    rename = true;
+                    if (ad_) {
+                        mods.push_back(replace("sAMAccountName", uid));
+                        mods.push_back(replace("userPrincipalName", uid + "@" + upn_suffix_));
+                    }
+                    break;
                 case u_given: mods.push_back(replace("givenName", value(c, u_given))); break;
                 case u_sn: mods.push_back(replace("sn", or_uid(u_sn))); break;
-                case u_cn: mods.push_back(replace("cn", or_uid(u_cn))); break;
+                case u_cn: mods.push_back(replace(ad_ ? "displayName" : "cn", or_uid(u_cn))); break;
                 case u_mail: {
                     const std::string mails = value(c, u_mail);
                     auto mail = sdk::split_items(mails);
-                    mods.push_back({mod::replace, "mail", {mail.begin(), mail.end()}});
+                    if (!ad_) {
+                        mods.push_back({mod::replace, "mail", {mail.begin(), mail.end()}});
+                    } else {
+                        mods.push_back(replace("mail", mail.empty() ? std::string() : std::string(mail.front())));
+                        mods.push_back({mod::replace, "otherMailbox",
+                                        mail.size() > 1 ? std::vector<std::string>(mail.begin() + 1, mail.end())
+                                                        : std::vector<std::string>()});
+                    }
                     break;
                 }
                 case u_school:
-                    mods.push_back(replace("ou", value(c, u_school)));
+                    mods.push_back(replace(ad_ ? "department" : "ou", value(c, u_school)));
                     move = true;
                     break;
-                case u_active: move = true; break;
+                case u_active:
+                    move = true;
+                    if (ad_) {
+                        // Only the disabled bit: an administrator's other
+                        // flags (password never expires, ...) stay.
+                        const long uac = (h.uac ? h.uac : k_normal_account);
+                        const long next = active ? (uac & ~k_account_disable) : (uac | k_account_disable);
+                        mods.push_back(replace("userAccountControl", std::to_string(next)));
+                        h.uac = next;
+                    }
+                    break;
                 default: break;  // the password is set on create only
             }
         }
@@ -326,17 +488,19 @@ private:
         }
         conn().modify(h.dn, mods);
         if (rename || move) {
-            const std::string rdn = "uid=" + dn_value(uid);
+            const std::string rdn = rdn_for(uid);
             const std::string parent = parent_for(value(c, u_school), active);
             if (move) ensure_ou(parent);
             conn().rename(h.dn, rdn, move ? parent : std::string());
             const std::string old_dn = h.dn;
             const std::string new_dn = rdn + "," + (move ? parent : old_dn.substr(old_dn.find(',') + 1));
             // What referential integrity would do: the groups that list the
-            // old DN list the new one.
-            repoint_members(old_dn, new_dn);
+            // old DN list the new one. (Active Directory's member is a
+            // linked attribute: it follows the entry by itself.)
+            if (!ad_) repoint_members(old_dn, new_dn);
+            const long uac = h.uac;
             forget(h);
-            remember({new_dn, std::string(sdk::target_id_of(b, i)), key});
+            remember({new_dn, std::string(sdk::target_id_of(b, i)), key, uac});
             ++moved_;
         } else if (c.kind == SW_CHANGE_ADOPT) {
             held adopted = h;
@@ -346,6 +510,27 @@ private:
         host_api().target_id(i, std::string(sdk::target_id_of(b, i)));
     }
 
+    // Why `name` cannot be an sAMAccountName ("" when it can): at most 20
+    // characters, none of " / \\ [ ] : ; | = , + * ? < > @, and not only dots
+    // and spaces.
+    static std::string sam_account_name_problem(const std::string& name) {
+        UErrorCode err = U_ZERO_ERROR;
+        int32_t n = 0;
+        u_strFromUTF8(nullptr, 0, &n, name.data(), static_cast<int32_t>(name.size()), &err);
+        if (n > 20) return "is " + std::to_string(n) + " characters; Active Directory's sAMAccountName holds at most 20";
+        if (name.find_first_of("\"/\\[]:;|=,+*?<>@") != std::string::npos)
+            return "holds one of \" / \\ [ ] : ; | = , + * ? < > @, which sAMAccountName may not";
+        if (name.find_first_not_of(". ") == std::string::npos) return "is only dots and spaces";
+        return {};
+    }
+    void check_sam_account_name(const std::string& key, const std::string& uid) const {
+        if (auto why = sam_account_name_problem(uid); !why.empty())
+            throw error(SW_PERMANENT, "invalid_uid",
+                        "users '" + key + "': uid '" + uid + "' " + why +
+                            ". Shorten or change the mapping's username rule (the `username` transform, or a "
+                            "template of fewer parts)");
+    }
+
     static mod replace(const char* attr, const std::string& v) {
         return v.empty() ? mod{mod::replace, attr, {}} : mod{mod::replace, attr, {v}};
     }
@@ -353,8 +538,26 @@ private:
     // The create found an entry at its DN: one made by hand (no
     // employeeNumber) is adopted; one with this key is ours already (a
     // create sent again); another's is a conflict.
-    void adopt_existing(const sw_change_batch&, size_t i, const std::string& key, const std::string& dn) {
-        auto e = conn().read(dn, {"employeeNumber", "entryUUID"});
+    void adopt_existing(size_t i, const std::string& key, const std::string& uid, const std::string& dn) {
+        auto e = conn().read(dn, {"employeeNumber", id_attr(), "userAccountControl"});
+        if (!e && ad_) {
+            // Not this DN: Active Directory keeps sAMAccountName and
+            // userPrincipalName unique in the whole domain, and another
+            // account holds one of them.
+            std::optional<entry> holder;
+            conn().search(base_, "(|(sAMAccountName=" + filter_value(uid) + ")(userPrincipalName=" +
+                                     filter_value(uid + "@" + upn_suffix_) + "))",
+                          {"employeeNumber"}, page_size_, [&](entry&& found) { holder = std::move(found); });
+            if (holder)
+                throw error(SW_PERMANENT, "already_exists",
+                            "adding " + dn + ": the account " + holder->dn +
+                                (holder->first("employeenumber").empty()
+                                     ? std::string()
+                                     : " (employeeNumber " + holder->first("employeenumber") + ")") +
+                                " already has this sAMAccountName or userPrincipalName, which Active Directory keeps "
+                                "unique in the whole domain. Rename one of them, or move that account under " + users_ +
+                                " so that it is adopted");
+        }
         if (!e) throw error(SW_RETRYABLE, "already_exists", "adding " + dn + ": it exists, then did not; try again");
         const std::string owner = e->first("employeenumber");
         if (!owner.empty() && owner != key)
@@ -365,8 +568,8 @@ private:
             conn().modify(dn, {{mod::replace, "employeeNumber", {key}}});
             ++adopted_;
         }
-        remember({dn, e->first("entryuuid"), key});
-        host_api().target_id(i, e->first("entryuuid"));
+        remember({dn, id_of(*e), key, std::atol(e->first("useraccountcontrol").c_str())});
+        host_api().target_id(i, id_of(*e));
     }
 
     void repoint_members(const std::string& old_dn, const std::string& new_dn) {
@@ -402,7 +605,7 @@ private:
                             "groups '" + key + "': member '" + std::string(m) + "' is not a user in " + users_);
             dns.push_back(it->second.dn);
         }
-        if (dns.empty()) dns.push_back(group_dn);  // groupOfNames needs a member
+        if (dns.empty() && !ad_) dns.push_back(group_dn);  // groupOfNames needs a member
         return dns;
     }
 
@@ -412,14 +615,27 @@ private:
         if (c.kind == SW_CHANGE_CREATE) {
             const std::string dn = "cn=" + dn_value(key) + "," + groups_;
             ensure_ou(groups_);
-            std::vector<mod> attrs{{mod::add, "objectClass", {"groupOfNames", "top"}},
-                                   {mod::add, "cn", {key}},
-                                   {mod::add, "businessCategory", {k_managed}},
-                                   {mod::add, "member", member_dns(c, dn, key)}};
+            std::vector<mod> attrs;
+            if (ad_) {
+                // A global security group (the default groupType). Its
+                // sAMAccountName is the key where it fits the 20 characters
+                // and characters AD takes; else AD makes one up.
+                attrs = {{mod::add, "objectClass", {"top", "group"}},
+                         {mod::add, "cn", {key}},
+                         {mod::add, "adminDescription", {k_managed}}};
+                if (sam_account_name_problem(key).empty()) attrs.push_back({mod::add, "sAMAccountName", {key}});
+                auto members = member_dns(c, dn, key);
+                if (!members.empty()) attrs.push_back({mod::add, "member", members});
+            } else {
+                attrs = {{mod::add, "objectClass", {"groupOfNames", "top"}},
+                         {mod::add, "cn", {key}},
+                         {mod::add, "businessCategory", {k_managed}},
+                         {mod::add, "member", member_dns(c, dn, key)}};
+            }
             if (!value(c, g_name).empty()) attrs.push_back({mod::add, "description", {value(c, g_name)}});
             conn().add(dn, attrs);
-            auto made = conn().read(dn, {"entryUUID"});
-            const std::string uuid = made ? made->first("entryuuid") : "";
+            auto made = conn().read(dn, {id_attr()});
+            const std::string uuid = made ? id_of(*made) : "";
             groups_by_uuid_[uuid] = {dn, uuid, key};
             host_api().target_id(i, uuid);
             ++created_;
@@ -428,7 +644,7 @@ private:
         const std::string uuid(sdk::target_id_of(b, i));
         auto it = groups_by_uuid_.find(uuid);
         if (it == groups_by_uuid_.end())
-            throw error(SW_PERMANENT, "no_such_object", "groups '" + key + "': no group has the entryUUID " + uuid);
+            throw error(SW_PERMANENT, "no_such_object", "groups '" + key + "': no group has the " + id_attr() + " " + uuid);
         if (c.kind == SW_CHANGE_DELETE) {
             conn().remove(it->second.dn, {LDAP_NO_SUCH_OBJECT});
             groups_by_uuid_.erase(it);
@@ -449,6 +665,8 @@ private:
     int page_size_ = 500;
     std::unique_ptr<client> conn_;
     bool users_listed_ = false, groups_listed_ = false;
+    bool ad_ = false;          // directory: active_directory
+    std::string upn_suffix_;   // userPrincipalName's part after the '@'
     std::map<std::string, held> by_uuid_, by_key_, groups_by_uuid_;
     std::map<std::string, std::string> dn_key_;  // lower-case DN -> key
     std::set<std::string> known_ous_;

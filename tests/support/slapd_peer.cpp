@@ -1,7 +1,5 @@
 #include "slapd_peer.hpp"
 
-#include <ldap.h>
-
 #include <arpa/inet.h>
 #include <csignal>
 #include <fcntl.h>
@@ -33,41 +31,6 @@ int free_port() {
     return ntohs(a.sin_port);
 }
 
-int run(const std::vector<std::string>& args) {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
-        int null = ::open("/dev/null", O_WRONLY);
-        ::dup2(null, 1);
-        ::dup2(null, 2);
-        ::execvp(argv[0], argv.data());
-        ::_exit(127);
-    }
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-struct conn {
-    LDAP* ld = nullptr;
-    conn(const std::string& url, const std::string& dn, const std::string& password, const std::string& ca_file) {
-        if (ldap_initialize(&ld, url.c_str()) != LDAP_SUCCESS) throw std::runtime_error("ldap_initialize " + url);
-        int v3 = LDAP_VERSION3;
-        ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3);
-        if (url.rfind("ldaps://", 0) == 0) {
-            ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, ca_file.c_str());
-            int zero = 0;
-            ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &zero);
-        }
-        berval cred{static_cast<ber_len_t>(password.size()), const_cast<char*>(password.data())};
-        int rc = ldap_sasl_bind_s(ld, dn.c_str(), LDAP_SASL_SIMPLE, &cred, nullptr, nullptr, nullptr);
-        if (rc != LDAP_SUCCESS) throw std::runtime_error(std::string("bind: ") + ldap_err2string(rc));
-    }
-    ~conn() { ldap_unbind_ext_s(ld, nullptr, nullptr); }
-};
-
 }  // namespace
 
 slapd_peer::slapd_peer(const fs::path& dir, const std::string& password, options o)
@@ -77,10 +40,7 @@ slapd_peer::slapd_peer(const fs::path& dir, const std::string& password, options
     fs::create_directories(dir_ / "db");
     std::string tls;
     if (o.tls) {
-        if (run({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-                 "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", (dir_ / "key.pem").string(), "-out",
-                 ca_file().string()}) != 0)
-            throw std::runtime_error("openssl could not make the test certificate");
+        make_loopback_cert(ca_file(), dir_ / "key.pem");
         tls = "TLSCertificateFile " + ca_file().string() + "\nTLSCertificateKeyFile " + (dir_ / "key.pem").string() +
               "\n";
     }
@@ -179,57 +139,11 @@ void slapd_peer::stop() {
 
 std::vector<slapd_peer::entry> slapd_peer::search(const std::string& filter, const std::vector<std::string>& attrs,
                                                   const std::string& base) const {
-    conn c(url(), admin_dn(), password_, ca_file().string());
-    std::vector<char*> names;
-    for (auto& a : attrs) names.push_back(const_cast<char*>(a.c_str()));
-    names.push_back(nullptr);
-    LDAPMessage* res = nullptr;
-    int rc = ldap_search_ext_s(c.ld, base.c_str(), LDAP_SCOPE_SUBTREE, filter.c_str(), names.data(), 0, nullptr,
-                               nullptr, nullptr, 0, &res);
-    std::vector<entry> out;
-    if (rc != LDAP_SUCCESS && rc != LDAP_NO_SUCH_OBJECT) {
-        ldap_msgfree(res);
-        throw std::runtime_error("search " + filter + ": " + ldap_err2string(rc));
-    }
-    for (LDAPMessage* e = ldap_first_entry(c.ld, res); e; e = ldap_next_entry(c.ld, e)) {
-        entry en;
-        char* dn = ldap_get_dn(c.ld, e);
-        en.dn = dn;
-        ldap_memfree(dn);
-        BerElement* ber = nullptr;
-        for (char* a = ldap_first_attribute(c.ld, e, &ber); a; a = ldap_next_attribute(c.ld, e, ber)) {
-            std::string name(a);
-            for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-            berval** vals = ldap_get_values_len(c.ld, e, a);
-            for (int i = 0; vals && vals[i]; ++i) en.attrs[name].emplace_back(vals[i]->bv_val, vals[i]->bv_len);
-            ldap_value_free_len(vals);
-            ldap_memfree(a);
-        }
-        ber_free(ber, 0);
-        out.push_back(std::move(en));
-    }
-    ldap_msgfree(res);
-    return out;
+    return ldap_search({url(), admin_dn(), password_, ca_file().string()}, base, filter, attrs);
 }
 
 void slapd_peer::add(const std::string& dn, const std::map<std::string, std::vector<std::string>>& attrs) const {
-    conn c(url(), admin_dn(), password_, ca_file().string());
-    std::vector<LDAPMod> mods(attrs.size());
-    std::vector<std::vector<char*>> values(attrs.size());
-    std::vector<LDAPMod*> list;
-    size_t i = 0;
-    for (auto& [name, vs] : attrs) {
-        for (auto& v : vs) values[i].push_back(const_cast<char*>(v.c_str()));
-        values[i].push_back(nullptr);
-        mods[i].mod_op = LDAP_MOD_ADD;
-        mods[i].mod_type = const_cast<char*>(name.c_str());
-        mods[i].mod_values = values[i].data();
-        list.push_back(&mods[i]);
-        ++i;
-    }
-    list.push_back(nullptr);
-    int rc = ldap_add_ext_s(c.ld, dn.c_str(), list.data(), nullptr, nullptr);
-    if (rc != LDAP_SUCCESS) throw std::runtime_error("add " + dn + ": " + ldap_err2string(rc));
+    ldap_add({url(), admin_dn(), password_, ca_file().string()}, dn, attrs);
 }
 
 }  // namespace sw_test

@@ -4,6 +4,8 @@
 // libldap, never from its files.
 #pragma once
 
+#include "ldap_read.hpp"
+
 #include <filesystem>
 #include <map>
 #include <string>
@@ -40,14 +42,7 @@ public:
     // The CA (the self-signed certificate) when started with tls.
     std::filesystem::path ca_file() const { return dir_ / "cert.pem"; }
 
-    struct entry {
-        std::string dn;
-        std::map<std::string, std::vector<std::string>> attrs;  // names in lower case
-        std::string first(const std::string& attr) const {
-            auto it = attrs.find(attr);
-            return it == attrs.end() || it->second.empty() ? std::string() : it->second.front();
-        }
-    };
+    using entry = ldap_entry;
     // Every entry under `base` matching `filter`, with the attributes asked
     // for (and entryUUID).
     std::vector<entry> search(const std::string& filter, const std::vector<std::string>& attrs = {"*", "entryUUID"},

@@ -62,6 +62,21 @@ std::string filter_value(std::string_view v) {
     return out;
 }
 
+std::optional<size_t> next_range(std::string_view attr) {
+    const auto at = attr.find(";range=");
+    if (at == std::string_view::npos) return std::nullopt;
+    const auto dash = attr.find('-', at);
+    if (dash == std::string_view::npos) return std::nullopt;
+    const std::string_view end = attr.substr(dash + 1);
+    if (end.empty() || end == "*") return std::nullopt;
+    size_t last = 0;
+    for (char c : end) {
+        if (c < '0' || c > '9') return std::nullopt;
+        last = last * 10 + static_cast<size_t>(c - '0');
+    }
+    return last + 1;
+}
+
 std::string dn_value(std::string_view v) {
     std::string out;
     for (size_t i = 0; i < v.size(); ++i) {

@@ -52,6 +52,11 @@ struct mod {
 // are `auth`; the rest are permanent, named by the code.
 sdk::error ldap_error(int rc, const std::string& what, const std::string& diagnostic = {});
 
+// For an attribute read by range (Active Directory's ranged retrieval,
+// "member;range=0-1499"): where the next range starts; nothing when the name
+// is not ranged or its range ends in "*" (the last).
+std::optional<size_t> next_range(std::string_view attr);
+
 // RFC 4515 and RFC 4514 escaping of a value put into a filter or a DN.
 std::string filter_value(std::string_view v);
 std::string dn_value(std::string_view v);

@@ -326,22 +326,48 @@ private:
         groups_by_uuid_.clear();
         std::unique_ptr<sdk::batch_writer> out;
         if (emit) out = std::make_unique<sdk::batch_writer>(host_api(), "groups", SW_MODE_BULK);
+        // Active Directory answers at most MaxValRange (1500) values of an
+        // attribute per read: member is asked for by range, and the rest
+        // read after the search (not inside it, on the same connection).
+        std::vector<entry> found;
         conn().search(groups_,
                       ad_ ? std::string("(&(objectClass=group)(adminDescription=") + k_managed + "))"
                           : std::string("(&(objectClass=groupOfNames)(businessCategory=") + k_managed + "))",
-                      {"cn", "description", "member", ad_ ? "objectGUID" : "entryUUID"}, page_size_, [&](entry&& e) {
-                          held h{e.dn, id_of(e), e.first("cn")};
-                          groups_by_uuid_[h.uuid] = h;
-                          if (!out) return;
-                          // Members are users' DNs; the kernel speaks of keys.
-                          // The group's own DN stands in for "no member"
-                          // (groupOfNames must have one).
-                          std::vector<std::string> keys;
-                          for (auto& m : e.all("member"))
-                              if (auto it = dn_key_.find(lower(m)); it != dn_key_.end()) keys.push_back(it->second);
-                          out->add(h.key, {e.first("description"), sdk::join_items(keys)});
-                      });
+                      {"cn", "description", ad_ ? "member;range=0-*" : "member", ad_ ? "objectGUID" : "entryUUID"},
+                      page_size_, [&](entry&& e) { found.push_back(std::move(e)); });
+        for (entry& e : found) {
+            held h{e.dn, id_of(e), e.first("cn")};
+            groups_by_uuid_[h.uuid] = h;
+            if (!out) continue;
+            // Members are users' DNs; the kernel speaks of keys. The group's
+            // own DN stands in for "no member" (groupOfNames must have one).
+            std::vector<std::string> keys;
+            for (auto& m : all_members(e))
+                if (auto it = dn_key_.find(lower(m)); it != dn_key_.end()) keys.push_back(it->second);
+            out->add(h.key, {e.first("description"), sdk::join_items(keys)});
+        }
         if (out) out->flush();
+    }
+
+    // Every value of member: "member", or "member;range=A-B" then the next
+    // ranges until one ends in "*".
+    std::vector<std::string> all_members(const entry& first) {
+        std::vector<std::string> out;
+        entry cur = first;
+        for (int reads = 0;; ++reads) {
+            std::string ranged;
+            for (auto& [name, values] : cur.attrs)
+                if (name == "member" || name.rfind("member;range=", 0) == 0) {
+                    out.insert(out.end(), values.begin(), values.end());
+                    ranged = name;
+                }
+            const auto next = next_range(ranged);
+            if (!next) return out;
+            if (reads > 100000) throw error(SW_PERMANENT, "bad_response", first.dn + ": member ranges do not end");
+            auto more = conn().read(first.dn, {"member;range=" + std::to_string(*next) + "-*"});
+            if (!more) return out;
+            cur = std::move(*more);
+        }
     }
 
     // ---- users ---------------------------------------------------------------

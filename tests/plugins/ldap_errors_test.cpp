@@ -55,3 +55,15 @@ TEST(ldap_escaping, keeps_values_from_changing_a_filter_or_a_dn) {
 }
 
 }  // namespace
+
+// Active Directory's ranged retrieval: "member;range=0-1499" means more
+// from 1500; a range ending in "*" is the last.
+TEST(ldap_ranges, say_where_the_next_read_starts) {
+    using syncwarden::ldap::next_range;
+    EXPECT_EQ(next_range("member;range=0-1499"), std::optional<size_t>(1500));
+    EXPECT_EQ(next_range("member;range=1500-2999"), std::optional<size_t>(3000));
+    EXPECT_EQ(next_range("member;range=3000-*"), std::nullopt);
+    EXPECT_EQ(next_range("member"), std::nullopt);
+    EXPECT_EQ(next_range(""), std::nullopt);
+    EXPECT_EQ(next_range("member;range=0-x"), std::nullopt);
+}

@@ -17,18 +17,31 @@ using nlohmann::json;
 namespace {
 
 const std::string k_token = "scim-test-token-7f3a9c";
+// Retries in milliseconds, for the throttling tests.
+const std::string k_fast_retries =
+    R"("retry": {"initial_interval": "5ms", "max_interval": "20ms", "max_attempts": 50},)";
 
 // The demo district's users into the SCIM server: userName, names, e-mail,
 // active, and deactivation (active=false) for a user the source marks
 // tobedeleted or drops.
+// What a test changes in the job and its server (designated initializers).
+struct scim_job {
+    std::vector<std::string> peer = {};  // server.mjs flags ("--throttle", "20", ...)
+    std::string extra_job = {};          // top-level job members, each followed by ','
+    std::string token = k_token;         // the bearer token, or its {"$secret": ...} object
+    std::string extra_mapping = {};      // more mapping entities, each preceded by ','
+    std::string auth = {};               // the whole auth object, instead of a bearer token
+    std::string extra_settings = {};     // more target settings, each preceded by ','
+};
+
 struct scim_district {
-    // `auth`, when given, is the job's whole auth object (else a bearer
-    // `token`); `extra_settings` go into the target's settings.
-    explicit scim_district(const fs::path& root, std::vector<std::string> peer_options = {},
-                           const std::string& extra_job = "", const std::string& token = k_token,
-                           const std::string& extra_mapping = "", const std::string& auth = "",
-                           const std::string& extra_settings = "")
-        : root(root), peer(root / "peer", k_token, std::move(peer_options)) {
+    explicit scim_district(const fs::path& root, scim_job j = {})
+        : root(root), peer(root / "peer", k_token, std::move(j.peer)) {
+        const std::string& extra_job = j.extra_job;
+        const std::string& token = j.token;
+        const std::string& extra_mapping = j.extra_mapping;
+        const std::string& auth = j.auth;
+        const std::string& extra_settings = j.extra_settings;
         sw_test::install_shipped(data());
         EXPECT_EQ(sw_test::cli(data(), {"connectors", "install", sw_test::plugin("scim").string()}).code, 0);
         sw_test::copy_tree(fs::path(SW_SOURCE_DIR) / "config/demo/district", district());
@@ -164,11 +177,11 @@ TEST(scim_target, a_changed_feed_applies_exactly_its_delta) {
 // of those users.
 TEST(scim_target, classes_become_groups_of_their_enrolled_students) {
     sw_test::temp_dir tmp;
-    scim_district d(tmp.path(), {}, "", k_token, R"(,
+    scim_district d(tmp.path(), {.extra_mapping = R"(,
         {"target": "groups", "source": "classes", "fields": {
            "sourcedId": "sourcedId", "displayName": "title",
            "members": {"collect": {"from": "enrollments", "by": "classSourcedId", "value": "userSourcedId",
-                                   "where": {"role": "student"}}}}})");
+                                   "where": {"role": "student"}}}}})"});
     // What the enrollments say: class -> its students' sourcedIds.
     auto expected = [&] {
         std::map<std::string, std::set<std::string>> out;
@@ -241,13 +254,13 @@ TEST(scim_target, https_trusts_the_ca_file_and_nothing_else) {
               0);
     const std::vector<std::string> tls{"--tls", cert.string() + ":" + key.string()};
     {
-        scim_district d(tmp.path() / "trusted", tls, "", k_token, "", "", R"(, "ca_file": ")" + cert.string() + "\"");
+        scim_district d(tmp.path() / "trusted", {.peer = tls, .extra_settings = R"(, "ca_file": ")" + cert.string() + "\""});
         ASSERT_EQ(d.peer.base_url().rfind("https://", 0), 0u);
         auto r = d.run();
         ASSERT_EQ(r.code, 0) << r.out << r.err;
         EXPECT_EQ(d.server_users().size(), users_in_csv(d.district()));
     }
-    scim_district d(tmp.path() / "untrusted", tls);
+    scim_district d(tmp.path() / "untrusted", {.peer = tls});
     auto r = d.run();
     EXPECT_NE(r.code, 0);
     EXPECT_THAT(r.out + r.err, HasSubstr("certificate"));
@@ -264,8 +277,8 @@ TEST(scim_target, oauth2_client_credentials_with_a_token_that_expires_mid_run) {
     const std::string secret = "client-secret-9e4b1f";
     std::vector<std::string> opts{"--oauth2", "sw-client:" + secret, "--token-uses", "2"};
     // The token URL is the peer's own, known once the fixture started it.
-    scim_district d(tmp.path() / "oauth", opts, "", k_token, "", R"({"oauth2": {"token_url": "TOKEN_URL",
-        "client_id": "sw-client", "client_secret": {"$secret": "scim-client"}}})");
+    scim_district d(tmp.path() / "oauth", {.peer = opts, .auth = R"({"oauth2": {"token_url": "TOKEN_URL",
+        "client_id": "sw-client", "client_secret": {"$secret": "scim-client"}}})"});
     auto j = sw_test::read_file(d.job());
     j.replace(j.find("TOKEN_URL"), 9, d.peer.token_url());
     sw_test::write_file(d.job(), j);
@@ -332,9 +345,9 @@ TEST(scim_target, a_409_on_create_is_resolved_by_adopting_the_account) {
 // One request per change (bulk off), so that 20% of ~30 writes are refused.
 TEST(scim_target, with_a_fifth_of_requests_throttled_the_run_converges_and_counts_its_retries) {
     sw_test::temp_dir tmp;
-    scim_district d(tmp.path(), {"--throttle", "20", "--retry-after", "0", "--seed", "7"},
-                    R"("retry": {"initial_interval": "5ms", "max_interval": "20ms", "max_attempts": 50},)", k_token, "",
-                    "", R"(, "bulk": false)");
+    scim_district d(tmp.path(), {.peer = {"--throttle", "20", "--retry-after", "0", "--seed", "7"},
+                                 .extra_job = k_fast_retries,
+                                 .extra_settings = R"(, "bulk": false)"});
     auto r = d.run();
     ASSERT_EQ(r.code, 0) << r.out << r.err;
     EXPECT_EQ(d.server_users().size(), users_in_csv(d.district()));
@@ -352,7 +365,7 @@ TEST(scim_target, with_a_fifth_of_requests_throttled_the_run_converges_and_count
 // changes go in Bulk requests of at most bulk.maxOperations each.
 TEST(scim_target, a_batch_goes_in_bulk_requests_of_at_most_the_servers_max_operations) {
     sw_test::temp_dir tmp;
-    scim_district d(tmp.path(), {"--bulk-max", "7"});
+    scim_district d(tmp.path(), {.peer = {"--bulk-max", "7"}});
     auto r = d.run();
     ASSERT_EQ(r.code, 0) << r.out << r.err;
     const size_t users = users_in_csv(d.district());
@@ -370,9 +383,9 @@ TEST(scim_target, a_batch_goes_in_bulk_requests_of_at_most_the_servers_max_opera
 
 TEST(scim_target, without_bulk_in_the_config_or_the_settings_each_change_is_its_own_request) {
     sw_test::temp_dir tmp;
-    scim_district server_says_no(tmp.path() / "a", {"--no-bulk"});
+    scim_district server_says_no(tmp.path() / "a", {.peer = {"--no-bulk"}});
     ASSERT_EQ(server_says_no.run().code, 0);
-    scim_district job_says_no(tmp.path() / "b", {}, "", k_token, "", "", R"(, "bulk": false)");
+    scim_district job_says_no(tmp.path() / "b", {.extra_settings = R"(, "bulk": false)"});
     ASSERT_EQ(job_says_no.run().code, 0);
     const size_t users = users_in_csv(server_says_no.district());
     for (auto* d : {&server_says_no, &job_says_no}) {
@@ -387,7 +400,7 @@ TEST(scim_target, without_bulk_in_the_config_or_the_settings_each_change_is_its_
 // Syncwarden does not manage.
 TEST(scim_target, a_server_without_patch_gets_the_whole_resource_put_back) {
     sw_test::temp_dir tmp;
-    scim_district d(tmp.path(), {"--no-patch", "--etag"});
+    scim_district d(tmp.path(), {.peer = {"--no-patch", "--etag"}});
     ASSERT_EQ(d.run().code, 0);
     const std::string id = d.server_users()["t-102"]["id"];
     auto set = d.peer.request("PUT", "/Users/" + id, R"({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
@@ -412,7 +425,7 @@ TEST(scim_target, a_server_without_patch_gets_the_whole_resource_put_back) {
 // payloads smaller than it advertised (413): the run still lands.
 TEST(scim_target, a_server_that_refuses_its_own_bulk_gets_smaller_or_single_requests) {
     sw_test::temp_dir tmp;
-    scim_district refused(tmp.path() / "a", {"--bulk-refused"});
+    scim_district refused(tmp.path() / "a", {.peer = {"--bulk-refused"}});
     auto r = refused.run();
     ASSERT_EQ(r.code, 0) << r.out << r.err;
     const size_t users = users_in_csv(refused.district());
@@ -420,7 +433,7 @@ TEST(scim_target, a_server_that_refuses_its_own_bulk_gets_smaller_or_single_requ
     EXPECT_THAT(sw_test::read_logs(refused.data()),
                 HasSubstr("answered HTTP 501 although the ServiceProviderConfig says bulk is supported"));
 
-    scim_district small(tmp.path() / "b", {"--bulk-payload-limit", "3000"});
+    scim_district small(tmp.path() / "b", {.peer = {"--bulk-payload-limit", "3000"}});
     r = small.run();
     ASSERT_EQ(r.code, 0) << r.out << r.err;
     EXPECT_EQ(small.server_users().size(), users);
@@ -433,9 +446,9 @@ TEST(scim_target, a_server_that_refuses_its_own_bulk_gets_smaller_or_single_requ
 // operations count as resent changes.
 TEST(scim_target, throttled_bulk_requests_are_resent_and_the_run_converges) {
     sw_test::temp_dir tmp;
-    scim_district d(tmp.path(), {"--throttle", "20", "--retry-after", "0", "--seed", "7"},
-                    R"("retry": {"initial_interval": "5ms", "max_interval": "20ms", "max_attempts": 50},)", k_token, "",
-                    "", R"(, "bulk_max_operations": 3)");
+    scim_district d(tmp.path(), {.peer = {"--throttle", "20", "--retry-after", "0", "--seed", "7"},
+                                 .extra_job = k_fast_retries,
+                                 .extra_settings = R"(, "bulk_max_operations": 3)"});
     auto r = d.run();
     ASSERT_EQ(r.code, 0) << r.out << r.err;
     EXPECT_EQ(d.server_users().size(), users_in_csv(d.district()));
@@ -450,7 +463,7 @@ TEST(scim_target, throttled_bulk_requests_are_resent_and_the_run_converges) {
 // 412 is read again and sent on its own, against what it is now.
 TEST(scim_target, stale_versions_inside_a_bulk_request_are_read_again_and_land) {
     sw_test::temp_dir tmp;
-    scim_district d(tmp.path(), {"--etag", "--stale-once"});
+    scim_district d(tmp.path(), {.peer = {"--etag", "--stale-once"}});
     ASSERT_EQ(d.run().code, 0);
     const int bulk_before = d.peer.stats()["bulk"].get<int>();
     d.edit_users([](std::string& u) {
@@ -474,7 +487,7 @@ TEST(scim_target, stale_versions_inside_a_bulk_request_are_read_again_and_land) 
 
 TEST(scim_target, a_stale_etag_is_read_again_and_the_change_still_lands) {
     sw_test::temp_dir tmp;
-    scim_district d(tmp.path(), {"--etag", "--stale-once"});
+    scim_district d(tmp.path(), {.peer = {"--etag", "--stale-once"}});
     ASSERT_EQ(d.run().code, 0);
     d.edit_users([](std::string& u) {
         auto p = u.find("Whitfield");
@@ -488,7 +501,7 @@ TEST(scim_target, a_stale_etag_is_read_again_and_the_change_still_lands) {
 
 TEST(scim_target, a_refused_token_stops_the_run_and_says_so) {
     sw_test::temp_dir tmp;
-    scim_district d(tmp.path(), {}, "", "not-the-token");
+    scim_district d(tmp.path(), {.token = "not-the-token"});
     auto r = d.run();
     EXPECT_NE(r.code, 0);
     EXPECT_THAT(r.err, HasSubstr("HTTP 401"));
@@ -516,7 +529,7 @@ TEST(scim_target, a_server_that_answers_garbage_is_named_with_what_it_said) {
 // the plans, the run store or the audit log.
 TEST(scim_target, the_token_from_the_secret_store_is_written_nowhere) {
     sw_test::temp_dir tmp;
-    scim_district d(tmp.path(), {}, "", R"({"$secret": "scim-token"})");
+    scim_district d(tmp.path(), {.token = R"({"$secret": "scim-token"})"});
     sw_test::write_file(tmp / "token.txt", k_token + "\n");
     ASSERT_EQ(sw_test::cli(d.data(), {"secrets", "set", "scim-token", "--from-file", (tmp / "token.txt").string()}).code, 0);
     auto r = d.run();

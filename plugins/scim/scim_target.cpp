@@ -72,7 +72,7 @@ public:
         base_url_ = s.value("base_url", "");
         page_size_ = s.value("page_size", 100);
         use_bulk_ = s.value("bulk", true);
-        bulk_max_ = s.value("bulk_max_operations", 1000);
+        bulk_max_ = s.value("bulk_max_operations", 100);
         http_ = std::make_unique<http_client>(hs);
         builder_.entity("users", "sourcedId")
             .field("userName", SW_TYPE_STRING, SW_FIELD_REQUIRED).compare(SW_COMPARE_CASE_INSENSITIVE, SW_POLICY_MATCH)
@@ -115,7 +115,7 @@ public:
                   "description": "resources per list request (capped by the server's filter.maxResults)"},
     "bulk": {"type": "boolean", "default": true,
              "description": "send a batch's changes as SCIM Bulk requests (RFC 7644 3.7) where the server's ServiceProviderConfig supports bulk; false sends one request per change"},
-    "bulk_max_operations": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000,
+    "bulk_max_operations": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100,
                             "description": "operations per Bulk request (also capped by the server's bulk.maxOperations and the job's apply.batch_size)"}
   }
 })schema";
@@ -822,7 +822,7 @@ private:
     int64_t page_size_ = 100, max_results_ = 100000;
     bool config_loaded_ = false, patch_ = false, etag_ = false, filter_ = false;
     bool use_bulk_ = true, bulk_ = false;  // the setting; and whether this run sends Bulk requests
-    int64_t bulk_max_ = 1000, bulk_server_max_ops_ = 1000;
+    int64_t bulk_max_ = 100, bulk_server_max_ops_ = 1000;
     size_t bulk_max_bytes_ = 1048576, bulk_requests_ = 0;
     bool users_listed_ = false, groups_listed_ = false;
     std::map<std::string, account> users_, groups_;             // by id

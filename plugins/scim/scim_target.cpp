@@ -42,7 +42,13 @@ std::string str_at(const json& j, const char* a, const char* b = nullptr) {
 
 struct account {
     std::string id, key, version;  // key: the externalId ("" when unowned)
+    std::string user_name = {};    // users only
 };
+
+std::string ascii_lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
+}
 
 class scim_target final : public sdk::connector {
 public:
@@ -493,7 +499,7 @@ private:
     }
 
     void remember_user(const json& r, const std::string& version) {
-        account a{str_at(r, "id"), str_at(r, "externalId"), version};
+        account a{str_at(r, "id"), str_at(r, "externalId"), version, str_at(r, "userName")};
         users_[a.id] = a;
         if (!a.key.empty()) user_by_key_[a.key] = a.id;
     }
@@ -734,8 +740,17 @@ private:
         ++adopted_;
     }
 
-    // After a 409: the account by externalId, then by userName.
+    // After a 409: the account by externalId, then by userName; with a
+    // filter where the server supports filtering, else by reading every
+    // User again.
     std::string lookup_user(const std::string& key, const std::string& user_name) {
+        if (!filter_) {
+            list_users(false);
+            if (auto k = user_by_key_.find(key); k != user_by_key_.end()) return k->second;
+            for (auto& [id, a] : users_)
+                if (ascii_lower(a.user_name) == ascii_lower(user_name)) return id;
+            return {};
+        }
         for (auto [attr, v] : {std::pair<const char*, std::string>{"externalId", key}, {"userName", user_name}}) {
             std::string quoted = json(v).dump();
             std::string path = "/Users?filter=" + url_encode(std::string(attr) + " eq " + quoted);

@@ -342,6 +342,24 @@ TEST(scim_target, a_409_on_create_is_resolved_by_adopting_the_account) {
     EXPECT_EQ(d.server_users()["t-102"]["id"], made.body["id"]);
 }
 
+// A server without filtering (its ServiceProviderConfig says so, and it
+// refuses ?filter=): the 409 is resolved by reading the Users again.
+TEST(scim_target, without_filtering_a_409_is_resolved_by_reading_the_users_again) {
+    sw_test::temp_dir tmp;
+    scim_district d(tmp.path(), {.peer = {"--no-filter"}});
+    auto r = d.run(true);
+    ASSERT_EQ(r.code, 0);
+    auto made = d.peer.request("POST", "/Users", R"({"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "Marcus.Whitfield"})");
+    ASSERT_EQ(made.status, 201);
+    ASSERT_EQ(d.peer.request("GET", "/Users?filter=" + std::string("userName%20eq%20%22x%22")).status, 400)
+        << "the server refuses filters";
+    r = sw_test::cli(d.data(), {"runs", "apply", sw_test::run_id_of(r.out)});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(d.peer.all("Users").size(), users_in_csv(d.district()));
+    EXPECT_EQ(d.server_users()["t-102"]["id"], made.body["id"]);
+}
+
 // One request per change (bulk off), so that 20% of ~30 writes are refused.
 TEST(scim_target, with_a_fifth_of_requests_throttled_the_run_converges_and_counts_its_retries) {
     sw_test::temp_dir tmp;

@@ -9,7 +9,7 @@
 //                   [--max-results N] [--seed N] [--tls CERT:KEY]
 //                   [--oauth2 CLIENT_ID:CLIENT_SECRET [--token-uses N]]
 //                   [--no-bulk] [--bulk-max N] [--bulk-refused]
-//                   [--bulk-payload-limit BYTES]
+//                   [--bulk-payload-limit BYTES] [--no-filter]
 //
 // It listens on 127.0.0.1, on a port the system picks, and prints
 // "listening PORT" on stdout once it answers. The store is a journal of
@@ -32,6 +32,8 @@
 //                  must fetch another on a 401
 //   --no-bulk      the ServiceProviderConfig says bulk is not supported
 //   --bulk-max N   bulk.maxOperations (1000)
+//   --no-filter    the ServiceProviderConfig says filter is not supported,
+//                  and a request with ?filter= is answered 400 invalidFilter
 //   --bulk-refused advertises bulk but answers POST /Bulk with 501
 //   --bulk-payload-limit B
 //                  answers 413 to a Bulk request larger than B bytes, though
@@ -327,6 +329,12 @@ app.use("/scim", (req, res, next) => {
     // startIndex and count to numbers would be lost (and paging ignored):
     // parse it once into a plain, writable object.
     Object.defineProperty(req, "query", { value: { ...req.query }, writable: true, configurable: true });
+    if (flag("--no-filter") && req.query.filter !== undefined) {
+        res.status(400).type("application/scim+json").send(JSON.stringify({
+            schemas: ["urn:ietf:params:scim:api:messages:2.0:Error"], status: "400", scimType: "invalidFilter",
+            detail: "this server does not filter" }));
+        return;
+    }
     if (throttlePercent > 0 && random() * 100 < throttlePercent) {
         stats.throttled++;
         res.set("Retry-After", retryAfter).status(429).type("application/scim+json").send(JSON.stringify({
@@ -376,7 +384,7 @@ const routers = new SCIMMYRouters({
 });
 // The routers switch patch, filter, sort and bulk on when they are made:
 // what the flags turn off is turned off after.
-SCIMMY.Config.set({ patch: !flag("--no-patch"), bulk: !flag("--no-bulk") });
+SCIMMY.Config.set({ patch: !flag("--no-patch"), bulk: !flag("--no-bulk"), filter: !flag("--no-filter") });
 app.use("/scim", routers);
 
 const [certFile, keyFile] = tls.split(":");

@@ -95,6 +95,40 @@ TEST(job_config, errors_name_the_json_path_and_what_was_expected) {
                 HasSubstr("$.mapping.entities[0].fields.name.template: template has '{'"));
 }
 
+TEST(job_config, reads_a_schedule_and_names_what_is_wrong_with_one) {
+    sw_test::temp_dir tmp;
+    sw_test::write_file(tmp / "job.json", with("\"apply\"", R"("schedule": {"cron": "0 2 * * 1-5", "tz": "America/Chicago",
+        "overlap": "queue", "catch_up": "2h", "pause_after_failures": 3}, "apply")"));
+    auto r = load_job(tmp / "job.json");
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+    ASSERT_TRUE(r->schedule.has_value());
+    EXPECT_EQ(r->schedule->cron.expression(), "0 2 * * 1-5");
+    EXPECT_EQ(r->schedule->cron.zone(), "America/Chicago");
+    EXPECT_EQ(r->schedule->policy.on_overlap, schedule_policy::overlap::queue);
+    EXPECT_EQ(r->schedule->policy.catch_up, std::chrono::hours(2));
+    EXPECT_EQ(r->schedule->policy.pause_after, 3u);
+    // Friday 6 March 2026, 02:00 CST, is 08:00 UTC.
+    EXPECT_EQ(iso8601(*r->schedule->cron.next_after(*parse_iso8601("2026-03-06T00:00:00.000Z"))),
+              "2026-03-06T08:00:00.000Z");
+
+    sw_test::write_file(tmp / "job.json", k_good);
+    EXPECT_FALSE(load_job(tmp / "job.json")->schedule.has_value()) << "no schedule: run only when asked";
+
+    auto bad = [](const std::string& schedule) {
+        return error_for(with("\"apply\"", "\"schedule\": " + schedule + ", \"apply\""));
+    };
+    EXPECT_THAT(bad(R"({"cron": "0 2 * *"})"), HasSubstr("$.schedule.cron: cron '0 2 * *': has 4 fields"));
+    EXPECT_THAT(bad(R"({"cron": "0 2 * * *", "tz": "Mars/Olympus"})"),
+                HasSubstr("$.schedule.tz: time zone 'Mars/Olympus' is not an IANA time zone name"));
+    EXPECT_THAT(bad(R"({"cron": "0 2 * * *", "overlap": "parallel"})"),
+                HasSubstr("$.schedule.overlap: expected \"skip\" (the default"));
+    EXPECT_THAT(bad(R"({"cron": "0 2 * * *", "catch_up": "soon"})"), HasSubstr("$.schedule.catch_up: expected a duration"));
+    EXPECT_THAT(bad(R"({"cron": "0 2 * * *", "pause_after_failures": -1})"),
+                HasSubstr("$.schedule.pause_after_failures: expected 0 (never pause)"));
+    EXPECT_THAT(bad(R"({"tz": "UTC"})"), HasSubstr("$.schedule.cron: expected a cron expression"));
+    EXPECT_THAT(bad(R"({"cron": "0 2 * * *", "every": 5})"), HasSubstr("$.schedule.every: unknown field"));
+}
+
 TEST(kernel_config, defaults_and_a_relative_data_dir) {
     auto d = load_kernel_config("", "fallback");
     ASSERT_TRUE(d.is_ok());

@@ -304,6 +304,49 @@ Status read_retry(const reader& r, const json& j, retry_policy& p) {
     return Status::ok();
 }
 
+Status read_schedule(const reader& r, const json& j, std::optional<job_schedule>& out) {
+    auto it = j.find("schedule");
+    if (it == j.end()) return Status::ok();
+    const std::string path = "$.schedule";
+    if (auto s = r.expect(*it, json::value_t::object, path, "an object such as {\"cron\": \"0 2 * * 1-5\", \"tz\": "
+                                                            "\"America/Chicago\"}");
+        !s)
+        return s;
+    if (auto s = r.no_unknown(*it, path, {"cron", "tz", "overlap", "catch_up", "pause_after_failures"}); !s) return s;
+    auto c = it->find("cron");
+    if (c == it->end() || !c->is_string())
+        return r.fail(path + ".cron", "expected a cron expression (five fields, such as \"0 2 * * 1-5\")");
+    std::string tz = "UTC";
+    if (auto z = it->find("tz"); z != it->end()) {
+        if (!z->is_string()) return r.fail(path + ".tz", "expected an IANA time zone name such as \"America/Chicago\"");
+        tz = z->get<std::string>();
+    }
+    auto cron = cron_schedule::parse(c->get<std::string>(), tz);
+    if (!cron) return r.fail(path + (cron.status().message().rfind("time zone", 0) == 0 ? ".tz" : ".cron"),
+                             cron.status().message());
+    job_schedule sch{std::move(cron.value()), {}};
+    if (auto o = it->find("overlap"); o != it->end()) {
+        if (!o->is_string() || (*o != "skip" && *o != "queue"))
+            return r.fail(path + ".overlap", "expected \"skip\" (the default: a fire while the last run still goes "
+                                             "is skipped) or \"queue\" (it waits, one at most), found " + o->dump());
+        sch.policy.on_overlap = *o == "queue" ? schedule_policy::overlap::queue : schedule_policy::overlap::skip;
+    }
+    if (auto w = it->find("catch_up"); w != it->end()) {
+        auto d = parse_duration(*w);
+        if (!d) return r.fail(path + ".catch_up", d.status().message());
+        sch.policy.catch_up = std::chrono::duration_cast<std::chrono::seconds>(*d);
+    }
+    if (auto n = it->find("pause_after_failures"); n != it->end()) {
+        if (!n->is_number_unsigned() || n->get<uint64_t>() > 1000)
+            return r.fail(path + ".pause_after_failures",
+                          "expected 0 (never pause) or a whole number of failed runs in a row, up to 1000, found " +
+                              n->dump());
+        sch.policy.pause_after = static_cast<unsigned>(n->get<uint64_t>());
+    }
+    out = std::move(sch);
+    return Status::ok();
+}
+
 }  // namespace
 
 Result<std::chrono::milliseconds> parse_duration(const json& j) {
@@ -337,7 +380,7 @@ Result<job_config> load_job(const fs::path& file) {
     reader r(file);
     if (auto s = r.expect(j, json::value_t::object, "$", "an object"); !s) return s;
     if (auto s = r.no_unknown(j, "$", {"name", "description", "source", "target", "mapping", "apply", "isolation",
-                                         "limits", "deadlines", "retry", "rate_limit", "gates"}); !s) return s;
+                                         "limits", "deadlines", "retry", "rate_limit", "gates", "schedule"}); !s) return s;
     job_config job;
     job.file = fs::absolute(file);
     job.base_dir = job.file.parent_path();
@@ -391,6 +434,7 @@ Result<job_config> load_job(const fs::path& file) {
     if (auto s = read_runtime(r, j, job.runtime); !s) return s;
     if (auto s = read_retry(r, j, job.retry); !s) return s;
     if (auto s = config_detail::read_gates(r, j, job.gates); !s) return s;
+    if (auto s = read_schedule(r, j, job.schedule); !s) return s;
     return job;
 }
 

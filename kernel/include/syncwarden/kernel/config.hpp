@@ -2,6 +2,9 @@
 // Every error names the file and the JSON path and says what was expected.
 #pragma once
 
+#include <syncwarden/kernel/cron.hpp>
+#include <syncwarden/kernel/scheduler.hpp>
+
 #include <syncwarden/kernel/gate_policy.hpp>
 #include <syncwarden/kernel/result.hpp>
 #include <syncwarden/kernel/retry_policy.hpp>
@@ -103,6 +106,12 @@ struct job_runtime {
         grace{std::chrono::seconds(10)};
 };
 
+// "schedule": when the daemon runs the job (syncwarden serve).
+struct job_schedule {
+    cron_schedule cron;
+    schedule_policy policy;  // overlap, catch_up, pause_after (target: set by the daemon)
+};
+
 struct job_config {
     std::filesystem::path file;
     std::filesystem::path base_dir;  // the job file's folder: relative paths start here
@@ -114,6 +123,7 @@ struct job_config {
     job_runtime runtime;
     retry_policy retry;
     gate_policy gates;
+    std::optional<job_schedule> schedule;  // none: run only when asked
 };
 
 // "90s", "5m", "1h", "30d", "250ms", or a number of seconds; what is wrong otherwise.

@@ -99,6 +99,20 @@ TEST_F(audit_cli, every_run_ends_with_an_immutable_summary_of_what_it_did) {
     EXPECT_THAT(v.out, HasSubstr("the audit log verifies: 7 entries, 7 signed heads"));
 }
 
+TEST_F(audit_cli, a_pre_release_replaced_in_place_is_recorded_with_the_build_it_replaced) {
+    ASSERT_EQ(sw_test::cli(data(), {"connectors", "install", sw_test::fixture("dev_a").string()}).code, 0);
+    auto refused = sw_test::cli(data(), {"connectors", "install", sw_test::fixture("dev_b").string()});
+    EXPECT_NE(refused.code, 0);
+    EXPECT_THAT(refused.err, HasSubstr("--replace"));
+    auto r = sw_test::cli(data(), {"connectors", "install", sw_test::fixture("dev_b").string(), "--replace"});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("replaced build dev-a of devconn 1.2.0-dev"));
+    const nlohmann::json last = entries().back();
+    EXPECT_EQ(last["kind"], "connector_installed");
+    EXPECT_EQ(last["data"]["build_id"], "dev-b");
+    EXPECT_EQ(last["data"]["replaced_build"], "dev-a");
+}
+
 TEST_F(audit_cli, a_held_run_its_approval_reason_and_a_changed_job_are_recorded) {
     ASSERT_EQ(run().code, 0);
     keep_users(10);

@@ -45,6 +45,38 @@ TEST(registry, refuses_the_same_version_with_another_build_id) {
     EXPECT_EQ(all->front().info.build_id, "build-a");
 }
 
+// For connector authors: a rebuilt pre-release replaces the installed one
+// with --replace (and only then); the old file stays for runs that have it
+// loaded; a release is never replaced.
+TEST(registry, a_pre_release_is_replaced_in_place_with_replace_and_a_release_never) {
+    sw_test::temp_dir tmp;
+    system_clock clk;
+    registry reg(tmp / "connectors", clk);
+    auto a = reg.install(fixture("dev_a"));
+    ASSERT_TRUE(a.is_ok()) << a.status().message();
+    auto refused = reg.install(fixture("dev_b"));
+    ASSERT_FALSE(refused.is_ok());
+    EXPECT_THAT(refused.status().message(),
+                HasSubstr("it is a pre-release, so `syncwarden connectors install --replace"));
+    auto b = reg.install(fixture("dev_b"), true);
+    ASSERT_TRUE(b.is_ok()) << b.status().message();
+    EXPECT_EQ(b->replaced_build, "dev-a");
+    auto all = reg.list();
+    ASSERT_TRUE(all.is_ok());
+    ASSERT_EQ(all->size(), 1u);
+    EXPECT_EQ(all->front().info.build_id, "dev-b");
+    EXPECT_EQ(reg.resolve("devconn", "^1.2.0-dev")->info.build_id, "dev-b") << "new runs get the new build";
+    EXPECT_TRUE(std::filesystem::exists(a->path)) << "the old build's file stays for runs that have it loaded";
+    EXPECT_NE(a->path, b->path);
+
+    ASSERT_TRUE(reg.install(fixture("dup_a")).is_ok());
+    auto release = reg.install(fixture("dup_b"), true);
+    ASSERT_FALSE(release.is_ok());
+    EXPECT_THAT(release.status().message(), HasSubstr("dup 1.0.0 is a release, and releases are immutable; --replace "
+                                                      "only replaces a pre-release"));
+    EXPECT_EQ(reg.resolve("dup", "^1")->info.build_id, "build-a");
+}
+
 TEST(registry, a_refused_library_is_not_installed) {
     sw_test::temp_dir tmp;
     system_clock clk;

@@ -36,6 +36,7 @@ const char* const cli_detail::k_usage = R"(usage: syncwarden [--data-dir DIR] [-
 
 commands:
   connectors install FILE.so     check a connector library and install it
+      [--replace]                a pre-release (1.2.0-dev) rebuilt: the new build takes its place
   connectors list [--json]       installed releases: name, version, ABI, capabilities, build id
   connectors schema NAME [--version RANGE]
                                  the JSON Schema of a connector's settings
@@ -143,12 +144,12 @@ private:
 int connectors_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
-    if (!parse_args(args, {{"--json", false}, {"--version", true}}, pa, error)) return usage(c, error);
+    if (!parse_args(args, {{"--json", false}, {"--version", true}, {"--replace", false}}, pa, error)) return usage(c, error);
     if (pa.pos.empty()) return usage(c, "connectors needs a subcommand: install, list or schema");
     registry reg(c.cfg.data_dir / "connectors", c.clk);
     if (pa.pos[0] == "install") {
         if (pa.pos.size() != 2) return usage(c, "connectors install takes one FILE.so");
-        auto r = reg.install(pa.pos[1]);
+        auto r = reg.install(pa.pos[1], pa.opts.count("--replace") > 0);
         if (!r) return fail(c, r.status());
         auto store = open_store(c);
         if (!store) return fail(c, store.status());
@@ -157,10 +158,14 @@ int connectors_cmd(context& c, const std::vector<std::string>& args) {
                                         {{"name", r->info.name}, {"version", r->info.version},
                                          {"build_id", r->info.build_id}, {"sha256", r->sha256},
                                          {"abi", std::to_string(r->info.abi_major) + "." + std::to_string(r->info.abi_minor)},
-                                         {"repaired", r->repaired}, {"by", cli_actor()}}});
+                                         {"repaired", r->repaired}, {"replaced_build", r->replaced_build},
+                                         {"by", cli_actor()}}});
             !s)
             return fail(c, s.context("installed " + r->info.name + " " + r->info.version +
                                      ", but the audit log could not record it"));
+        if (!r->replaced_build.empty())
+            c.out << "replaced build " << r->replaced_build << " of " << r->info.name << " " << r->info.version
+                  << " (runs that have it loaded finish on it)\n";
         c.out << (r->repaired ? "repaired " : "installed ") << r->info.name << " " << r->info.version << " (build " << r->info.build_id
               << ", " << capabilities_text(r->info.capabilities) << ")\n  " << r->path.string() << "\n";
         return 0;

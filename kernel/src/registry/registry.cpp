@@ -112,7 +112,7 @@ Status write_release(const fs::path& dir, const installed_release& r) {
 
 registry::registry(fs::path root, const clock& clk) : root_(std::move(root)), clock_(clk) {}
 
-Result<installed_release> registry::install(const fs::path& so) {
+Result<installed_release> registry::install(const fs::path& so, bool replace) {
     // One read of the source: it is copied (and hashed) into the registry,
     // and only that copy is checked and published, so what was checked is
     // what gets installed.
@@ -146,24 +146,38 @@ Result<installed_release> registry::install(const fs::path& so) {
     const auto info = *checked;
 
     auto dir = root_ / info.name / info.version;
-    installed_release r{info, sha, dir / (sha.substr(0, 16) + ".so"), iso8601(clock_.now())};
+    installed_release r{info, sha, dir / (sha.substr(0, 16) + ".so"), iso8601(clock_.now()), false, {}};
     if (fs::exists(dir / "release.json")) {
         auto existing = read_release(dir);
-        if (existing) {
+        const bool other_build = existing && (existing->info.build_id != info.build_id || existing->sha256 != sha);
+        const auto version = semver::parse(info.version);
+        const bool prerelease = version && !version->prerelease.empty();
+        if (other_build && replace && !prerelease)
+            return Status::error(error_kind::connector,
+                                 "installing " + so.string() + " --replace: " + info.name + " " + info.version +
+                                     " is a release, and releases are immutable; --replace only replaces a "
+                                     "pre-release (such as " + info.version + "-dev). Give the new build a new version");
+        if (other_build && replace) {
+            r.replaced_build = existing->info.build_id;
+        } else if (existing) {
+            const std::string hint =
+                prerelease ? "; it is a pre-release, so `syncwarden connectors install --replace " + so.string() +
+                                 "` replaces it in place"
+                           : std::string();
             if (existing->info.build_id != info.build_id)
                 return Status::error(
                     error_kind::connector,
                     "installing " + so.string() + ": " + info.name + " " + info.version +
                         " is already installed with build id '" + existing->info.build_id +
                         "', this file has build id '" + info.build_id +
-                        "'; releases are immutable, so give the new build a new version");
+                        "'; releases are immutable, so give the new build a new version" + hint);
             if (existing->sha256 != sha)
                 return Status::error(
                     error_kind::connector,
                     "installing " + so.string() + ": " + info.name + " " + info.version + " build '" +
                         info.build_id + "' is already installed with different content (sha256 " +
                         existing->sha256.substr(0, 16) + ", this file " + sha.substr(0, 16) +
-                        "); releases are immutable, so give the new build a new version or build id");
+                        "); releases are immutable, so give the new build a new version or build id" + hint);
             std::string e2;
             if (existing->path == r.path && sha256_file_hex(existing->path, &e2) == sha) return *existing;
             r.installed_at = existing->installed_at;

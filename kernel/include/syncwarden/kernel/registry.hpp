@@ -25,6 +25,7 @@ struct installed_release {
     std::filesystem::path path;
     std::string installed_at;
     bool repaired = false;  // install replaced a damaged copy of this release
+    std::string replaced_build;  // install --replace: the build id this pre-release had before
 };
 
 class registry {
@@ -34,8 +35,10 @@ public:
     // Copies the library in (one read), checks the copy by loading it, and
     // publishes it with a rename. Installing the same build again is a no-op,
     // or repairs the installed copy when it was damaged; the same name and
-    // version with another build id is refused.
-    Result<installed_release> install(const std::filesystem::path& so);
+    // version with another build id is refused, unless `replace` is set and
+    // the version is a pre-release (1.2.0-dev): then the new build takes its
+    // place (a new file; the old one stays for runs that have it loaded).
+    Result<installed_release> install(const std::filesystem::path& so, bool replace = false);
     // Releases whose release.json is damaged or misplaced are skipped, and
     // said in warnings().
     Result<std::vector<installed_release>> list() const;

@@ -82,10 +82,10 @@ std::unique_ptr<sw_test::samba_ad_peer> active_directory::peer_;
 // "<tag>-<username>" (sAMAccountName is unique in the whole domain, and the
 // tests share one), employeeNumber the sourcedId; a user the source drops or marks
 // tobedeleted is disabled and moved to the disabled OU.
-struct ad_district {
+struct ad_district : sw_test::job_dir {
     ad_district(const sw_test::samba_ad_peer& peer, const fs::path& root, const std::string& tag,
                 const std::string& extra_fields = "", const std::string& extra_mapping = "")
-        : peer(peer), root(root), tag(tag) {
+        : job_dir{root}, peer(peer), tag(tag) {
         sw_test::install_shipped(data());
         EXPECT_EQ(sw_test::cli(data(), {"connectors", "install", sw_test::plugin("ldap").string()}).code, 0);
         sw_test::copy_tree(fs::path(SW_SOURCE_DIR) / "config/demo/district", district());
@@ -110,19 +110,8 @@ struct ad_district {
           "gates": {"deprovision": {"users": {"action": "deactivate", "set": {"active": "false"}}},
                     "thresholds": {"*": {"create": "100%", "update": "100%", "delete": "100%", "deactivate": "100%"}}}})");
     }
-    fs::path data() const { return root / "data"; }
-    fs::path district() const { return root / "district"; }
-    fs::path job() const { return root / "job.json"; }
     std::string uid(const std::string& username) const { return tag + "-" + username; }
     std::string people_ou() const { return "OU=" + tag + "-people," + sw_test::samba_ad_peer::base(); }
-    sw_test::cli_result run(bool dry = false) const {
-        std::vector<std::string> a{"run", job().string()};
-        if (dry) a.push_back("--dry-run");
-        return sw_test::cli(data(), a);
-    }
-    json plan(const sw_test::cli_result& r) const {
-        return json::parse(sw_test::read_file(data() / "plans" / (sw_test::run_id_of(r.out) + ".json")));
-    }
     // The domain's users under this test's OU: employeeNumber (or
     // "sam:" + sAMAccountName) -> entry.
     std::map<std::string, sw_test::ldap_entry> people() const {
@@ -150,7 +139,6 @@ struct ad_district {
     static bool disabled(const sw_test::ldap_entry& e) { return (std::stol(e.first("useraccountcontrol")) & 2) != 0; }
 
     const sw_test::samba_ad_peer& peer;
-    fs::path root;
     std::string tag;
 };
 

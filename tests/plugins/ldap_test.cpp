@@ -24,10 +24,10 @@ const std::string k_password = "ldap-bind-pw-51c0d3";
 // The demo district's users into the directory: an OU per school, uid from
 // the username, employeeNumber the sourcedId; a user the source drops or
 // marks tobedeleted is moved to ou=disabled (the job's deprovisioning).
-struct ldap_district {
+struct ldap_district : sw_test::job_dir {
     explicit ldap_district(const fs::path& root, const std::string& extra_mapping = "",
                            sw_test::slapd_peer::options o = {}, const std::string& tls_settings = R"("starttls": false)")
-        : root(root), peer(root / "slapd", k_password, o) {
+        : job_dir{root}, peer(root / "slapd", k_password, o) {
         sw_test::install_shipped(data());
         EXPECT_EQ(sw_test::cli(data(), {"connectors", "install", sw_test::plugin("ldap").string()}).code, 0);
         sw_test::copy_tree(fs::path(SW_SOURCE_DIR) / "config/demo/district", district());
@@ -48,17 +48,6 @@ struct ldap_district {
              "active": {"const": "true"}}})" + extra_mapping + R"(]},
           "gates": {"deprovision": {"users": {"action": "deactivate", "set": {"active": "false"}}},
                     "thresholds": {"*": {"create": "100%", "update": "100%", "delete": "100%", "deactivate": "100%"}}}})");
-    }
-    fs::path data() const { return root / "data"; }
-    fs::path district() const { return root / "district"; }
-    fs::path job() const { return root / "job.json"; }
-    sw_test::cli_result run(bool dry = false) const {
-        std::vector<std::string> a{"run", job().string()};
-        if (dry) a.push_back("--dry-run");
-        return sw_test::cli(data(), a);
-    }
-    json plan(const sw_test::cli_result& r) const {
-        return json::parse(sw_test::read_file(data() / "plans" / (sw_test::run_id_of(r.out) + ".json")));
     }
     // The directory's people: employeeNumber (or "uuid:" + entryUUID) -> entry.
     std::map<std::string, sw_test::slapd_peer::entry> people() const {
@@ -84,7 +73,6 @@ struct ldap_district {
         sw_test::write_file(district() / "users.csv", u);
     }
 
-    fs::path root;
     sw_test::slapd_peer peer;
 };
 

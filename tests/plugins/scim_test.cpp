@@ -34,9 +34,9 @@ struct scim_job {
     std::string extra_settings = {};     // more target settings, each preceded by ','
 };
 
-struct scim_district {
+struct scim_district : sw_test::job_dir {
     explicit scim_district(const fs::path& root, scim_job j = {})
-        : root(root), peer(root / "peer", k_token, std::move(j.peer)) {
+        : job_dir{root}, peer(root / "peer", k_token, std::move(j.peer)) {
         const std::string& extra_job = j.extra_job;
         const std::string& token = j.token;
         const std::string& extra_mapping = j.extra_mapping;
@@ -56,17 +56,6 @@ struct scim_district {
              "emails": {"from": "email", "transform": "lower"}, "active": {"const": "true"}}})" + extra_mapping + R"(]},
           "gates": {"deprovision": {"users": {"action": "deactivate", "set": {"active": "false"}}},
                     "thresholds": {"*": {"create": "100%", "update": "100%", "delete": "100%", "deactivate": "100%"}}}})");
-    }
-    fs::path data() const { return root / "data"; }
-    fs::path district() const { return root / "district"; }
-    fs::path job() const { return root / "job.json"; }
-    sw_test::cli_result run(bool dry = false) const {
-        std::vector<std::string> a{"run", job().string()};
-        if (dry) a.push_back("--dry-run");
-        return sw_test::cli(data(), a);
-    }
-    json plan(const sw_test::cli_result& r) const {
-        return json::parse(sw_test::read_file(data() / "plans" / (sw_test::run_id_of(r.out) + ".json")));
     }
     // The source's users, by sourcedId: {username, active?}.
     std::map<std::string, std::string> source_users() const {
@@ -88,7 +77,6 @@ struct scim_district {
         sw_test::write_file(district() / "users.csv", u);
     }
 
-    fs::path root;
     sw_test::scim_peer peer;
 };
 

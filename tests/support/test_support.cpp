@@ -211,4 +211,14 @@ std::string read_logs(const fs::path& data_dir) {
     return out;
 }
 
+cli_result job_dir::run(bool dry) const {
+    std::vector<std::string> a{"run", job().string()};
+    if (dry) a.push_back("--dry-run");
+    return cli(data(), a);
+}
+
+nlohmann::json job_dir::plan(const cli_result& r) const {
+    return nlohmann::json::parse(read_file(data() / "plans" / (run_id_of(r.out) + ".json")));
+}
+
 }  // namespace sw_test

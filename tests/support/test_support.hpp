@@ -5,6 +5,7 @@
 #include <syncwarden/kernel/clock.hpp>
 
 #include <gmock/gmock.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <filesystem>
@@ -43,6 +44,19 @@ cli_result cli(const fs::path& data_dir, const std::vector<std::string>& args, c
 // Runs the `syncwarden` binary as a child process with `env` added to the
 // environment; output goes to files in `data_dir`. `signal` is the signal
 // that killed it, or 0.
+// A job file (root/job.json), the data dir it runs in (root/data) and the
+// district export it reads (root/district), for end-to-end tests.
+struct job_dir {
+    fs::path root;
+    fs::path data() const { return root / "data"; }
+    fs::path district() const { return root / "district"; }
+    fs::path job() const { return root / "job.json"; }
+    // `syncwarden run job.json`, with --dry-run when `dry`.
+    cli_result run(bool dry = false) const;
+    // The plan file that run wrote.
+    nlohmann::json plan(const cli_result& r) const;
+};
+
 struct process_result {
     int code = -1, signal = 0;
 };

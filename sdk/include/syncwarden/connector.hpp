@@ -22,8 +22,23 @@
 #include <type_traits>
 #include <vector>
 
-#ifndef SW_BUILD_ID
+// The build id in the manifest. syncwarden_add_connector() defines
+// SW_BUILD_ID_STAMP: the id is then 16 placeholder bytes in their own section,
+// which the build replaces after the link with a hash of the linked library,
+// so it covers every input of the build (sources, every header included,
+// static libraries, flags). Define SW_BUILD_ID yourself to set it instead;
+// without either it is the compile time.
+#if !defined(SW_BUILD_ID) && !defined(SW_BUILD_ID_STAMP)
 #define SW_BUILD_ID __DATE__ "T" __TIME__
+#endif
+#if defined(SW_BUILD_ID_STAMP) && !defined(SW_BUILD_ID)
+#define SW_DETAIL_BUILD_ID_DECL                                                                  \
+    __attribute__((section(".sw_build_id"), used)) static const char sw_build_id_stamp_[16] = { \
+        '@', '@', '@', '@', '@', '@', '@', '@', '@', '@', '@', '@', '@', '@', '@', '@'};
+#define SW_DETAIL_BUILD_ID sw_str{sw_build_id_stamp_, 16}
+#else
+#define SW_DETAIL_BUILD_ID_DECL
+#define SW_DETAIL_BUILD_ID ::syncwarden::sdk::detail::lit(SW_BUILD_ID)
 #endif
 
 namespace syncwarden::sdk {
@@ -520,11 +535,12 @@ constexpr sw_str lit(const char* s) { return sw_str{s, std::char_traits<char>::l
 // symbol. Use once per shared library, at namespace scope.
 #define SW_CONNECTOR(CLASS, NAME, VERSION, CAPS, DESCRIPTION)                                  \
     extern "C" SW_EXPORT const sw_connector* sw_connector_entry(void) {                        \
+        SW_DETAIL_BUILD_ID_DECL                                                               \
         static const sw_manifest manifest = {                                                 \
             sizeof(sw_manifest),                                                              \
             ::syncwarden::sdk::detail::lit(NAME),                                             \
             ::syncwarden::sdk::detail::lit(VERSION),                                          \
-            ::syncwarden::sdk::detail::lit(SW_BUILD_ID),                                      \
+            SW_DETAIL_BUILD_ID,                                                               \
             ::syncwarden::sdk::detail::lit(DESCRIPTION),                                      \
             (CAPS),                                                                           \
             SW_THREAD_INSTANCE,                                                               \

@@ -191,8 +191,7 @@ int64_t cron_schedule::offset_at(int64_t utc_seconds) const {
     return U_FAILURE(err) ? 0 : (static_cast<int64_t>(raw) + dst) / 1000;
 }
 
-bool cron_schedule::day_matches(int y, unsigned m, unsigned d, unsigned wd) const {
-    (void)y;
+bool cron_schedule::day_matches(unsigned m, unsigned d, unsigned wd) const {
     if (!months_.test(m)) return false;
     const bool by_day = days_.test(d), by_weekday = weekdays_.test(wd);
     if (!day_star_ && !weekday_star_) return by_day || by_weekday;
@@ -209,7 +208,7 @@ std::optional<int64_t> cron_schedule::next_match(int64_t local) const {
         const sys_days sd{days{day}};
         const year_month_day ymd{sd};
         const unsigned wd = weekday{sd}.c_encoding();
-        if (!day_matches(int(ymd.year()), unsigned(ymd.month()), unsigned(ymd.day()), wd)) {
+        if (!day_matches(unsigned(ymd.month()), unsigned(ymd.day()), wd)) {
             t = (day + 1) * k_day;
             continue;
         }

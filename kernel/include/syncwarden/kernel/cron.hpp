@@ -50,7 +50,7 @@ public:
 
 private:
     std::optional<int64_t> next_match(int64_t local_minute) const;
-    bool day_matches(int y, unsigned m, unsigned d, unsigned wd) const;
+    bool day_matches(unsigned m, unsigned d, unsigned wd) const;
     int64_t offset_at(int64_t utc_seconds) const;  // seconds east of UTC
 
     std::string expr_, tz_;

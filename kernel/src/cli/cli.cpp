@@ -41,13 +41,15 @@ commands:
   connectors schema NAME [--version RANGE]
                                  the JSON Schema of a connector's settings
   run JOB.json [--dry-run] [--plan-out FILE] [--preview N] [--no-wait]
-      [--allow LIMIT[,LIMIT...]]
+      [--allow LIMIT[,LIMIT...]] [--run-id ID] [--trigger TEXT]
                                  plan a sync; without --dry-run also apply it.
                                  Waits while another run applies to the same
                                  target system, or with --no-wait exits 9.
                                  A run a safety gate holds exits 10. --allow
                                  pre-approves a limit for this run only:
-                                 delete=60%, students.delete=500, shrink=50%
+                                 delete=60%, students.delete=500, shrink=50%.
+                                 --run-id, --trigger: the id and the "started
+                                 by" a daemon gives its runs
   runs list [--limit N] [--json] recent runs, newest first
   runs show RUN_ID [--json]      one run: state, why it was held, gate verdicts,
                                  counts, findings, failed changes
@@ -97,7 +99,22 @@ commands:
   retention apply [--dry-run]    remove plans, change results and log files older
                                  than the kernel config's retention (default 30,
                                  90 and 30 days); summaries and the audit log stay
+  serve [--test-clock TIME]      the daemon: runs the jobs folder's schedules,
+                                 installs what is dropped into the inbox, answers
+                                 the control API; SIGHUP reloads, SIGTERM stops
+                                 (runs stop at a checkpoint, as interrupted).
+                                 --test-clock: its clock stands at TIME and moves
+                                 only through the API (tests)
+  status [--json]                the daemon's jobs, next fires, last outcomes and
+                                 runs in progress
+  jobs list [--json]             the daemon's jobs
+  jobs trigger JOB               start a run of a daemon's job now
+  jobs resume JOB                schedule a job paused after failures again
   version                        kernel and ABI versions
+
+While `syncwarden serve` runs for the data dir, `run`, `runs ...` and
+`connectors ...` are carried out by the daemon (its limits apply, it lists
+them); otherwise they work directly.
 
 The data directory holds installed connectors, the run store and plans. It is
 --data-dir, else $SYNCWARDEN_DATA_DIR, else the config's data_dir, else
@@ -110,7 +127,8 @@ using namespace cli_detail;
 
 
 // SIGINT and SIGTERM cancel the run in progress: the flag is polled by the
-// worker sessions and between phases and batches. The previous handlers
+// worker sessions and between phases and batches. SIGUSR1 (the daemon
+// stopping) stops it the same way, recorded as interrupted. The previous handlers
 // come back when the command ends.
 cancel_flag g_cancel;
 
@@ -129,16 +147,18 @@ public:
         sigemptyset(&sa.sa_mask);
         ::sigaction(SIGINT, &sa, &old_int_);
         ::sigaction(SIGTERM, &sa, &old_term_);
+        ::sigaction(SIGUSR1, &sa, &old_usr1_);
     }
     ~cancel_on_signals() {
         ::sigaction(SIGINT, &old_int_, nullptr);
         ::sigaction(SIGTERM, &old_term_, nullptr);
+        ::sigaction(SIGUSR1, &old_usr1_, nullptr);
     }
     cancel_on_signals(const cancel_on_signals&) = delete;
     cancel_on_signals& operator=(const cancel_on_signals&) = delete;
 
 private:
-    struct sigaction old_int_ {}, old_term_ {};
+    struct sigaction old_int_ {}, old_term_ {}, old_usr1_ {};
 };
 
 int connectors_cmd(context& c, const std::vector<std::string>& args) {
@@ -246,11 +266,17 @@ int run_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
     if (!parse_args(args, {{"--dry-run", false}, {"--plan-out", true}, {"--preview", true}, {"--no-wait", false},
-                           {"--allow", true}},
+                           {"--allow", true}, {"--run-id", true}, {"--trigger", true}},
                     pa, error))
         return usage(c, error);
     if (pa.pos.size() != 1) return usage(c, "run takes one JOB.json");
     run_options opts;
+    if (pa.opts.count("--run-id")) {
+        opts.run_id = pa.opts["--run-id"];
+        if (!valid_run_id(opts.run_id))
+            return usage(c, "--run-id takes an id such as r20261126T140642-3fa9c1 (r, then letters, digits and '-')");
+    }
+    if (pa.opts.count("--trigger")) opts.trigger = pa.opts["--trigger"];
     opts.dry_run = pa.opts.count("--dry-run") > 0;
     opts.no_wait = pa.opts.count("--no-wait") > 0;
     if (pa.opts.count("--plan-out")) opts.plan_out = pa.opts["--plan-out"];
@@ -368,7 +394,6 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
         registry reg(c.cfg.data_dir / "connectors", c.clk);
         pipeline p(reg, **store, c.clk, c.cfg.data_dir);
         setup_pipeline(c, p);
-    setup_pipeline(c, p);
         cancel_on_signals signals;
         p.set_cancel(&g_cancel);
         run_outcome o = start(p);
@@ -382,7 +407,6 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
         registry reg(c.cfg.data_dir / "connectors", c.clk);
         pipeline p(reg, **store, c.clk, c.cfg.data_dir);
         setup_pipeline(c, p);
-    setup_pipeline(c, p);
         if (auto s = p.reject(pa.pos[1], {pa.opts["--as"], pa.opts["--reason"], ""}); !s) return fail(c, s);
         c.out << "rejected run " << pa.pos[1] << ": nothing of its plan was applied\n";
         return 0;
@@ -532,11 +556,18 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
                         (args[0] == "connectors" && !rest.empty() && rest[0] == "install") ||
                         (args[0] == "audit" && !rest.empty() && rest[0] == "note") || args[0] == "retention" ||
                         args[0] == "secrets";
-    if (writes) {
+    // While a daemon serves the data dir, it carries out the commands that
+    // start, change or show runs and releases; without one they work here.
+    if (args[0] == "run" || args[0] == "runs" || args[0] == "connectors")
+        if (auto code = through_daemon(c, args)) return *code;
+    if (writes || args[0] == "serve") {
         if (auto s = pii::make_private(c.cfg.data_dir); !s) return fail(c, s);
         if (auto s = pii::use_data_dir_key(c.cfg.data_dir); !s) return fail(c, s);
         init_logging(c.cfg.data_dir, c.cfg.log_level);
     }
+    if (args[0] == "serve") return serve_cmd(c, rest);
+    if (args[0] == "status") return status_cmd(c, rest);
+    if (args[0] == "jobs") return jobs_cmd(c, rest);
     if (args[0] == "connectors") return connectors_cmd(c, rest);
     if (args[0] == "run") return run_cmd(c, rest);
     if (args[0] == "runs") return runs_cmd(c, rest);

@@ -9,6 +9,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -56,6 +57,19 @@ int print_outcome(context& c, const run_outcome& o, bool dry_run);
 
 // `runs show RUN_ID [--json] [--changes [--entity E] [--kind K] [--limit N]]`
 int runs_show(context& c, run_store& store, parsed_args& pa);
+
+// `serve [--test-clock TIME]`: the daemon, until SIGTERM.
+int serve_cmd(context& c, const std::vector<std::string>& args);
+// `status [--json]`: the daemon's jobs, next fires and runs in progress.
+int status_cmd(context& c, const std::vector<std::string>& args);
+// `jobs list|trigger JOB|resume JOB`: the daemon's jobs.
+int jobs_cmd(context& c, const std::vector<std::string>& args);
+// Whether a daemon's control socket is there (and this is not one of its
+// own child processes, which work directly).
+bool daemon_serves(context& c);
+// A command carried out by the daemon that serves the data dir: its exit
+// code, after its output was printed; nullopt when no daemon answers.
+std::optional<int> through_daemon(context& c, const std::vector<std::string>& args);
 
 // `audit verify|export-head|proof|check-proof|report|public-key|note|list`
 int audit_cmd(context& c, const std::vector<std::string>& args);

@@ -304,6 +304,44 @@ Status read_retry(const reader& r, const json& j, retry_policy& p) {
     return Status::ok();
 }
 
+// Paths of the "daemon" block are relative to the config file's folder.
+Status read_daemon(const reader& r, const json& j, kernel_config& cfg) {
+    auto it = j.find("daemon");
+    if (it == j.end()) return Status::ok();
+    const std::string path = "$.daemon";
+    if (auto s = r.expect(*it, json::value_t::object, path, "an object"); !s) return s;
+    if (auto s = r.no_unknown(*it, path, {"jobs_dir", "inbox_dir", "socket", "max_runs", "max_runs_per_target",
+                                          "poll", "stop_timeout"});
+        !s)
+        return s;
+    daemon_config& d = cfg.daemon;
+    for (auto [key, field] : {std::pair{"jobs_dir", &d.jobs_dir}, std::pair{"inbox_dir", &d.inbox_dir},
+                              std::pair{"socket", &d.socket}}) {
+        auto v = r.string(*it, path, key, false);
+        if (!v) return v.status();
+        if (v->empty()) continue;
+        fs::path p(*v);
+        *field = p.is_absolute() ? p : cfg.file.parent_path() / p;
+    }
+    for (auto [key, field] : {std::pair{"max_runs", &d.max_runs}, std::pair{"max_runs_per_target", &d.max_runs_per_target}}) {
+        auto v = it->find(key);
+        if (v == it->end()) continue;
+        if (!v->is_number_unsigned() || v->get<uint64_t>() > 1000)
+            return r.fail(path + "." + key, "expected 0 (no limit) or a whole number of runs up to 1000, found " + v->dump());
+        *field = static_cast<size_t>(v->get<uint64_t>());
+    }
+    for (auto [key, field] : {std::pair{"poll", &d.poll}, std::pair{"stop_timeout", &d.stop_timeout}}) {
+        auto v = it->find(key);
+        if (v == it->end()) continue;
+        auto dur = parse_duration(*v);
+        if (!dur) return r.fail(path + "." + key, dur.status().message());
+        if (std::string(key) == "poll" && (dur->count() < 100 || dur->count() > 3600000))
+            return r.fail(path + ".poll", "expected a duration from 100ms to 1h, found " + v->dump());
+        *field = *dur;
+    }
+    return Status::ok();
+}
+
 Status read_schedule(const reader& r, const json& j, std::optional<job_schedule>& out) {
     auto it = j.find("schedule");
     if (it == j.end()) return Status::ok();
@@ -380,7 +418,8 @@ Result<job_config> load_job(const fs::path& file) {
     reader r(file);
     if (auto s = r.expect(j, json::value_t::object, "$", "an object"); !s) return s;
     if (auto s = r.no_unknown(j, "$", {"name", "description", "source", "target", "mapping", "apply", "isolation",
-                                         "limits", "deadlines", "retry", "rate_limit", "gates", "schedule"}); !s) return s;
+                                         "limits", "deadlines", "retry", "rate_limit", "gates", "schedule",
+                                         "resume_interrupted"}); !s) return s;
     job_config job;
     job.file = fs::absolute(file);
     job.base_dir = job.file.parent_path();
@@ -435,6 +474,12 @@ Result<job_config> load_job(const fs::path& file) {
     if (auto s = read_retry(r, j, job.retry); !s) return s;
     if (auto s = config_detail::read_gates(r, j, job.gates); !s) return s;
     if (auto s = read_schedule(r, j, job.schedule); !s) return s;
+    if (auto v = j.find("resume_interrupted"); v != j.end()) {
+        if (!v->is_boolean())
+            return r.fail("$.resume_interrupted", "expected true (the daemon resumes a run of this job it stopped, when "
+                                                  "it starts again) or false (the default), found " + v->dump());
+        job.resume_interrupted = v->get<bool>();
+    }
     return job;
 }
 
@@ -448,7 +493,7 @@ Result<kernel_config> load_kernel_config(const fs::path& file, const fs::path& d
     reader r(file);
     cfg.file = fs::absolute(file);
     if (auto s = r.expect(j, json::value_t::object, "$", "an object"); !s) return s;
-    if (auto s = r.no_unknown(j, "$", {"data_dir", "log_level", "store", "retention"}); !s) return s;
+    if (auto s = r.no_unknown(j, "$", {"data_dir", "log_level", "store", "retention", "daemon"}); !s) return s;
     if (auto it = j.find("retention"); it != j.end()) {
         if (auto s = r.expect(*it, json::value_t::object, "$.retention", "an object"); !s) return s;
         if (auto s = r.no_unknown(*it, "$.retention", {"plans_days", "change_results_days", "logs_days"}); !s) return s;
@@ -482,6 +527,7 @@ Result<kernel_config> load_kernel_config(const fs::path& file, const fs::path& d
     if (*store != "sqlite")
         return r.fail("$.store", "expected \"sqlite\" (the only store so far), found \"" + *store + "\"");
     cfg.store = *store;
+    if (auto s = read_daemon(r, j, cfg); !s) return s;
     return cfg;
 }
 

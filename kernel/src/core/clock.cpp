@@ -20,9 +20,18 @@ std::string iso8601(std::chrono::system_clock::time_point t) {
 std::optional<std::chrono::system_clock::time_point> parse_iso8601(const std::string& text) {
     std::tm tm{};
     int ms = 0;
-    if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                    &tm.tm_min, &tm.tm_sec, &ms) != 7)
-        return std::nullopt;
+    int used = 0;
+    // With milliseconds (what iso8601() writes) or whole seconds.
+    if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                    &tm.tm_min, &tm.tm_sec, &ms, &used) != 7 ||
+        static_cast<size_t>(used) != text.size()) {
+        ms = 0;
+        used = 0;
+        if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                        &tm.tm_min, &tm.tm_sec, &used) != 6 ||
+            static_cast<size_t>(used) != text.size())
+            return std::nullopt;
+    }
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
     const time_t secs = timegm(&tm);

@@ -18,6 +18,7 @@
 #include "run_summary.hpp"
 #include "settings_vars.hpp"
 
+#include <cctype>
 #include <functional>
 #include <random>
 #include <unistd.h>
@@ -25,6 +26,25 @@
 namespace fs = std::filesystem;
 
 namespace syncwarden::kernel {
+
+std::string new_run_id(const clock& clk) {
+    auto t = iso8601(clk.now());  // 2026-11-26T14:06:42.123Z
+    std::string compact;
+    for (char c : t.substr(0, 19))
+        if (c != '-' && c != ':') compact += c;
+    static std::mt19937_64 rng{std::random_device{}()};
+    char suffix[8];
+    std::snprintf(suffix, sizeof suffix, "%06x", static_cast<unsigned>(rng() & 0xffffff));
+    return "r" + compact + "-" + suffix;
+}
+
+bool valid_run_id(const std::string& id) {
+    if (id.size() < 2 || id.size() > 64 || id[0] != 'r') return false;
+    for (char c : id)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
+    return true;
+}
+
 namespace {
 
 const char* severity_name(uint32_t s) {
@@ -38,16 +58,6 @@ Result<file_lock> take_run_lock(const fs::path& data_dir, const std::string& run
     return std::move(**l);
 }
 
-std::string new_run_id(const clock& clk) {
-    auto t = iso8601(clk.now());  // 2026-11-26T14:06:42.123Z
-    std::string compact;
-    for (char c : t.substr(0, 19))
-        if (c != '-' && c != ':') compact += c;
-    static std::mt19937_64 rng{std::random_device{}()};
-    char suffix[8];
-    std::snprintf(suffix, sizeof suffix, "%06x", static_cast<unsigned>(rng() & 0xffffff));
-    return "r" + compact + "-" + suffix;
-}
 
 // What one connector of a run may use besides its phase sinks: findings go
 // to the run's log, checkpoints to the store under the connector's role.
@@ -643,7 +653,7 @@ void finish_run(run_store& store, audit_log* audit, const clock& clk, run_outcom
     r.error = s ? "" : s.message();
     r.category = s ? "" : s.category();
     if (s) r.state = "succeeded";
-    else if (s.kind() == error_kind::cancelled) r.state = "cancelled";
+    else if (s.kind() == error_kind::cancelled) r.state = s.category() == "interrupted" ? "interrupted" : "cancelled";
     else if (s.kind() == error_kind::held) r.state = "held";
     else if (s.kind() == error_kind::target && out.applied > 0) r.state = "partially_failed";
     else r.state = "failed";
@@ -758,7 +768,7 @@ void drive(registry& reg, run_store& store, audit_log* audit, const clock& clk, 
 run_outcome pipeline::run(const job_config& job, const run_options& opts) {
     run_outcome out;
     run_record& r = out.run;
-    r.id = new_run_id(clock_);
+    r.id = opts.run_id.empty() ? new_run_id(clock_) : opts.run_id;
     r.job = job.name;
     r.job_file = job.file.string();
     r.dry_run = opts.dry_run;

@@ -13,7 +13,7 @@ constexpr size_t k_max_missed_scan = 200000;
 scheduler::scheduler(const clock& clk, size_t max_runs, size_t max_runs_per_target)
     : clk_(clk), max_runs_(max_runs), max_per_target_(max_runs_per_target) {}
 
-void scheduler::set_job(const std::string& job, cron_schedule cron, schedule_policy p,
+void scheduler::set_job(const std::string& job, std::optional<cron_schedule> cron, schedule_policy p,
                         std::optional<time_point> last_fire) {
     const time_point now = clk_.now();
     auto it = jobs_.find(job);
@@ -26,20 +26,20 @@ void scheduler::set_job(const std::string& job, cron_schedule cron, schedule_pol
         }
         it->second.cron = std::move(cron);
         it->second.policy = std::move(p);
-        it->second.st.next_fire = it->second.cron.next_after(now);
+        it->second.st.next_fire = it->second.cron ? it->second.cron->next_after(now) : std::nullopt;
         return;
     }
     entry e{std::move(cron), std::move(p), {}};
     e.st.last_fire = last_fire;
-    e.st.next_fire = e.cron.next_after(now);
+    e.st.next_fire = e.cron ? e.cron->next_after(now) : std::nullopt;
     auto& placed = jobs_.emplace(job, std::move(e)).first->second;
-    if (!last_fire) return;
+    if (!last_fire || !placed.cron) return;
     // Fires missed while the daemon was down: the latest runs once if it
     // is inside the catch-up window; the others are counted.
     std::optional<time_point> latest;
     size_t missed = 0;
-    for (auto f = placed.cron.next_after(*last_fire); f && *f <= now && missed < k_max_missed_scan;
-         f = placed.cron.next_after(*f)) {
+    for (auto f = placed.cron->next_after(*last_fire); f && *f <= now && missed < k_max_missed_scan;
+         f = placed.cron->next_after(*f)) {
         latest = f;
         ++missed;
     }
@@ -127,15 +127,15 @@ std::vector<scheduled_run> scheduler::take_due() {
     // latest, and counts the others as missed.
     std::vector<std::pair<time_point, std::string>> due;
     for (auto& [job, e] : jobs_) {
-        if (e.removed || !e.st.next_fire || *e.st.next_fire > now) continue;
+        if (e.removed || !e.cron || !e.st.next_fire || *e.st.next_fire > now) continue;
         time_point latest = *e.st.next_fire;
         size_t passed = 0;
-        for (auto f = e.cron.next_after(latest); f && *f <= now && passed < k_max_missed_scan; f = e.cron.next_after(*f)) {
+        for (auto f = e.cron->next_after(latest); f && *f <= now && passed < k_max_missed_scan; f = e.cron->next_after(*f)) {
             latest = *f;
             ++passed;
         }
         e.st.missed += passed;
-        e.st.next_fire = e.cron.next_after(now);
+        e.st.next_fire = e.cron->next_after(now);
         due.emplace_back(latest, job);
     }
     std::sort(due.begin(), due.end());
@@ -180,6 +180,18 @@ void scheduler::finished(const std::string& job, bool succeeded) {
         }
     }
     if (e.removed) jobs_.erase(it);
+}
+
+void scheduler::set_limits(size_t max_runs, size_t max_runs_per_target) {
+    max_runs_ = max_runs;
+    max_per_target_ = max_runs_per_target;
+}
+
+void scheduler::restore(const std::string& job, unsigned failures_in_a_row, bool paused) {
+    auto it = jobs_.find(job);
+    if (it == jobs_.end()) return;
+    it->second.st.failures_in_a_row = failures_in_a_row;
+    it->second.st.paused = paused;
 }
 
 void scheduler::resume(const std::string& job) {

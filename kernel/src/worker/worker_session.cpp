@@ -9,6 +9,7 @@
 #include "wire.hpp"
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <fcntl.h>
 #include <mutex>
@@ -885,6 +886,14 @@ void set_worker_executable(const fs::path& exe) { worker_exe() = exe; }
 
 Status cancelled_status(const cancel_flag& c, const std::string& where) {
     const int sig = c.signal.load();
+    // The daemon stopping (SIGTERM to `syncwarden serve`) asks its runs
+    // with SIGUSR1: they stop as interrupted, to be resumed.
+    if (sig == SIGUSR1)
+        return Status::error(error_kind::cancelled, "interrupted: the daemon stopped " + where +
+                                                        "; its checkpoints are kept, and `syncwarden runs resume` "
+                                                        "(or the daemon's next start, when the job says "
+                                                        "resume_interrupted) continues it")
+            .with_category("interrupted");
     return Status::error(error_kind::cancelled, std::string("cancelled: the run was cancelled") +
                                                     (sig ? " (" + signal_name(sig) + ")" : "") + " " + where +
                                                     "; its checkpoints are kept")

@@ -29,12 +29,24 @@ struct retention_policy {
     std::optional<int> logs_days = 30;            // daily log files
 };
 
+// "daemon": how `syncwarden serve` runs (config/README.md, "The daemon").
+struct daemon_config {
+    std::filesystem::path jobs_dir;   // empty: <data_dir>/jobs
+    std::filesystem::path inbox_dir;  // empty: <data_dir>/inbox
+    std::filesystem::path socket;     // empty: <data_dir>/syncwarden.sock
+    size_t max_runs = 4;              // at once in all (0: no limit)
+    size_t max_runs_per_target = 1;   // at once per target system (0: no limit)
+    std::chrono::milliseconds poll{std::chrono::seconds(2)};          // jobs folder and inbox
+    std::chrono::milliseconds stop_timeout{std::chrono::minutes(5)};  // SIGTERM: then runs are killed
+};
+
 struct kernel_config {
     std::filesystem::path file;      // empty when defaults were used
     std::filesystem::path data_dir;  // runs, plans, connectors, logs live here
     std::string log_level = "info";
     std::string store = "sqlite";    // the only kind so far
     retention_policy retention;
+    daemon_config daemon;
 };
 
 // One field of a target entity, computed from a source record.
@@ -124,6 +136,9 @@ struct job_config {
     retry_policy retry;
     gate_policy gates;
     std::optional<job_schedule> schedule;  // none: run only when asked
+    // A run of this job the daemon stopped (SIGTERM) is resumed when it
+    // starts again.
+    bool resume_interrupted = false;
 };
 
 // "90s", "5m", "1h", "30d", "250ms", or a number of seconds; what is wrong otherwise.

@@ -41,7 +41,13 @@ struct run_options {
     };
     std::optional<approved_plan> approval;
     std::string trigger;  // "" for the pipeline's actor
+    std::string run_id;   // "" for a new one; the daemon names its runs before they start
 };
+
+// "r20261126T140642-3fa9c1": a new run id, from the time and 24 random bits.
+std::string new_run_id(const clock& clk);
+// An id new_run_id() could have made (r, then letters, digits and '-').
+bool valid_run_id(const std::string& id);
 
 struct run_outcome {
     Status status;                    // the run's error, if it failed

@@ -50,8 +50,11 @@ public:
 
     // Adds or replaces a job. `last_fire` is when it last fired (kept in the
     // run store across daemon restarts), for catch-up; nothing for a new job.
-    // Replacing keeps the job's running, queued and failure state.
-    void set_job(const std::string& job, cron_schedule cron, schedule_policy p, std::optional<time_point> last_fire);
+    // Replacing keeps the job's running, queued and failure state. A job
+    // without a cron schedule never fires on its own; it runs when
+    // triggered, within the same limits.
+    void set_job(const std::string& job, std::optional<cron_schedule> cron, schedule_policy p,
+                 std::optional<time_point> last_fire);
     void remove_job(const std::string& job);
 
     // The runs to start now, in the order they became due; each is counted
@@ -65,6 +68,10 @@ public:
     void finished(const std::string& job, bool succeeded);
     // Clears a pause and the failure count.
     void resume(const std::string& job);
+    // New limits (a reloaded kernel config); runs beyond them finish.
+    void set_limits(size_t max_runs, size_t max_runs_per_target);
+    // The failure count and pause a job had before the daemon restarted.
+    void restore(const std::string& job, unsigned failures_in_a_row, bool paused);
 
     // When take_due() next has something to do (nothing: no job is
     // scheduled). Runs waiting for a free slot wake the daemon through
@@ -84,7 +91,7 @@ public:
 
 private:
     struct entry {
-        cron_schedule cron;
+        std::optional<cron_schedule> cron;
         schedule_policy policy;
         job_state st;
         bool removed = false;  // by remove_job while it ran

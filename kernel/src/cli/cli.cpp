@@ -41,15 +41,16 @@ commands:
   connectors schema NAME [--version RANGE]
                                  the JSON Schema of a connector's settings
   run JOB.json [--dry-run] [--plan-out FILE] [--preview N] [--no-wait]
-      [--allow LIMIT[,LIMIT...]] [--run-id ID] [--trigger TEXT]
+      [--allow LIMIT[,LIMIT...]] [--run-id ID] [--trigger TEXT] [--job-dir DIR]
                                  plan a sync; without --dry-run also apply it.
                                  Waits while another run applies to the same
                                  target system, or with --no-wait exits 9.
                                  A run a safety gate holds exits 10. --allow
                                  pre-approves a limit for this run only:
                                  delete=60%, students.delete=500, shrink=50%.
-                                 --run-id, --trigger: the id and the "started
-                                 by" a daemon gives its runs
+                                 --run-id, --trigger, --job-dir: the id, the
+                                 "started by" and the folder for relative
+                                 paths a daemon gives its runs
   runs list [--limit N] [--json] recent runs, newest first
   runs show RUN_ID [--json]      one run: state, why it was held, gate verdicts,
                                  counts, findings, failed changes
@@ -266,7 +267,7 @@ int run_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
     if (!parse_args(args, {{"--dry-run", false}, {"--plan-out", true}, {"--preview", true}, {"--no-wait", false},
-                           {"--allow", true}, {"--run-id", true}, {"--trigger", true}},
+                           {"--allow", true}, {"--run-id", true}, {"--trigger", true}, {"--job-dir", true}},
                     pa, error))
         return usage(c, error);
     if (pa.pos.size() != 1) return usage(c, "run takes one JOB.json");
@@ -291,6 +292,9 @@ int run_cmd(context& c, const std::vector<std::string>& args) {
     }
     auto job = load_job(pa.pos[0]);
     if (!job) return fail(c, job.status());
+    // The daemon runs a kept copy of a job whose file broke: its relative
+    // paths start from the folder of the job's own file.
+    if (pa.opts.count("--job-dir")) job->base_dir = fs::absolute(pa.opts["--job-dir"]);
     auto store = open_store(c);
     if (!store) return fail(c, store.status());
     registry reg(c.cfg.data_dir / "connectors", c.clk);

@@ -3,6 +3,7 @@
 #include <syncwarden/kernel/audit.hpp>
 
 #include <cstdlib>
+#include <cstring>
 #include <pwd.h>
 #include <unistd.h>
 
@@ -148,6 +149,8 @@ int print_outcome(context& c, const run_outcome& o, bool dry_run) {
 
 std::string cli_actor() {
     const char* u = std::getenv("SYNCWARDEN_USER");
+    // The daemon names who asked it in full ("cli:ana", "daemon:inbox").
+    if (u && std::strchr(u, ':')) return u;
     if (!u || !*u) u = std::getenv("USER");
     std::string name = u && *u ? u : "";
     if (name.empty())

@@ -105,6 +105,7 @@ struct job_slot {
     fs::file_time_type mtime{};
     uintmax_t size = 0;
     std::optional<job_config> good;  // the last version that parsed
+    fs::path snapshot;               // its text, under <data_dir>/daemon/jobs
     std::string error;               // why the file as it is now does not
     struct last_run {
         std::string id, state, finished_at;
@@ -222,7 +223,8 @@ private:
         if (!opts_.config_file.empty()) a.insert(a.end(), {"--config", fs::absolute(opts_.config_file).string()});
         return a;
     }
-    Status start_job_run(const std::string& job, const std::string& trigger, std::string* run_id);
+    Status start_job_run(const std::string& job, const std::string& trigger, std::string* run_id,
+                         const std::string& actor = "daemon:scheduler");
     void job_run_ended(const std::string& job, const std::string& run_id, const child_result& r);
     void resume_stopped_runs();
 
@@ -439,7 +441,8 @@ void daemon_process::reap() {
     if (stopping_) maybe_exit();
 }
 
-Status daemon_process::start_job_run(const std::string& job, const std::string& trigger, std::string* run_id) {
+Status daemon_process::start_job_run(const std::string& job, const std::string& trigger, std::string* run_id,
+                                     const std::string& actor) {
     auto it = jobs_.find(job);
     if (it == jobs_.end() || !it->second.good)
         return Status::error(error_kind::not_found, "no job named '" + job + "' in " + jobs_dir().string());
@@ -450,8 +453,14 @@ Status daemon_process::start_job_run(const std::string& job, const std::string& 
     c.run_id = id;
     c.is_run = true;
     c.done = [this, job, id](const child_result& r) { job_run_ended(job, id, r); };
-    auto pid = spawn({"run", it->second.good->file.string(), "--run-id", id, "--trigger", trigger},
-                     it->second.good->base_dir, "", std::move(c));
+    std::vector<std::string> args{"run", it->second.good->file.string(), "--run-id", id, "--trigger", trigger};
+    // A job file broken since it was loaded: the run uses the last good
+    // version, its relative paths still from the job's own folder.
+    if (!it->second.error.empty())
+        args = {"run", it->second.snapshot.string(), "--job-dir", it->second.good->base_dir.string(), "--run-id", id,
+                "--trigger", trigger + ", with the last good version of " + it->second.file.filename().string()};
+    auto pid = spawn(args,
+                     it->second.good->base_dir, actor, std::move(c));
     if (!pid) return pid.status();
     if (run_id) *run_id = id;
     say("started run " + id + " of job " + job + " (" + trigger + ", process " + std::to_string(*pid) + ")");
@@ -568,6 +577,7 @@ void daemon_process::reload(bool force) {
         if (!force && slot && slot->mtime == stamp.first && slot->size == stamp.second) continue;
         if (!force && !slot && bad_files_.count(file) && bad_files_[file].rfind(std::to_string(stamp.second) + "|", 0) == 0)
             continue;
+        const std::string content = read_capped(file, 64u << 20);
         auto job = load_job(file);
         if (!job) {
             if (slot) {
@@ -615,6 +625,14 @@ void daemon_process::reload(bool force) {
         p.target = target_of(*job);
         const bool is_new = !slot->good;
         slot->good = std::move(*job);
+        // The version that parsed, kept for the runs while the file is broken.
+        slot->snapshot = daemon_dir() / "jobs" / (name + ".json");
+        fs::create_directories(slot->snapshot.parent_path(), ec);
+        {
+            std::ofstream o(slot->snapshot, std::ios::binary | std::ios::trunc);
+            o << content;
+            if (!o.flush()) say("cannot keep a copy of job " + name + " in " + slot->snapshot.string(), true);
+        }
         std::optional<sys_time> last_fire = pending_last_fire_.count(name) ? std::optional(pending_last_fire_[name])
                                                                            : std::nullopt;
         sched_->set_job(name, cron, p, last_fire);
@@ -669,7 +687,7 @@ void daemon_process::scan_inbox() {
                     rejected.string() + ")",
                 true);
         };
-        if (auto pid = spawn({"connectors", "install", p.string()}, {}, "inbox", std::move(c)); !pid) {
+        if (auto pid = spawn({"connectors", "install", p.string()}, {}, "daemon:inbox", std::move(c)); !pid) {
             entry.installing = false;
             say("inbox: " + pid.status().message(), true);
         }
@@ -688,7 +706,8 @@ void daemon_process::load_state() {
         say((daemon_dir() / "state.json").string() + " is damaged; starting without it (no catch-up this time)", true);
         return;
     }
-    for (auto& [name, s] : j.value("jobs", json::object()).items()) {
+    const json jobs = j.value("jobs", json::object());
+    for (auto& [name, s] : jobs.items()) {
         if (!s.is_object()) continue;
         if (auto t = parse_iso8601(s.value("last_fire", std::string()))) pending_last_fire_[name] = *t;
         pending_pause_[name] = {s.value("failures_in_a_row", 0u), s.value("paused", false)};
@@ -758,7 +777,7 @@ void daemon_process::resume_stopped_runs() {
         c.is_run = true;
         const std::string job = r->job;
         c.done = [this, job, id](const child_result& res) { job_run_ended(job, id, res); };
-        if (auto pid = spawn({"runs", "resume", id}, slot->second.good->base_dir, "daemon", std::move(c)); !pid) {
+        if (auto pid = spawn({"runs", "resume", id}, slot->second.good->base_dir, "daemon:restart", std::move(c)); !pid) {
             say(pid.status().message(), true);
             sched_->finished(job, false);
         } else {
@@ -972,7 +991,7 @@ void daemon_process::handle(const http::request<http::string_body>& req, uid_t p
             switch (sched_->start_now(job)) {
                 case scheduler::trigger::started: {
                     std::string id;
-                    if (auto st = start_job_run(job, "trigger by " + user, &id); !st) {
+                    if (auto st = start_job_run(job, "trigger by " + user, &id, user); !st) {
                         sched_->finished(job, false);
                         return s->answer(problem(http::status::internal_server_error, st.message()));
                     }

@@ -750,8 +750,11 @@ void drive(registry& reg, run_store& store, audit_log* audit, const clock& clk, 
         s = body(d);
         // A hook that stopped because it was asked to (an in-process
         // connector returning SW_CANCELLED) ends the run as cancelled.
+        // So does a worker stopped by the cancel (its hook reports the
+        // cancel's own status, as a connector failure).
         if (!s && cancel && cancel->requested.load() && s.kind() != error_kind::cancelled &&
-            s.message().find("(cancelled") != std::string::npos)
+            (s.message().find("(cancelled") != std::string::npos || s.category() == "cancelled" ||
+             s.category() == "interrupted"))
             s = cancelled_status(*cancel, "during " + out.run.phase);
         d.finish_findings();
         applied = d.applied();

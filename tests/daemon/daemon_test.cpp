@@ -1,0 +1,410 @@
+// `syncwarden serve` as operators run it: the real binary in the
+// background, its control API on the Unix socket, runs as child
+// processes. Its clock is a test clock (--test-clock) moved through the
+// API, so schedules fire when the test says; what the test waits for is a
+// condition (a file a held connector creates, a state the API reports),
+// never a length of time.
+#include "test_support.hpp"
+
+#include <syncwarden/kernel/daemon.hpp>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <pwd.h>
+#include <unistd.h>
+#include <functional>
+#include <sys/wait.h>
+#include <thread>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using testing::HasSubstr;
+
+namespace {
+
+// The ledger of the ledger-target fixture: key -> name.
+std::map<std::string, std::string> ledger_state(const fs::path& p) {
+    std::map<std::string, std::string> out;
+    std::ifstream in(p);
+    for (std::string l; std::getline(in, l);) {
+        auto a = l.find('\t'), b = l.find('\t', a + 1);
+        std::string key = l.substr(0, a), name = l.substr(a + 1, b - a - 1);
+        if (name.empty()) out.erase(key);
+        else out[key] = name;
+    }
+    return out;
+}
+
+class served {
+public:
+    served() { fs::create_directories(jobs()); }
+    ~served() {
+        // Held connectors let go, so that no run outlives a failed test.
+        std::error_code ec;
+        for (auto& e : fs::directory_iterator(root(), ec))
+            if (e.path().extension() == ".held") release(e.path().stem().string());
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            sw_test::wait_kernel(pid_);
+        }
+    }
+    fs::path root() const { return tmp_.path(); }
+    fs::path data() const { return tmp_ / "data"; }
+    fs::path jobs() const { return data() / "jobs"; }
+    fs::path inbox() const { return data() / "inbox"; }
+    fs::path socket() const { return data() / "syncwarden.sock"; }
+    pid_t pid() const { return pid_; }
+
+    void install(const std::string& fixture) {
+        auto r = sw_test::cli(data(), {"connectors", "install", sw_test::fixture(fixture).string()});
+        ASSERT_EQ(r.code, 0) << r.err;
+    }
+
+    // A ledger job: `count` items into root/<name>.tsv in batches of `batch`.
+    // `target`: more target settings (leading comma); `top`: more top-level
+    // members (trailing comma).
+    fs::path ledger_job(const std::string& name, int count, int batch, const std::string& target = "",
+                        const std::string& top = "", const std::string& version = "^1.0") {
+        auto f = jobs() / (name + ".json");
+        sw_test::write_file(f, R"({"name": ")" + name + R"(", )" + top + R"(
+          "source": {"connector": "items-source", "settings": {"count": )" + std::to_string(count) + R"(}},
+          "target": {"connector": "ledger-target", "version": ")" + version + R"(", "settings": {"ledger": ")" +
+                                   ledger(name).string() + "\"" + target + R"(}},
+          "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]},
+          "apply": {"batch_size": )" + std::to_string(batch) + "}}");
+        return f;
+    }
+    fs::path ledger(const std::string& job) const { return root() / (job + ".tsv"); }
+    // Target settings that hold the apply after `after` calls until
+    // release(job) (files root/<job>.held and root/<job>.go).
+    std::string hold(const std::string& job, int after) const {
+        return R"(, "hold": {"after_calls": )" + std::to_string(after) + R"(, "started": ")" +
+               (root() / (job + ".held")).string() + R"(", "until": ")" + (root() / (job + ".go")).string() + "\"}";
+    }
+    bool wait_held(const std::string& job) const { return sw_test::wait_for_file(root() / (job + ".held")); }
+    void release(const std::string& job) const { sw_test::write_file(root() / (job + ".go"), "go\n"); }
+
+    void start(const std::string& clock = "2026-03-08T07:58:00Z") {
+        pid_ = sw_test::start_kernel(data(), {"serve", "--test-clock", clock});
+        // Ready when the API answers; a daemon that exits instead fails the test.
+        int exited = -1;
+        ASSERT_TRUE(until([&] {
+            int st = 0;
+            if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+                exited = st;
+                pid_ = -1;
+                return true;
+            }
+            return syncwarden::kernel::control_request(socket(), "GET", "/v1/status", "").is_ok();
+        })) << sw_test::read_file(data() / "child.out");
+        ASSERT_EQ(exited, -1) << "the daemon exited (wait status " << exited << "): "
+                              << sw_test::read_file(data() / "child.out");
+    }
+    // SIGTERM, then the daemon's exit code.
+    int stop() {
+        ::kill(pid_, SIGTERM);
+        auto r = sw_test::wait_kernel(pid_);
+        pid_ = -1;
+        return r.code;
+    }
+
+    std::pair<unsigned, json> api(const std::string& method, const std::string& target, const json& body = {}) {
+        auto r = syncwarden::kernel::control_request(socket(), method, target, body.is_null() ? "" : body.dump());
+        EXPECT_TRUE(r.is_ok()) << r.status().message();
+        if (!r) return {0, {}};
+        return {r->status, json::parse(r->body, nullptr, false)};
+    }
+    json status() { return api("GET", "/v1/status").second; }
+    json job(const std::string& name) {
+        const json st = status();
+        for (auto& j : st["jobs"])
+            if (j["name"] == name) return j;
+        return {};
+    }
+    void set_clock(const std::string& t) {
+        auto [code, body] = api("POST", "/v1/test/clock", {{"now", t}});
+        ASSERT_EQ(code, 200u) << body.dump();
+    }
+    // Waits (polling the condition, up to two minutes) for `cond`.
+    static bool until(const std::function<bool()>& cond) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+        while (std::chrono::steady_clock::now() < deadline) {
+            if (cond()) return true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(25));
+        }
+        return false;
+    }
+    // The job's last run once it is over (not running).
+    json last_run(const std::string& name) {
+        json out;
+        EXPECT_TRUE(until([&] {
+            auto j = job(name);
+            if (!j.is_object() || j["running"] == true || !j["last_run"].is_object()) return false;
+            out = j["last_run"];
+            return true;
+        })) << status().dump(2);
+        return out;
+    }
+    json run_record(const std::string& id) {
+        auto r = sw_test::cli(data(), {"runs", "show", id, "--json"});
+        EXPECT_EQ(r.code, 0) << r.err;
+        return json::parse(r.out, nullptr, false);
+    }
+
+private:
+    sw_test::temp_dir tmp_;
+    pid_t pid_ = -1;
+};
+
+TEST(Daemon, ScheduleFiresAtTheLocalTimeAcrossDstAndABrokenJobFileKeepsItsLastGoodVersion) {
+    served d;
+    d.install("items_source");
+    d.install("ledger_target");
+    // 02:00 Chicago time does not exist on 8 March 2026 (clocks go from
+    // 02:00 CST to 03:00 CDT, 08:00 UTC): the fire is at the jump.
+    const fs::path f = d.ledger_job("nightly", 5, 10, "", R"("schedule": {"cron": "0 2 * * *", "tz": "America/Chicago"},)");
+    d.start("2026-03-08T07:58:00Z");
+    EXPECT_EQ(d.job("nightly")["next_fire"], "2026-03-08T08:00:00.000Z");
+    d.set_clock("2026-03-08T07:59:59Z");
+    EXPECT_EQ(d.job("nightly")["last_run"], json(nullptr)) << "nothing fires before 02:00 local";
+    d.set_clock("2026-03-08T08:00:00Z");
+    auto first = d.last_run("nightly");
+    EXPECT_EQ(first["state"], "succeeded");
+    EXPECT_THAT(d.run_record(first["id"])["trigger"].get<std::string>(), HasSubstr("schedule (2026-03-08T08:00:00.000Z)"));
+    EXPECT_EQ(ledger_state(d.ledger("nightly")).size(), 5u);
+    // The next night is daylight time: 02:00 CDT is 07:00 UTC.
+    EXPECT_EQ(d.job("nightly")["next_fire"], "2026-03-09T07:00:00.000Z");
+
+    // The file breaks: reported, and the job keeps its schedule. 7 items
+    // would show if the broken file were used in any way.
+    sw_test::write_file(f, sw_test::read_file(f).replace(sw_test::read_file(f).find("\"count\": 5"), 10, "\"count\": 7,,"));
+    ASSERT_EQ(d.api("POST", "/v1/reload").first, 200u);
+    auto j = d.job("nightly");
+    EXPECT_THAT(j.value("error", ""), HasSubstr("nightly.json:"));
+    EXPECT_EQ(j["next_fire"], "2026-03-09T07:00:00.000Z");
+    d.set_clock("2026-03-09T07:00:00Z");
+    auto second = d.last_run("nightly");
+    EXPECT_NE(second["id"], first["id"]);
+    EXPECT_EQ(second["state"], "succeeded");
+    EXPECT_EQ(ledger_state(d.ledger("nightly")).size(), 5u) << "the last good version ran";
+    EXPECT_EQ(d.stop(), 0);
+}
+
+TEST(Daemon, AFireWhileTheRunStillGoesIsSkippedAndATriggerIsRefused) {
+    served d;
+    d.install("items_source");
+    d.install("ledger_target");
+    d.ledger_job("busy", 20, 5, d.hold("busy", 1), R"("schedule": {"cron": "*/5 * * * *"},)");
+    d.start("2026-05-01T09:59:00Z");
+    d.set_clock("2026-05-01T10:00:00Z");
+    ASSERT_TRUE(d.wait_held("busy"));
+    d.set_clock("2026-05-01T10:05:00Z");
+    auto j = d.job("busy");
+    EXPECT_EQ(j["running"], true);
+    EXPECT_EQ(j["skipped_overlap"], 1);
+    EXPECT_EQ(d.status()["runs"].size(), 1u) << "one run, not two";
+    EXPECT_EQ(d.api("POST", "/v1/jobs/busy/trigger").first, 409u);
+    auto cli = sw_test::cli(d.data(), {"jobs", "trigger", "busy"});
+    EXPECT_NE(cli.code, 0);
+    EXPECT_THAT(cli.err, HasSubstr("already running"));
+    d.release("busy");
+    EXPECT_EQ(d.last_run("busy")["state"], "succeeded");
+    EXPECT_EQ(ledger_state(d.ledger("busy")).size(), 20u);
+    EXPECT_EQ(d.stop(), 0);
+}
+
+TEST(Daemon, AJobIsPausedAfterFailuresInARowUntilResumedAndCatchesUpAfterARestart) {
+    served d;
+    d.install("items_source");
+    d.install("ledger_target");
+    // A ledger in a folder that does not exist: every run fails.
+    const fs::path f = d.ledger_job("flaky", 3, 10, "", R"("schedule": {"cron": "* * * * *", "catch_up": "1h", "pause_after_failures": 2},)");
+    std::string broken = sw_test::read_file(f);
+    const std::string good_ledger = d.ledger("flaky").string();
+    sw_test::write_file(f, std::string(broken).replace(broken.find(good_ledger), good_ledger.size(),
+                                                       (d.root() / "missing" / "flaky.tsv").string()));
+    d.start("2026-05-01T10:00:30Z");
+    d.set_clock("2026-05-01T10:01:00Z");
+    EXPECT_EQ(d.last_run("flaky")["state"], "failed");
+    d.set_clock("2026-05-01T10:02:00Z");
+    ASSERT_TRUE(served::until([&] { return d.job("flaky")["failures_in_a_row"] == 2; }));
+    EXPECT_EQ(d.job("flaky")["paused"], true);
+    const std::string last_id = d.job("flaky")["last_run"]["id"];
+    d.set_clock("2026-05-01T10:03:00Z");
+    auto j = d.job("flaky");
+    EXPECT_EQ(j["skipped_paused"], 1);
+    EXPECT_EQ(j["running"], false);
+    EXPECT_EQ(j["last_run"]["id"], last_id) << "a paused job does not run on its schedule";
+
+    // Fixed and resumed by an operator: it runs at its next fire.
+    sw_test::write_file(f, broken);
+    ASSERT_EQ(d.api("POST", "/v1/reload").first, 200u);
+    auto r = sw_test::cli(d.data(), {"jobs", "resume", "flaky"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    d.set_clock("2026-05-01T10:04:00Z");
+    EXPECT_EQ(d.last_run("flaky")["state"], "succeeded");
+    EXPECT_EQ(d.stop(), 0);
+
+    // Down for 30 minutes: the latest missed fire (10:34) runs once at
+    // start, inside the one-hour window; the 29 before it are counted.
+    d.start("2026-05-01T10:34:30Z");
+    auto caught = d.last_run("flaky");
+    EXPECT_EQ(caught["state"], "succeeded");
+    EXPECT_THAT(d.run_record(caught["id"])["trigger"].get<std::string>(), HasSubstr("catch-up of 2026-05-01T10:34:00.000Z"));
+    EXPECT_EQ(d.job("flaky")["missed"], 29);
+    EXPECT_EQ(d.job("flaky")["paused"], false);
+    EXPECT_EQ(d.stop(), 0);
+}
+
+TEST(Daemon, ANewReleaseDeployedMidApplyLeavesTheRunningRunOnItsReleaseAndTheNextRunTakesIt) {
+    served d;
+    d.install("items_source");
+    d.install("ledger_target");
+    d.ledger_job("deploy", 30, 10, d.hold("deploy", 1));
+    d.start();
+    const pid_t pid = d.status()["pid"];
+    auto [code, started] = d.api("POST", "/v1/jobs/deploy/trigger");
+    ASSERT_EQ(code, 202u) << started.dump();
+    const std::string first = started["run_id"];
+    ASSERT_TRUE(d.wait_held("deploy"));
+
+    // v1.1.0 dropped into the inbox (written under another name, then
+    // renamed in, as a deploy tool would).
+    fs::copy_file(sw_test::fixture("ledger_target_v110"), d.inbox() / "ledger.so.part");
+    fs::rename(d.inbox() / "ledger.so.part", d.inbox() / "ledger_target_v110.so");
+    ASSERT_TRUE(served::until([&] {
+        auto r = sw_test::cli(d.data(), {"connectors", "list", "--json"});
+        return r.code == 0 && r.out.find("\"1.1.0\"") != std::string::npos;
+    }));
+    EXPECT_FALSE(fs::exists(d.inbox() / "ledger_target_v110.so")) << "taken out of the inbox once installed";
+    EXPECT_EQ(d.job("deploy")["running"], true) << "the run in flight was not disturbed";
+
+    d.release("deploy");
+    auto done = d.last_run("deploy");
+    EXPECT_EQ(done["id"], first);
+    EXPECT_EQ(done["state"], "succeeded");
+    EXPECT_EQ(d.run_record(first)["target"]["version"], "1.0.0");
+    EXPECT_EQ(ledger_state(d.ledger("deploy")).size(), 30u);
+
+    // The next run resolves the newest release in the job's range.
+    auto [code2, second] = d.api("POST", "/v1/jobs/deploy/trigger");
+    ASSERT_EQ(code2, 202u);
+    auto next = d.last_run("deploy");
+    EXPECT_EQ(next["id"], second["run_id"]);
+    EXPECT_EQ(next["state"], "succeeded");
+    EXPECT_EQ(d.run_record(next["id"])["target"]["version"], "1.1.0");
+
+    EXPECT_EQ(d.status()["pid"], pid) << "no restart";
+    auto audit = sw_test::cli(d.data(), {"audit", "list", "--json"});
+    ASSERT_EQ(audit.code, 0) << audit.err;
+    bool installed = false;
+    for (auto& x : json::parse(audit.out)) {
+        json e = x["entry"].is_string() ? json::parse(x["entry"].get<std::string>()) : x["entry"];
+        if (e["kind"] == "connector_installed" && e["data"]["version"] == "1.1.0") {
+            installed = true;
+            EXPECT_EQ(e["data"]["by"], "daemon:inbox");
+        }
+    }
+    EXPECT_TRUE(installed) << audit.out;
+    EXPECT_EQ(d.stop(), 0);
+}
+
+TEST(Daemon, AConnectorThatCrashesFailsItsOwnRunWhileAnotherRunAndTheApiCarryOn) {
+    served d;
+    d.install("items_source");
+    d.install("ledger_target");
+    d.install("mis_segfault");
+    d.ledger_job("healthy", 10, 5, d.hold("healthy", 1));
+    sw_test::write_file(d.jobs() / "crashy.json", R"({"name": "crashy",
+      "source": {"connector": "mis-segfault", "settings": {}},
+      "target": {"connector": "ledger-target", "settings": {"ledger": ")" + (d.root() / "crashy.tsv").string() + R"("}},
+      "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]}})");
+    d.start();
+    ASSERT_EQ(d.api("POST", "/v1/jobs/healthy/trigger").first, 202u);
+    ASSERT_TRUE(d.wait_held("healthy"));
+    ASSERT_EQ(d.api("POST", "/v1/jobs/crashy/trigger").first, 202u);
+    auto crashed = d.last_run("crashy");
+    EXPECT_EQ(crashed["state"], "failed");
+    EXPECT_EQ(d.run_record(crashed["id"])["category"], "connector_crashed");
+    EXPECT_EQ(d.job("healthy")["running"], true);
+    d.release("healthy");
+    EXPECT_EQ(d.last_run("healthy")["state"], "succeeded");
+    EXPECT_EQ(ledger_state(d.ledger("healthy")).size(), 10u);
+    EXPECT_EQ(d.stop(), 0);
+}
+
+TEST(Daemon, SigtermMidApplyStopsTheRunAsInterruptedAndTheNextStartResumesItToTheSameEnd) {
+    // What a run that was never stopped leaves: the reference.
+    served ref;
+    ref.install("items_source");
+    ref.install("ledger_target");
+    ref.ledger_job("roster", 120, 10);
+    ref.start();
+    ASSERT_EQ(ref.api("POST", "/v1/jobs/roster/trigger").first, 202u);
+    ASSERT_EQ(ref.last_run("roster")["state"], "succeeded");
+    EXPECT_EQ(ref.stop(), 0);
+
+    served d;
+    d.install("items_source");
+    d.install("ledger_target");
+    d.ledger_job("roster", 120, 10, d.hold("roster", 4) + R"(, "calls": ")" + (d.root() / "calls.log").string() + "\"",
+                 R"("resume_interrupted": true,)");
+    d.start();
+    auto [code, started] = d.api("POST", "/v1/jobs/roster/trigger");
+    ASSERT_EQ(code, 202u);
+    const std::string id = started["run_id"];
+    ASSERT_TRUE(d.wait_held("roster"));
+    EXPECT_EQ(d.stop(), 0) << "the daemon waits for its runs to stop, then exits";
+    auto stopped = d.run_record(id);
+    EXPECT_EQ(stopped["state"], "interrupted") << stopped.dump(2);
+    EXPECT_EQ(stopped["category"], "interrupted");
+    EXPECT_EQ(ledger_state(d.ledger("roster")).size(), 40u) << "four batches applied before the stop";
+
+    d.release("roster");  // the resumed run is not held again
+    d.start();
+    ASSERT_TRUE(served::until([&] { return d.run_record(id)["state"] == "succeeded"; }))
+        << sw_test::read_file(d.data() / "child.out");
+    EXPECT_EQ(ledger_state(d.ledger("roster")), ledger_state(ref.ledger("roster")));
+    EXPECT_THAT(sw_test::read_file(d.root() / "calls.log"), testing::Not(HasSubstr("dup ")))
+        << "no change applied before the stop was sent again";
+    EXPECT_EQ(d.stop(), 0);
+}
+
+TEST(Daemon, TheCliGoesThroughARunningDaemonAndWorksDirectlyWithoutOne) {
+    served d;
+    d.install("items_source");
+    d.install("ledger_target");
+    const fs::path f = d.ledger_job("direct", 4, 10);
+    d.start();
+    auto r = sw_test::cli(d.data(), {"run", f.string()});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const std::string id = sw_test::run_id_of(r.out);
+    // Carried out by a child of the daemon: the run says who asked through it.
+    EXPECT_EQ(d.run_record(id)["trigger"], std::string("cli:") + ::getpwuid(::geteuid())->pw_name);
+    auto st = sw_test::cli(d.data(), {"status"});
+    EXPECT_EQ(st.code, 0);
+    EXPECT_THAT(st.out, HasSubstr("daemon pid " + std::to_string(d.pid())));
+    EXPECT_THAT(st.out, HasSubstr("direct"));
+    EXPECT_EQ(d.stop(), 0);
+    EXPECT_FALSE(fs::exists(d.socket())) << "the socket goes with the daemon";
+    auto after = sw_test::cli(d.data(), {"status"});
+    EXPECT_THAT(after.out, HasSubstr("no daemon serves"));
+    auto direct = sw_test::cli(d.data(), {"runs", "list"});
+    EXPECT_EQ(direct.code, 0);
+    EXPECT_THAT(direct.out, HasSubstr(id));
+}
+
+TEST(Daemon, ASecondDaemonForTheSameDataDirIsRefused) {
+    served d;
+    d.start();
+    auto second = sw_test::run_kernel(d.data(), {"serve"});
+    EXPECT_EQ(second.code, 9);
+    EXPECT_EQ(d.status()["pid"], d.pid());
+    EXPECT_EQ(d.stop(), 0);
+}
+
+}  // namespace

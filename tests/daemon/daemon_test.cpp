@@ -398,6 +398,71 @@ TEST(Daemon, TheCliGoesThroughARunningDaemonAndWorksDirectlyWithoutOne) {
     EXPECT_THAT(direct.out, HasSubstr(id));
 }
 
+TEST(Releases, ListShowsWhoUsesEachPinRollsBackAndRetireRefusesWhatIsStillUsed) {
+    served d;
+    d.install("items_source");
+    d.install("ledger_target");
+    d.install("ledger_target_v110");
+    const fs::path f = d.ledger_job("roster", 6, 10, d.hold("roster", 0));
+    auto list = [&] { return json::parse(sw_test::cli(d.data(), {"connectors", "list", "--json"}).out); };
+    auto release = [&](const std::string& version) {
+        for (auto& r : list())
+            if (r["name"] == "ledger-target" && r["version"] == version) return r;
+        return json();
+    };
+    EXPECT_EQ(release("1.1.0")["jobs"], json::array({"roster"})) << "the newest in ^1.0";
+    EXPECT_EQ(release("1.0.0")["jobs"], json::array());
+
+    // Rolled back: the job's runs take 1.0.0 until unpinned. Both of its
+    // connectors have a 1.0.0, so it says which.
+    auto ambiguous = sw_test::cli(d.data(), {"connectors", "pin", "roster", "1.0.0"});
+    EXPECT_NE(ambiguous.code, 0);
+    EXPECT_THAT(ambiguous.err, HasSubstr("say which with --connector NAME"));
+    auto pin = sw_test::cli(d.data(), {"connectors", "pin", "roster", "1.0.0", "--connector", "ledger-target"});
+    ASSERT_EQ(pin.code, 0) << pin.err;
+    EXPECT_THAT(pin.out, HasSubstr("pinned job roster to ledger-target 1.0.0"));
+    EXPECT_EQ(release("1.0.0")["jobs"], json::array({"roster"}));
+    EXPECT_EQ(release("1.1.0")["jobs"], json::array());
+    auto unknown = sw_test::cli(d.data(), {"connectors", "pin", "roster", "9.9.9"});
+    EXPECT_NE(unknown.code, 0);
+    EXPECT_THAT(unknown.err, HasSubstr("neither has version 9.9.9 installed"));
+
+    // While a run uses 1.0.0 (held mid-apply, through the daemon), retire
+    // names the job, the pin and the run.
+    d.start();
+    auto [code, started] = d.api("POST", "/v1/jobs/roster/trigger");
+    ASSERT_EQ(code, 202u);
+    ASSERT_TRUE(d.wait_held("roster"));
+    auto [rc, refused] = d.api("DELETE", "/v1/releases/ledger-target/1.0.0");
+    ASSERT_EQ(rc, 200u);
+    EXPECT_NE(refused["exit_code"], 0);
+    const std::string why = refused["stderr"];
+    EXPECT_THAT(why, HasSubstr("jobs that resolve to it: roster"));
+    EXPECT_THAT(why, HasSubstr("jobs pinned to it: roster"));
+    EXPECT_THAT(why, HasSubstr("runs using it: " + started["run_id"].get<std::string>() + " (applying)"));
+    EXPECT_EQ(release("1.0.0")["runs"].size(), 1u);
+    d.release("roster");
+    EXPECT_EQ(d.last_run("roster")["state"], "succeeded");
+    EXPECT_EQ(d.run_record(started["run_id"])["target"]["version"], "1.0.0");
+    EXPECT_EQ(d.stop(), 0);
+
+    // Unpinned and idle: it goes, files and all, and the log says so.
+    ASSERT_EQ(sw_test::cli(d.data(), {"connectors", "unpin", "roster"}).code, 0) << "the one pinned connector";
+    const fs::path dir = fs::path(release("1.0.0")["path"].get<std::string>()).parent_path();
+    auto retired = sw_test::cli(d.data(), {"connectors", "retire", "ledger-target", "1.0.0"});
+    ASSERT_EQ(retired.code, 0) << retired.err;
+    EXPECT_FALSE(fs::exists(dir));
+    EXPECT_TRUE(release("1.0.0").is_null());
+    auto audit = sw_test::cli(d.data(), {"audit", "list", "--json"});
+    std::vector<std::string> kinds;
+    for (auto& x : json::parse(audit.out)) {
+        json e = x["entry"].is_string() ? json::parse(x["entry"].get<std::string>()) : x["entry"];
+        kinds.push_back(e["kind"]);
+    }
+    EXPECT_THAT(kinds, testing::IsSupersetOf({"connector_pinned", "connector_unpinned", "connector_retired"}));
+    EXPECT_EQ(sw_test::cli(d.data(), {"run", f.string()}).code, 0) << "the job runs on 1.1.0";
+}
+
 TEST(Daemon, ASecondDaemonForTheSameDataDirIsRefused) {
     served d;
     d.start();

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cerrno>
 #include <cstdlib>
@@ -37,7 +38,16 @@ const char* const cli_detail::k_usage = R"(usage: syncwarden [--data-dir DIR] [-
 commands:
   connectors install FILE.so     check a connector library and install it
       [--replace]                a pre-release (1.2.0-dev) rebuilt: the new build takes its place
-  connectors list [--json]       installed releases: name, version, ABI, capabilities, build id
+  connectors list [--json]       installed releases: name, version, ABI, capabilities, build id,
+                                 the jobs folder's jobs that resolve to each and
+                                 the runs using it (in progress or held)
+  connectors pin JOB VERSION [--connector NAME]
+                                 the job's runs use that release (roll back or
+                                 forward), whatever its range says; audited
+  connectors unpin JOB [--connector NAME]
+                                 back to the newest release in the job's range
+  connectors retire NAME VERSION remove a release no job resolves to, is pinned
+                                 to, and no run uses; the refusal names them
   connectors schema NAME [--version RANGE]
                                  the JSON Schema of a connector's settings
   run JOB.json [--dry-run] [--plan-out FILE] [--preview N] [--no-wait]
@@ -162,12 +172,167 @@ private:
     struct sigaction old_int_ {}, old_term_ {}, old_usr1_ {};
 };
 
+// The jobs folder's jobs (the daemon's; kernel config daemon.jobs_dir, else
+// <data_dir>/jobs). A file that does not load is said in `warnings`.
+std::vector<job_config> folder_jobs(context& c, std::vector<std::string>& warnings) {
+    const fs::path dir = c.cfg.daemon.jobs_dir.empty() ? c.cfg.data_dir / "jobs" : c.cfg.daemon.jobs_dir;
+    std::vector<job_config> out;
+    std::error_code ec;
+    std::vector<fs::path> files;
+    for (auto& e : fs::directory_iterator(dir, ec))
+        if (e.path().extension() == ".json" && e.is_regular_file(ec)) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (auto& f : files) {
+        auto j = load_job(f);
+        if (!j) warnings.push_back(j.status().message() + " (not counted)");
+        else out.push_back(std::move(*j));
+    }
+    return out;
+}
+
+// Who uses a release: jobs of the jobs folder that resolve to it, and runs
+// in progress or held (a held run's approval applies with it).
+struct release_users {
+    std::vector<std::string> jobs, runs;
+};
+release_users users_of(const registry& reg, const std::vector<job_config>& jobs, run_store* store,
+                       const installed_release& rel) {
+    release_users u;
+    for (auto& j : jobs)
+        for (const connector_ref* ref : {&j.source, &j.target}) {
+            if (ref->connector != rel.info.name) continue;
+            auto r = reg.resolve_for(j.name, ref->connector, ref->version);
+            if (r && r->info.version == rel.info.version &&
+                std::find(u.jobs.begin(), u.jobs.end(), j.name) == u.jobs.end())
+                u.jobs.push_back(j.name);
+        }
+    if (!store) return u;
+    std::vector<run_record> runs;
+    if (auto un = store->unfinished_runs()) runs = *un;
+    if (auto recent = store->list_runs(1000))
+        for (auto& r : *recent)
+            if (r.state == "held") runs.push_back(r);
+    for (auto& r : runs)
+        if ((r.source_connector == rel.info.name && r.source_version == rel.info.version) ||
+            (r.target_connector == rel.info.name && r.target_version == rel.info.version))
+            u.runs.push_back(r.id + " (" + r.state + ")");
+    return u;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+    std::string out;
+    for (auto& x : v) out += (out.empty() ? "" : ", ") + x;
+    return out;
+}
+
 int connectors_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
-    if (!parse_args(args, {{"--json", false}, {"--version", true}, {"--replace", false}}, pa, error)) return usage(c, error);
-    if (pa.pos.empty()) return usage(c, "connectors needs a subcommand: install, list or schema");
+    if (!parse_args(args, {{"--json", false}, {"--version", true}, {"--replace", false}, {"--connector", true}}, pa,
+                    error))
+        return usage(c, error);
+    if (pa.pos.empty()) return usage(c, "connectors needs a subcommand: install, list, schema, pin, unpin or retire");
     registry reg(c.cfg.data_dir / "connectors", c.clk);
+    if (pa.pos[0] == "pin" || pa.pos[0] == "unpin") {
+        const bool pin = pa.pos[0] == "pin";
+        if (pa.pos.size() != (pin ? 3u : 2u))
+            return usage(c, pin ? "connectors pin takes JOB VERSION [--connector NAME]"
+                                : "connectors unpin takes JOB [--connector NAME]");
+        std::vector<std::string> warnings;
+        auto jobs = folder_jobs(c, warnings);
+        const job_config* job = nullptr;
+        for (auto& j : jobs)
+            if (j.name == pa.pos[1] || fs::absolute(j.file) == fs::absolute(pa.pos[1])) job = &j;
+        if (!job) {
+            auto direct = load_job(pa.pos[1]);
+            if (!direct)
+                return fail(c, Status::error(error_kind::not_found,
+                                             "no job named '" + pa.pos[1] + "' in the jobs folder, and no job file at "
+                                             "that path" + (warnings.empty() ? "" : " (" + joined(warnings) + ")")));
+            jobs.push_back(std::move(*direct));
+            job = &jobs.back();
+        }
+        // Which of the job's connectors: --connector, else the one that has
+        // this version installed.
+        std::vector<std::string> candidates;
+        for (const connector_ref* ref : {&job->source, &job->target}) {
+            if (pa.opts.count("--connector") && ref->connector != pa.opts["--connector"]) continue;
+            if (pin && !reg.resolve(ref->connector, "=" + pa.pos[2])) continue;
+            if (!pin) {
+                auto p = reg.pins();
+                if (!p || !(*p)[job->name].count(ref->connector)) continue;  // unpin: only what is pinned
+            }
+            if (std::find(candidates.begin(), candidates.end(), ref->connector) == candidates.end())
+                candidates.push_back(ref->connector);
+        }
+        if (candidates.size() != 1)
+            return fail(c, Status::error(error_kind::usage,
+                                         candidates.empty()
+                                             ? "job " + job->name + " uses " + job->source.connector + " and " +
+                                                   job->target.connector + "; " +
+                                                   (pin ? "neither has version " + pa.pos[2] + " installed"
+                                                        : "neither is pinned" +
+                                                              std::string(pa.opts.count("--connector")
+                                                                              ? " under that --connector name"
+                                                                              : "")) +
+                                                   " (`syncwarden connectors list`)"
+                                             : "both of job " + job->name + "'s connectors match; say which with "
+                                                                              "--connector NAME"));
+        const std::string conn = candidates[0];
+        auto store = open_store(c);
+        if (!store) return fail(c, store.status());
+        if (auto s = reg.pin(job->name, conn, pin ? pa.pos[2] : ""); !s) return fail(c, s);
+        if (auto s = audit_admin_event(c, **store,
+                                       {pin ? "connector_pinned" : "connector_unpinned", "",
+                                        {{"job", job->name}, {"connector", conn}, {"version", pin ? pa.pos[2] : ""},
+                                         {"by", cli_actor()}}});
+            !s)
+            c.err << "warning: the audit log could not record it: " << s.message() << "\n";
+        if (pin)
+            c.out << "pinned job " << job->name << " to " << conn << " " << pa.pos[2]
+                  << ": its next runs use that release, whatever its range says\n";
+        else
+            c.out << "unpinned " << conn << " of job " << job->name << ": its next runs take the newest release in "
+                  << "its range\n";
+        return 0;
+    }
+    if (pa.pos[0] == "retire") {
+        if (pa.pos.size() != 3) return usage(c, "connectors retire takes NAME VERSION");
+        auto all = reg.list();
+        if (!all) return fail(c, all.status());
+        const installed_release* rel = nullptr;
+        for (auto& r : *all)
+            if (r.info.name == pa.pos[1] && r.info.version == pa.pos[2]) rel = &r;
+        if (!rel)
+            return fail(c, Status::error(error_kind::not_found, "no installed release " + pa.pos[1] + " " + pa.pos[2] +
+                                                                    "; `syncwarden connectors list` shows them"));
+        std::vector<std::string> warnings;
+        auto jobs = folder_jobs(c, warnings);
+        auto store = open_store(c);
+        if (!store) return fail(c, store.status());
+        auto u = users_of(reg, jobs, store->get(), *rel);
+        std::vector<std::string> pinned;
+        if (auto p = reg.pins())
+            for (auto& [job, m] : *p)
+                if (auto it = m.find(rel->info.name); it != m.end() && it->second == rel->info.version) pinned.push_back(job);
+        if (!u.jobs.empty() || !u.runs.empty() || !pinned.empty())
+            return fail(c, Status::error(error_kind::usage,
+                                         rel->info.name + " " + rel->info.version + " is still used, so it stays: " +
+                                             (u.jobs.empty() ? "" : "jobs that resolve to it: " + joined(u.jobs) + "; ") +
+                                             (pinned.empty() ? "" : "jobs pinned to it: " + joined(pinned) + "; ") +
+                                             (u.runs.empty() ? "" : "runs using it: " + joined(u.runs) + "; ") +
+                                             "pin or change those jobs, let the runs end, then retire it"));
+        for (auto& w : warnings) c.err << "warning: " << printable(w) << "\n";
+        if (auto s = reg.retire(rel->info.name, rel->info.version); !s) return fail(c, s);
+        if (auto s = audit_admin_event(c, **store,
+                                       {"connector_retired", "",
+                                        {{"name", rel->info.name}, {"version", rel->info.version},
+                                         {"build_id", rel->info.build_id}, {"by", cli_actor()}}});
+            !s)
+            c.err << "warning: the audit log could not record it: " << s.message() << "\n";
+        c.out << "retired " << rel->info.name << " " << rel->info.version << ": its files are removed\n";
+        return 0;
+    }
     if (pa.pos[0] == "install") {
         if (pa.pos.size() != 2) return usage(c, "connectors install takes one FILE.so");
         auto r = reg.install(pa.pos[1], pa.opts.count("--replace") > 0);
@@ -195,14 +360,25 @@ int connectors_cmd(context& c, const std::vector<std::string>& args) {
         auto all = reg.list();
         if (!all) return fail(c, all.status());
         for (auto& w : reg.warnings()) c.err << "warning: " << printable(w) << "\n";
+        std::vector<std::string> warnings;
+        auto jobs = folder_jobs(c, warnings);
+        std::unique_ptr<run_store> store;
+        std::error_code fec;
+        if (fs::exists(c.cfg.data_dir / "syncwarden.db", fec))
+            if (auto s = open_store(c)) store = std::move(*s);
+        std::vector<release_users> users;
+        for (auto& r : *all) users.push_back(users_of(reg, jobs, store.get(), r));
         if (pa.opts.count("--json")) {
             nlohmann::json j = nlohmann::json::array();
-            for (auto& r : *all)
+            for (size_t i = 0; i < all->size(); ++i) {
+                auto& r = (*all)[i];
                 j.push_back({{"name", r.info.name}, {"version", r.info.version},
                              {"abi", std::to_string(r.info.abi_major) + "." + std::to_string(r.info.abi_minor)},
                              {"capabilities", capabilities_text(r.info.capabilities)},
                              {"build_id", r.info.build_id}, {"sha256", r.sha256},
-                             {"path", r.path.string()}, {"installed_at", r.installed_at}});
+                             {"path", r.path.string()}, {"installed_at", r.installed_at},
+                             {"jobs", users[i].jobs}, {"runs", users[i].runs}});
+            }
             c.out << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
             return 0;
         }
@@ -211,11 +387,17 @@ int connectors_cmd(context& c, const std::vector<std::string>& args) {
             return 0;
         }
         c.out << std::left << std::setw(18) << "NAME" << std::setw(10) << "VERSION" << std::setw(6) << "ABI"
-              << std::setw(20) << "CAPABILITIES" << "BUILD ID\n";
-        for (auto& r : *all)
+              << std::setw(20) << "CAPABILITIES" << std::setw(18) << "BUILD ID" << "USED BY\n";
+        for (size_t i = 0; i < all->size(); ++i) {
+            auto& r = (*all)[i];
+            std::string used;
+            if (!users[i].jobs.empty()) used += "jobs: " + joined(users[i].jobs);
+            if (!users[i].runs.empty()) used += (used.empty() ? "" : "; ") + std::string("runs: ") + joined(users[i].runs);
             c.out << std::setw(18) << r.info.name << std::setw(10) << r.info.version << std::setw(6)
                   << (std::to_string(r.info.abi_major) + "." + std::to_string(r.info.abi_minor)) << std::setw(20)
-                  << capabilities_text(r.info.capabilities) << r.info.build_id << "\n";
+                  << capabilities_text(r.info.capabilities) << std::setw(18) << r.info.build_id
+                  << (used.empty() ? "-" : used) << "\n";
+        }
         return 0;
     }
     if (pa.pos[0] == "schema") {
@@ -557,7 +739,8 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
                         (args[0] == "runs" && !rest.empty() &&
                          (rest[0] == "apply" || rest[0] == "resume" || rest[0] == "retry-failed" ||
                           rest[0] == "approve" || rest[0] == "reject")) ||
-                        (args[0] == "connectors" && !rest.empty() && rest[0] == "install") ||
+                        (args[0] == "connectors" && !rest.empty() &&
+         (rest[0] == "install" || rest[0] == "pin" || rest[0] == "unpin" || rest[0] == "retire")) ||
                         (args[0] == "audit" && !rest.empty() && rest[0] == "note") || args[0] == "retention" ||
                         args[0] == "secrets";
     // While a daemon serves the data dir, it carries out the commands that

@@ -433,7 +433,7 @@ private:
 
     Status open_one(const connector_ref& ref, const char* role, uint32_t need_cap,
                     std::unique_ptr<connector_session>& session, std::string& version, run_services& rs) {
-        auto rel = reg_.resolve(ref.connector, ref.version);
+        auto rel = reg_.resolve_for(job_->name, ref.connector, ref.version);
         if (!rel) return rel.status().context(std::string("resolving the ") + role + " connector");
         version = rel->info.version;
         if ((rel->info.capabilities & need_cap) == 0)

@@ -249,6 +249,77 @@ Result<installed_release> registry::resolve(const std::string& name, const std::
     return *best;
 }
 
+Result<registry::pin_map> registry::pins() const {
+    pin_map out;
+    std::ifstream in(root_ / "pins.json");
+    if (!in) return out;
+    json j = json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+        return Status::error(error_kind::config, (root_ / "pins.json").string() +
+                                                     " is damaged; pin the jobs again with `syncwarden connectors pin`");
+    for (auto& [job, m] : j.items())
+        if (m.is_object())
+            for (auto& [conn, v] : m.items())
+                if (v.is_string()) out[job][conn] = v.get<std::string>();
+    return out;
+}
+
+Status registry::pin(const std::string& job, const std::string& connector, const std::string& version) {
+    auto all = pins();
+    if (!all) return all.status();
+    if (version.empty()) {
+        (*all)[job].erase(connector);
+        if ((*all)[job].empty()) all->erase(job);
+    } else {
+        (*all)[job][connector] = version;
+    }
+    std::error_code ec;
+    fs::create_directories(root_, ec);
+    const fs::path tmp = root_ / ("pins.json.tmp" + std::to_string(::getpid()));
+    {
+        std::ofstream o(tmp, std::ios::trunc);
+        o << json(*all).dump(2) << "\n";
+        if (!o.flush()) return Status::error(error_kind::store, tmp.string() + ": cannot write the pins");
+    }
+    fs::rename(tmp, root_ / "pins.json", ec);
+    if (ec) return Status::error(error_kind::store, (root_ / "pins.json").string() + ": " + ec.message());
+    return Status::ok();
+}
+
+Result<installed_release> registry::resolve_for(const std::string& job, const std::string& name,
+                                                const std::string& range) const {
+    auto all = pins();
+    if (!all) return all.status();
+    if (auto j = all->find(job); j != all->end())
+        if (auto p = j->second.find(name); p != j->second.end()) {
+            auto r = resolve(name, "=" + p->second);
+            if (!r)
+                return r.status().context("job " + job + " is pinned to " + name + " " + p->second +
+                                          " (`syncwarden connectors pin` moves the pin, `connectors unpin` removes it)");
+            return r;
+        }
+    return resolve(name, range);
+}
+
+Status registry::retire(const std::string& name, const std::string& version) {
+    auto all = list();
+    if (!all) return all.status();
+    for (auto& r : *all)
+        if (r.info.name == name && r.info.version == version) {
+            std::error_code ec;
+            // Moved aside first, so that no one resolves a half-removed release.
+            const fs::path dir = r.path.parent_path();
+            const fs::path gone = root_ / (".retired-" + name + "-" + version + "-" + std::to_string(::getpid()));
+            fs::rename(dir, gone, ec);
+            if (ec) return Status::error(error_kind::store, dir.string() + ": cannot remove it: " + ec.message());
+            fs::remove_all(gone, ec);
+            if (fs::is_empty(dir.parent_path(), ec)) fs::remove(dir.parent_path(), ec);
+            return Status::ok();
+        }
+    return Status::error(error_kind::not_found, "no installed release " + name + " " + version +
+                                                    "; `syncwarden connectors list` shows the installed ones");
+}
+
 Result<connector_info> registry::inspect(const fs::path& so) const {
     if (!check_in_process_) return probe_in_worker(so, worker_limits{});
     auto loaded = load_connector(so);

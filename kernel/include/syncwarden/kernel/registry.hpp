@@ -45,6 +45,19 @@ public:
     const std::vector<std::string>& warnings() const { return warnings_; }
     // The newest installed release of `name` that `range` allows.
     Result<installed_release> resolve(const std::string& name, const std::string& range) const;
+    // Pins, kept in <root>/pins.json: job name -> connector -> version. A
+    // pinned job's connector is that release whatever its range says.
+    using pin_map = std::map<std::string, std::map<std::string, std::string>>;
+    Result<pin_map> pins() const;
+    // "" as version: unpinned.
+    Status pin(const std::string& job, const std::string& connector, const std::string& version);
+    // The release a job's connector resolves to: its pin, else the newest
+    // installed release the range allows.
+    Result<installed_release> resolve_for(const std::string& job, const std::string& name,
+                                          const std::string& range) const;
+    // Removes an installed release's folder (every build of it). The caller
+    // checks that nothing uses it.
+    Status retire(const std::string& name, const std::string& version);
     // Loads an installed release (cached: each file is opened once), after
     // checking the file's SHA-256 and that its manifest matches release.json.
     Result<std::shared_ptr<const loaded_connector>> open(const installed_release& r);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 using namespace syncwarden::kernel;
+namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
 namespace {
@@ -142,4 +143,35 @@ TEST(kernel_config, defaults_and_a_relative_data_dir) {
     auto b = load_kernel_config(tmp / "bad.json", "fallback");
     ASSERT_FALSE(b.is_ok());
     EXPECT_THAT(b.status().message(), HasSubstr("bad.json: $.log_level: expected one of debug, info, warn, error"));
+}
+
+TEST(kernel_config, the_example_file_and_the_daemon_block_with_its_errors) {
+    auto ex = load_kernel_config(fs::path(SW_SOURCE_DIR) / "config" / "kernel.example.json", "fallback");
+    ASSERT_TRUE(ex.is_ok()) << ex.status().message();
+    EXPECT_EQ(ex->daemon.jobs_dir, fs::path(SW_SOURCE_DIR) / "config" / "jobs");
+    EXPECT_EQ(ex->daemon.max_runs, 4u);
+    EXPECT_EQ(ex->daemon.stop_timeout, std::chrono::minutes(5));
+    sw_test::temp_dir tmp;
+    auto bad = [&](const std::string& daemon) {
+        sw_test::write_file(tmp / "k.json", R"({"daemon": )" + daemon + "}");
+        auto k = load_kernel_config(tmp / "k.json", "fallback");
+        return k.is_ok() ? std::string("accepted") : k.status().message();
+    };
+    EXPECT_THAT(bad(R"({"max_runs": -1})"), HasSubstr("$.daemon.max_runs: expected 0 (no limit) or a whole number"));
+    EXPECT_THAT(bad(R"({"poll": "10ms"})"), HasSubstr("$.daemon.poll: expected a duration from 100ms to 1h"));
+    EXPECT_THAT(bad(R"({"stop_timeout": "soon"})"), HasSubstr("$.daemon.stop_timeout: expected a duration"));
+    EXPECT_THAT(bad(R"({"jobs": "x"})"), HasSubstr("$.daemon.jobs: unknown field"));
+    EXPECT_EQ(bad(R"({"socket": "/run/sw.sock", "max_runs_per_target": 0})"), "accepted");
+}
+
+TEST(job_config, resume_interrupted_is_a_boolean) {
+    sw_test::temp_dir tmp;
+    sw_test::write_file(tmp / "ok.json", with("\"apply\"", R"("resume_interrupted": true, "apply")"));
+    auto ok = load_job(tmp / "ok.json");
+    ASSERT_TRUE(ok.is_ok()) << ok.status().message();
+    EXPECT_TRUE(ok->resume_interrupted);
+    sw_test::write_file(tmp / "bad.json", with("\"apply\"", R"("resume_interrupted": "yes", "apply")"));
+    auto bad = load_job(tmp / "bad.json");
+    ASSERT_FALSE(bad.is_ok());
+    EXPECT_THAT(bad.status().message(), HasSubstr("$.resume_interrupted: expected true"));
 }

@@ -13,6 +13,10 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <cstring>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <fstream>
 #include <pwd.h>
 #include <unistd.h>
@@ -88,8 +92,8 @@ public:
     bool wait_held(const std::string& job) const { return sw_test::wait_for_file(root() / (job + ".held")); }
     void release(const std::string& job) const { sw_test::write_file(root() / (job + ".go"), "go\n"); }
 
-    void start(const std::string& clock = "2026-03-08T07:58:00Z") {
-        pid_ = sw_test::start_kernel(data(), {"serve", "--test-clock", clock});
+    void start(const std::string& clock = "2026-03-08T07:58:00Z", const std::vector<std::string>& env = {}) {
+        pid_ = sw_test::start_kernel(data(), {"serve", "--test-clock", clock}, env);
         // Ready when the API answers; a daemon that exits instead fails the test.
         int exited = -1;
         ASSERT_TRUE(until([&] {
@@ -461,6 +465,59 @@ TEST(Releases, ListShowsWhoUsesEachPinRollsBackAndRetireRefusesWhatIsStillUsed) 
     }
     EXPECT_THAT(kinds, testing::IsSupersetOf({"connector_pinned", "connector_unpinned", "connector_retired"}));
     EXPECT_EQ(sw_test::cli(d.data(), {"run", f.string()}).code, 0) << "the job runs on 1.1.0";
+}
+
+// What systemd sees (config/syncwarden.service, Type=notify): READY=1 once
+// the API answers, WATCHDOG=1 while it runs, STOPPING=1 on SIGTERM. The
+// test stands in for systemd's notify socket.
+TEST(Daemon, TellsSystemdItIsReadyKeepsTheWatchdogFedAndSaysWhenItStops) {
+    served d;
+    const fs::path sock = d.root() / "notify.sock";
+    const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, sock.c_str(), sizeof addr.sun_path - 1);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    // Reads datagrams until one holds `what` (or two minutes pass).
+    auto wait_for = [&](const std::string& what) {
+        std::string all;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+        while (std::chrono::steady_clock::now() < deadline) {
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, 1000) <= 0) continue;
+            char buf[4096];
+            const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+            if (n <= 0) continue;
+            all += std::string(buf, static_cast<size_t>(n)) + "\n";
+            if (all.find(what) != std::string::npos) return all;
+        }
+        return all;
+    };
+    d.start("2026-03-08T07:58:00Z", {"NOTIFY_SOCKET=" + sock.string(), "WATCHDOG_USEC=200000"});
+    EXPECT_THAT(wait_for("READY=1"), HasSubstr("READY=1"));
+    EXPECT_THAT(wait_for("WATCHDOG=1"), HasSubstr("WATCHDOG=1"));
+    ::kill(d.pid(), SIGTERM);
+    EXPECT_THAT(wait_for("STOPPING=1"), HasSubstr("STOPPING=1"));
+    EXPECT_EQ(d.stop(), 0);
+    ::close(fd);
+}
+
+TEST(Daemon, TheShippedUnitFileIsOneSystemdAccepts) {
+    // systemd-analyze checks every directive and that ExecStart's program
+    // exists: here the binary just built.
+    served d;
+    std::string unit = sw_test::read_file(fs::path(SW_SOURCE_DIR) / "config" / "syncwarden.service");
+    const std::string shipped = "/usr/local/bin/syncwarden";
+    ASSERT_NE(unit.find(shipped), std::string::npos);
+    unit.replace(unit.find(shipped), shipped.size(), SW_KERNEL_BIN);
+    sw_test::write_file(d.root() / "syncwarden.service", unit);
+    const std::string cmd = "systemd-analyze verify " + (d.root() / "syncwarden.service").string() + " > " +
+                            (d.root() / "verify.txt").string() + " 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << sw_test::read_file(d.root() / "verify.txt");
+    EXPECT_THAT(unit, HasSubstr("Type=notify"));
+    EXPECT_THAT(unit, HasSubstr("WatchdogSec="));
+    EXPECT_THAT(unit, HasSubstr("KillMode=mixed"));
 }
 
 TEST(Daemon, ASecondDaemonForTheSameDataDirIsRefused) {

@@ -2,7 +2,8 @@
 # Builds examples/jsonl-target out of tree against an installed SDK, installs
 # it into a fresh kernel data dir and runs its job: the demo district's people
 # land in people.jsonl; a second run plans nothing; a line removed by hand is
-# written again (read_state reads the file back).
+# written again (read_state reads the file back). Its unit test, built on the
+# installed test kit, passes.
 set -euo pipefail
 src=$1 build=$2 kernel=$3 cxx=$4
 work=$(mktemp -d)
@@ -12,6 +13,10 @@ cmake --install "$build" --prefix "$work/prefix" > "$work/install.log"
 cmake -S "$src/examples/jsonl-target" -B "$work/jsonl" -DCMAKE_PREFIX_PATH="$work/prefix" \
   -DCMAKE_CXX_COMPILER="$cxx" > "$work/configure.log"
 cmake --build "$work/jsonl" > "$work/build.log"
+# Its own unit test, on the installed SDK's test kit.
+[[ -x "$work/jsonl/jsonl_target_test" ]] || { echo "the example's unit test was not built"; cat "$work/configure.log"; exit 1; }
+ctest --test-dir "$work/jsonl" --output-on-failure > "$work/unit.log" 2>&1 || { cat "$work/unit.log"; exit 1; }
+grep -q "100% tests passed, 0 tests failed out of 4" "$work/unit.log" || { cat "$work/unit.log"; exit 1; }
 
 data="$work/data"
 "$kernel" --data-dir "$data" connectors install "$work/jsonl/libjsonl-target.so" > /dev/null

@@ -1079,7 +1079,9 @@ int daemon_process::run() {
         return 9;
     }
     lock_ = std::move(**lock);
-    auto store = open_sqlite_store(cfg_.data_dir / "syncwarden.db");
+    // A small page cache: the daemon reads run rows only, and its memory
+    // must not grow with the database (bench/README.md, "Daemon memory").
+    auto store = open_sqlite_store(cfg_.data_dir / "syncwarden.db", 2048);
     if (!store) {
         err_ << "error: " << store.status().message() << "\n";
         return 1;

@@ -129,6 +129,10 @@ const char* const k_migrations[] = {
         name_hash TEXT NOT NULL, key_hash TEXT NOT NULL, base_hash TEXT NOT NULL, counter INTEGER NOT NULL,
         current INTEGER NOT NULL, run_id TEXT NOT NULL, at TEXT NOT NULL,
         PRIMARY KEY(system, entity, field, name_hash));)",
+    // v12: the runs not yet finished, for status: without it every status
+    // read the whole runs table, and a long-lived reader (the daemon) kept
+    // more of it in its page cache with every run.
+    R"(CREATE INDEX runs_unfinished ON runs(state) WHERE state IN ('queued', 'running', 'applying');)",
 };
 
 // Poco runs one statement per call: a script split on ';', except inside a
@@ -186,7 +190,8 @@ void for_each_row(Statement& st, F&& row) {
 
 class sqlite_store final : public run_store {
 public:
-    explicit sqlite_store(const std::filesystem::path& file) : file_(file), s_("SQLite", file.string()) {
+    sqlite_store(const std::filesystem::path& file, int cache_kib)
+        : file_(file), s_("SQLite", file.string()), cache_kib_(cache_kib) {
         ::stat(file.c_str(), &identity_);
     }
 
@@ -196,7 +201,7 @@ public:
             // In WAL mode NORMAL survives a crash of the process; only a power
             // loss can lose the last transactions. FULL fsyncs every batch.
             s_ << "PRAGMA synchronous=NORMAL", now;
-            s_ << "PRAGMA cache_size=-65536", now;  // 64 MiB of pages
+            s_ << "PRAGMA cache_size=-" + std::to_string(cache_kib_), now;  // KiB of pages
             s_ << "PRAGMA busy_timeout=5000", now;
             s_ << "CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)", now;
             int v = read_version();
@@ -963,6 +968,7 @@ private:
     std::filesystem::path file_;
     struct stat identity_ {};  // the file as opened, to notice it being deleted or replaced
     Session s_;
+    int cache_kib_;
     std::recursive_mutex mu_;
     int depth_ = 0;           // open transactions (nested ones only count)
     bool tx_failed_ = false;  // a write inside in_transaction failed
@@ -970,13 +976,13 @@ private:
 
 }  // namespace
 
-Result<std::unique_ptr<run_store>> open_sqlite_store(const std::filesystem::path& file) {
+Result<std::unique_ptr<run_store>> open_sqlite_store(const std::filesystem::path& file, int cache_kib) {
     static std::once_flag once;
     std::call_once(once, [] { Poco::Data::SQLite::Connector::registerConnector(); });
     std::error_code ec;
     std::filesystem::create_directories(file.parent_path(), ec);
     try {
-        auto store = std::make_unique<sqlite_store>(file);
+        auto store = std::make_unique<sqlite_store>(file, cache_kib > 0 ? cache_kib : 65536);
         if (auto s = store->migrate(); !s) return s;
         return std::unique_ptr<run_store>(std::move(store));
     } catch (const Poco::Exception& e) {

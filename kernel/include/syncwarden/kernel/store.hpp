@@ -238,6 +238,10 @@ public:
 };
 
 // Opens (creating if needed) and migrates the SQLite store at `file`.
-Result<std::unique_ptr<run_store>> open_sqlite_store(const std::filesystem::path& file);
+// cache_kib caps SQLite's page cache for this connection: a run reads and
+// writes large plans and wants the 64 MiB default; a long-lived process
+// that only reads run rows (the daemon) keeps it small, so its memory does
+// not grow with the database.
+Result<std::unique_ptr<run_store>> open_sqlite_store(const std::filesystem::path& file, int cache_kib = 65536);
 
 }  // namespace syncwarden::kernel

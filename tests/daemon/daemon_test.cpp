@@ -275,6 +275,15 @@ TEST(Daemon, ANewReleaseDeployedMidApplyLeavesTheRunningRunOnItsReleaseAndTheNex
     ASSERT_EQ(code, 202u) << started.dump();
     const std::string first = started["run_id"];
     ASSERT_TRUE(d.wait_held("deploy"));
+    // Status shows the run in progress: its phase and how far its apply got
+    // (one batch of 10 of the 30 changes, the second one held).
+    json in_progress;
+    const json st = d.status();
+    for (auto& r : st["runs"])
+        if (r["id"] == first) in_progress = r;
+    ASSERT_TRUE(in_progress.is_object()) << st.dump();
+    EXPECT_EQ(in_progress["phase"], "apply");
+    EXPECT_EQ(in_progress["apply_progress"], json({{"planned", 30}, {"done", 10}})) << in_progress.dump();
 
     // v1.1.0 dropped into the inbox (written under another name, then
     // renamed in, as a deploy tool would).

@@ -20,6 +20,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
@@ -229,6 +230,7 @@ private:
     void resume_stopped_runs();
 
     json status_json();
+    json apply_progress(const std::string& run_id);
     void load_state();
     void save_state();
 
@@ -850,6 +852,21 @@ void daemon_process::on_signal(int sig) {
 
 // --- the control API
 
+// How far a run's apply has got: the changes its plan holds, and how many
+// of them are behind its apply checkpoint (the applier saves it with each
+// batch's results, and the plan file is in apply order).
+json daemon_process::apply_progress(const std::string& run_id) {
+    json p{{"planned", nullptr}, {"done", 0}};
+    if (auto pr = store_->get_plan(run_id); pr && *pr)
+        p["planned"] = (*pr)->creates + (*pr)->updates + (*pr)->deletes;
+    if (auto cp = store_->load_checkpoint(run_id, "apply"); cp && *cp) {
+        char* end = nullptr;
+        const unsigned long long n = std::strtoull((*cp)->c_str(), &end, 10);
+        if (end && *end == '\0' && !(*cp)->empty()) p["done"] = n;
+    }
+    return p;
+}
+
 json daemon_process::status_json() {
     json jobs = json::array();
     for (auto& [name, s] : jobs_) {
@@ -887,6 +904,7 @@ json daemon_process::status_json() {
                        {"created_at", r.created_at}, {"dry_run", r.dry_run}};
                 auto sum = json::parse(r.summary_json, nullptr, false);
                 if (!sum.is_discarded() && sum.is_object() && !sum.empty()) x["progress"] = sum;
+                if (r.phase == "apply") x["apply_progress"] = apply_progress(r.id);
                 runs.push_back(x);
             }
     json procs = json::array();

@@ -1,4 +1,4 @@
-// `syncwarden serve`: the long-running kernel process (docs/daemon.md).
+// `syncwarden serve`: the long-running kernel process (README.md, "Running the daemon").
 //
 // One Boost.Asio io_context drives everything: the schedules, the jobs
 // folder and the connector inbox (polled), signals (SIGHUP reloads,

@@ -92,8 +92,13 @@ public:
     bool wait_held(const std::string& job) const { return sw_test::wait_for_file(root() / (job + ".held")); }
     void release(const std::string& job) const { sw_test::write_file(root() / (job + ".go"), "go\n"); }
 
+    // Global options for the daemon's command line (--config FILE).
+    void with_options(std::vector<std::string> opts) { opts_ = std::move(opts); }
+
     void start(const std::string& clock = "2026-03-08T07:58:00Z", const std::vector<std::string>& env = {}) {
-        pid_ = sw_test::start_kernel(data(), {"serve", "--test-clock", clock}, env);
+        std::vector<std::string> args = opts_;
+        args.insert(args.end(), {"serve", "--test-clock", clock});
+        pid_ = sw_test::start_kernel(data(), args, env);
         // Ready when the API answers; a daemon that exits instead fails the test.
         int exited = -1;
         ASSERT_TRUE(until([&] {
@@ -162,6 +167,7 @@ public:
 private:
     sw_test::temp_dir tmp_;
     pid_t pid_ = -1;
+    std::vector<std::string> opts_;
 };
 
 TEST(Daemon, ScheduleFiresAtTheLocalTimeAcrossDstAndABrokenJobFileKeepsItsLastGoodVersion) {
@@ -527,6 +533,30 @@ TEST(Daemon, TheShippedUnitFileIsOneSystemdAccepts) {
     EXPECT_THAT(unit, HasSubstr("Type=notify"));
     EXPECT_THAT(unit, HasSubstr("WatchdogSec="));
     EXPECT_THAT(unit, HasSubstr("KillMode=mixed"));
+}
+
+TEST(Daemon, AnEditedKernelConfigAppliesWithoutASignalAndABrokenOneKeepsTheLastGood) {
+    served d;
+    const fs::path cfg = d.root() / "kernel.json";
+    sw_test::write_file(cfg, R"({"daemon": {"max_runs": 1, "max_runs_per_target": 1, "poll": "100ms"}})");
+    d.with_options({"--config", cfg.string()});
+    d.start();
+    EXPECT_EQ(d.status()["limits"]["max_runs"], 1);
+
+    // Edited in place, no SIGHUP: the next poll reads it.
+    sw_test::write_file(cfg, R"({"daemon": {"max_runs": 3, "max_runs_per_target": 2, "poll": "100ms"}})");
+    ASSERT_TRUE(served::until([&] { return d.status()["limits"]["max_runs"] == 3; })) << d.status()["limits"].dump();
+    EXPECT_EQ(d.status()["limits"]["max_runs_per_target"], 2);
+
+    // A config that no longer loads is reported; the one in force stays.
+    sw_test::write_file(cfg, R"({"daemon": {"max_runs": "many"}})");
+    ASSERT_TRUE(served::until([&] {
+        const std::string out = sw_test::read_file(d.data() / "child.out");
+        return out.find("the kernel config as it was keeps applying") != std::string::npos &&
+               out.find("$.daemon.max_runs") != std::string::npos;
+    })) << sw_test::read_file(d.data() / "child.out");
+    EXPECT_EQ(d.status()["limits"]["max_runs"], 3);
+    EXPECT_EQ(d.stop(), 0);
 }
 
 TEST(Daemon, ASecondDaemonForTheSameDataDirIsRefused) {

@@ -209,6 +209,7 @@ private:
     void on_signal(int sig);
     void reap();
     void reload(bool force);
+    void reload_kernel_config(bool force);
     void scan_inbox();
     void tick();
     void arm_wake();
@@ -256,6 +257,7 @@ private:
     std::map<std::string, sys_time> pending_last_fire_;                    // from state.json
     std::map<std::string, std::pair<unsigned, bool>> pending_pause_;       // from state.json
     std::string saved_state_;
+    std::pair<fs::file_time_type, uintmax_t> config_seen_{};  // the kernel config file as last read
     bool stopping_ = false;
     uint64_t spawned_ = 0;
     sys_time started_at_;
@@ -534,6 +536,7 @@ void daemon_process::arm_poll() {
     poll_.expires_after(cfg_.daemon.poll);
     poll_.async_wait([this](boost::system::error_code ec) {
         if (ec || stopping_) return;
+        reload_kernel_config(false);
         reload(false);
         scan_inbox();
         arm_poll();
@@ -828,21 +831,40 @@ void daemon_process::maybe_exit() {
     ioc_.stop();
 }
 
+// The kernel config, read again on SIGHUP and when its file changes: the
+// limits, poll and stop timeout apply at once (runs read it themselves).
+// One that no longer loads is reported, and the one in force stays.
+void daemon_process::reload_kernel_config(bool force) {
+    if (opts_.config_file.empty()) return;
+    std::error_code ec;
+    const std::pair<fs::file_time_type, uintmax_t> now{fs::last_write_time(opts_.config_file, ec),
+                                                       fs::file_size(opts_.config_file, ec)};
+    if (!force && now == config_seen_) return;
+    config_seen_ = now;
+    auto k = load_kernel_config(opts_.config_file, cfg_.data_dir);
+    if (!k) {
+        say(k.status().message() + "; the kernel config as it was keeps applying", true);
+        return;
+    }
+    const bool changed = k->daemon.max_runs != cfg_.daemon.max_runs ||
+                         k->daemon.max_runs_per_target != cfg_.daemon.max_runs_per_target ||
+                         k->daemon.poll != cfg_.daemon.poll || k->daemon.stop_timeout != cfg_.daemon.stop_timeout;
+    cfg_.daemon.max_runs = k->daemon.max_runs;
+    cfg_.daemon.max_runs_per_target = k->daemon.max_runs_per_target;
+    cfg_.daemon.poll = k->daemon.poll;
+    cfg_.daemon.stop_timeout = k->daemon.stop_timeout;
+    sched_->set_limits(k->daemon.max_runs, k->daemon.max_runs_per_target);
+    if (changed) say("kernel config " + opts_.config_file.string() + " read again: max_runs " +
+                     std::to_string(cfg_.daemon.max_runs) + ", max_runs_per_target " +
+                     std::to_string(cfg_.daemon.max_runs_per_target));
+    tick();
+}
+
 void daemon_process::on_signal(int sig) {
     if (sig == SIGCHLD) reap();
     else if (sig == SIGHUP) {
         say("SIGHUP: reading the kernel config and the jobs folder again");
-        if (!opts_.config_file.empty()) {
-            auto k = load_kernel_config(opts_.config_file, cfg_.data_dir);
-            if (!k) say(k.status().message() + "; the kernel config as it was keeps applying", true);
-            else {
-                cfg_.daemon.max_runs = k->daemon.max_runs;
-                cfg_.daemon.max_runs_per_target = k->daemon.max_runs_per_target;
-                cfg_.daemon.poll = k->daemon.poll;
-                cfg_.daemon.stop_timeout = k->daemon.stop_timeout;
-                sched_->set_limits(k->daemon.max_runs, k->daemon.max_runs_per_target);
-            }
-        }
+        reload_kernel_config(true);
         reload(true);
         tick();
     } else {

@@ -20,12 +20,21 @@ namespace {
 
 std::string fixture(const std::string& name) { return std::string(SW_FIXTURE_DIR) + "/" + name + ".so"; }
 
-fs::path fresh_dir(const std::string& name) {
-    fs::path d = fs::temp_directory_path() / ("sw-testkit-" + name + "-" + std::to_string(::getpid()));
-    fs::remove_all(d);
-    fs::create_directories(d);
-    return d;
-}
+// A fresh folder, removed again when the test ends.
+struct fresh_dir {
+    explicit fresh_dir(const std::string& name)
+        : path(fs::temp_directory_path() / ("sw-testkit-" + name + "-" + std::to_string(::getpid()))) {
+        fs::remove_all(path);
+        fs::create_directories(path);
+    }
+    ~fresh_dir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    fresh_dir(const fresh_dir&) = delete;
+    fresh_dir& operator=(const fresh_dir&) = delete;
+    fs::path path;
+};
 
 std::string slurp(const fs::path& p) {
     std::ifstream in(p);
@@ -107,7 +116,8 @@ TEST(Testkit, ABatchThatBreaksTheContractIsAViolationNamingEntityKeyAndField) {
 
 TEST(Testkit, AppliesCommitsAndAbortsThroughTheJsonlTargetExample) {
     tk::library lib(fixture("jsonl_target"));
-    const fs::path dir = fresh_dir("jsonl");
+    const fresh_dir tmp("jsonl");
+    const fs::path& dir = tmp.path;
     const std::string settings =
         R"({"folder": ")" + dir.string() + R"(", "entities": {"people": ["name", "email"]}})";
     {
@@ -145,7 +155,8 @@ TEST(Testkit, AppliesCommitsAndAbortsThroughTheJsonlTargetExample) {
 
 TEST(Testkit, PerChangeOutcomesAndPacingAsTheTargetReportedThem) {
     tk::library lib(fixture("ledger_target"));
-    const fs::path dir = fresh_dir("ledger");
+    const fresh_dir tmp("ledger");
+    const fs::path& dir = tmp.path;
     const std::string settings = R"({"ledger": ")" + (dir / "ledger.txt").string() +
                                  R"(", "permanent": ["k-2"], "pace": true})";
     tk::instance t(lib.entry(), settings);

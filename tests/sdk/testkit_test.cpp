@@ -106,6 +106,16 @@ TEST(Testkit, ABatchThatBreaksTheContractIsAViolationNamingEntityKeyAndField) {
         EXPECT_EQ(batches[1].mode, SW_MODE_DELTA);
     }
     {
+        tk::library lib(fixture("bad_mode"));
+        tk::instance src(lib.entry());
+        try {
+            src.extract();
+            FAIL() << "batch mode 9 was accepted";
+        } catch (const tk::violation& v) {
+            EXPECT_NE(std::string(v.what()).find("entity \"items\": batch mode 9 is not one"), std::string::npos) << v.what();
+        }
+    }
+    {
         tk::library lib(fixture("good"));
         tk::instance src(lib.entry());
         auto items = tk::by_key(src.extract(), "items");

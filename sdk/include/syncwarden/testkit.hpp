@@ -266,6 +266,14 @@ inline bool is_int(std::string_view v) {
     size_t i = (!v.empty() && (v[0] == '-' || v[0] == '+')) ? 1 : 0;
     return v.size() > i && digits(v, i, v.size() - i);
 }
+// A connector's number as one of the ABI's enums: a value out of range
+// (reported as a violation where it matters) becomes `fallback`, since an
+// enum may not hold it.
+template <class E>
+inline E as_enum(uint32_t v, uint32_t last, E fallback) {
+    return v <= last ? static_cast<E>(v) : fallback;
+}
+
 inline std::string hex64(uint64_t h) {
     char b[17];
     std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(h));
@@ -313,7 +321,7 @@ struct state {
         }
         batch out;
         out.entity = str(b.entity);
-        out.mode = static_cast<sw_batch_mode>(b.mode);
+        out.mode = as_enum(b.mode, SW_MODE_DELTA, SW_MODE_BULK);
         const entity* e = find(out.entity);
         const std::string where = "entity \"" + out.entity + "\"";
         if (!e) problems.push_back(where + ": not in the connector's contract");
@@ -331,7 +339,7 @@ struct state {
             const sw_record& r = b.records[i];
             record rec;
             rec.key = str(r.key);
-            rec.state = static_cast<sw_record_state>(r.state);
+            rec.state = as_enum(r.state, SW_RECORD_UNOWNED, SW_RECORD_ACTIVE);
             const std::string at = where + " key \"" + rec.key + "\"";
             if (rec.key.empty()) problems.push_back(where + " record " + std::to_string(i) + ": empty key");
             if (r.state > SW_RECORD_UNOWNED) problems.push_back(at + ": state " + std::to_string(r.state) + " is not one");
@@ -375,7 +383,7 @@ struct state {
         planned_batch out{str(b.entity), {}};
         for (size_t i = 0; i < b.change_count; ++i) {
             const sw_change& c = b.changes[i];
-            planned_change pc{static_cast<sw_change_kind>(c.kind), str(c.id), str(c.key), {}, {}};
+            planned_change pc{as_enum(c.kind, SW_CHANGE_ADOPT, SW_CHANGE_UPDATE), str(c.id), str(c.key), {}, {}};
             for (size_t k = 0; k < c.value_count; ++k) pc.values.push_back(c.values[k].ptr ? value(str(c.values[k])) : value());
             pc.changed_fields.assign(c.changed_fields, c.changed_fields + c.changed_count);
             out.changes.push_back(std::move(pc));
@@ -389,7 +397,7 @@ inline state* of(sw_host_ctx* ctx) { return reinterpret_cast<state*>(ctx); }
 
 inline void h_log(sw_host_ctx* ctx, uint32_t level, sw_str m) noexcept {
     try {
-        of(ctx)->logs.push_back({static_cast<sw_log_level>(level), str(m)});
+        of(ctx)->logs.push_back({as_enum(level, SW_LOG_ERROR, SW_LOG_ERROR), str(m)});
     } catch (...) {}
 }
 inline sw_status h_emit(sw_host_ctx* ctx, const sw_batch* b) noexcept {
@@ -407,7 +415,7 @@ inline sw_status h_emit(sw_host_ctx* ctx, const sw_batch* b) noexcept {
 inline void h_finding(sw_host_ctx* ctx, const sw_finding* f) noexcept {
     try {
         if (!f || f->struct_size < sizeof(sw_finding)) return;
-        of(ctx)->findings.push_back({static_cast<sw_severity>(f->severity), str(f->code), str(f->entity), str(f->file),
+        of(ctx)->findings.push_back({as_enum(f->severity, SW_SEVERITY_ERROR, SW_SEVERITY_ERROR), str(f->code), str(f->entity), str(f->file),
                                      f->line, f->column, str(f->key), str(f->message)});
     } catch (...) {}
 }
@@ -567,7 +575,7 @@ public:
             if (e.name.empty()) problems.push_back("contract entity " + std::to_string(i) + " has no name");
             for (size_t k = 0; k < d.field_count; ++k) {
                 const sw_field_def& f = d.fields[k];
-                field fd{detail::str(f.name), static_cast<sw_field_type>(f.type), f.flags};
+                field fd{detail::str(f.name), detail::as_enum(f.type, SW_TYPE_ITEMS, SW_TYPE_STRING), f.flags};
                 if (fd.name.empty() || e.index_of(fd.name) >= 0)
                     problems.push_back("contract entity \"" + e.name + "\" field " + std::to_string(k) +
                                        ": empty or repeated name \"" + fd.name + "\"");

@@ -1,6 +1,6 @@
 // Deterministic synthetic district: OneRoster 1.1 or 1.2 CSV.
 //
-//   sw-generate-district --size small|medium|large --out DIR [--seed N]
+//   sw-generate-district --size small|medium|large|xlarge --out DIR [--seed N]
 //                        [--version 1.1|1.2] [--change-rate R --changed-out DIR2]
 //
 // Same seed and size, same bytes. With --change-rate, a second export is
@@ -244,7 +244,7 @@ void write_export(const district& d, const fs::path& dir, const std::string& ver
 }
 
 [[noreturn]] void usage(const char* why) {
-    std::fprintf(stderr, "error: %s\nusage: sw-generate-district --size small|medium|large --out DIR [--seed N] "
+    std::fprintf(stderr, "error: %s\nusage: sw-generate-district --size small|medium|large|xlarge --out DIR [--seed N] "
                          "[--version 1.1|1.2] [--change-rate R --changed-out DIR2]\n", why);
     std::exit(2);
 }
@@ -270,7 +270,8 @@ int main(int argc, char** argv) {
     if (size == "small") sz = {9'000, 1'000, 200, 70'000};
     else if (size == "medium") sz = {90'000, 10'000, 2'000, 700'000};
     else if (size == "large") sz = {900'000, 100'000, 20'000, 7'000'000};
-    else usage("--size must be small, medium or large");
+    else if (size == "xlarge") sz = {2'700'000, 300'000, 60'000, 21'000'000};
+    else usage("--size must be small, medium, large or xlarge");
     if (out.empty()) usage("--out is required");
     if (version != "1.1" && version != "1.2") usage("--version must be 1.1 or 1.2");
     if (rate < 0 || rate > 1) usage("--change-rate must be between 0 and 1");

@@ -35,18 +35,6 @@ std::vector<std::string> lines(const fs::path& p) {
     return out;
 }
 
-// key -> name from the ledger (the target's state).
-std::map<std::string, std::string> ledger_state(const fs::path& p) {
-    std::map<std::string, std::string> out;
-    for (auto& l : lines(p)) {
-        auto a = l.find('\t'), b = l.find('\t', a + 1);
-        std::string key = l.substr(0, a), name = l.substr(a + 1, b - a - 1);
-        if (name.empty()) out.erase(key);
-        else out[key] = name;
-    }
-    return out;
-}
-
 struct ledger_setup {
     sw_test::temp_dir tmp;
     manual_clock clk{std::chrono::system_clock::time_point(std::chrono::hours(24 * 365 * 56))};
@@ -149,7 +137,7 @@ TEST(retry, a_target_throttling_a_fifth_of_its_calls_converges_and_every_wait_ho
     auto o = s.run(s.job(300, 10, R"(, "throttle_percent": 20, "retry_after_ms": 1500, "seed": 7)"));
     ASSERT_TRUE(o.status.is_ok()) << o.status.message();
     EXPECT_EQ(o.applied, 300u);
-    EXPECT_EQ(ledger_state(s.ledger()).size(), 300u);
+    EXPECT_EQ(sw_test::ledger_state(s.ledger()).size(), 300u);
     const size_t calls = lines(s.calls()).size();
     const size_t throttled = calls - 30;  // 30 batches of 10; each throttled call was sent again
     EXPECT_GT(throttled, 0u);
@@ -202,7 +190,7 @@ TEST(retry, permanent_and_never_retry_failures_are_not_retried_and_are_grouped_b
     auto healthy = s.run(s.job(6, 6));
     EXPECT_TRUE(healthy.status.is_ok()) << healthy.status.message();
     EXPECT_EQ(healthy.applied, 2u);
-    EXPECT_EQ(ledger_state(s.ledger()).size(), 6u);
+    EXPECT_EQ(sw_test::ledger_state(s.ledger()).size(), 6u);
 }
 
 TEST(retry, a_change_that_keeps_failing_gives_up_after_max_attempts) {
@@ -308,7 +296,7 @@ TEST(resume, a_cancelled_apply_resumes_without_resending_acknowledged_changes) {
     EXPECT_EQ(r.code, 0) << r.out << r.err;
     EXPECT_THAT(r.out, HasSubstr("run " + first.run.id + " of job ledger: succeeded"));
     EXPECT_THAT(r.out, HasSubstr("applied 50 changes, 0 failed"));
-    EXPECT_EQ(ledger_state(s.ledger()).size(), 50u);
+    EXPECT_EQ(sw_test::ledger_state(s.ledger()).size(), 50u);
     EXPECT_EQ(lines(s.ledger()).size(), 50u) << "no change was applied twice";
     auto after = lines(s.calls());
     ASSERT_GT(after.size(), calls_before);
@@ -363,7 +351,7 @@ TEST(resume, fifty_kills_during_a_ten_thousand_change_apply_end_as_a_clean_run) 
     ledger_setup clean;
     auto clean_run = sw_test::cli(clean.data(), {"run", clean.job(10000, 20).string()});
     ASSERT_EQ(clean_run.code, 0) << clean_run.err;
-    const auto expected = ledger_state(clean.ledger());
+    const auto expected = sw_test::ledger_state(clean.ledger());
     ASSERT_EQ(expected.size(), 10000u);
 
     ledger_setup s;
@@ -391,7 +379,7 @@ TEST(resume, fifty_kills_during_a_ten_thousand_change_apply_end_as_a_clean_run) 
     ASSERT_EQ(last.code, 0) << sw_test::read_file(s.data() / "child.out");
     EXPECT_THAT(sw_test::read_file(s.data() / "child.out"), HasSubstr("applied 10000 changes, 0 failed"));
 
-    EXPECT_EQ(ledger_state(s.ledger()), expected) << "the target ends as after a clean run";
+    EXPECT_EQ(sw_test::ledger_state(s.ledger()), expected) << "the target ends as after a clean run";
     EXPECT_EQ(lines(s.ledger()).size(), 10000u) << "every change was applied exactly once";
     // A change the kernel recorded as acknowledged never comes back: what
     // the target sees twice is only ever a batch that was in flight at a
@@ -422,7 +410,7 @@ TEST(retry_failed, plans_only_the_failed_keys_again_against_the_current_target) 
     auto first = sw_test::cli(s.data(), {"run", s.job(5, 5, R"(, "permanent": ["i-000002", "i-000004"])").string()});
     ASSERT_EQ(first.code, 6) << first.out << first.err;
     const std::string id = sw_test::run_id_of(first.out);
-    EXPECT_EQ(ledger_state(s.ledger()).size(), 3u);
+    EXPECT_EQ(sw_test::ledger_state(s.ledger()).size(), 3u);
     // The vendor fixed its side; one of the two was also added by hand.
     s.job(5, 5);
     sw_test::write_file(s.ledger(), sw_test::read_file(s.ledger()) + "i-000004\tName 4\thand\n");
@@ -430,7 +418,7 @@ TEST(retry_failed, plans_only_the_failed_keys_again_against_the_current_target) 
     EXPECT_EQ(r.code, 0) << r.out << r.err;
     EXPECT_THAT(r.out, HasSubstr("retrying the failed changes of run " + id));
     EXPECT_THAT(r.out, HasSubstr("applied 1 changes, 0 failed")) << "i-000004 is there now: only i-000002 is left";
-    EXPECT_EQ(ledger_state(s.ledger()).size(), 5u);
+    EXPECT_EQ(sw_test::ledger_state(s.ledger()).size(), 5u);
     auto again = sw_test::cli(s.data(), {"runs", "retry-failed", sw_test::run_id_of(r.out)});
     EXPECT_EQ(again.code, 2);
     EXPECT_THAT(again.err, HasSubstr("has no failed changes to retry"));

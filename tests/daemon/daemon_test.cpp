@@ -30,19 +30,6 @@ using testing::HasSubstr;
 
 namespace {
 
-// The ledger of the ledger-target fixture: key -> name.
-std::map<std::string, std::string> ledger_state(const fs::path& p) {
-    std::map<std::string, std::string> out;
-    std::ifstream in(p);
-    for (std::string l; std::getline(in, l);) {
-        auto a = l.find('\t'), b = l.find('\t', a + 1);
-        std::string key = l.substr(0, a), name = l.substr(a + 1, b - a - 1);
-        if (name.empty()) out.erase(key);
-        else out[key] = name;
-    }
-    return out;
-}
-
 class served {
 public:
     served() { fs::create_directories(jobs()); }
@@ -185,7 +172,7 @@ TEST(Daemon, ScheduleFiresAtTheLocalTimeAcrossDstAndABrokenJobFileKeepsItsLastGo
     auto first = d.last_run("nightly");
     EXPECT_EQ(first["state"], "succeeded");
     EXPECT_THAT(d.run_record(first["id"])["trigger"].get<std::string>(), HasSubstr("schedule (2026-03-08T08:00:00.000Z)"));
-    EXPECT_EQ(ledger_state(d.ledger("nightly")).size(), 5u);
+    EXPECT_EQ(sw_test::ledger_state(d.ledger("nightly")).size(), 5u);
     // The next night is daylight time: 02:00 CDT is 07:00 UTC.
     EXPECT_EQ(d.job("nightly")["next_fire"], "2026-03-09T07:00:00.000Z");
 
@@ -200,7 +187,7 @@ TEST(Daemon, ScheduleFiresAtTheLocalTimeAcrossDstAndABrokenJobFileKeepsItsLastGo
     auto second = d.last_run("nightly");
     EXPECT_NE(second["id"], first["id"]);
     EXPECT_EQ(second["state"], "succeeded");
-    EXPECT_EQ(ledger_state(d.ledger("nightly")).size(), 5u) << "the last good version ran";
+    EXPECT_EQ(sw_test::ledger_state(d.ledger("nightly")).size(), 5u) << "the last good version ran";
     EXPECT_EQ(d.stop(), 0);
 }
 
@@ -223,7 +210,7 @@ TEST(Daemon, AFireWhileTheRunStillGoesIsSkippedAndATriggerIsRefused) {
     EXPECT_THAT(cli.err, HasSubstr("already running"));
     d.release("busy");
     EXPECT_EQ(d.last_run("busy")["state"], "succeeded");
-    EXPECT_EQ(ledger_state(d.ledger("busy")).size(), 20u);
+    EXPECT_EQ(sw_test::ledger_state(d.ledger("busy")).size(), 20u);
     EXPECT_EQ(d.stop(), 0);
 }
 
@@ -307,7 +294,7 @@ TEST(Daemon, ANewReleaseDeployedMidApplyLeavesTheRunningRunOnItsReleaseAndTheNex
     EXPECT_EQ(done["id"], first);
     EXPECT_EQ(done["state"], "succeeded");
     EXPECT_EQ(d.run_record(first)["target"]["version"], "1.0.0");
-    EXPECT_EQ(ledger_state(d.ledger("deploy")).size(), 30u);
+    EXPECT_EQ(sw_test::ledger_state(d.ledger("deploy")).size(), 30u);
 
     // The next run resolves the newest release in the job's range.
     auto [code2, second] = d.api("POST", "/v1/jobs/deploy/trigger");
@@ -352,7 +339,7 @@ TEST(Daemon, AConnectorThatCrashesFailsItsOwnRunWhileAnotherRunAndTheApiCarryOn)
     EXPECT_EQ(d.job("healthy")["running"], true);
     d.release("healthy");
     EXPECT_EQ(d.last_run("healthy")["state"], "succeeded");
-    EXPECT_EQ(ledger_state(d.ledger("healthy")).size(), 10u);
+    EXPECT_EQ(sw_test::ledger_state(d.ledger("healthy")).size(), 10u);
     EXPECT_EQ(d.stop(), 0);
 }
 
@@ -381,13 +368,13 @@ TEST(Daemon, SigtermMidApplyStopsTheRunAsInterruptedAndTheNextStartResumesItToTh
     auto stopped = d.run_record(id);
     EXPECT_EQ(stopped["state"], "interrupted") << stopped.dump(2);
     EXPECT_EQ(stopped["category"], "interrupted");
-    EXPECT_EQ(ledger_state(d.ledger("roster")).size(), 40u) << "four batches applied before the stop";
+    EXPECT_EQ(sw_test::ledger_state(d.ledger("roster")).size(), 40u) << "four batches applied before the stop";
 
     d.release("roster");  // the resumed run is not held again
     d.start();
     ASSERT_TRUE(served::until([&] { return d.run_record(id)["state"] == "succeeded"; }))
         << sw_test::read_file(d.data() / "child.out");
-    EXPECT_EQ(ledger_state(d.ledger("roster")), ledger_state(ref.ledger("roster")));
+    EXPECT_EQ(sw_test::ledger_state(d.ledger("roster")), sw_test::ledger_state(ref.ledger("roster")));
     EXPECT_THAT(sw_test::read_file(d.root() / "calls.log"), testing::Not(HasSubstr("dup ")))
         << "no change applied before the stop was sent again";
     EXPECT_EQ(d.stop(), 0);

@@ -221,4 +221,16 @@ nlohmann::json job_dir::plan(const cli_result& r) const {
     return nlohmann::json::parse(read_file(data() / "plans" / (run_id_of(r.out) + ".json")));
 }
 
+std::map<std::string, std::string> ledger_state(const fs::path& p) {
+    std::map<std::string, std::string> out;
+    std::ifstream in(p);
+    for (std::string l; std::getline(in, l);) {
+        const auto a = l.find('\t'), b = l.find('\t', a + 1);
+        std::string key = l.substr(0, a), name = l.substr(a + 1, b - a - 1);
+        if (name.empty()) out.erase(key);
+        else out[key] = name;
+    }
+    return out;
+}
+
 }  // namespace sw_test

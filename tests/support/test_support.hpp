@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <sys/types.h>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,9 @@ void write_file(const fs::path& p, const std::string& content);
 // Every daily log file of a data dir (logs/syncwarden_*.jsonl), oldest first.
 std::string read_logs(const fs::path& data_dir);
 std::string read_file(const fs::path& p);
+// The state in a ledger-target fixture's ledger file: key -> name (a line
+// with an empty name is a delete).
+std::map<std::string, std::string> ledger_state(const fs::path& p);
 // The rows of a CSV file after its header, split at commas, without a
 // trailing CR: for exports whose cells hold no quoted comma (the demo
 // district, the generated ones).

@@ -95,9 +95,23 @@ std::vector<record_set::duplicate> record_set::build_index() {
     size_t cap = 16;
     while (cap < size() * 2) cap <<= 1;
     index_.assign(cap, 0);
-    for (uint32_t i = 0; i < size(); ++i) {
+    // The keys are hashed a window ahead and their slots prefetched, so the
+    // cache miss of each insert overlaps the work on the ones before it.
+    constexpr uint32_t k_ahead = 16;
+    const uint32_t n = static_cast<uint32_t>(size());
+    uint64_t ahead[k_ahead];
+    for (uint32_t i = 0; i < n && i < k_ahead; ++i) {
+        ahead[i] = hash_bytes(key(i));
+        __builtin_prefetch(&index_[ahead[i] & (cap - 1)], 1);
+    }
+    for (uint32_t i = 0; i < n; ++i) {
         const auto k = key(i);
-        const uint64_t h = hash_bytes(k), fp = fingerprint(h);
+        const uint64_t h = ahead[i % k_ahead], fp = fingerprint(h);
+        if (i + k_ahead < n) {
+            const uint64_t next = hash_bytes(key(i + k_ahead));
+            ahead[i % k_ahead] = next;
+            __builtin_prefetch(&index_[next & (cap - 1)], 1);
+        }
         size_t slot = h & (cap - 1);
         bool dup = false;
         for (; index_[slot] != 0; slot = (slot + 1) & (cap - 1))

@@ -53,6 +53,13 @@ std::string minute(int i) {
 
 int sh(const std::string& cmd) { return std::system(cmd.c_str()); }
 
+// A path as one shell word, whatever it holds.
+std::string shell_word(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -74,8 +81,8 @@ int main(int argc, char** argv) {
     fs::remove_all(data);
     fs::create_directories(data / "jobs");
     for (auto so : {"liboneroster-csv.so", "libvendor-csv.so"})
-        if (sh(kernel + " --data-dir " + data.string() + " connectors install " + (root / "plugins" / so).string() +
-               " > /dev/null") != 0) {
+        if (sh(shell_word(kernel) + " --data-dir " + shell_word(data.string()) + " connectors install " +
+               shell_word((root / "plugins" / so).string()) + " > /dev/null") != 0) {
             std::cerr << "cannot install " << so << "\n";
             return 1;
         }

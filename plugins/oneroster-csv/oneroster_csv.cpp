@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstring>
+#include <deque>
 #include <filesystem>
 #include <optional>
 #include <map>
@@ -56,12 +58,23 @@ std::vector<std::string> split_list(const std::string& v) {
     return out;
 }
 
-uint64_t hash_key(std::string_view v) {  // FNV-1a, then a final mix
-    uint64_t h = 1469598103934665603ULL;
-    for (unsigned char c : v) h = (h ^ c) * 1099511628211ULL;
-    h ^= h >> 33;
+// Eight bytes a step, then a final mix: ids are hashed once or more per
+// record and per reference, millions of times in a large export.
+uint64_t hash_key(std::string_view v) {
+    uint64_t h = 0x9e3779b97f4a7c15ULL ^ v.size();
+    size_t i = 0;
+    for (; i + 8 <= v.size(); i += 8) {
+        uint64_t w;
+        std::memcpy(&w, v.data() + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
+    }
+    uint64_t tail = 0;
+    std::memcpy(&tail, v.data() + i, v.size() - i);
+    h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 32;
     h *= 0xff51afd7ed558ccdULL;
-    return h ^ (h >> 33);
+    return h ^ (h >> 29);
 }
 
 // The sourcedIds of one entity as 64-bit hashes in an open-addressing table;
@@ -93,12 +106,23 @@ public:
         return 0;
     }
     void clear() { std::vector<uint64_t>().swap(slots_); size_ = 0; }
+    // Room for `n` keys without growing (each growth re-inserts every key).
+    void reserve(size_t n) {
+        size_t cap = slots_.empty() ? 1024 : slots_.size();
+        while (cap < n * 2) cap <<= 1;
+        if (cap > slots_.size()) rehash(cap);
+    }
+    // Brings the key's first slot into the cache ahead of an insert or find.
+    void prefetch(std::string_view key) const {
+        if (!slots_.empty()) __builtin_prefetch(&slots_[((hash_key(key) | 2ULL) & ~1ULL) & (slots_.size() - 1)]);
+    }
 
 private:
-    void grow() {
+    void grow() { rehash(slots_.empty() ? 1024 : slots_.size() * 2); }
+    void rehash(size_t cap) {
         std::vector<uint64_t> old;
         old.swap(slots_);
-        slots_.assign(old.empty() ? 1024 : old.size() * 2, 0);
+        slots_.assign(cap, 0);
         size_ = 0;
         for (uint64_t v : old)
             if (v) {
@@ -341,49 +365,94 @@ private:
         if (want) out.emplace(host_api(), spec.name, ed.mode, file.data());
         const size_t nf = spec.columns.size() + 1 + extensions_[spec.name].size();
         std::vector<std::string_view> values(nf);
-        std::vector<csv::field> row;
         bool structural = false;
         const bool is_users_12 = version_ == "1.2" && std::string_view(spec.name) == "users";
         const bool is_roles = std::string_view(spec.name) == "roles";
-        while (r.next(row)) {
-            const uint64_t line = r.row_line();
-            if (row.size() != header.size() && !(row.size() >= named && row.size() < header.size())) {
-                const auto& last = row.back();
-                finding(SW_SEVERITY_ERROR, "csv_row_length", spec.name, disp, line, last.column + last.text.size(), "",
-                        "row has " + std::to_string(row.size()) + " fields, the header has " +
-                            std::to_string(named) + (row.size() < named ? "; the file may be truncated" : ""));
-                structural = true;
-                continue;
-            }
-            std::fill(values.begin(), values.end(), std::string_view());
-            std::string_view key;
-            bool tobedeleted = false;
-            for (size_t i = 0; i < row.size() && i < slot.size(); ++i) {
-                int s = slot[i];
-                const auto& f = row[i];
-                if (s >= 0) values[static_cast<size_t>(s)] = f.text;
-                else if (s == k_id) key = f.text;
-                else if (s == k_status && !f.text.empty()) {
-                    if (iequals(f.text, "tobedeleted") || iequals(f.text, "inactive")) tobedeleted = true;
-                    else if (!iequals(f.text, "active"))
-                        finding(SW_SEVERITY_ERROR, "bad_status", spec.name, disp, line, f.column, std::string(key),
-                                "status is '" + std::string(f.text) + "', expected active or tobedeleted");
+        ed.keys.reserve(estimate_rows(file.data()));
+        // The key sets' slots are random places in tables far larger than
+        // the cache. Rows are read a chunk at a time and the slots each row
+        // will touch (its own key's, and those of the references checked
+        // now) are prefetched first, so the cache misses overlap.
+        std::vector<std::pair<size_t, const key_set*>> prefetched;  // (column, key set)
+        size_t key_column = SIZE_MAX;
+        for (size_t i = 0; i < slot.size(); ++i) {
+            if (slot[i] == k_id) key_column = i;
+            if (slot[i] <= 0 || static_cast<size_t>(slot[i]) > spec.columns.size()) continue;
+            const column_spec& c = spec.columns[static_cast<size_t>(slot[i]) - 1];
+            if (!c.refers_to || c.type == SW_TYPE_LIST || std::string_view(c.refers_to) == spec.name) continue;
+            const entity_data& t = data_[c.refers_to];
+            if (t.done && t.loaded && t.mode != SW_MODE_DELTA) prefetched.emplace_back(i, &t.keys);
+        }
+        constexpr size_t k_chunk = 32;
+        std::vector<std::vector<csv::field>> chunk(k_chunk);
+        uint64_t lines[k_chunk];
+        size_t ends[k_chunk];
+        std::deque<std::string> unescaped;  // quoted fields' text, which the reader keeps only until next()
+        for (bool more = true; more;) {
+            size_t n = 0;
+            unescaped.clear();
+            for (; n < k_chunk; ++n) {
+                if (!r.next(chunk[n])) {
+                    more = false;
+                    break;
                 }
+                lines[n] = r.row_line();
+                ends[n] = r.position();
+                for (auto& f : chunk[n])
+                    if (!f.text.empty() && (f.text.data() < file.data().data() ||
+                                            f.text.data() >= file.data().data() + file.data().size()))
+                        f.text = unescaped.emplace_back(f.text);
             }
-            if (key.empty()) {
-                finding(SW_SEVERITY_ERROR, "missing_key", spec.name, disp, line, 1, "", "sourcedId is empty");
-                continue;
+            for (size_t j = 0; j < n; ++j) {
+                const auto& row = chunk[j];
+                if (key_column < row.size()) ed.keys.prefetch(row[key_column].text);
+                for (auto& [i, keys] : prefetched)
+                    if (i < row.size() && !row[i].text.empty()) keys->prefetch(row[i].text);
             }
-            if (!ed.keys.insert(key, tobedeleted)) {
-                finding(SW_SEVERITY_ERROR, "duplicate_key", spec.name, disp, line, 1, std::string(key),
-                        "sourcedId '" + std::string(key) + "' appeared earlier in this file; sourcedIds must be unique");
-                continue;
+            for (size_t j = 0; j < n; ++j) {
+                const auto& row = chunk[j];
+                const uint64_t line = lines[j];
+                if (row.size() != header.size() && !(row.size() >= named && row.size() < header.size())) {
+                    const auto& last = row.back();
+                    finding(SW_SEVERITY_ERROR, "csv_row_length", spec.name, disp, line, last.column + last.text.size(),
+                            "", "row has " + std::to_string(row.size()) + " fields, the header has " +
+                                    std::to_string(named) + (row.size() < named ? "; the file may be truncated" : ""));
+                    structural = true;
+                    continue;
+                }
+                std::fill(values.begin(), values.end(), std::string_view());
+                std::string_view key;
+                bool tobedeleted = false;
+                for (size_t i = 0; i < row.size() && i < slot.size(); ++i) {
+                    int s = slot[i];
+                    const auto& f = row[i];
+                    if (s >= 0) values[static_cast<size_t>(s)] = f.text;
+                    else if (s == k_id) key = f.text;
+                    else if (s == k_status && !f.text.empty()) {
+                        if (iequals(f.text, "tobedeleted") || iequals(f.text, "inactive")) tobedeleted = true;
+                        else if (!iequals(f.text, "active"))
+                            finding(SW_SEVERITY_ERROR, "bad_status", spec.name, disp, line, f.column, std::string(key),
+                                    "status is '" + std::string(f.text) + "', expected active or tobedeleted");
+                    }
+                }
+                if (key.empty()) {
+                    finding(SW_SEVERITY_ERROR, "missing_key", spec.name, disp, line, 1, "", "sourcedId is empty");
+                    continue;
+                }
+                if (!ed.keys.insert(key, tobedeleted)) {
+                    finding(SW_SEVERITY_ERROR, "duplicate_key", spec.name, disp, line, 1, std::string(key),
+                            "sourcedId '" + std::string(key) +
+                                "' appeared earlier in this file; sourcedIds must be unique");
+                    continue;
+                }
+                if (!check_values(spec, disp, line, row, slot, key, values, tobedeleted)) continue;
+                if (is_users_12) fill_roles(key, values);
+                if (is_roles) remember_role(values);
+                // The rows after this one in the chunk are still read from
+                // the file: only what lies before them is given back.
+                if (out && out->add(key, values, tobedeleted ? SW_RECORD_TOBEDELETED : SW_RECORD_ACTIVE))
+                    file.release_before(ends[j]);
             }
-            if (!check_values(spec, disp, line, row, slot, key, values, tobedeleted)) continue;
-            if (is_users_12) fill_roles(key, values);
-            if (is_roles) remember_role(values);
-            if (out && out->add(key, values, tobedeleted ? SW_RECORD_TOBEDELETED : SW_RECORD_ACTIVE))
-                file.release_before(r.position());
         }
         if (!r.error().empty()) {
             finding(SW_SEVERITY_ERROR, "csv_format", spec.name, disp, r.error_line(), r.error_column(), "", r.error());
@@ -395,6 +464,16 @@ private:
     }
 
     static constexpr int k_ignore = -1, k_id = -2, k_status = -3;
+
+    // About how many rows a file holds, from the rows in its first 64 KiB;
+    // a generous guess, as a key set sized too small grows itself.
+    static size_t estimate_rows(std::string_view data) {
+        const std::string_view sample = data.substr(0, 64 * 1024);
+        const size_t lines = static_cast<size_t>(std::count(sample.begin(), sample.end(), '\n')) + 1;
+        if (sample.size() == data.size()) return lines;
+        return static_cast<size_t>(static_cast<double>(data.size()) / static_cast<double>(sample.size()) *
+                                   static_cast<double>(lines) * 1.1);
+    }
 
     static bool iequals(std::string_view a, std::string_view b) {
         if (a.size() != b.size()) return false;

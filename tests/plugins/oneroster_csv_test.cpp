@@ -163,6 +163,35 @@ TEST_F(oneroster, handles_bom_crlf_quoted_newlines_and_file_name_case) {
     EXPECT_THAT(people, HasSubstr("usr-222-987654,jim.smith,Jim,Smith,teacher"));
 }
 
+// Rows are read in chunks so that the key lookups' cache misses overlap:
+// every row's unescaped quoted text, line number and findings must still be
+// its own, across chunk boundaries and with findings mid-chunk.
+TEST_F(oneroster, quoted_text_and_line_numbers_stay_with_their_rows_across_many_rows) {
+    auto src = tmp_ / "many";
+    sw_test::copy_tree(sw_test::shared_data("oneroster/Test_minimal_data_set"), src);
+    fs::remove(src / "users.csv");
+    std::string users =
+        "sourcedId,status,dateLastModified,enabledUser,orgSourcedIds,role,username,userIds,"
+        "givenName,familyName,middleName,identifier,email,sms,phone,agentSourcedIds,grades,password\n";
+    for (int i = 0; i < 150; ++i) {
+        const std::string n = std::to_string(i);
+        const std::string id = i == 77 ? "usr-many-5" : "usr-many-" + n;  // line 79 repeats line 7's key
+        users += id + ",,,true,org-sch-222-456,teacher,user" + n + ",,\"Given \"\"" + n + "\"\"\",Family" + n +
+                 ",,,,,,,,\n";
+    }
+    sw_test::write_file(src / "users.csv", users);
+    auto d = dry(src);
+    ASSERT_FALSE(d.plan.is_null()) << d.r.out << d.r.err;
+    for (int i : {0, 1, 31, 32, 33, 63, 64, 100, 149})
+        EXPECT_EQ(field_of(d.plan, "usr-many-" + std::to_string(i), "first_name"), "Given \"" + std::to_string(i) + "\"")
+            << "row " << i;
+    EXPECT_EQ(field_of(d.plan, "usr-many-77", "first_name"), "<absent>");
+    const auto* dup = find(d.plan["findings"], "duplicate_key", "users.csv");
+    ASSERT_NE(dup, nullptr) << d.plan["findings"].dump(1);
+    EXPECT_EQ((*dup)["line"], 79);
+    EXPECT_EQ((*dup)["key"], "usr-many-5");
+}
+
 // Malformed input: the run stops before apply with a non-zero exit and a
 // message naming file, line and column; the target is exactly as before.
 class malformed : public oneroster {

@@ -48,6 +48,26 @@ TEST(record_set, holds_fields_compactly_and_finds_by_key) {
     EXPECT_EQ(dups[0].second, 2u) << "the positions of both copies";
 }
 
+// Short records keep one-byte offsets; records whose text reaches 256 bytes
+// and 64 KiB need wider ones. Every size reads back as it was added, with
+// its state, next to records of the other sizes.
+TEST(record_set, records_of_every_size_read_back_whole_with_their_state) {
+    record_set rs(2);
+    const std::vector<size_t> sizes{0, 1, 120, 127, 128, 200, 254, 255, 256, 300, 40000, 65535, 65536, 70000, 300000};
+    for (size_t i = 0; i < sizes.size(); ++i) {
+        const std::string a(sizes[i], static_cast<char>('a' + i % 26)), b = "b" + std::to_string(i);
+        add(rs, "k" + std::to_string(i), a, b, static_cast<uint8_t>(i % 3));
+    }
+    for (size_t i = 0; i < sizes.size(); ++i) {
+        EXPECT_EQ(rs.key(i), "k" + std::to_string(i));
+        EXPECT_EQ(rs.field(i, 0), std::string(sizes[i], static_cast<char>('a' + i % 26))) << "size " << sizes[i];
+        EXPECT_EQ(rs.field(i, 1), "b" + std::to_string(i)) << "size " << sizes[i];
+        EXPECT_EQ(rs.state(i), i % 3) << "size " << sizes[i];
+    }
+    rs.build_index();
+    EXPECT_EQ(rs.lookup("k12"), 12u);
+}
+
 TEST(keyed_diff, plans_creates_field_level_updates_and_deletes) {
     auto ep = make(SW_MODE_BULK);
     add(ep.desired, "1", "Ann", "Lee");       // unchanged

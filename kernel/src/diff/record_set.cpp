@@ -19,31 +19,57 @@ char* record_set::reserve(size_t n) {
     return p;
 }
 
+// A record is its end offsets (key, then each field) followed by its text.
+// The offsets take one byte each when the record's text is under 256 bytes
+// (nearly every roster or person row), else two or four; the width is kept
+// in the top bits of the record's state byte. Read with memcpy: nothing is
+// aligned.
 void record_set::add(std::string_view key, const std::string_view* values, uint8_t state) {
-    const size_t header = (nf_ + 1) * sizeof(uint32_t);
     size_t total = key.size();
     for (size_t f = 0; f < nf_; ++f) total += values[f].size();
     if (total > UINT32_MAX) throw std::length_error("record larger than 4 GiB");
-    char* p = reserve((header + total + 3) & ~size_t(3));  // keep headers 4-byte aligned
+    const unsigned width = total < 0x100 ? 1 : total < 0x10000 ? 2 : 4;
+    const size_t header = (nf_ + 1) * width;
+    char* p = reserve(header + total);
     start_.push_back(p);
-    uint32_t* ends = reinterpret_cast<uint32_t*>(p);
     char* text = p + header;
     std::memcpy(text, key.data(), key.size());
     uint32_t off = static_cast<uint32_t>(key.size());
-    ends[0] = off;
+    auto put_end = [&](size_t at, uint32_t end) {
+        if (width == 1) p[at] = static_cast<char>(end);
+        else if (width == 2) {
+            const uint16_t e = static_cast<uint16_t>(end);
+            std::memcpy(p + at * 2, &e, 2);
+        } else {
+            std::memcpy(p + at * 4, &end, 4);
+        }
+    };
+    put_end(0, off);
     for (size_t f = 0; f < nf_; ++f) {
         if (!values[f].empty()) std::memcpy(text + off, values[f].data(), values[f].size());
         off += static_cast<uint32_t>(values[f].size());
-        ends[f + 1] = off;
+        put_end(f + 1, off);
     }
-    state_.push_back(state);
+    state_.push_back(static_cast<uint8_t>((state & k_state_bits) | (width == 1 ? 0 : width == 2 ? k_wide2 : k_wide4)));
 }
 
 std::string_view record_set::piece(size_t i, size_t p) const {
-    const uint32_t* e = reinterpret_cast<const uint32_t*>(start_[i]);
-    const char* text = start_[i] + (nf_ + 1) * sizeof(uint32_t);
-    uint32_t b = p == 0 ? 0 : e[p - 1];
-    return {text + b, e[p] - b};
+    const char* s = start_[i];
+    const uint8_t wide = state_[i] & (k_wide2 | k_wide4);
+    if (wide == 0) {
+        const uint32_t b = p == 0 ? 0 : static_cast<uint8_t>(s[p - 1]);
+        return {s + nf_ + 1 + b, static_cast<uint8_t>(s[p]) - b};
+    }
+    if (wide == k_wide2) {
+        uint16_t e[2] = {0, 0};
+        if (p == 0) std::memcpy(&e[1], s, 2);
+        else std::memcpy(e, s + (p - 1) * 2, 4);
+        return {s + (nf_ + 1) * 2 + e[0], static_cast<size_t>(e[1] - e[0])};
+    }
+    uint32_t e[2] = {0, 0};
+    if (p == 0) std::memcpy(&e[1], s, 4);
+    else std::memcpy(e, s + (p - 1) * 4, 8);
+    return {s + (nf_ + 1) * 4 + e[0], e[1] - e[0]};
 }
 
 std::vector<record_set::duplicate> record_set::sort_by_key() {

@@ -20,7 +20,7 @@ public:
     size_t field_count() const { return nf_; }
     std::string_view key(size_t i) const { return piece(i, 0); }
     std::string_view field(size_t i, size_t f) const { return piece(i, f + 1); }
-    uint8_t state(size_t i) const { return state_[i]; }
+    uint8_t state(size_t i) const { return state_[i] & k_state_bits; }
 
     // Two records with one key: the first one and a later one.
     struct duplicate { size_t first, second; };
@@ -41,13 +41,16 @@ private:
     char* reserve(size_t n);
 
     static constexpr size_t k_block = 1u << 22;
+    // state_ per record: the state the caller gave (low bits), and how wide
+    // its header's end offsets are (record_set.cpp).
+    static constexpr uint8_t k_state_bits = 0x3f, k_wide2 = 0x40, k_wide4 = 0x80;
     size_t nf_;
     std::vector<std::unique_ptr<char[]>> blocks_;
     size_t used_in_last_ = 0;
     size_t last_capacity_ = 0;
-    // Per record: where it starts in the arena. A record is nf_+1 uint32 end
-    // offsets (key, then each field) followed by its text, so reading a
-    // field touches one place in memory.
+    // Per record: where it starts in the arena. A record is nf_+1 end
+    // offsets (key, then each field; 1, 2 or 4 bytes each) followed by its
+    // text, so reading a field touches one place in memory.
     std::vector<const char*> start_;
     std::vector<uint8_t> state_;
     std::vector<uint32_t> order_;

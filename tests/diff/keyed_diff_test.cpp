@@ -103,6 +103,43 @@ TEST(keyed_diff, an_entity_the_source_said_nothing_about_is_left_alone) {
     EXPECT_EQ(ep.changes[0].kind, SW_CHANGE_DELETE);
 }
 
+// The diff compares the target's next record first, as a target usually
+// lists its records in the source's last order. The plan must not depend on
+// that: the same source in the target's order, reversed and shuffled, with
+// keys offered twice, plans the same changes.
+TEST(streaming_diff, the_plan_does_not_depend_on_the_order_the_source_sends) {
+    std::vector<std::string> keys;
+    for (int i = 0; i < 200; ++i) keys.push_back("k" + std::to_string(i));
+    auto plan_for = [&](const std::vector<std::string>& order) {
+        auto ep = make(SW_MODE_BULK);
+        for (auto& k : keys)
+            if (k != "k7") add(ep.current, k, "Ann", k == "k50" ? "Old" : "Lee");  // k7 is new
+        streaming_diff d(ep);
+        std::map<std::string, std::string> out;
+        for (auto& k : order) {
+            if (k == "k9") continue;  // deleted
+            std::string_view v[] = {"Ann", "Lee"};
+            if (!d.offer(k, v, k == "k120")) out[k] += "dup;";
+        }
+        d.finish();
+        for (auto& c : ep.changes) {
+            const std::string k(c.kind == SW_CHANGE_CREATE ? ep.desired.key(c.desired) : ep.current.key(c.current));
+            out[k] += kind_name(c.kind);
+        }
+        return out;
+    };
+    std::vector<std::string> same = keys;
+    same.insert(same.begin() + 30, "k29");  // sent twice, right after itself
+    const auto expected = plan_for(same);
+    EXPECT_EQ(expected, (std::map<std::string, std::string>{
+                            {"k7", "create"}, {"k9", "delete"}, {"k29", "dup;"}, {"k50", "update"}, {"k120", "delete"}}));
+    std::vector<std::string> reversed(same.rbegin(), same.rend());
+    EXPECT_EQ(plan_for(reversed), expected);
+    std::vector<std::string> shuffled = same;
+    for (size_t i = 0; i < shuffled.size(); ++i) std::swap(shuffled[i], shuffled[(i * 7919) % shuffled.size()]);
+    EXPECT_EQ(plan_for(shuffled), expected);
+}
+
 TEST(streaming_diff, reports_duplicates_on_both_sides) {
     auto ep = make(SW_MODE_BULK);
     add(ep.current, "1", "Ann", "Lee");

@@ -64,6 +64,7 @@ size_t plan::total() const {
 
 streaming_diff::streaming_diff(entity_plan& ep) : ep_(ep) {
     target_dups_ = ep_.current.build_index();
+    follow_ = target_dups_.empty();  // a key held twice is looked up: the index knows the copy compared
     seen_.assign(ep_.current.size(), 0);
     exact_.assign(ep_.desired.field_count(), 1);
     for (size_t f = 0; f < ep_.schema.fields.size() && f < exact_.size(); ++f)
@@ -85,7 +86,8 @@ streaming_diff::streaming_diff(entity_plan& ep) : ep_(ep) {
 
 bool streaming_diff::offer(std::string_view key, const std::string_view* values, bool tobedeleted) {
     const uint32_t nf = static_cast<uint32_t>(ep_.desired.field_count());
-    auto cur = ep_.current.lookup(key);
+    auto cur = find_current(key);
+    if (cur) next_ = static_cast<uint32_t>(*cur + 1);
     if (!cur) {
         if (tobedeleted) return true;  // never delivered: nothing to remove
         // An account made by hand with this match value is adopted instead

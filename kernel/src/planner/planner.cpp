@@ -199,6 +199,9 @@ struct planner::impl {
         auto token = target.read_state(requested, sink, target_rs);
         if (!token) return token.status();
         out.state_token = std::move(*token);
+        size_t held = 0;
+        for (auto& ep : out.changes.entities) held += ep.current.size() + ep.unowned.size();
+        log_info({"", job.name, target.who(), "extract", "state_read"}, std::to_string(held) + " records");
         return Status::ok();
     }
 

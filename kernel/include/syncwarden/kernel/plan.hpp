@@ -104,6 +104,17 @@ private:
     std::unordered_map<std::string, uint32_t> unowned_by_match_;
     std::vector<uint8_t> adopted_;
     std::vector<record_set::duplicate> target_dups_;
+    // The target's record after the last one matched. A target usually
+    // lists its records in the order the source last sent them (a file
+    // drop is written in that order), so the next key offered is most often
+    // this one: a comparison with a record next to the last instead of a
+    // hash probe to a random place. Off when the target holds a key twice.
+    uint32_t next_ = 0;
+    bool follow_ = true;
+    std::optional<size_t> find_current(std::string_view key) {
+        if (follow_ && next_ < ep_.current.size() && ep_.current.key(next_) == key) return next_;
+        return ep_.current.lookup(key);
+    }
 };
 
 // The whole diff at once, for an entity_plan whose desired set is filled.

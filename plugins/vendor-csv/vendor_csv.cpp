@@ -1,9 +1,11 @@
 // Vendor roster drop folder: one CSV file per entity in a layout the job
 // declares. The current state is what was last delivered, read back from the
 // folder; its state token is the SHA-256 of those files. Apply collects the
-// changes; commit checks, under the folder's lock, that the files are still
-// the ones the token describes, then delivers complete new files plus a
-// changes file all-or-nothing (delivery.hpp).
+// changes (their rows in memory, 16 bytes of bookkeeping each; the changes
+// log spooled to an unnamed file in $TMPDIR); commit checks, under the
+// folder's lock, that the files are still the ones the token describes, then
+// delivers complete new files plus a changes file all-or-nothing
+// (delivery.hpp).
 #include <csv.hpp>
 #include <delivery.hpp>
 #include <settings.hpp>
@@ -14,6 +16,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <cstdio>
 #include <filesystem>
@@ -23,6 +28,8 @@
 #include <set>
 #include <sstream>
 #include <optional>
+
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 using syncwarden::sdk::error;
@@ -36,6 +43,62 @@ struct file_layout {
     std::vector<std::string> fields;   // columns without the key, contract order
     size_t key_pos = 0;                // where the key is in columns
     std::vector<std::string> required;
+};
+
+// The changes log, spooled to a file while changes arrive: a first delivery
+// of 8M records writes about 700 MB of it, which need not stay in memory
+// until commit. The file is unlinked as soon as it is made, so nothing is
+// left behind, whatever happens; it lives in $TMPDIR (else /tmp).
+class spool {
+public:
+    spool() = default;
+    spool(const spool&) = delete;
+    spool& operator=(const spool&) = delete;
+    ~spool() { clear(); }
+
+    void write(std::string_view s) {
+        if (!f_) open();
+        if (std::fwrite(s.data(), 1, s.size(), f_) != s.size())
+            throw error(SW_PERMANENT, "io", "cannot write the changes log's spool file in " + dir_ + ": " +
+                                                std::strerror(errno) + "; make room there or set TMPDIR");
+    }
+    // Hands what was written to `out`, in pieces, in order.
+    template <class F>
+    void replay(F&& out) {
+        if (!f_) return;
+        if (std::fflush(f_) != 0 || std::fseek(f_, 0, SEEK_SET) != 0)
+            throw error(SW_PERMANENT, "io", "cannot read back the changes log's spool file: " +
+                                                std::string(std::strerror(errno)));
+        std::string buf(size_t(1) << 20, '\0');
+        for (size_t n; (n = std::fread(buf.data(), 1, buf.size(), f_)) > 0;) out(std::string_view(buf.data(), n));
+        if (std::ferror(f_))
+            throw error(SW_PERMANENT, "io", "cannot read back the changes log's spool file: " +
+                                                std::string(std::strerror(errno)));
+    }
+    void clear() {
+        if (f_) std::fclose(f_);
+        f_ = nullptr;
+    }
+
+private:
+    void open() {
+        const char* t = std::getenv("TMPDIR");
+        dir_ = t && *t ? t : "/tmp";
+        std::string name = dir_ + "/.vendor-csv-changes-XXXXXX";
+        const int fd = ::mkstemp(name.data());
+        if (fd < 0)
+            throw error(SW_PERMANENT, "io", "cannot create the changes log's spool file in " + dir_ + ": " +
+                                                std::strerror(errno) + "; set TMPDIR to a writable folder");
+        ::unlink(name.c_str());
+        f_ = ::fdopen(fd, "w+b");
+        if (!f_) {
+            ::close(fd);
+            throw error(SW_PERMANENT, "io", "cannot open the changes log's spool file: " +
+                                                std::string(std::strerror(errno)));
+        }
+    }
+    std::FILE* f_ = nullptr;
+    std::string dir_;
 };
 
 class vendor_csv final : public sdk::connector {
@@ -197,6 +260,10 @@ public:
             delta_ += ',';
             csv::append_escaped(delta_, fields);
             delta_ += "\r\n";
+            if (delta_.size() >= k_spool_chunk) {
+                spool_.write(delta_);
+                delta_.clear();
+            }
             host_api().change_result(i, SW_OK, "", "");
         }
     }
@@ -206,7 +273,11 @@ public:
     // completely and delivers them all-or-nothing.
     // Nothing reaches the folder before commit: dropping the pending rows is
     // the whole abort.
-    void abort() override { pending_.clear(); }
+    void abort() override {
+        pending_.clear();
+        delta_.clear();
+        spool_.clear();
+    }
 
     // The folder's real path: two jobs that deliver to one folder (by
     // different paths) never apply at the same time.
@@ -237,24 +308,33 @@ public:
         }
         csv::temp_writer changes(folder_, changes_file_);
         changes.write(csv::join_row({"change_id", "entity", "kind", "key", "changed_fields"}));
+        spool_.replay([&](std::string_view piece) { changes.write(piece); });
         changes.write(delta_);
         files.emplace_back(changes.finish(), changes_file_);
         csv::publish(folder_, files);
         pending_.clear();
         delta_.clear();
+        spool_.clear();
         token_.reset();
     }
 
 private:
     // The changes to one file, kept as text in one buffer.
     struct pending_file {
-        std::string text;  // per change: the whole new row (CSV, with CRLF), or empty for delete
-        struct item { uint64_t key_at; uint32_t key_len; uint64_t row_at; uint32_t row_len; uint8_t kind; uint64_t seq; };
+        std::string text;  // per change: its key, then the whole new row (CSV, with CRLF) or nothing for delete
+        // 16 bytes a change: the row follows the key in `text`.
+        struct item {
+            uint64_t key_at;
+            uint32_t key_len;
+            uint32_t row_len : 30;
+            uint32_t kind : 2;
+        };
         std::vector<item> items;
         void add(const sw_change& c, const file_layout& l) {
-            item it{text.size(), static_cast<uint32_t>(c.key.len), 0, 0, static_cast<uint8_t>(c.kind), items.size()};
+            if (c.key.len > UINT32_MAX) throw error(SW_SCHEMA, "key", "a key longer than 4 GiB");
+            item it{text.size(), static_cast<uint32_t>(c.key.len), 0, static_cast<uint32_t>(c.kind)};
             text.append(c.key.ptr, c.key.len);
-            it.row_at = text.size();
+            const size_t row_at = text.size();
             if (c.kind != SW_CHANGE_DELETE) {
                 for (size_t col = 0, f = 0; col < l.columns.size(); ++col) {
                     if (col) text += ',';
@@ -262,11 +342,13 @@ private:
                 }
                 text += "\r\n";
             }
-            it.row_len = static_cast<uint32_t>(text.size() - it.row_at);
+            if (text.size() - row_at >= (size_t(1) << 30))
+                throw error(SW_SCHEMA, "row", "the row of '" + std::string(sdk::from_sw(c.key)) + "' is 1 GiB or more");
+            it.row_len = static_cast<uint32_t>(text.size() - row_at) & ((1u << 30) - 1);
             items.push_back(it);
         }
         std::string_view key(const item& i) const { return {text.data() + i.key_at, i.key_len}; }
-        std::string_view row(const item& i) const { return {text.data() + i.row_at, i.row_len}; }
+        std::string_view row(const item& i) const { return {text.data() + i.key_at + i.key_len, i.row_len}; }
     };
 
     static csv::mapped_file open(const fs::path& p) {
@@ -412,7 +494,9 @@ private:
     sdk::contract_builder builder_;
     const sw_contract* contract_ = nullptr;
     std::map<std::string, pending_file> pending_;
-    std::string delta_;
+    std::string delta_;  // the changes log's rows not yet spooled
+    spool spool_;         // and those that were
+    static constexpr size_t k_spool_chunk = size_t(1) << 20;
     std::optional<std::string> token_;         // the state last read or reported
     std::vector<std::string> token_entities_;  // the entities it covers
 };

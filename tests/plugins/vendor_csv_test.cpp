@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <cstdlib>
+#include <sstream>
 #include <sys/resource.h>
 
 using ::testing::HasSubstr;
@@ -186,6 +188,50 @@ TEST(vendor_csv, a_full_disk_fails_the_commit_and_leaves_the_previous_delivery) 
     EXPECT_THAT(c.message, HasSubstr("File too large"));
     EXPECT_THAT(c.message, HasSubstr("the folder keeps the previous delivery"));
     EXPECT_EQ(delivered(folder), before) << "no truncated file renamed over the good one, no temp file left";
+}
+
+// A large delivery's changes log is spooled to an unnamed file in $TMPDIR
+// while the changes arrive, not held in memory: the delivered changes.csv
+// still lists every change once, in order, and nothing is left in $TMPDIR,
+// after a commit or an abort.
+TEST(vendor_csv, a_large_changes_log_is_spooled_and_delivered_whole) {
+    sw_test::temp_dir tmp;
+    const auto folder = tmp / "drop", spool_dir = tmp / "spool";
+    fs::create_directories(spool_dir);
+    const char* old_tmpdir = std::getenv("TMPDIR");
+    const std::string saved = old_tmpdir ? old_tmpdir : "";
+    ::setenv("TMPDIR", spool_dir.c_str(), 1);
+    {
+        auto s = open_people(folder);
+        ASSERT_EQ(create_people(*s, 1, 20000, "Aborted").status, SW_OK);
+        EXPECT_TRUE(fs::is_empty(spool_dir)) << "the spool file has no name";
+        s->abort(no_services());
+        EXPECT_FALSE(fs::exists(folder / "changes.csv")) << "an abort delivers nothing";
+    }
+    {
+        auto s = open_people(folder);
+        for (int first = 1; first <= 60000; first += 20000)
+            ASSERT_EQ(create_people(*s, first, first + 19999, "Spooled").status, SW_OK);
+        ASSERT_EQ(s->commit(no_services()).status, SW_OK);
+    }
+    if (old_tmpdir) ::setenv("TMPDIR", saved.c_str(), 1);
+    else ::unsetenv("TMPDIR");
+    EXPECT_TRUE(fs::is_empty(spool_dir));
+    const std::string changes = sw_test::read_file(folder / "changes.csv");
+    ASSERT_GT(changes.size(), size_t(1) << 20) << "large enough to be spooled";
+    std::istringstream in(changes);
+    std::string line;
+    std::getline(in, line);
+    EXPECT_EQ(line, "change_id,entity,kind,key,changed_fields\r");
+    int n = 0;
+    while (std::getline(in, line)) {
+        ++n;
+        ASSERT_EQ(line, "id,people,create,p-" + std::to_string(n) + ",name\r") << "row " << n;
+    }
+    EXPECT_EQ(n, 60000);
+    const std::string people = sw_test::read_file(folder / "people.csv");
+    EXPECT_THAT(people, HasSubstr("p-59999,Spooled"));
+    EXPECT_EQ(people.find("Aborted"), std::string::npos);
 }
 
 TEST(vendor_csv, two_commits_onto_one_state_the_second_is_refused_not_blended) {

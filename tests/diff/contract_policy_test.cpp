@@ -4,6 +4,7 @@
 #include <syncwarden/connector.hpp>
 #include <syncwarden/kernel/mapper.hpp>
 #include <syncwarden/kernel/plan.hpp>
+#include <syncwarden/kernel/record_checker.hpp>
 #include <syncwarden/kernel/schema.hpp>
 
 #include <gmock/gmock.h>
@@ -276,3 +277,41 @@ TEST(identity_rules, lower_and_upper_know_more_than_ascii) {
 }
 
 }  // namespace
+
+// The checker's fast path takes a value as plain ASCII by whole words; a NUL
+// byte or a byte above 0x7f anywhere, in values of every short length, must
+// still be seen (a NUL is no text; invalid UTF-8 is refused, valid is kept).
+TEST(record_checker, sees_a_nul_or_a_non_ascii_byte_at_every_place_of_every_length) {
+    sdk::contract_builder b;
+    b.entity("users", "id").field("name");
+    auto c = copy_contract(&b.build(), "x");
+    ASSERT_TRUE(c.is_ok());
+    const entity_schema& es = *c->find("users");
+    std::vector<std::string> codes;
+    record_checker checker(*c, "src", "extract", [&](finding_record f) { codes.push_back(f.code); });
+    auto check = [&](const std::string& v) {
+        codes.clear();
+        const sw_str val{v.data(), v.size()};
+        const sw_record rec{{"k1", 2}, &val, 1, SW_RECORD_ACTIVE};
+        return checker.check_shape(rec, es);
+    };
+    for (size_t len = 1; len <= 24; ++len) {
+        const std::string ascii(len, 'a');
+        EXPECT_TRUE(check(ascii)) << len;
+        for (size_t at = 0; at < len; ++at) {
+            std::string nul = ascii, high = ascii;
+            nul[at] = '\0';
+            high[at] = '\xff';
+            EXPECT_FALSE(check(nul)) << "NUL at " << at << " of " << len;
+            EXPECT_EQ(codes, std::vector<std::string>{"bad_encoding"});
+            EXPECT_FALSE(check(high)) << "0xff at " << at << " of " << len;
+            if (at + 2 <= len) {
+                std::string utf8 = ascii;
+                utf8.replace(at, 2, "\xc3\xa9");  // é
+                EXPECT_TRUE(check(utf8)) << "é at " << at << " of " << len;
+            }
+        }
+    }
+    EXPECT_TRUE(check(std::string(1, '\x01')));
+    EXPECT_TRUE(check("\x7f\x7f\x7f\x7f\x7f"));
+}

@@ -39,24 +39,34 @@ namespace {
 
 // Whether every byte is ASCII and none is NUL: ORs the bytes together (and
 // the classic has-a-zero-byte test per word), so the common case costs no
-// UTF-8 decoding.
+// UTF-8 decoding. Most values are short: the tail is read as two
+// overlapping words (or halves, or three bytes) instead of byte by byte.
 bool plain(sw_str s) {
     const char* p = s.ptr;
     size_t n = s.ptr ? s.len : 0;
-    uint64_t acc = 0, zero = 0;
     constexpr uint64_t lo = 0x0101010101010101ULL, hi = 0x8080808080808080ULL;
-    for (; n >= 8; p += 8, n -= 8) {
+    auto bad = [](uint64_t w) { return ((w | ((w - lo) & ~w)) & hi) != 0; };
+    auto load8 = [](const char* at) {
         uint64_t w;
-        std::memcpy(&w, p, 8);
-        acc |= w;
-        zero |= (w - lo) & ~w & hi;
+        std::memcpy(&w, at, 8);
+        return w;
+    };
+    auto load4 = [](const char* at) {
+        uint32_t w;
+        std::memcpy(&w, at, 4);
+        return static_cast<uint64_t>(w) * 0x0000000100000001ULL;  // both halves: no false zero byte
+    };
+    if (n >= 8) {
+        for (; n > 8; p += 8, n -= 8)
+            if (bad(load8(p))) return false;
+        return !bad(load8(p + n - 8));
     }
+    if (n >= 4) return !bad(load4(p)) && !bad(load4(p + n - 4));
     for (; n; --n) {
         const auto c = static_cast<unsigned char>(*p++);
-        acc |= c;
-        zero |= c == 0;
+        if (c == 0 || c >= 0x80) return false;
     }
-    return (acc & hi) == 0 && zero == 0;
+    return true;
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
     {
         auto s = open_sqlite_store(file);
         ASSERT_TRUE(s.is_ok()) << s.status().message();
-        EXPECT_EQ((*s)->schema_version(), 12);
+        EXPECT_EQ((*s)->schema_version(), 13);
         run_record r;
         r.id = "r1";
         r.job = "j";
@@ -35,7 +35,7 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
     }
     auto s = open_sqlite_store(file);
     ASSERT_TRUE(s.is_ok());
-    EXPECT_EQ((*s)->schema_version(), 12);
+    EXPECT_EQ((*s)->schema_version(), 13);
     auto r = (*s)->get_run("r1");
     ASSERT_TRUE(r.is_ok());
     EXPECT_EQ(r->state, "succeeded");
@@ -93,7 +93,7 @@ TEST(sqlite_store, migrates_a_version_1_store_keeping_its_change_results) {
     ASSERT_EQ(std::system(("sqlite3 " + file.string() + " \"" + v1 + "\"").c_str()), 0);
     auto s = open_sqlite_store(file);
     ASSERT_TRUE(s.is_ok()) << s.status().message();
-    EXPECT_EQ((*s)->schema_version(), 12);
+    EXPECT_EQ((*s)->schema_version(), 13);
     auto r = (*s)->change_results("r1");
     ASSERT_TRUE(r.is_ok()) << r.status().message();
     ASSERT_EQ(r->size(), 1u);
@@ -182,4 +182,72 @@ TEST(sqlite_store, a_transaction_commits_all_of_its_writes_or_none) {
     EXPECT_EQ(st.audit_entries(0, 10)->size(), 1u);
     EXPECT_EQ(st.audit_entries_of_run("r1")->size(), 1u);
     EXPECT_EQ(*st.audit_leaves(1), std::vector<std::string>{"aa"});
+}
+
+// A clean batch (one entity, consecutive plan positions, one status, first
+// send) is stored as one row of packed changes. Read back, it is the same
+// results as per-change rows would be, in plan order among them; a commit
+// makes its staged changes applied; a later result for one of its
+// positions replaces that one alone; retention counts and purges them.
+TEST(sqlite_store, a_clean_batch_is_kept_as_one_row_and_reads_back_change_by_change) {
+    sw_test::temp_dir tmp;
+    auto file = tmp / "sw.db";
+    auto s = open_sqlite_store(file);
+    ASSERT_TRUE(s.is_ok()) << s.status().message();
+    run_record r;
+    r.id = "r1";
+    r.job = "j";
+    r.job_file = "/j.json";
+    r.created_at = "2026-01-01T00:00:00.000Z";
+    ASSERT_TRUE((*s)->create_run(r));
+    std::vector<change_result_record> clean;
+    for (uint64_t i = 0; i < 5; ++i)
+        clean.push_back({"id" + std::to_string(i), "people", "key,\xc3\xa9" + std::to_string(i),
+                         i == 2 ? "update" : "create", "staged", "", "", i});
+    ASSERT_TRUE((*s)->save_apply_batch("r1", clean, {}, "apply", "5", "t"));
+    ASSERT_TRUE((*s)->save_apply_batch("r1",
+                                       {{"id5", "people", "k5", "create", "staged", "", "", 5},
+                                        {"id6", "people", "k6", "create", "SW_PERMANENT", "schema", "bad", 6}},
+                                       {}, "apply", "7", "t"));
+    auto rows = [&](const std::string& sql) {
+        std::string out;
+        EXPECT_EQ(std::system(("sqlite3 " + file.string() + " \"" + sql + "\" > " + (tmp / "q").string()).c_str()), 0);
+        return sw_test::read_file(tmp / "q");
+    };
+    EXPECT_EQ(rows("SELECT COUNT(*) FROM change_batches"), "1\n");
+    EXPECT_EQ(rows("SELECT COUNT(*) FROM change_results"), "2\n") << "the batch with a failure keeps a row each";
+
+    r.state = "succeeded";
+    r.finished_at = "2026-01-02T00:00:00.000Z";
+    ASSERT_TRUE((*s)->finish_apply(r, true, "", ""));
+    auto back = (*s)->change_results("r1");
+    ASSERT_TRUE(back.is_ok()) << back.status().message();
+    ASSERT_EQ(back->size(), 7u);
+    for (uint64_t i = 0; i < 7; ++i) EXPECT_EQ((*back)[i].seq, i);
+    EXPECT_EQ((*back)[2].change_id, "id2");
+    EXPECT_EQ((*back)[2].key, "key,\xc3\xa9" "2");
+    EXPECT_EQ((*back)[2].kind, "update");
+    EXPECT_EQ((*back)[2].entity, "people");
+    EXPECT_EQ((*back)[2].status, "applied") << "the commit made the batch's staged changes applied";
+    EXPECT_EQ((*back)[2].attempts, 1u);
+    EXPECT_EQ((*back)[5].status, "applied");
+    EXPECT_EQ((*back)[6].status, "SW_PERMANENT");
+
+    // A later result for position 3 (as a resumed run might send it again).
+    ASSERT_TRUE((*s)->save_apply_batch("r1", {{"id3", "people", "key,\xc3\xa9" "3", "create", "SW_RETRYABLE", "net",
+                                              "timeout", 3}},
+                                       {}, "apply", "7", "t"));
+    back = (*s)->change_results("r1");
+    ASSERT_EQ(back->size(), 7u);
+    EXPECT_EQ((*back)[3].status, "SW_RETRYABLE");
+    EXPECT_EQ((*back)[4].change_id, "id4");
+    EXPECT_EQ((*back)[4].status, "applied") << "the batch's other results stay";
+    for (uint64_t i = 0; i < 7; ++i) EXPECT_EQ((*back)[i].seq, i);
+
+    auto old = (*s)->finished_before("2026-02-01T00:00:00.000Z");
+    ASSERT_TRUE(old.is_ok());
+    ASSERT_EQ(old->size(), 1u);
+    EXPECT_EQ(old->front().change_results, 7u);
+    ASSERT_TRUE((*s)->purge({}, {"r1"}, "t"));
+    EXPECT_TRUE((*s)->change_results("r1")->empty());
 }

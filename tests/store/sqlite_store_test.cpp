@@ -251,3 +251,37 @@ TEST(sqlite_store, a_clean_batch_is_kept_as_one_row_and_reads_back_change_by_cha
     ASSERT_TRUE((*s)->purge({}, {"r1"}, "t"));
     EXPECT_TRUE((*s)->change_results("r1")->empty());
 }
+
+// Results are read a page at a time from both tables and merged: across
+// many batches and more rows than a page, each comes once, in plan order.
+TEST(sqlite_store, change_results_are_read_in_plan_order_across_pages) {
+    sw_test::temp_dir tmp;
+    auto s = open_sqlite_store(tmp / "sw.db");
+    ASSERT_TRUE(s.is_ok()) << s.status().message();
+    run_record r;
+    r.id = "r1";
+    r.job = "j";
+    r.job_file = "/j.json";
+    r.created_at = "2026-01-01T00:00:00.000Z";
+    ASSERT_TRUE((*s)->create_run(r));
+    std::vector<uint64_t> expected;
+    auto batch = [&](uint64_t first, uint64_t n, const std::string& status) {
+        std::vector<change_result_record> rs;
+        for (uint64_t i = first; i < first + n; ++i) {
+            rs.push_back({"id" + std::to_string(i), "people", "k" + std::to_string(i), "create", status,
+                          status == "applied" ? "" : "net", "", i});
+            expected.push_back(i);
+        }
+        ASSERT_TRUE((*s)->save_apply_batch("r1", rs, {}, "apply", std::to_string(first + n), "t"));
+    };
+    for (uint64_t b = 0; b < 10; ++b) batch(b * 3, 3, "applied");          // 10 clean batches
+    batch(30, 5000, "SW_RETRYABLE");                                         // more rows than a page
+    for (uint64_t b = 0; b < 6; ++b) batch(5030 + b * 7, 7, "applied");    // clean again
+    batch(5072, 2, "SW_RETRYABLE");
+    std::vector<uint64_t> seen;
+    ASSERT_TRUE((*s)->each_change_result("r1", [&](const change_result_record& x) {
+        seen.push_back(x.seq);
+        EXPECT_EQ(x.change_id, "id" + std::to_string(x.seq));
+    }));
+    EXPECT_EQ(seen, expected);
+}

@@ -277,18 +277,18 @@ public:
     Status resume(const plan_record& pr) {
         auto r = open_stored(out_.run, pr);
         if (!r) return r.status();
-        auto results = store_.change_results(out_.run.id);
-        if (!results) return results.status();
+        // One bit per plan position, the results read a page at a time.
         const bool transactional = target_->transactional();
         auto done = std::make_shared<std::vector<bool>>();
         size_t acknowledged = 0;
-        for (auto& x : *results) {
+        auto read = store_.each_change_result(out_.run.id, [&](const change_result_record& x) {
             const bool ack = x.status == "applied" || (x.status == "staged" && !transactional);
-            if (!ack) continue;
+            if (!ack) return;
             if (done->size() <= x.seq) done->resize(x.seq + 1, false);
             (*done)[x.seq] = true;
             ++acknowledged;
-        }
+        });
+        if (!read) return read;
         auto cp = store_.load_checkpoint(out_.run.id, "apply");
         if (!cp) return cp.status();
         resume_.acknowledged = [done](uint64_t seq) { return seq < done->size() && (*done)[seq]; };
@@ -826,16 +826,16 @@ run_outcome pipeline::retry_failed(const std::string& run_id, run_options opts) 
                                                           "; only a finished run that applied has failed changes to retry");
         return out;
     }
-    auto results = store_.change_results(run_id);
-    if (!results) {
-        out.status = results.status();
-        return out;
-    }
     // The store names failed changes by their plan position; their keys
     // are in the plan.
     std::set<uint64_t> failed;
-    for (auto& x : *results)
-        if (x.status != "applied" && x.status != "staged") failed.insert(x.seq);
+    if (auto read = store_.each_change_result(run_id, [&](const change_result_record& x) {
+            if (x.status != "applied" && x.status != "staged") failed.insert(x.seq);
+        });
+        !read) {
+        out.status = read;
+        return out;
+    }
     if (failed.empty()) {
         out.status = Status::error(error_kind::usage, "run " + run_id + " has no failed changes to retry");
         return out;

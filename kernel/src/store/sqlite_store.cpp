@@ -8,6 +8,7 @@
 #include <Poco/Exception.h>
 
 #include <algorithm>
+#include <deque>
 #include <climits>
 #include <cstdint>
 #include <functional>
@@ -526,50 +527,73 @@ public:
     }
 
     Result<std::vector<change_result_record>> change_results(const std::string& run_id) override {
-        auto rows = rows_of_run<change_result_record>(
-            "reading change results",
-            "SELECT change_id,entity,record_key,kind,status,category,message,seq,attempts FROM change_results "
-            "WHERE run_id=? ORDER BY seq",
-            run_id, [](RecordSet& rs) {
-                change_result_record r{str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3), str(rs, 4), str(rs, 5),
-                                       str(rs, 6), static_cast<uint64_t>(num(rs, 7))};
-                r.attempts = static_cast<uint32_t>(num(rs, 8));
-                return r;
-            });
-        if (!rows) return rows;
-        std::vector<change_result_record> batched;
-        auto s = guard("reading change results", [&] {
+        std::vector<change_result_record> out;
+        auto s = each_change_result(run_id, [&](const change_result_record& r) { out.push_back(r); });
+        if (!s) return s;
+        return out;
+    }
+
+    // Both tables paged by plan position and merged: at most a page of rows
+    // and a few batches are held at once.
+    Status each_change_result(const std::string& run_id,
+                              const std::function<void(const change_result_record&)>& fn) override {
+        return guard("reading change results of run " + run_id, [&] {
+            Poco::Int64 k_rows = 4096, k_batches = 4;  // page sizes (Poco binds them by reference)
             std::string rid = run_id;
-            Statement st(s_);
-            st << "SELECT first_seq,count,entity,status,category,message,changes FROM change_batches WHERE run_id=? "
-                  "ORDER BY first_seq",
-                use(rid);
-            st.execute();
-            RecordSet rs(st);
-            for (bool more = rs.moveFirst(); more; more = rs.moveNext()) {
-                const auto first = static_cast<uint64_t>(num(rs, 0));
-                const auto count = static_cast<uint64_t>(num(rs, 1));
-                const std::string entity = str(rs, 2), status = str(rs, 3), cat = str(rs, 4), msg = str(rs, 5);
-                const Poco::Dynamic::Var v = rs.value(6);
-                const auto& blob = v.extract<Poco::Data::BLOB>();
-                std::string_view in(reinterpret_cast<const char*>(blob.rawContent()), blob.size());
-                for (uint64_t i = 0; i < count; ++i) {
-                    change_result_record r{"", entity, "", "", status, cat, msg, first + i};
-                    if (!unpack_piece(in, r.change_id) || !unpack_piece(in, r.key) || !unpack_piece(in, r.kind))
-                        throw std::runtime_error("the change results of run " + run_id + " at plan position " +
-                                                 std::to_string(first) + " are damaged");
-                    batched.push_back(std::move(r));
-                }
+            std::deque<change_result_record> rows, batched;
+            Poco::Int64 after_row = -1, after_batch = -1;
+            bool rows_done = false, batches_done = false;
+            auto more_rows = [&] {
+                Statement st(s_);
+                st << "SELECT change_id,entity,record_key,kind,status,category,message,seq,attempts FROM "
+                      "change_results WHERE run_id=? AND seq>? ORDER BY seq LIMIT ?",
+                    use(rid), use(after_row), use(k_rows);
+                size_t n = 0;
+                for_each_row(st, [&](RecordSet& rs) {
+                    change_result_record r{str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3), str(rs, 4), str(rs, 5),
+                                           str(rs, 6), static_cast<uint64_t>(num(rs, 7))};
+                    r.attempts = static_cast<uint32_t>(num(rs, 8));
+                    after_row = static_cast<Poco::Int64>(r.seq);
+                    rows.push_back(std::move(r));
+                    ++n;
+                });
+                rows_done = n < static_cast<size_t>(k_rows);
+            };
+            auto more_batches = [&] {
+                Statement st(s_);
+                st << "SELECT first_seq,count,entity,status,category,message,changes FROM change_batches "
+                      "WHERE run_id=? AND first_seq>? ORDER BY first_seq LIMIT ?",
+                    use(rid), use(after_batch), use(k_batches);
+                size_t n = 0;
+                for_each_row(st, [&](RecordSet& rs) {
+                    ++n;
+                    const auto first = static_cast<uint64_t>(num(rs, 0));
+                    const auto count = static_cast<uint64_t>(num(rs, 1));
+                    after_batch = static_cast<Poco::Int64>(first);
+                    const std::string entity = str(rs, 2), status = str(rs, 3), cat = str(rs, 4), msg = str(rs, 5);
+                    const Poco::Dynamic::Var v = rs.value(6);
+                    const auto& blob = v.extract<Poco::Data::BLOB>();
+                    std::string_view in(reinterpret_cast<const char*>(blob.rawContent()), blob.size());
+                    for (uint64_t i = 0; i < count; ++i) {
+                        change_result_record r{"", entity, "", "", status, cat, msg, first + i};
+                        if (!unpack_piece(in, r.change_id) || !unpack_piece(in, r.key) || !unpack_piece(in, r.kind))
+                            throw std::runtime_error("the change results at plan position " + std::to_string(first) +
+                                                     " are damaged");
+                        batched.push_back(std::move(r));
+                    }
+                });
+                batches_done = n < static_cast<size_t>(k_batches);
+            };
+            for (;;) {
+                if (rows.empty() && !rows_done) more_rows();
+                if (batched.empty() && !batches_done) more_batches();
+                if (rows.empty() && batched.empty()) break;
+                auto& from = batched.empty() || (!rows.empty() && rows.front().seq < batched.front().seq) ? rows
+                                                                                                         : batched;
+                fn(from.front());
+                from.pop_front();
             }
         });
-        if (!s) return s;
-        if (batched.empty()) return rows;
-        std::vector<change_result_record> out;
-        out.reserve(rows->size() + batched.size());
-        std::merge(std::make_move_iterator(rows->begin()), std::make_move_iterator(rows->end()),
-                   std::make_move_iterator(batched.begin()), std::make_move_iterator(batched.end()),
-                   std::back_inserter(out), [](const auto& a, const auto& b) { return a.seq < b.seq; });
-        return out;
     }
 
     Result<std::vector<attempt_record>> attempts(const std::string& run_id) override {

@@ -175,6 +175,10 @@ public:
     // opened: what is written now would be recorded nowhere.
     virtual Status check_still_there() = 0;
     virtual Result<std::vector<change_result_record>> change_results(const std::string& run_id) = 0;
+    // The same results one at a time, in plan order, read a page at a time:
+    // resuming an 8M-change run does not hold them all.
+    virtual Status each_change_result(const std::string& run_id,
+                                      const std::function<void(const change_result_record&)>& fn) = 0;
     virtual Status save_checkpoint(const std::string& run_id, const std::string& scope,
                                    const std::string& token, const std::string& at) = 0;
     virtual Result<std::optional<std::string>> load_checkpoint(const std::string& run_id,

@@ -58,8 +58,9 @@ std::vector<std::string> split_list(const std::string& v) {
     return out;
 }
 
-// Eight bytes a step, then a final mix: ids are hashed once or more per
-// record and per reference, millions of times in a large export.
+// Eight bytes a step, then a final mix (the construction of the kernel's
+// hash_bytes; a connector does not link the kernel): ids are hashed once or
+// more per record and per reference, millions of times in a large export.
 uint64_t hash_key(std::string_view v) {
     uint64_t h = 0x9e3779b97f4a7c15ULL ^ v.size();
     size_t i = 0;

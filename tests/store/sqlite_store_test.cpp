@@ -184,6 +184,19 @@ TEST(sqlite_store, a_transaction_commits_all_of_its_writes_or_none) {
     EXPECT_EQ(*st.audit_leaves(1), std::vector<std::string>{"aa"});
 }
 
+namespace {
+// A run "r1" in a new store, to hang change results on.
+run_record first_run(run_store& s) {
+    run_record r;
+    r.id = "r1";
+    r.job = "j";
+    r.job_file = "/j.json";
+    r.created_at = "2026-01-01T00:00:00.000Z";
+    EXPECT_TRUE(s.create_run(r));
+    return r;
+}
+}  // namespace
+
 // A clean batch (one entity, consecutive plan positions, one status, first
 // send) is stored as one row of packed changes. Read back, it is the same
 // results as per-change rows would be, in plan order among them; a commit
@@ -194,12 +207,7 @@ TEST(sqlite_store, a_clean_batch_is_kept_as_one_row_and_reads_back_change_by_cha
     auto file = tmp / "sw.db";
     auto s = open_sqlite_store(file);
     ASSERT_TRUE(s.is_ok()) << s.status().message();
-    run_record r;
-    r.id = "r1";
-    r.job = "j";
-    r.job_file = "/j.json";
-    r.created_at = "2026-01-01T00:00:00.000Z";
-    ASSERT_TRUE((*s)->create_run(r));
+    run_record r = first_run(**s);
     std::vector<change_result_record> clean;
     for (uint64_t i = 0; i < 5; ++i)
         clean.push_back({"id" + std::to_string(i), "people", "key,\xc3\xa9" + std::to_string(i),
@@ -258,12 +266,7 @@ TEST(sqlite_store, change_results_are_read_in_plan_order_across_pages) {
     sw_test::temp_dir tmp;
     auto s = open_sqlite_store(tmp / "sw.db");
     ASSERT_TRUE(s.is_ok()) << s.status().message();
-    run_record r;
-    r.id = "r1";
-    r.job = "j";
-    r.job_file = "/j.json";
-    r.created_at = "2026-01-01T00:00:00.000Z";
-    ASSERT_TRUE((*s)->create_run(r));
+    first_run(**s);
     std::vector<uint64_t> expected;
     auto batch = [&](uint64_t first, uint64_t n, const std::string& status) {
         std::vector<change_result_record> rs;

@@ -399,7 +399,8 @@ public:
         return out;
     }
 
-    // Change results as one row each (inside a transaction the caller holds).
+    // Change results as one row each (inside a transaction the caller holds):
+    // one prepared statement bound to columns, not one prepare per change.
     void save_rows(const std::string& run_id, const std::vector<change_result_record>& rs) {
         std::vector<std::string> id(rs.size(), run_id), cid, ent, key, kind, st, cat, msg;
         std::vector<Poco::Int64> seq, sends;
@@ -425,26 +426,12 @@ public:
                             const std::string& token, const std::string& at,
                             const std::vector<target_id_record>& ids) override {
         return guard("saving change results of run " + run_id, [&] {
-            // One prepared statement bound to columns: a batch is one round of
-            // executions, not one prepare per change.
-            std::vector<std::string> id(rs.size(), run_id), cid, ent, key, kind, st, cat, msg;
-            std::vector<Poco::Int64> seq, sends;
-            for (auto* v : {&cid, &ent, &key, &kind, &st, &cat, &msg}) v->reserve(rs.size());
-            for (auto& r : rs) {
-                seq.push_back(static_cast<Poco::Int64>(r.seq));
-                sends.push_back(static_cast<Poco::Int64>(r.attempts));
-                cid.push_back(r.change_id);
-                ent.push_back(r.entity);
-                key.push_back(r.key);
-                kind.push_back(r.kind);
-                st.push_back(r.status);
-                cat.push_back(r.category);
-                msg.push_back(r.message);
-            }
             tx_begin();
             if (!rs.empty()) {
-                Poco::Int64 first = seq.front(), last = seq.front();
-                for (auto q : seq) first = std::min(first, q), last = std::max(last, q);
+                Poco::Int64 first = static_cast<Poco::Int64>(rs.front().seq), last = first;
+                for (auto& r : rs)
+                    first = std::min(first, static_cast<Poco::Int64>(r.seq)),
+                    last = std::max(last, static_cast<Poco::Int64>(r.seq));
                 std::string rid = run_id;
                 // Results saved before for these positions (a resent batch)
                 // give way to these.
@@ -486,10 +473,7 @@ public:
                         use(count), use(e), use(status), use(none), use(none), use(blob);
                     ins.execute();
                 } else {
-                    Statement ins(s_);
-                    ins << "INSERT OR REPLACE INTO change_results VALUES(?,?,?,?,?,?,?,?,?,?)", use(id), use(seq),
-                        use(cid), use(ent), use(key), use(kind), use(st), use(cat), use(msg), use(sends);
-                    ins.execute();
+                    save_rows(run_id, rs);
                 }
             }
             for (auto& t : ids) {

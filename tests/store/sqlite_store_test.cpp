@@ -288,3 +288,31 @@ TEST(sqlite_store, change_results_are_read_in_plan_order_across_pages) {
     }));
     EXPECT_EQ(seen, expected);
 }
+
+// Retried changes at scattered positions (1 and 7) land in two packed
+// batches and across a third: the retried results replace those two
+// positions, and every other result stays, once.
+TEST(sqlite_store, results_for_scattered_positions_replace_only_those_in_packed_batches) {
+    sw_test::temp_dir tmp;
+    auto s = open_sqlite_store(tmp / "sw.db");
+    ASSERT_TRUE(s.is_ok()) << s.status().message();
+    first_run(**s);
+    for (uint64_t b = 0; b < 3; ++b) {
+        std::vector<change_result_record> rs;
+        for (uint64_t i = b * 3; i < b * 3 + 3; ++i)
+            rs.push_back({"id" + std::to_string(i), "people", "k" + std::to_string(i), "create", "applied", "", "", i});
+        ASSERT_TRUE((*s)->save_apply_batch("r1", rs, {}, "apply", "9", "t"));
+    }
+    ASSERT_TRUE((*s)->save_apply_batch("r1",
+                                       {{"id1", "people", "k1", "create", "SW_PERMANENT", "schema", "no", 1},
+                                        {"id7", "people", "k7", "create", "SW_PERMANENT", "schema", "no", 7}},
+                                       {}, "retry", "", "t"));
+    auto back = (*s)->change_results("r1");
+    ASSERT_TRUE(back.is_ok()) << back.status().message();
+    ASSERT_EQ(back->size(), 9u);
+    for (uint64_t i = 0; i < 9; ++i) {
+        EXPECT_EQ((*back)[i].seq, i);
+        EXPECT_EQ((*back)[i].status, i == 1 || i == 7 ? "SW_PERMANENT" : "applied") << i;
+        EXPECT_EQ((*back)[i].key, "k" + std::to_string(i));
+    }
+}

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <set>
 #include <climits>
 #include <cstdint>
 #include <functional>
@@ -433,24 +434,36 @@ public:
                     first = std::min(first, static_cast<Poco::Int64>(r.seq)),
                     last = std::max(last, static_cast<Poco::Int64>(r.seq));
                 std::string rid = run_id;
-                // Results saved before for these positions (a resent batch)
-                // give way to these.
+                // Results saved before for these positions (a resent batch,
+                // retried changes) give way to these. A packed batch they fall
+                // in is unpacked into rows first: its other results stay.
                 std::vector<change_result_record> kept;
                 {
-                    Poco::Int64 overlapping = 0;
-                    s_ << "SELECT COUNT(*) FROM change_batches WHERE run_id=? AND first_seq<=? AND first_seq+count>?",
-                        use(rid), use(last), use(first), into(overlapping), now;
-                    if (overlapping > 0) {
-                        auto all = change_results(run_id);
-                        if (!all) throw std::runtime_error(all.status().message());
-                        Statement del(s_);
-                        del << "DELETE FROM change_batches WHERE run_id=? AND first_seq<=? AND first_seq+count>?",
-                            use(rid), use(last), use(first);
-                        del.execute();
-                        // The rest of those batches' results stay, as rows.
-                        for (auto& r : *all)
-                            if ((static_cast<Poco::Int64>(r.seq) < first || static_cast<Poco::Int64>(r.seq) > last))
-                                kept.push_back(r);
+                    std::vector<std::pair<uint64_t, uint64_t>> batches;  // [first, end) of each overlapping one
+                    Statement q(s_);
+                    q << "SELECT first_seq, count FROM change_batches WHERE run_id=? AND first_seq<=? AND "
+                         "first_seq+count>?",
+                        use(rid), use(last), use(first);
+                    for_each_row(q, [&](RecordSet& r) {
+                        const auto b = static_cast<uint64_t>(num(r, 0));
+                        batches.emplace_back(b, b + static_cast<uint64_t>(num(r, 1)));
+                    });
+                    std::set<uint64_t> replaced;
+                    for (auto& r : rs) replaced.insert(r.seq);
+                    auto in_overlap = [&](uint64_t q) {
+                        for (auto& [b, e] : batches)
+                            if (q >= b && q < e) return !replaced.count(q);
+                        return false;
+                    };
+                    if (!batches.empty()) {
+                        auto st = each_change_result(run_id, [&](const change_result_record& r) {
+                            if (in_overlap(r.seq)) kept.push_back(r);
+                        });
+                        if (!st) throw std::runtime_error(st.message());
+                        for (auto& [b, e] : batches) {
+                            Poco::Int64 at = static_cast<Poco::Int64>(b);
+                            s_ << "DELETE FROM change_batches WHERE run_id=? AND first_seq=?", use(rid), use(at), now;
+                        }
                     }
                 }
                 if (!kept.empty()) save_rows(run_id, kept);

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <sys/stat.h>
 
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
@@ -113,6 +114,46 @@ TEST_F(pipeline_e2e, runs_list_and_show_read_the_store) {
     auto missing = sw_test::cli(data(), {"runs", "show", "r-nope"});
     EXPECT_EQ(missing.code, 7);
     EXPECT_THAT(missing.err, HasSubstr("no run with id 'r-nope'"));
+}
+
+// --plan-out names the run's stored report (read-only; a plan of 8M changes
+// is 2 GB, so no copy is made on the same file system), and a later run's
+// --plan-out to the same name replaces the name: it never writes into the
+// earlier run's report.
+TEST_F(pipeline_e2e, plan_out_is_a_second_name_of_the_stored_report_and_never_rewrites_an_earlier_one) {
+    auto r = run(true);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    const fs::path first = data() / "plans" / (sw_test::run_id_of(r.out) + ".json");
+    const std::string first_text = sw_test::read_file(first);
+    struct stat out {}, stored {};
+    ASSERT_EQ(::stat((tmp_ / "plan.json").c_str(), &out), 0);
+    ASSERT_EQ(::stat(first.c_str(), &stored), 0);
+    EXPECT_EQ(out.st_ino, stored.st_ino) << "--plan-out made a copy";
+    EXPECT_EQ(out.st_dev, stored.st_dev);
+    EXPECT_EQ(stored.st_mode & 0222, 0u) << "the stored report is writable";
+    EXPECT_EQ(plan()["changes"].size(), 69u);
+
+    edit_users([](std::string& u) { u.replace(u.find(",Marcus,"), 8, ",Mark,"); });
+    r = run(true);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(plan()["changes"].size(), 69u);
+    EXPECT_THAT(sw_test::read_file(tmp_ / "plan.json"), HasSubstr("\"Mark\""));
+    EXPECT_EQ(sw_test::read_file(first), first_text) << "the second run wrote into the first run's report";
+
+    // Another file system (tmpfs): a copy with the same text.
+    if (fs::is_directory("/dev/shm")) {
+        const fs::path shm = fs::path("/dev/shm") / ("sw-plan-" + std::to_string(::getpid()) + ".json");
+        r = sw_test::cli(data(), {"run", job().string(), "--dry-run", "--plan-out", shm.string()});
+        ASSERT_EQ(r.code, 0) << r.out << r.err;
+        EXPECT_EQ(sw_test::read_file(shm), sw_test::read_file(data() / "plans" / (sw_test::run_id_of(r.out) + ".json")));
+        fs::remove(shm);
+    }
+
+    // A folder is refused with what to do; the run's own report is kept.
+    fs::create_directories(tmp_ / "a-folder");
+    r = sw_test::cli(data(), {"run", job().string(), "--dry-run", "--plan-out", (tmp_ / "a-folder").string()});
+    EXPECT_NE(r.code, 0);
+    EXPECT_THAT(r.err, HasSubstr("writing the plan to " + (tmp_ / "a-folder").string() + ": it is a folder"));
 }
 
 TEST_F(pipeline_e2e, a_mapping_table_miss_blocks_the_run) {

@@ -518,11 +518,8 @@ private:
         auto w = write_plan_files(data_dir_ / "plans", h, p.changes, human, out_.findings);
         if (!w) return w.status();
         out_.plan_path = w->json;
-        if (!opts.plan_out.empty()) {
-            std::error_code ec;
-            fs::copy_file(w->json, opts.plan_out, fs::copy_options::overwrite_existing, ec);
-            if (ec) return Status::error(error_kind::usage, "writing the plan to " + opts.plan_out.string() + ": " + ec.message());
-        }
+        if (!opts.plan_out.empty())
+            if (auto s = place_plan_report(w->json, opts.plan_out); !s) return s;
         plan_record pr{out_.run.id, w->json.string(), w->json_digest, total.create, total.update + total.deactivate + total.adopt,
                        total.remove, w->binary.string(), w->digest, w->content_digest, ""};
         if (auto s = store_.save_plan(pr); !s) return s;

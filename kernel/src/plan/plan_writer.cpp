@@ -329,12 +329,39 @@ Result<written_plan> write_plan_files(const fs::path& dir, plan_header header, c
     }
     js.buf += "\n]}\n";
     if (auto s = js.finish(); !s) return s;
+    // A report, written once: read-only, so that a name given to it by
+    // place_plan_report cannot be edited in place by mistake.
+    std::error_code perm_ec;
+    fs::permissions(out.json, fs::perms::owner_read, fs::perm_options::replace, perm_ec);
     if (auto s = bin.finish(); !s) return s;
     out.digest = digest.hex();
     out.json_digest = json_digest.hex();
     content.update(content_buf);
     out.content_digest = content.hex();
     return out;
+}
+
+Status place_plan_report(const fs::path& report, const fs::path& out) {
+    std::error_code ec;
+    if (fs::equivalent(report, out, ec)) return Status::ok();
+    auto fail = [&](const std::string& what) {
+        return Status::error(error_kind::usage, "writing the plan to " + out.string() + ": " + what +
+                                                    "; choose a file in a writable folder");
+    };
+    if (fs::is_directory(out, ec)) return fail("it is a folder");
+    // Replaced, not truncated: writing into an existing name would rewrite
+    // whatever file it names, an earlier run's stored report included.
+    fs::remove(out, ec);
+    if (ec) return fail(ec.message());
+    // The stored report is never written again, so a second name for it is
+    // as good as a copy, and costs nothing at any size (a first plan of 8M
+    // changes is 2 GB of JSON).
+    fs::create_hard_link(report, out, ec);
+    if (!ec) return Status::ok();
+    ec.clear();
+    fs::copy_file(report, out, ec);
+    if (ec) return fail(ec.message());
+    return Status::ok();
 }
 
 }  // namespace syncwarden::kernel

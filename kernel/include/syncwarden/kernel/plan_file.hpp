@@ -82,6 +82,12 @@ Result<written_plan> write_plan_files(const std::filesystem::path& dir, plan_hea
                                       const nlohmann::json& json_header,
                                       const std::vector<finding_record>& findings);
 
+// Puts the plan for people `report` (read-only, never written again) at
+// `out` as well: a second name of the same file (a hard link) where both are
+// on one file system, else a copy. A file already at `out` is replaced, never
+// written into: it may itself be an earlier run's stored report.
+Status place_plan_report(const std::filesystem::path& report, const std::filesystem::path& out);
+
 // A persisted plan, mapped read-only and checked against its digest.
 class plan_reader {
 public:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Syncwarden benchmark runner. See bench/README.md.
 #
-#   bench/run.sh [--sizes small,medium,large] [--work DIR] [--build DIR] [--no-peers]
-#                [--miller-cap BYTES]
+#   bench/run.sh [--sizes small,medium,large,xlarge] [--work DIR] [--build DIR] [--no-peers]
+#                [--miller-cap BYTES] [--keep]
 #
 # For each size: generate two exports (the second with 1% of users and
 # enrollments added, changed or marked tobedeleted), then measure
@@ -13,11 +13,13 @@
 # and the peers on the same keyed diff of users and enrollments: sqlite3
 # (import, index, full outer join), Miller (unpaired join + comparison, under
 # a memory cap), and cat as the floor. The kernel's planned counts must equal
-# the peers' counts, or the run fails.
+# the peers' counts, or the run fails. With two sizes or more: how time and
+# memory grow with the records (WORK/scale.tsv, and WORK/scale.png when gnuplot
+# is installed).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
-sizes=small work="$root/build/bench-work" build="$root/build" peers=1
+sizes=small work="$root/build/bench-work" build="$root/build" peers=1 keep=0
 miller_cap=$((12 * 1024 * 1024 * 1024))
 while (($#)); do
   case $1 in
@@ -26,6 +28,7 @@ while (($#)); do
     --build) build=$2; shift 2 ;;
     --no-peers) peers=0; shift ;;
     --miller-cap) miller_cap=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -54,6 +57,7 @@ measure() {
   ((rc == 0)) || line="$line  FAILED(exit $rc)"
   echo "$line" | tee -a "$results"
   last_rc=$rc
+  last_rss_mib=$(awk -v k="$rss_kb" 'BEGIN{printf "%.0f", k/1024}')
   return 0
 }
 
@@ -116,6 +120,8 @@ check() {  # PEER USERS ENROLLMENTS
 export work miller_cap
 export -f sqlite_diff miller_diff
 fail=0
+scale="$work/scale.tsv"
+printf "size\trecords_a\trecords_b\tfirst_dry_s\tfirst_dry_mib\tapply_s\tapply_mib\tnightly_s\tnightly_mib\tstored_apply_s\tstored_apply_mib\n" > "$scale"
 IFS=, read -ra size_list <<< "$sizes"
 for size in "${size_list[@]}"; do
   dir="$work/$size"
@@ -142,14 +148,30 @@ for size in "${size_list[@]}"; do
   measure "1 first full dry run" "$rows_a" "$sw" --data-dir "$data" run "$dir/job-a.json" --dry-run --preview 0 \
     --plan-out "$dir/plan-1.json"
   ((last_rc == 0)) || fail=1
+  first_wall=$wall first_rss=$last_rss_mib
+  run1=$(sed -n 's/^dry run \(r[^ ]*\) of job .*/\1/p' "$work/.out" | head -1)
   planned1=$(( $(planned_total people "$dir/plan-1.json") + $(planned_total rosters "$dir/plan-1.json") ))
+  # The stored plan of the dry run, applied as an approval applies a held
+  # plan: read from its file a change at a time, never whole (its peak RSS
+  # against the plan's size on disk says so).
+  plan_mib=$(du -cm "$data"/plans/"$run1".plan | tail -1 | cut -f1)
+  measure "2s apply the stored plan" "$planned1" "$sw" --data-dir "$data" runs apply "$run1"
+  ((last_rc == 0)) || fail=1
+  grep -q "applied $planned1 changes, 0 failed" "$work/.out" || { echo "runs apply did not apply the $planned1 planned changes" >&2; fail=1; }
+  echo "         the stored plan is $plan_mib MiB on disk; applying it peaked at $last_rss_mib MiB" | tee -a "$results"
+  stored_wall=$wall stored_rss=$last_rss_mib
+  # The same 8M creates again, planned and applied in one run: the target
+  # starts empty again.
+  rm -rf "$drop"
+  ((keep)) || rm -f "$dir/plan-1.json" "$data"/plans/*
   measure "2 apply" "$planned1" "$sw" --data-dir "$data" run "$dir/job-a.json" --preview 0
   ((last_rc == 0)) || fail=1
+  apply_wall=$wall apply_rss=$last_rss_mib
   grep -q "applied $planned1 changes, 0 failed" "$work/.out" || { echo "apply did not apply the $planned1 planned changes" >&2; fail=1; }
   measure "3 nightly dry run (1%)" "$rows_b" "$sw" --data-dir "$data" run "$dir/job-b.json" --dry-run --preview 0 \
     --plan-out "$dir/plan-3.json"
   ((last_rc == 0)) || fail=1
-  nightly_wall=$wall
+  nightly_wall=$wall nightly_rss=$last_rss_mib
   people3=$(planned_total people "$dir/plan-3.json") rosters3=$(planned_total rosters "$dir/plan-3.json")
   echo "         nightly plan: people $people3 changes, rosters $rosters3 changes" | tee -a "$results"
   # Workers against in-process, alternating so that drift in the machine's
@@ -160,6 +182,7 @@ for size in "${size_list[@]}"; do
   measure "3w nightly, workers (again)" "$rows_b" "$sw" --data-dir "$data" run "$dir/job-b.json" --dry-run --preview 0
   ((last_rc == 0)) || fail=1
   worker_wall=$(awk -v a="$nightly_wall" -v b="$wall" 'BEGIN{print (a < b) ? a : b}')
+  nightly_rss=$(( last_rss_mib > nightly_rss ? last_rss_mib : nightly_rss ))
   measure "3i nightly, in-process (again)" "$rows_b" "$sw" --data-dir "$data" run "$dir/job-b-in-process.json" --dry-run --preview 0
   ((last_rc == 0)) || fail=1
   inproc_wall=$(awk -v a="$inproc_wall" -v b="$wall" 'BEGIN{print (a < b) ? a : b}')
@@ -213,5 +236,28 @@ for size in "${size_list[@]}"; do
       printf "%-8s ratios: sqlite3 in memory/nightly = %.2fx (budget: at least 10)   sqlite3 on disk/nightly = %.2fx   nightly/cat floor = %.2fx\n", s, q / n, d / n, n / (c > 0 ? c : 0.01) }' \
       | tee -a "$results"
   fi
+  printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n" "$size" "$rows_a" "$rows_b" "$first_wall" "$first_rss" \
+    "$apply_wall" "$apply_rss" "$worker_wall" "$nightly_rss" "$stored_wall" "$stored_rss" >> "$scale"
+  # What the next size needs of the disk: the exports are kept for the next run.
+  ((keep)) || rm -rf "$data" "$drop" "$dir"/plan-*.json
 done
+
+# How cost grows with the records: nightly time per record at each size
+# against the smallest size measured, and xlarge against large (budget: at most
+# 3.3x the time, at most 3 GiB).
+if (($(wc -l < "$scale") > 2)); then
+  echo "== scale (nightly: best of 2 with workers, peak RSS of the two)" | tee -a "$results"
+  awk -F'\t' 'NR == 1 { next }
+    { printf "%-8s records=%-9s nightly=%7.2fs %6d MiB   first dry run=%7.2fs %6d MiB   apply=%7.2fs %6d MiB   stored plan apply=%7.2fs %6d MiB\n",
+        $1, $3, $8, $9, $4, $5, $6, $7, $10, $11
+      w[$1] = $8; m[$1] = $9; r[$1] = $3 }
+    END { if (("large" in w) && ("xlarge" in w) && w["large"] > 0)
+      printf "xlarge/large: records %.2fx, nightly time %.2fx (budget: at most 3.3), nightly peak RSS %.2f GiB (budget: at most 3)\n",
+        r["xlarge"] / r["large"], w["xlarge"] / w["large"], m["xlarge"] / 1024 }' "$scale" | tee -a "$results"
+  if command -v gnuplot > /dev/null; then
+    bash "$here/plot.sh" "$scale" "$work/scale.png" && echo "         plot: $work/scale.png" | tee -a "$results"
+  else
+    echo "         no plot: install gnuplot-nox (scripts/debian-packages.txt)" | tee -a "$results"
+  fi
+fi
 exit $fail

@@ -155,10 +155,15 @@ for size in "${size_list[@]}"; do
   # plan: read from its file a change at a time, never whole (its peak RSS
   # against the plan's size on disk says so).
   plan_mib=$(du -cm "$data"/plans/"$run1".plan | tail -1 | cut -f1)
+  log_lines=$(cat "$data"/logs/*.jsonl | wc -l)
   measure "2s apply the stored plan" "$planned1" "$sw" --data-dir "$data" runs apply "$run1"
   ((last_rc == 0)) || fail=1
   grep -q "applied $planned1 changes, 0 failed" "$work/.out" || { echo "runs apply did not apply the $planned1 planned changes" >&2; fail=1; }
-  echo "         the stored plan is $plan_mib MiB on disk; applying it peaked at $last_rss_mib MiB" | tee -a "$results"
+  # Whose peak it is: the kernel's (which reads the plan) and each worker's.
+  used=$(cat "$data"/logs/*.jsonl | tail -n +$((log_lines + 1)) | sed -n \
+    -e 's/.*"event":"resources".*"msg":"kernel process: \([^"]*\)".*/kernel \1/p' \
+    -e 's/.*"connector":"\([^"]*\)","event":"worker_finished".*"msg":"\([^"]*\)".*/\1 worker \2/p' | paste -sd ';' | sed 's/;/; /g')
+  echo "         the stored plan is $plan_mib MiB on disk; peak RSS: $used" | tee -a "$results"
   stored_wall=$wall stored_rss=$last_rss_mib
   # The same 8M creates again, planned and applied in one run: the target
   # starts empty again.

@@ -1,6 +1,9 @@
 #include "csv.hpp"
 
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace syncwarden::csv {
 
@@ -10,6 +13,32 @@ reader::reader(std::string_view data) : d_(data) {
         line_start_ = 3;
     }
 }
+
+namespace {
+
+// The offset of the first ',', '\n', '\r' or '"' in d[pos, n), or n. Sixteen
+// bytes at a time where the input has them (SSE2, in every x86-64): a field
+// of a roster is 10 to 40 bytes, so one or two steps find its end.
+inline size_t field_end(const char* d, size_t pos, size_t n) {
+#if defined(__SSE2__)
+    const __m128i comma = _mm_set1_epi8(','), lf = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'),
+                  quote = _mm_set1_epi8('"');
+    for (; pos + 16 <= n; pos += 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + pos));
+        const __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, comma), _mm_cmpeq_epi8(v, lf)),
+                                         _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, quote)));
+        if (const unsigned bits = static_cast<unsigned>(_mm_movemask_epi8(hit)))
+            return pos + static_cast<size_t>(__builtin_ctz(bits));
+    }
+#endif
+    for (; pos < n; ++pos) {
+        const char c = d[pos];
+        if (c == ',' || c == '\n' || c == '\r' || c == '"') break;
+    }
+    return pos;
+}
+
+}  // namespace
 
 bool reader::fail(uint64_t line, uint64_t col, std::string msg) {
     error_ = std::move(msg);
@@ -80,15 +109,11 @@ bool reader::next(std::vector<field>& row) {
                                 "quote inside it");
         } else {
             const size_t start = pos_;
-            while (pos_ < n) {
-                char c = d[pos_];
-                if (c == ',' || c == '\n' || c == '\r') break;
-                if (c == '"')
-                    return fail(line_, pos_ - line_start_ + 1,
-                                "bad quoting: a quote inside an unquoted field; quote the whole "
-                                "field and double the quote (\"\")");
-                ++pos_;
-            }
+            pos_ = field_end(d, pos_, n);
+            if (pos_ < n && d[pos_] == '"')
+                return fail(line_, pos_ - line_start_ + 1,
+                            "bad quoting: a quote inside an unquoted field; quote the whole "
+                            "field and double the quote (\"\")");
             f.text = std::string_view(d + start, pos_ - start);
         }
         row.push_back(f);

@@ -362,6 +362,11 @@ private:
         std::vector<int> slot;
         size_t named = 0;
         if (!map_header(spec, disp, header, slot, named)) return;
+        // The entity each column refers to, found once for the file, not
+        // once per reference (a roster has three references a row).
+        ref_to_.assign(spec.columns.size(), {nullptr, false});
+        for (size_t ci = 0; ci < spec.columns.size(); ++ci)
+            if (const char* to = spec.columns[ci].refers_to) ref_to_[ci] = {&data_[to], std::strcmp(to, spec.name) == 0};
         std::optional<csv::view_batch> out;
         if (want) out.emplace(host_api(), spec.name, ed.mode, file.data());
         const size_t nf = spec.columns.size() + 1 + extensions_[spec.name].size();
@@ -478,8 +483,10 @@ private:
 
     static bool iequals(std::string_view a, std::string_view b) {
         if (a.size() != b.size()) return false;
-        for (size_t i = 0; i < a.size(); ++i)
-            if (std::tolower(static_cast<unsigned char>(a[i])) != b[i]) return false;
+        for (size_t i = 0; i < a.size(); ++i) {  // b is lower case ASCII
+            const char c = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] - 'A' + 'a') : a[i];
+            if (c != b[i]) return false;
+        }
         return true;
     }
 
@@ -609,31 +616,31 @@ private:
     // Checks now when the referenced entity was read already; else later.
     void check_ref(const entity_spec& spec, const column_spec& c, int slot, const std::string& disp, uint64_t line,
                    uint64_t col, std::string_view key, std::string_view value) {
-        auto& target = data_[c.refers_to];
-        if (target.done && std::string_view(c.refers_to) != spec.name) {
-            verify_ref(spec.name, c, disp, line, col, key, value, target);
+        const auto [target, self] = ref_to_[static_cast<size_t>(slot) - 1];
+        if (target->done && !self) {
+            verify_ref(spec.name, c, disp, line, col, key, value, *target);
             return;
         }
         pending_.push_back({entity_index(spec.name), static_cast<uint16_t>(slot), static_cast<uint32_t>(col), line,
                             std::string(key), std::string(value)});
     }
 
-    void verify_ref(const std::string& from, const column_spec& c, const std::string& disp, uint64_t line,
+    void verify_ref(const char* from, const column_spec& c, const std::string& disp, uint64_t line,
                     uint64_t col, std::string_view key, std::string_view value, const entity_data& target) {
         if (!target.loaded || target.mode == SW_MODE_DELTA) {
-            if (!target.loaded && unchecked_.insert(from + "." + c.name).second)
+            if (!target.loaded && unchecked_.insert(std::string(from) + "." + c.name).second)
                 finding(SW_SEVERITY_INFO, "reference_not_checked", from, disp, 0, 0, "",
-                        from + "." + c.name + " refers to " + c.refers_to + ", which this export does "
+                        std::string(from) + "." + c.name + " refers to " + c.refers_to + ", which this export does "
                         "not include (or could not be read); those references were not checked");
             return;
         }
         int found = target.keys.find(value);
         if (found == 0)
             finding(SW_SEVERITY_WARNING, "dangling_reference", from, disp, line, col, std::string(key),
-                    from + " '" + std::string(key) + "': " + c.name + " '" + std::string(value) + "' is not in " + c.refers_to);
+                    std::string(from) + " '" + std::string(key) + "': " + c.name + " '" + std::string(value) + "' is not in " + c.refers_to);
         else if (found == 2)
             finding(SW_SEVERITY_WARNING, "reference_to_deleted", from, disp, line, col, std::string(key),
-                    from + " '" + std::string(key) + "': " + c.name + " '" + std::string(value) + "' is marked tobedeleted");
+                    std::string(from) + " '" + std::string(key) + "': " + c.name + " '" + std::string(value) + "' is marked tobedeleted");
     }
 
     static uint16_t entity_index(const std::string& name) {
@@ -685,6 +692,9 @@ private:
     std::map<std::string, entity_data> data_;
     std::map<std::string, size_t> counts_;
     std::vector<pending_ref> pending_;
+    // Of the file being read, by column: the entity it refers to, and
+    // whether that is its own (checked once the file is read).
+    std::vector<std::pair<entity_data*, bool>> ref_to_;
     std::unordered_map<std::string, role_info> roles_;
     std::set<std::string> unchecked_;
 };

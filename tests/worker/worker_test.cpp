@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include <csignal>
 
 using ::testing::HasSubstr;
@@ -133,6 +135,43 @@ TEST(worker, a_connectors_output_goes_to_the_runs_log_and_not_to_the_terminal) {
     }
     EXPECT_TRUE(out) << "stdout is in the log, tagged with the connector";
     EXPECT_TRUE(err) << "stderr is in the log, tagged with the connector";
+}
+
+// How much memory and CPU each worker took, and the kernel's own peak: what an
+// operator sizes limits.memory_mb and the host by. In-process, no worker.
+TEST(worker, each_worker_logs_its_peak_memory_and_cpu_and_the_kernel_its_own) {
+    setup s;
+    s.install("mis_stdout");
+    auto used = [&](const std::string& who) {
+        std::vector<nlohmann::json> out;
+        std::istringstream lines(sw_test::read_logs(s.data()));
+        for (std::string line; std::getline(lines, line);) {
+            auto j = nlohmann::json::parse(line);
+            if ((who.empty() && j["event"] == "resources") || (!who.empty() && j["event"] == "worker_finished" &&
+                                                                j["connector"] == who))
+                out.push_back(j);
+        }
+        return out;
+    };
+    ASSERT_EQ(sw_test::run_kernel(s.data(), {"run", s.job("mis-stdout").string()}).code, 0);
+    const std::regex worker(R"(peak RSS ([0-9]+) MiB, CPU [0-9]+\.[0-9]{2} s)");
+    auto w = used("mis-stdout 1.0.0");
+    ASSERT_EQ(w.size(), 1u) << sw_test::read_logs(s.data());
+    std::smatch m;
+    const std::string msg = w[0]["msg"];
+    ASSERT_TRUE(std::regex_match(msg, m, worker)) << msg;
+    EXPECT_GT(std::stoul(m[1]), 0u) << msg;
+    EXPECT_FALSE(w[0]["run_id"].get<std::string>().empty());
+    auto k = used("");
+    ASSERT_EQ(k.size(), 1u);
+    const std::string kmsg = k[0]["msg"];
+    EXPECT_TRUE(std::regex_match(kmsg, std::regex(R"(kernel process: peak RSS [1-9][0-9]* MiB, CPU [0-9]+\.[0-9]{2} s)")))
+        << kmsg;
+    EXPECT_EQ(k[0]["run_id"], w[0]["run_id"]);
+
+    ASSERT_EQ(sw_test::run_kernel(s.data(), {"run", s.job("mis-stdout", R"("isolation": "in-process",)").string()}).code, 0);
+    EXPECT_EQ(used("mis-stdout 1.0.0").size(), 1u) << "an in-process connector has no worker to report";
+    EXPECT_EQ(used("").size(), 2u);
 }
 
 // A library whose static constructor crashes is checked in a throw-away

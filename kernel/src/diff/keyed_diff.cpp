@@ -126,7 +126,7 @@ bool streaming_diff::offer(std::string_view key, const std::string_view* values,
     const uint32_t begin = static_cast<uint32_t>(ep_.changed_fields.size());
     for (uint16_t f = 0; f < nf; ++f) {
         const std::string_view held = ep_.current.field(c, f);
-        if (values[f] == held) continue;
+        if (same_bytes(values[f], held)) continue;
         // Compare policies (ABI 1.4) only where the bytes differ.
         if (!exact_[f] && ep_.schema.fields[f].same(held, values[f])) continue;
         ep_.changed_fields.push_back(f);

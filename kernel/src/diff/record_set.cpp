@@ -141,7 +141,7 @@ std::vector<record_set::duplicate> record_set::build_index() {
         size_t slot = h & (cap - 1);
         bool dup = false;
         for (; index_[slot] != 0; slot = (slot + 1) & (cap - 1))
-            if ((index_[slot] & 0xffffffff00000000ULL) == fp && key(index_[slot] & 0xffffffffULL) == k) {
+            if ((index_[slot] & 0xffffffff00000000ULL) == fp && same_bytes(key(index_[slot] & 0xffffffffULL), k)) {
                 dup = true;
                 break;
             }
@@ -156,7 +156,7 @@ std::optional<size_t> record_set::lookup(std::string_view k) const {
     const size_t mask = index_.size() - 1;
     const uint64_t h = hash_bytes(k), fp = fingerprint(h);
     for (size_t slot = h & mask; index_[slot] != 0; slot = (slot + 1) & mask)
-        if ((index_[slot] & 0xffffffff00000000ULL) == fp && key(index_[slot] & 0xffffffffULL) == k)
+        if ((index_[slot] & 0xffffffff00000000ULL) == fp && same_bytes(key(index_[slot] & 0xffffffffULL), k))
             return index_[slot] & 0xffffffffULL;
     return std::nullopt;
 }

@@ -20,7 +20,9 @@
 
 #include <cctype>
 #include <functional>
+#include <cstdio>
 #include <random>
+#include <sys/resource.h>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -721,6 +723,16 @@ void finish_run(run_store& store, audit_log* audit, const clock& clk, run_outcom
     // Only the class of error: its message may quote record keys, which are
     // people's identifiers and never go into logs.
     else log_warn({r.id, r.job, "", r.phase, "run_finished"}, r.state + ": " + to_string(out.status.kind()));
+    // The kernel process's own peak so far (its workers log theirs as
+    // worker_finished): what a host for runs of this size needs.
+    rusage ru{};
+    if (::getrusage(RUSAGE_SELF, &ru) == 0) {
+        char msg[96];
+        std::snprintf(msg, sizeof msg, "kernel process: peak RSS %ld MiB, CPU %.2f s", ru.ru_maxrss / 1024,
+                      static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+        log_info({r.id, r.job, "", r.phase, "resources"}, msg);
+    }
 }
 
 }  // namespace

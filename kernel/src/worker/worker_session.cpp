@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <mutex>
@@ -164,6 +165,7 @@ struct child {
     int wait_status = 0;
     long maxrss_kb = 0;
     uint64_t cpu_seconds = 0;
+    double cpu = 0;  // user + system, seconds
     bool killed = false;  // by the kernel
 
     child() = default;
@@ -194,6 +196,8 @@ struct child {
         }
         maxrss_kb = ru.ru_maxrss;
         cpu_seconds = static_cast<uint64_t>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec);
+        cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+              static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
         reaped = true;
     }
 
@@ -394,7 +398,14 @@ public:
             none.rs = &no_services();
             (void)converse(op::destroy, {}, none, "destroy");
         }
+        const bool was_reaped = c_->reaped;
         c_->finish(opts_.grace);
+        // What the worker used, to size limits.memory_mb and limits.cpu_seconds.
+        if (!was_reaped && c_->reaped) {
+            char msg[96];
+            std::snprintf(msg, sizeof msg, "peak RSS %ld MiB, CPU %.2f s", c_->maxrss_kb / 1024, c_->cpu);
+            log_info({opts_.run_id, opts_.job, who_, "", "worker_finished"}, msg);
+        }
     }
 
     const connector_info& info() const override { return info_; }

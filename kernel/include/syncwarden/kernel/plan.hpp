@@ -112,7 +112,7 @@ private:
     uint32_t next_ = 0;
     bool follow_ = true;
     std::optional<size_t> find_current(std::string_view key) {
-        if (follow_ && next_ < ep_.current.size() && ep_.current.key(next_) == key) return next_;
+        if (follow_ && next_ < ep_.current.size() && same_bytes(ep_.current.key(next_), key)) return next_;
         return ep_.current.lookup(key);
     }
 };

@@ -1,0 +1,91 @@
+// The connectors' CSV reader (plugins/common/csv): fields, lines and columns
+// wherever a field ends relative to the reader's 16-byte steps, and where a
+// quote in an unquoted field is reported.
+#include "csv.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+using syncwarden::csv::field;
+using syncwarden::csv::reader;
+
+namespace {
+
+struct parsed {
+    std::vector<std::vector<std::string>> rows;
+    std::vector<std::vector<std::pair<uint64_t, uint64_t>>> where;  // (line, column) of each field
+    std::string error;
+    uint64_t error_line = 0, error_column = 0;
+};
+
+parsed read_all(const std::string& text) {
+    parsed p;
+    reader r(text);
+    std::vector<field> row;
+    while (r.next(row)) {
+        p.rows.emplace_back();
+        p.where.emplace_back();
+        for (auto& f : row) {
+            p.rows.back().emplace_back(f.text);
+            p.where.back().emplace_back(f.line, f.column);
+        }
+    }
+    p.error = r.error();
+    p.error_line = r.error_line();
+    p.error_column = r.error_column();
+    return p;
+}
+
+}  // namespace
+
+// Two rows of three unquoted fields, every field length from 0 to 40, each
+// line ending in \n or \r\n, the last with or without its line end: what is
+// read is what was written, with the column each field starts at.
+TEST(csv_reader, unquoted_fields_of_every_length_end_where_they_end) {
+    for (size_t len = 0; len <= 40; ++len)
+        for (const std::string eol : {"\n", "\r\n"})
+            for (bool last_eol : {true, false}) {
+                const std::string a(len, 'a'), b(len % 7, 'b'), c(40 - len, 'c');
+                const std::string text = a + "," + b + "," + c + eol + c + "," + a + "," + b + (last_eol ? eol : "");
+                const parsed p = read_all(text);
+                SCOPED_TRACE("len " + std::to_string(len) + (eol == "\n" ? " LF" : " CRLF") +
+                             (last_eol ? "" : " no final line end"));
+                ASSERT_EQ(p.error, "");
+                ASSERT_EQ(p.rows.size(), 2u);
+                EXPECT_EQ(p.rows[0], (std::vector<std::string>{a, b, c}));
+                EXPECT_EQ(p.rows[1], (std::vector<std::string>{c, a, b}));
+                EXPECT_EQ(p.where[0][1], (std::pair<uint64_t, uint64_t>{1, len + 2}));
+                EXPECT_EQ(p.where[0][2], (std::pair<uint64_t, uint64_t>{1, len + len % 7 + 3}));
+                EXPECT_EQ(p.where[1][0], (std::pair<uint64_t, uint64_t>{2, 1}));
+                EXPECT_EQ(p.where[1][2], (std::pair<uint64_t, uint64_t>{2, 40 - len + len + 3}));
+            }
+}
+
+// A quote inside an unquoted field, at every place in a long field: the error
+// names the quote's own line and column.
+TEST(csv_reader, a_quote_inside_an_unquoted_field_is_reported_where_it_is) {
+    for (size_t at = 1; at < 40; ++at) {
+        std::string field(40, 'x');
+        field[at] = '"';
+        const parsed p = read_all("id,name\n1,ok\n2," + field + "\n3,later\n");
+        SCOPED_TRACE("quote at " + std::to_string(at));
+        EXPECT_EQ(p.rows.size(), 2u) << "rows before the bad one are read";
+        EXPECT_NE(p.error.find("a quote inside an unquoted field"), std::string::npos) << p.error;
+        EXPECT_EQ(p.error_line, 3u);
+        EXPECT_EQ(p.error_column, 3 + at);
+    }
+}
+
+// Quoted fields beside long unquoted ones: doubled quotes, commas and line
+// breaks inside quotes, and the line count after them.
+TEST(csv_reader, quoted_fields_between_long_unquoted_ones) {
+    const std::string long_field(33, 'z');
+    const parsed p = read_all(long_field + ",\"a,\"\"b\"\"\nc\"," + long_field + "\r\nnext," + long_field + "\n");
+    ASSERT_EQ(p.error, "");
+    ASSERT_EQ(p.rows.size(), 2u);
+    EXPECT_EQ(p.rows[0], (std::vector<std::string>{long_field, "a,\"b\"\nc", long_field}));
+    EXPECT_EQ(p.rows[1], (std::vector<std::string>{"next", long_field}));
+    EXPECT_EQ(p.where[1][0], (std::pair<uint64_t, uint64_t>{3, 1}));
+}

@@ -84,11 +84,14 @@ uint64_t hash_key(std::string_view v) {
 // (about one chance in 10^5 at 7M ids).
 class key_set {
 public:
+    // What a key is kept as: its hash with bit 1 set (never 0, the empty
+    // slot) and bit 0 clear (the tobedeleted flag's place). A caller that
+    // prefetched a key's slot passes this back instead of hashing again.
+    static uint64_t hashed(std::string_view key) { return (hash_key(key) | 2ULL) & ~1ULL; }
     // False when the key was already there.
-    bool insert(std::string_view key, bool tobedeleted) {
+    bool insert(std::string_view key, bool tobedeleted) { return insert_hashed(hashed(key), tobedeleted); }
+    bool insert_hashed(uint64_t k, bool tobedeleted) {
         if ((size_ + 1) * 2 > slots_.size()) grow();
-        uint64_t h = hash_key(key) | 2ULL;  // bit 1 set: never 0, the empty slot
-        uint64_t k = h & ~1ULL;
         for (size_t i = k & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
             if (slots_[i] == 0) {
                 slots_[i] = k | tobedeleted;
@@ -99,27 +102,28 @@ public:
         }
     }
     // 0 absent, 1 present, 2 present and tobedeleted
-    int find(std::string_view key) const {
-        if (slots_.empty()) return 0;
-        uint64_t k = (hash_key(key) | 2ULL) & ~1ULL;
+    int find(std::string_view key) const { return find_hashed(hashed(key)); }
+    int find_hashed(uint64_t k) const {
         for (size_t i = k & (slots_.size() - 1); slots_[i] != 0; i = (i + 1) & (slots_.size() - 1))
             if ((slots_[i] & ~1ULL) == k) return (slots_[i] & 1ULL) ? 2 : 1;
         return 0;
     }
-    void clear() { std::vector<uint64_t>().swap(slots_); size_ = 0; }
+    void clear() { std::vector<uint64_t>(k_empty_slots, 0).swap(slots_); size_ = 0; }
     // Room for `n` keys without growing (each growth re-inserts every key).
     void reserve(size_t n) {
-        size_t cap = slots_.empty() ? 1024 : slots_.size();
+        size_t cap = std::max<size_t>(slots_.size(), 1024);
         while (cap < n * 2) cap <<= 1;
         if (cap > slots_.size()) rehash(cap);
     }
     // Brings the key's first slot into the cache ahead of an insert or find.
-    void prefetch(std::string_view key) const {
-        if (!slots_.empty()) __builtin_prefetch(&slots_[((hash_key(key) | 2ULL) & ~1ULL) & (slots_.size() - 1)]);
-    }
+    // Unconditional: the table is never empty. (g++ 12 drops a prefetch
+    // guarded by a test of the table's emptiness, found by reading the
+    // machine code after keeping the hash made this slower.)
+    void prefetch_hashed(uint64_t k) const { __builtin_prefetch(&slots_[k & (slots_.size() - 1)]); }
 
 private:
-    void grow() { rehash(slots_.empty() ? 1024 : slots_.size() * 2); }
+    static constexpr size_t k_empty_slots = 2;  // all empty: a find ends at once, the first insert grows
+    void grow() { rehash(std::max<size_t>(slots_.size() * 2, 1024)); }
     void rehash(size_t cap) {
         std::vector<uint64_t> old;
         old.swap(slots_);
@@ -131,7 +135,7 @@ private:
                     if (slots_[i] == 0) { slots_[i] = v; ++size_; break; }
             }
     }
-    std::vector<uint64_t> slots_;
+    std::vector<uint64_t> slots_ = std::vector<uint64_t>(k_empty_slots, 0);
     size_t size_ = 0;
 };
 
@@ -394,6 +398,10 @@ private:
         uint64_t lines[k_chunk];
         size_t ends[k_chunk];
         std::deque<std::string> unescaped;  // quoted fields' text, which the reader keeps only until next()
+        // The hashes of the key and the checked references, by row of the
+        // chunk and column; 0 where none was taken.
+        const size_t ncols = slot.size();
+        std::vector<uint64_t> hashes(k_chunk * ncols, 0);
         for (bool more = true; more;) {
             size_t n = 0;
             unescaped.clear();
@@ -411,9 +419,11 @@ private:
             }
             for (size_t j = 0; j < n; ++j) {
                 const auto& row = chunk[j];
-                if (key_column < row.size()) ed.keys.prefetch(row[key_column].text);
+                uint64_t* h = &hashes[j * ncols];
+                std::fill(h, h + ncols, 0);
+                if (key_column < row.size()) ed.keys.prefetch_hashed(h[key_column] = key_set::hashed(row[key_column].text));
                 for (auto& [i, keys] : prefetched)
-                    if (i < row.size() && !row[i].text.empty()) keys->prefetch(row[i].text);
+                    if (i < row.size() && !row[i].text.empty()) keys->prefetch_hashed(h[i] = key_set::hashed(row[i].text));
             }
             for (size_t j = 0; j < n; ++j) {
                 const auto& row = chunk[j];
@@ -445,13 +455,15 @@ private:
                     finding(SW_SEVERITY_ERROR, "missing_key", spec.name, disp, line, 1, "", "sourcedId is empty");
                     continue;
                 }
-                if (!ed.keys.insert(key, tobedeleted)) {
+                const uint64_t* row_hashes = &hashes[j * ncols];
+                if (!(key_column < row.size() ? ed.keys.insert_hashed(row_hashes[key_column], tobedeleted)
+                                              : ed.keys.insert(key, tobedeleted))) {
                     finding(SW_SEVERITY_ERROR, "duplicate_key", spec.name, disp, line, 1, std::string(key),
                             "sourcedId '" + std::string(key) +
                                 "' appeared earlier in this file; sourcedIds must be unique");
                     continue;
                 }
-                if (!check_values(spec, disp, line, row, slot, key, values, tobedeleted)) continue;
+                if (!check_values(spec, disp, line, row, slot, row_hashes, key, values, tobedeleted)) continue;
                 if (is_users_12) fill_roles(key, values);
                 if (is_roles) remember_role(values);
                 // The rows after this one in the chunk are still read from
@@ -563,7 +575,7 @@ private:
     // value is empty): that is reported here, with its line and column, and
     // the row is not emitted.
     bool check_values(const entity_spec& spec, const std::string& disp, uint64_t line,
-                      const std::vector<csv::field>& row, const std::vector<int>& slot,
+                      const std::vector<csv::field>& row, const std::vector<int>& slot, const uint64_t* hashes,
                       std::string_view key, std::vector<std::string_view>& values, bool tobedeleted) {
         bool ok = true;
         for (size_t i = 0; i < row.size() && i < slot.size(); ++i) {
@@ -606,7 +618,7 @@ private:
                 if (c.type == SW_TYPE_LIST) {
                     for (auto& item : split_list(std::string(v))) check_ref(spec, c, s, disp, line, col, key, item);
                 } else {
-                    check_ref(spec, c, s, disp, line, col, key, v);
+                    check_ref(spec, c, s, disp, line, col, key, v, hashes[i]);
                 }
             }
         }
@@ -615,10 +627,10 @@ private:
 
     // Checks now when the referenced entity was read already; else later.
     void check_ref(const entity_spec& spec, const column_spec& c, int slot, const std::string& disp, uint64_t line,
-                   uint64_t col, std::string_view key, std::string_view value) {
+                   uint64_t col, std::string_view key, std::string_view value, uint64_t hashed = 0) {
         const auto [target, self] = ref_to_[static_cast<size_t>(slot) - 1];
         if (target->done && !self) {
-            verify_ref(spec.name, c, disp, line, col, key, value, *target);
+            verify_ref(spec.name, c, disp, line, col, key, value, *target, hashed);
             return;
         }
         pending_.push_back({entity_index(spec.name), static_cast<uint16_t>(slot), static_cast<uint32_t>(col), line,
@@ -626,7 +638,8 @@ private:
     }
 
     void verify_ref(const char* from, const column_spec& c, const std::string& disp, uint64_t line,
-                    uint64_t col, std::string_view key, std::string_view value, const entity_data& target) {
+                    uint64_t col, std::string_view key, std::string_view value, const entity_data& target,
+                    uint64_t hashed = 0) {
         if (!target.loaded || target.mode == SW_MODE_DELTA) {
             if (!target.loaded && unchecked_.insert(std::string(from) + "." + c.name).second)
                 finding(SW_SEVERITY_INFO, "reference_not_checked", from, disp, 0, 0, "",
@@ -634,7 +647,8 @@ private:
                         "not include (or could not be read); those references were not checked");
             return;
         }
-        int found = target.keys.find(value);
+        // `hashed`: the value's hash, when the row's prefetch took it.
+        int found = hashed ? target.keys.find_hashed(hashed) : target.keys.find(value);
         if (found == 0)
             finding(SW_SEVERITY_WARNING, "dangling_reference", from, disp, line, col, std::string(key),
                     std::string(from) + " '" + std::string(key) + "': " + c.name + " '" + std::string(value) + "' is not in " + c.refers_to);

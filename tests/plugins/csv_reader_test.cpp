@@ -89,3 +89,31 @@ TEST(csv_reader, quoted_fields_between_long_unquoted_ones) {
     EXPECT_EQ(p.rows[1], (std::vector<std::string>{"next", long_field}));
     EXPECT_EQ(p.where[1][0], (std::pair<uint64_t, uint64_t>{3, 1}));
 }
+
+// What the writer escapes, the reader reads back: a comma, quote, CR or LF at
+// every place of values up to 40 bytes is quoted, and a value without them
+// (and without an edge space) is written as it is.
+TEST(csv_writer, values_with_a_special_character_anywhere_round_trip_and_only_they_are_quoted) {
+    for (size_t len = 1; len <= 40; ++len)
+        for (size_t at = 0; at < len; ++at)
+            for (char special : {',', '"', '\r', '\n', 'x'}) {
+                std::string v(len, 'v');
+                v[at] = special;
+                std::string line;
+                syncwarden::csv::append_escaped(line, v);
+                SCOPED_TRACE("length " + std::to_string(len) + ", '" + std::string(1, special) + "' at " +
+                             std::to_string(at));
+                if (special == 'x') {
+                    EXPECT_EQ(line, v) << "quoted without need";
+                    continue;
+                }
+                EXPECT_EQ(line.front(), '"');
+                const parsed p = read_all(line + ",end\n");
+                ASSERT_EQ(p.error, "");
+                ASSERT_EQ(p.rows.size(), 1u);
+                EXPECT_EQ(p.rows[0], (std::vector<std::string>{v, "end"}));
+            }
+    std::string edge;
+    syncwarden::csv::append_escaped(edge, " padded ");
+    EXPECT_EQ(edge, "\" padded \"");
+}

@@ -89,8 +89,11 @@ std::string recover(const fs::path& folder) {
     return did;
 }
 
-temp_writer::temp_writer(const fs::path& folder, const std::string& name)
-    : path_(folder / ("." + name + ".tmp-" + std::to_string(::getpid()))) {
+fs::path temp_path(const fs::path& folder, const std::string& name) {
+    return folder / ("." + name + ".tmp-" + std::to_string(::getpid()));
+}
+
+temp_writer::temp_writer(const fs::path& folder, const std::string& name) : path_(temp_path(folder, name)) {
     out_ = std::fopen(path_.c_str(), "wb");
     if (!out_) fail("cannot create");
 }

@@ -41,6 +41,10 @@ private:
 // nothing).
 std::string recover(const std::filesystem::path& folder);
 
+// Where a new file `name` of this process is written before it is
+// published: folder/.<name>.tmp-<pid>, a name recover() knows.
+std::filesystem::path temp_path(const std::filesystem::path& folder, const std::string& name);
+
 // A temp file written through a buffer. Every write is checked; finish()
 // flushes and fsyncs it. Any failure throws sdk::error naming the file and
 // the system's reason (a full disk, a file-size limit), and the temp file is

@@ -29,6 +29,7 @@
 #include <sstream>
 #include <optional>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -47,8 +48,13 @@ struct file_layout {
 
 // The changes log, spooled to a file while changes arrive: a first delivery
 // of 8M records writes about 700 MB of it, which need not stay in memory
-// until commit. The file is unlinked as soon as it is made, so nothing is
-// left behind, whatever happens; it lives in $TMPDIR (else /tmp).
+// until commit. The file has no name until commit, so nothing is left
+// behind, whatever happens. Where the delivery folder's file system has
+// unnamed files (O_TMPFILE: ext4, xfs, btrfs, tmpfs), it is made in the
+// folder (created, empty, if it is not there yet), starting with the header
+// row, and at commit it is given the delivery's temp name: written once.
+// Elsewhere it lives in $TMPDIR (else /tmp) and is copied into the delivery
+// at commit.
 class spool {
 public:
     spool() = default;
@@ -56,21 +62,41 @@ public:
     spool& operator=(const spool&) = delete;
     ~spool() { clear(); }
 
-    void write(std::string_view s) {
-        if (!f_) open();
+    // `header`: the first row, written first when the spool is the
+    // delivered file itself.
+    void write(std::string_view s, const std::filesystem::path& folder, std::string_view header) {
+        if (!f_) open(folder, header);
         if (std::fwrite(s.data(), 1, s.size(), f_) != s.size())
             throw error(SW_PERMANENT, "io", "cannot write the changes log's spool file in " + dir_ + ": " +
-                                                std::strerror(errno) + "; make room there or set TMPDIR");
+                                                std::strerror(errno) + "; make room there" +
+                                                (in_folder_ ? "" : " or set TMPDIR"));
     }
-    // Hands what was written to `out`, in pieces, in order.
+    bool open() const { return f_ != nullptr; }
+    bool in_folder() const { return in_folder_; }
+    // In the folder: appends `tail`, makes the file durable and names it
+    // `path` (the delivery's temp name, under the folder's lock). False when
+    // the name cannot be given (no /proc); then replay() still can.
+    bool finish_as(std::string_view tail, const std::filesystem::path& path) {
+        if (std::fwrite(tail.data(), 1, tail.size(), f_) != tail.size() || std::fflush(f_) != 0 ||
+            ::fsync(::fileno(f_)) != 0)
+            throw error(SW_PERMANENT, "io", "cannot write the changes log in " + dir_ + ": " +
+                                                std::strerror(errno) + "; make room there");
+        ::unlink(path.c_str());  // a leftover of this process's pid (recover() removed any other)
+        const std::string self = "/proc/self/fd/" + std::to_string(::fileno(f_));
+        return ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) == 0;
+    }
+    // Hands what was written to `out`, in pieces, in order (without the
+    // header row and the tail an in-folder spool holds).
     template <class F>
     void replay(F&& out) {
         if (!f_) return;
-        if (std::fflush(f_) != 0 || std::fseek(f_, 0, SEEK_SET) != 0)
+        if (std::fflush(f_) != 0 || std::fseek(f_, static_cast<long>(header_size_), SEEK_SET) != 0)
             throw error(SW_PERMANENT, "io", "cannot read back the changes log's spool file: " +
                                                 std::string(std::strerror(errno)));
         std::string buf(size_t(1) << 20, '\0');
-        for (size_t n; (n = std::fread(buf.data(), 1, buf.size(), f_)) > 0;) out(std::string_view(buf.data(), n));
+        size_t left = written_ - header_size_;
+        for (size_t n; left && (n = std::fread(buf.data(), 1, std::min(buf.size(), left), f_)) > 0; left -= n)
+            out(std::string_view(buf.data(), n));
         if (std::ferror(f_))
             throw error(SW_PERMANENT, "io", "cannot read back the changes log's spool file: " +
                                                 std::string(std::strerror(errno)));
@@ -78,27 +104,52 @@ public:
     void clear() {
         if (f_) std::fclose(f_);
         f_ = nullptr;
+        in_folder_ = false;
+        header_size_ = written_ = 0;
     }
+    void count(size_t n) { written_ += n; }
 
 private:
-    void open() {
-        const char* t = std::getenv("TMPDIR");
-        dir_ = t && *t ? t : "/tmp";
-        std::string name = dir_ + "/.vendor-csv-changes-XXXXXX";
-        const int fd = ::mkstemp(name.data());
-        if (fd < 0)
-            throw error(SW_PERMANENT, "io", "cannot create the changes log's spool file in " + dir_ + ": " +
-                                                std::strerror(errno) + "; set TMPDIR to a writable folder");
-        ::unlink(name.c_str());
+    void open(const std::filesystem::path& folder, std::string_view header) {
+        std::error_code ec;
+        int fd = -1;
+        // The folder of a first delivery is made now, empty (an abort
+        // leaves it so), for the log to be written where it is delivered.
+        fs::create_directories(folder, ec);
+        if (fs::is_directory(folder, ec)) {
+            fd = ::open(folder.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
+            if (fd >= 0) {
+                dir_ = folder.string();
+                in_folder_ = true;
+            }
+        }
+        if (fd < 0) {
+            const char* t = std::getenv("TMPDIR");
+            dir_ = t && *t ? t : "/tmp";
+            std::string name = dir_ + "/.vendor-csv-changes-XXXXXX";
+            fd = ::mkstemp(name.data());
+            if (fd < 0)
+                throw error(SW_PERMANENT, "io", "cannot create the changes log's spool file in " + dir_ + ": " +
+                                                    std::strerror(errno) + "; set TMPDIR to a writable folder");
+            ::unlink(name.c_str());
+        }
         f_ = ::fdopen(fd, "w+b");
         if (!f_) {
             ::close(fd);
             throw error(SW_PERMANENT, "io", "cannot open the changes log's spool file: " +
                                                 std::string(std::strerror(errno)));
         }
+        if (in_folder_) {
+            if (std::fwrite(header.data(), 1, header.size(), f_) != header.size())
+                throw error(SW_PERMANENT, "io", "cannot write the changes log in " + dir_ + ": " +
+                                                    std::strerror(errno) + "; make room there");
+            header_size_ = written_ = header.size();
+        }
     }
     std::FILE* f_ = nullptr;
     std::string dir_;
+    bool in_folder_ = false;
+    size_t header_size_ = 0, written_ = 0;
 };
 
 class vendor_csv final : public sdk::connector {
@@ -261,7 +312,8 @@ public:
             csv::append_escaped(delta_, fields);
             delta_ += "\r\n";
             if (delta_.size() >= k_spool_chunk) {
-                spool_.write(delta_);
+                spool_.write(delta_, folder_, changes_header());
+                spool_.count(delta_.size());
                 delta_.clear();
             }
             host_api().change_result(i, SW_OK, "", "");
@@ -306,11 +358,18 @@ public:
             files.emplace_back(write_merged(l, it->second), l.file);
             if (files.size() == 1) csv::crash_point(1);
         }
-        csv::temp_writer changes(folder_, changes_file_);
-        changes.write(csv::join_row({"change_id", "entity", "kind", "key", "changed_fields"}));
-        spool_.replay([&](std::string_view piece) { changes.write(piece); });
-        changes.write(delta_);
-        files.emplace_back(changes.finish(), changes_file_);
+        // The changes log spooled in the folder becomes the delivery's temp
+        // file as it is; else it is written from the spool.
+        const fs::path spooled = csv::temp_path(folder_, changes_file_);
+        if (spool_.open() && spool_.in_folder() && spool_.finish_as(delta_, spooled)) {
+            files.emplace_back(spooled, changes_file_);
+        } else {
+            csv::temp_writer changes(folder_, changes_file_);
+            changes.write(changes_header());
+            spool_.replay([&](std::string_view piece) { changes.write(piece); });
+            changes.write(delta_);
+            files.emplace_back(changes.finish(), changes_file_);
+        }
         csv::publish(folder_, files);
         pending_.clear();
         delta_.clear();
@@ -496,6 +555,7 @@ private:
     std::map<std::string, pending_file> pending_;
     std::string delta_;  // the changes log's rows not yet spooled
     spool spool_;         // and those that were
+    static std::string changes_header() { return csv::join_row({"change_id", "entity", "kind", "key", "changed_fields"}); }
     static constexpr size_t k_spool_chunk = size_t(1) << 20;
     std::optional<std::string> token_;         // the state last read or reported
     std::vector<std::string> token_entities_;  // the entities it covers

@@ -11,6 +11,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <set>
 #include <sstream>
 #include <sys/resource.h>
 
@@ -190,10 +191,12 @@ TEST(vendor_csv, a_full_disk_fails_the_commit_and_leaves_the_previous_delivery) 
     EXPECT_EQ(delivered(folder), before) << "no truncated file renamed over the good one, no temp file left";
 }
 
-// A large delivery's changes log is spooled to an unnamed file in $TMPDIR
-// while the changes arrive, not held in memory: the delivered changes.csv
-// still lists every change once, in order, and nothing is left in $TMPDIR,
-// after a commit or an abort.
+// A large delivery's changes log is spooled to an unnamed file while the
+// changes arrive, not held in memory: in the delivery folder (made, empty,
+// for a first delivery), where it becomes the delivered changes.csv at
+// commit, written once; in $TMPDIR when the folder cannot hold it. The
+// delivered changes.csv lists every change once, in order, and nothing is
+// left behind after a commit or an abort.
 TEST(vendor_csv, a_large_changes_log_is_spooled_and_delivered_whole) {
     sw_test::temp_dir tmp;
     const auto folder = tmp / "drop", spool_dir = tmp / "spool";
@@ -201,12 +204,23 @@ TEST(vendor_csv, a_large_changes_log_is_spooled_and_delivered_whole) {
     const char* old_tmpdir = std::getenv("TMPDIR");
     const std::string saved = old_tmpdir ? old_tmpdir : "";
     ::setenv("TMPDIR", spool_dir.c_str(), 1);
+    auto open_under = [](const fs::path& dir) {  // this process's open files there, named or not
+        int n = 0;
+        for (auto& e : fs::directory_iterator("/proc/self/fd")) {
+            std::error_code ec;
+            if (fs::read_symlink(e.path(), ec).string().rfind(dir.string() + "/", 0) == 0) ++n;
+        }
+        return n;
+    };
     {
         auto s = open_people(folder);
-        ASSERT_EQ(create_people(*s, 1, 20000, "Aborted").status, SW_OK);
-        EXPECT_TRUE(fs::is_empty(spool_dir)) << "the spool file has no name";
+        ASSERT_EQ(create_people(*s, 1, 60000, "Aborted").status, SW_OK);
+        EXPECT_EQ(open_under(folder), 1) << "the spool is in the delivery folder, made for it";
+        EXPECT_TRUE(fs::is_empty(spool_dir));
+        EXPECT_TRUE(delivered(folder).empty()) << "the spool file has no name";
         s->abort(no_services());
-        EXPECT_FALSE(fs::exists(folder / "changes.csv")) << "an abort delivers nothing";
+        EXPECT_TRUE(delivered(folder).empty()) << "an abort delivers nothing";
+        EXPECT_EQ(open_under(folder), 0);
     }
     {
         auto s = open_people(folder);
@@ -214,6 +228,18 @@ TEST(vendor_csv, a_large_changes_log_is_spooled_and_delivered_whole) {
             ASSERT_EQ(create_people(*s, first, first + 19999, "Spooled").status, SW_OK);
         ASSERT_EQ(s->commit(no_services()).status, SW_OK);
     }
+    {
+        // A folder that cannot be made (its parent is a file): the spool
+        // goes to $TMPDIR, and the commit says what is wrong.
+        sw_test::write_file(tmp / "a-file", "x");
+        auto s = open_people(tmp / "a-file" / "drop");
+        ASSERT_EQ(create_people(*s, 1, 60000, "Nowhere").status, SW_OK);
+        EXPECT_EQ(open_under(spool_dir), 1) << "the spool is in $TMPDIR";
+        auto c = s->commit(no_services());
+        EXPECT_EQ(c.status, SW_PERMANENT);
+        EXPECT_THAT(c.message, HasSubstr((tmp / "a-file" / "drop").string()));
+    }
+    EXPECT_EQ(open_under(spool_dir), 0);
     if (old_tmpdir) ::setenv("TMPDIR", saved.c_str(), 1);
     else ::unsetenv("TMPDIR");
     EXPECT_TRUE(fs::is_empty(spool_dir));
@@ -232,6 +258,44 @@ TEST(vendor_csv, a_large_changes_log_is_spooled_and_delivered_whole) {
     const std::string people = sw_test::read_file(folder / "people.csv");
     EXPECT_THAT(people, HasSubstr("p-59999,Spooled"));
     EXPECT_EQ(people.find("Aborted"), std::string::npos);
+
+    // Once the folder exists, the spool is an unnamed file in it, which
+    // becomes the delivered changes.csv at commit (written once, not copied
+    // from $TMPDIR): before commit nothing new is visible in the folder, an
+    // abort leaves the last delivery, and a commit leaves no temp file.
+    ::setenv("TMPDIR", spool_dir.c_str(), 1);
+    const auto before = delivered(folder);
+    {
+        auto s = open_people(folder);
+        ASSERT_EQ(create_people(*s, 100001, 160000, "Unnamed").status, SW_OK);
+        EXPECT_EQ(open_under(folder), 1) << "the spool is in the delivery folder";
+        EXPECT_EQ(open_under(spool_dir), 0);
+        EXPECT_EQ(delivered(folder), before) << "nothing visible before commit";
+        s->abort(no_services());
+    }
+    EXPECT_EQ(open_under(folder), 0);
+    EXPECT_EQ(delivered(folder), before) << "an abort leaves the last delivery";
+    {
+        auto s = open_people(folder);
+        ASSERT_EQ(create_people(*s, 100001, 160000, "InFolder").status, SW_OK);
+        ASSERT_EQ(s->commit(no_services()).status, SW_OK);
+    }
+    if (old_tmpdir) ::setenv("TMPDIR", saved.c_str(), 1);
+    else ::unsetenv("TMPDIR");
+    EXPECT_TRUE(fs::is_empty(spool_dir));
+    std::set<std::string> names;
+    for (auto& e : fs::directory_iterator(folder)) names.insert(e.path().filename().string());
+    EXPECT_EQ(names, (std::set<std::string>{".syncwarden.lock", "changes.csv", "people.csv"})) << "no temp file left";
+    std::istringstream in2(sw_test::read_file(folder / "changes.csv"));
+    std::getline(in2, line);
+    EXPECT_EQ(line, "change_id,entity,kind,key,changed_fields\r");
+    n = 100000;
+    while (std::getline(in2, line)) {
+        ++n;
+        ASSERT_EQ(line, "id,people,create,p-" + std::to_string(n) + ",name\r") << "row " << n;
+    }
+    EXPECT_EQ(n, 160000);
+    EXPECT_THAT(sw_test::read_file(folder / "people.csv"), HasSubstr("p-159999,InFolder"));
 }
 
 TEST(vendor_csv, two_commits_onto_one_state_the_second_is_refused_not_blended) {

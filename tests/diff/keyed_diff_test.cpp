@@ -206,3 +206,19 @@ TEST(keyed_diff, change_ids_are_content_ids) {
               change_id("job", "people", "2", SW_CHANGE_DELETE, &d, 1)) << "a delete has no desired values";
     EXPECT_EQ(a.size(), 24u);
 }
+
+// The diff's byte comparison agrees with == at every length to 40 and for a
+// difference at every place (its reads overlap differently per length).
+TEST(same_bytes, agrees_with_equality_at_every_length_and_difference) {
+    for (size_t n = 0; n <= 40; ++n) {
+        std::string a(n, 'a'), b(n, 'a');
+        for (size_t i = 0; i < n; ++i) a[i] = b[i] = static_cast<char>('a' + i % 26);
+        EXPECT_TRUE(syncwarden::kernel::same_bytes(a, b)) << n;
+        EXPECT_FALSE(syncwarden::kernel::same_bytes(a, b + "x")) << n;
+        for (size_t i = 0; i < n; ++i) {
+            std::string c = b;
+            c[i] ^= 0x20;
+            EXPECT_FALSE(syncwarden::kernel::same_bytes(a, c)) << "length " << n << ", byte " << i;
+        }
+    }
+}

@@ -11,6 +11,18 @@
 
 namespace syncwarden::kernel {
 
+// The first and the last sizeof(T) bytes of x and y (n >= sizeof(T)) are
+// equal: with n <= 2 * sizeof(T), the two reads cover every byte.
+template <class T>
+inline bool ends_equal(const char* x, const char* y, size_t n) {
+    T x0, x1, y0, y1;
+    std::memcpy(&x0, x, sizeof(T));
+    std::memcpy(&y0, y, sizeof(T));
+    std::memcpy(&x1, x + n - sizeof(T), sizeof(T));
+    std::memcpy(&y1, y + n - sizeof(T), sizeof(T));
+    return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+}
+
 // a == b for the short values of a roster (ids, names, dates: under 17
 // bytes), inline: two overlapping 8-byte (or 4-byte) reads of each instead
 // of a call to memcmp. The diff compares every field of every record.
@@ -18,23 +30,9 @@ inline bool same_bytes(std::string_view a, std::string_view b) {
     const size_t n = a.size();
     if (n != b.size()) return false;
     const char *x = a.data(), *y = b.data();
-    if (n >= 8) {
-        if (n > 16) return std::memcmp(x, y, n) == 0;
-        uint64_t x0, x1, y0, y1;
-        std::memcpy(&x0, x, 8);
-        std::memcpy(&y0, y, 8);
-        std::memcpy(&x1, x + n - 8, 8);
-        std::memcpy(&y1, y + n - 8, 8);
-        return ((x0 ^ y0) | (x1 ^ y1)) == 0;
-    }
-    if (n >= 4) {
-        uint32_t x0, x1, y0, y1;
-        std::memcpy(&x0, x, 4);
-        std::memcpy(&y0, y, 4);
-        std::memcpy(&x1, x + n - 4, 4);
-        std::memcpy(&y1, y + n - 4, 4);
-        return ((x0 ^ y0) | (x1 ^ y1)) == 0;
-    }
+    if (n > 16) return std::memcmp(x, y, n) == 0;
+    if (n >= 8) return ends_equal<uint64_t>(x, y, n);
+    if (n >= 4) return ends_equal<uint32_t>(x, y, n);
     for (size_t i = 0; i < n; ++i)
         if (x[i] != y[i]) return false;
     return true;

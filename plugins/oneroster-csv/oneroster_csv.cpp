@@ -80,8 +80,9 @@ uint64_t hash_key(std::string_view v) {
 
 // The sourcedIds of one entity as 64-bit hashes in an open-addressing table;
 // the low bit says "tobedeleted". 35% to 70% full (12 to 23 bytes a
-// record), a lookup a probe or a few in one cache line. Two different ids with the same 63-bit hash would be taken for one
-// (about one chance in 10^5 at 7M ids).
+// record), a lookup a probe or a few in one cache line. Two different ids
+// with the same 63-bit hash would be taken for one (about one chance in 10^5
+// at 7M ids).
 class key_set {
 public:
     // What a key is kept as: its hash with bit 1 set (never 0, the empty

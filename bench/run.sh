@@ -247,9 +247,9 @@ for size in "${size_list[@]}"; do
   ((keep)) || rm -rf "$data" "$drop" "$dir"/plan-*.json
 done
 
-# How cost grows with the records: nightly time per record at each size
-# against the smallest size measured, and xlarge against large (budget: at most
-# 3.3x the time, at most 3 GiB).
+# How cost grows with the records: each scenario's time and peak RSS at each
+# size, and xlarge's nightly against large's (budget: at most 3.3x the time,
+# at most 3 GiB).
 if (($(wc -l < "$scale") > 2)); then
   echo "== scale (nightly: best of 2 with workers, peak RSS of the two)" | tee -a "$results"
   awk -F'\t' 'NR == 1 { next }

@@ -71,7 +71,7 @@ public:
                                                 std::strerror(errno) + "; make room there" +
                                                 (in_folder_ ? "" : " or set TMPDIR"));
     }
-    bool open() const { return f_ != nullptr; }
+    bool started() const { return f_ != nullptr; }  // something was spooled
     bool in_folder() const { return in_folder_; }
     // In the folder: appends `tail`, makes the file durable and names it
     // `path` (the delivery's temp name, under the folder's lock). False when
@@ -361,7 +361,7 @@ public:
         // The changes log spooled in the folder becomes the delivery's temp
         // file as it is; else it is written from the spool.
         const fs::path spooled = csv::temp_path(folder_, changes_file_);
-        if (spool_.open() && spool_.in_folder() && spool_.finish_as(delta_, spooled)) {
+        if (spool_.started() && spool_.in_folder() && spool_.finish_as(delta_, spooled)) {
             files.emplace_back(spooled, changes_file_);
         } else {
             csv::temp_writer changes(folder_, changes_file_);

@@ -11,6 +11,9 @@
 #include <regex>
 
 #include <csignal>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using ::testing::HasSubstr;
 using ::testing::Not;
@@ -197,6 +200,9 @@ TEST(worker, bad_limits_and_deadlines_name_the_json_path) {
     r = sw_test::cli(s.data(), {"run", s.job("good", R"("limits": {"memory_mb": 3},)").string()});
     EXPECT_EQ(r.code, 3);
     EXPECT_THAT(r.err, HasSubstr("$.limits.memory_mb: expected 0 (no limit) or a whole number of at least 64"));
+    r = sw_test::cli(s.data(), {"run", s.job("good", R"("limits": {"read_ahead_mb": 4096},)").string()});
+    EXPECT_EQ(r.code, 3);
+    EXPECT_THAT(r.err, HasSubstr("$.limits.read_ahead_mb: expected a whole number of MiB from 0 (off) to 1024, found 4096"));
     r = sw_test::cli(s.data(), {"run", s.job("good", R"("isolation": "container",)").string()});
     EXPECT_EQ(r.code, 3);
     EXPECT_THAT(r.err, HasSubstr("$.isolation: expected \"worker\" (the default) or \"in-process\""));
@@ -296,6 +302,117 @@ TEST(cancel, a_run_whose_kernel_was_killed_is_shown_as_interrupted) {
     EXPECT_THAT(run["error"].get<std::string>(), HasSubstr("ended without recording an outcome"));
     EXPECT_THAT(run["error"].get<std::string>(), HasSubstr("during extract; nothing was applied: run the job again"));
     r.s.healthy_run_succeeds();
+}
+
+// ---- the source starts while the target's state is read ---------------------
+
+// items-source into ledger-target. The source writes a byte to a FIFO each
+// time an emit returned; the target's read_state counts them before it
+// reads, so the test sees how far the source got while the state was read.
+struct ahead_setup {
+    sw_test::temp_dir tmp;
+    int hold = -1;  // keeps the FIFO open for reading, so the source's writes never fail
+    ahead_setup() {
+        for (auto f : {"items_source", "ledger_target"}) {
+            auto r = sw_test::cli(data(), {"connectors", "install", sw_test::fixture(f).string()});
+            EXPECT_EQ(r.code, 0) << r.err;
+        }
+        EXPECT_EQ(::mkfifo(fifo().c_str(), 0600), 0);
+        hold = ::open(fifo().c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+        EXPECT_GE(hold, 0);
+    }
+    ~ahead_setup() {
+        if (hold >= 0) ::close(hold);
+    }
+    fs::path data() const { return tmp / "data"; }
+    fs::path fifo() const { return tmp / "emitted.fifo"; }
+    fs::path seen() const { return tmp / "seen.txt"; }
+    fs::path ledger() const { return tmp / "ledger.tsv"; }
+    // `wait`: how many emits the target waits for (within `wait_ms`);
+    // `source`: extra source settings, `top`: top-level members (trailing comma).
+    fs::path job(int count, int batch, int wait, int wait_ms, const std::string& source = "",
+                 const std::string& target = "", const std::string& top = "") const {
+        auto f = tmp / "job.json";
+        sw_test::write_file(f, R"({"name": "ahead", )" + top + R"(
+          "source": {"connector": "items-source", "settings": {"count": )" + std::to_string(count) +
+                                   R"(, "batch": )" + std::to_string(batch) + R"(, "emitted": ")" + fifo().string() +
+                                   "\"" + source + R"(}},
+          "target": {"connector": "ledger-target", "settings": {"ledger": ")" + ledger().string() +
+                                   R"(", "read_waits": {"fifo": ")" + fifo().string() + R"(", "count": )" +
+                                   std::to_string(wait) + R"(, "ms": )" + std::to_string(wait_ms) +
+                                   R"(, "seen": ")" + seen().string() + "\"}" + target + R"(}},
+          "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]},
+          "apply": {"batch_size": 1000}})");
+        return f;
+    }
+    int emits_seen() const { return std::stoi(sw_test::read_file(seen())); }
+};
+
+// Fifty batches are emitted before the kernel reads one: the target's
+// read waits for all fifty, which it could not if the source started only
+// after the state was read. Every record still arrives, once.
+TEST(read_ahead, the_source_emits_while_the_targets_state_is_read) {
+    ahead_setup a;
+    auto r = sw_test::cli(a.data(), {"run", a.job(5000, 100, 50, 60000).string()});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_EQ(a.emits_seen(), 50);
+    auto state = sw_test::ledger_state(a.ledger());
+    EXPECT_EQ(state.size(), 5000u);
+    EXPECT_EQ(state["i-000001"], "Name 1");
+    EXPECT_EQ(state["i-005000"], "Name 5000");
+}
+
+// limits.read_ahead_mb bounds it: with 1 MiB and batches of about 110 KiB,
+// the source gets two batches into the slots and nine or so into the ring,
+// then waits; with 0 it stops after the two slots.
+TEST(read_ahead, the_source_runs_ahead_by_at_most_read_ahead_mb) {
+    {
+        ahead_setup a;
+        auto job = a.job(5000, 100, 50, 2000, R"(, "pad": 1000)", "", R"("limits": {"read_ahead_mb": 1},)");
+        auto r = sw_test::cli(a.data(), {"run", job.string()});
+        ASSERT_EQ(r.code, 0) << r.out << r.err;
+        EXPECT_GT(a.emits_seen(), 2);
+        EXPECT_LE(a.emits_seen(), 2 + 10 + 1);
+        EXPECT_EQ(sw_test::ledger_state(a.ledger()).size(), 5000u);
+    }
+    {
+        ahead_setup a;
+        auto job = a.job(5000, 100, 50, 1000, "", "", R"("limits": {"read_ahead_mb": 0},)");
+        auto r = sw_test::cli(a.data(), {"run", job.string()});
+        ASSERT_EQ(r.code, 0) << r.out << r.err;
+        EXPECT_LE(a.emits_seen(), 2);
+        EXPECT_EQ(sw_test::ledger_state(a.ledger()).size(), 5000u);
+    }
+}
+
+// Twelve thousand one-record batches ahead: the worker queues their
+// notices into packets of thousands, and the kernel answers each batch,
+// more answers than the socket holds, while the worker still sends. If
+// either waited for the other to read, both would wait forever; the run
+// completes with every record.
+TEST(read_ahead, thousands_of_small_batches_ahead_do_not_stall_the_run) {
+    ahead_setup a;
+    auto r = sw_test::cli(a.data(), {"run", a.job(12000, 1, 12000, 1000).string()});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_GT(a.emits_seen(), 1000);
+    EXPECT_EQ(sw_test::ledger_state(a.ledger()).size(), 12000u);
+}
+
+// The target cannot be read while the source runs ahead: the run fails
+// with the target's error, the source is stopped (its records dropped
+// unread, its worker ended), and the next run works.
+TEST(read_ahead, a_target_that_cannot_be_read_stops_the_source_that_ran_ahead) {
+    ahead_setup a;
+    auto r = sw_test::cli(a.data(), {"run", a.job(5000, 100, 20, 60000, "", R"(, "read_fails": true)").string()});
+    EXPECT_NE(r.code, 0);
+    EXPECT_THAT(r.out + r.err, HasSubstr("the ledger cannot be read"));
+    EXPECT_GE(a.emits_seen(), 20);
+    const std::string logs = sw_test::read_logs(a.data());
+    EXPECT_THAT(logs, HasSubstr(R"("connector":"items-source 1.0.0","event":"worker_finished")"));
+    EXPECT_FALSE(fs::exists(a.ledger()) && !sw_test::ledger_state(a.ledger()).empty());
+    auto again = sw_test::cli(a.data(), {"run", a.job(5000, 100, 0, 1000).string()});
+    EXPECT_EQ(again.code, 0) << again.out << again.err;
+    EXPECT_EQ(sw_test::ledger_state(a.ledger()).size(), 5000u);
 }
 
 }  // namespace

@@ -210,7 +210,8 @@ Status read_runtime(const reader& r, const json& j, job_runtime& rt) {
     }
     if (auto l = j.find("limits"); l != j.end()) {
         if (auto s = r.expect(*l, json::value_t::object, "$.limits", "an object"); !s) return s;
-        if (auto s = r.no_unknown(*l, "$.limits", {"memory_mb", "cpu_seconds", "open_files"}); !s) return s;
+        if (auto s = r.no_unknown(*l, "$.limits", {"memory_mb", "cpu_seconds", "open_files", "read_ahead_mb"}); !s)
+            return s;
         for (auto [key, field, min] : {std::tuple{"memory_mb", &rt.memory_mb, 64}, std::tuple{"cpu_seconds", &rt.cpu_seconds, 1},
                                        std::tuple{"open_files", &rt.open_files, 16}}) {
             auto v = l->find(key);
@@ -219,6 +220,12 @@ Status read_runtime(const reader& r, const json& j, job_runtime& rt) {
                 return r.fail(std::string("$.limits.") + key, "expected 0 (no limit) or a whole number of at least " +
                                                                   std::to_string(min) + ", found " + v->dump());
             *field = v->get<uint64_t>();
+        }
+        if (auto v = l->find("read_ahead_mb"); v != l->end()) {
+            if (!v->is_number_unsigned() || v->get<uint64_t>() > 1024)
+                return r.fail("$.limits.read_ahead_mb", "expected a whole number of MiB from 0 (off) to 1024, found " +
+                                                            v->dump());
+            rt.read_ahead_mb = v->get<uint64_t>();
         }
     }
     if (auto d = j.find("deadlines"); d != j.end()) {

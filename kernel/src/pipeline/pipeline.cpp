@@ -409,7 +409,7 @@ private:
         }
         if (auto s = reg_.verify(rel); !s) return s;
         worker_options o;
-        o.limits = {runtime_.memory_mb, runtime_.cpu_seconds, runtime_.open_files};
+        o.limits = {runtime_.memory_mb, runtime_.cpu_seconds, runtime_.open_files, runtime_.read_ahead_mb};
         o.stall = runtime_.stall;
         o.grace = runtime_.grace;
         o.cancel = cancel_;

@@ -173,6 +173,8 @@ Result<entity_mapper> entity_mapper::compile(const entity_mapping& m, const job_
             return fail(fr.path, "'" + target_field + "' is not a field of target entity '" + tgt.name +
                                      "' (fields: " + known + ")");
         }
+        r.copy = r.pieces.size() == 1 && !r.pieces[0].literal && !r.table && !r.split && !r.join &&
+                 r.transform.empty();
         em.rules_.push_back(std::move(r));
     }
     if (em.key_rule_ < 0)
@@ -246,12 +248,10 @@ bool entity_mapper::value_of(const rule& r, const sw_record& rec, std::string& v
     return true;
 }
 
-entity_mapper::outcome entity_mapper::map(const sw_record& rec, std::string& key,
-                                          std::vector<std::string>& values, std::string& error,
-                                          bool check_where) const {
+// filtered (with the key, or an empty one) when the record does not match `where`.
+entity_mapper::outcome entity_mapper::map_where(const sw_record& rec, std::string& key, std::string& error) const {
     error.clear();
     for (auto& [idx, allowed] : where_) {
-        if (!check_where) break;
         auto v = idx < 0 ? view(rec.key) : view(rec.values[idx]);
         if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
             // The key still matters: the record may have left this entity.
@@ -259,11 +259,46 @@ entity_mapper::outcome entity_mapper::map(const sw_record& rec, std::string& key
             return outcome::filtered;
         }
     }
+    return outcome::mapped;
+}
+
+entity_mapper::outcome entity_mapper::map(const sw_record& rec, std::string& key,
+                                          std::vector<std::string>& values, std::string& error,
+                                          bool check_where) const {
+    error.clear();
+    if (check_where)
+        if (const outcome o = map_where(rec, key, error); o != outcome::mapped) return o;
     if (!value_of(rules_[static_cast<size_t>(key_rule_)], rec, key, error)) return outcome::failed;
     values.resize(field_rule_.size());
     for (size_t i = 0; i < field_rule_.size(); ++i) {
         if (field_rule_[i] < 0) values[i].clear();
         else if (!value_of(rules_[static_cast<size_t>(field_rule_[i])], rec, values[i], error)) return outcome::failed;
+    }
+    return outcome::mapped;
+}
+
+entity_mapper::outcome entity_mapper::map(const sw_record& rec, std::string& key, std::vector<std::string>& values,
+                                          std::vector<std::string_view>& views, std::string& error) const {
+    const outcome o = map_where(rec, key, error);
+    if (o != outcome::mapped) return o;
+    if (!value_of(rules_[static_cast<size_t>(key_rule_)], rec, key, error)) return outcome::failed;
+    values.resize(field_rule_.size());
+    views.resize(field_rule_.size());
+    for (size_t i = 0; i < field_rule_.size(); ++i) {
+        if (field_rule_[i] < 0) {
+            views[i] = {};
+            continue;
+        }
+        const rule& r = rules_[static_cast<size_t>(field_rule_[i])];
+        if (r.copy) {
+            const int f = r.pieces[0].field;
+            const sw_str& from = f < 0 ? rec.key : rec.values[f];
+            views[i] = view(from);
+            if (r.pass_empty && views[i].empty() && from.ptr) views[i] = k_empty_value;
+            continue;
+        }
+        if (!value_of(r, rec, values[i], error)) return outcome::failed;
+        views[i] = values[i];
     }
     return outcome::mapped;
 }

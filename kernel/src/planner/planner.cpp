@@ -374,7 +374,11 @@ struct planner::impl {
             const size_t ti = p_.mapper_target[mi];
             auto& ep = p_.out.changes.entities[ti];
             const bool tobedeleted = rec.state == SW_RECORD_TOBEDELETED;
-            auto o = m.map(rec, key_, values_, error_);
+            // Values go to the diff as views of the record where the
+            // mapping copies them as they are; names given out (`unique`)
+            // and records held until the end need values of their own.
+            const bool direct = m.unique_fields().empty() && !m.deferred();
+            auto o = direct ? m.map(rec, key_, values_, views_, error_) : m.map(rec, key_, values_, error_);
             if (m.distinct() >= 0) {
                 // Only the distinct values count; the records are made from
                 // them once the source has sent everything.
@@ -410,7 +414,7 @@ struct planner::impl {
                 p_.deferrals[mi].held.push_back({std::string(view(rec.key)), key_, values_, tobedeleted});
                 return;
             }
-            views_.assign(values_.begin(), values_.end());
+            if (!direct) views_.assign(values_.begin(), values_.end());
             if (!check_mapped(ep.schema, rec)) {
                 keep(ti);
                 return;
@@ -469,13 +473,18 @@ struct planner::impl {
         std::vector<size_t> collecting_;  // the collectors of the batch's entity
     };
 
-    Status extract() {
+    std::vector<std::string> source_entities() const {
         std::vector<std::string> requested;
         for (auto& m : mappers)
             if (std::find(requested.begin(), requested.end(), m.source()) == requested.end())
                 requested.push_back(m.source());
         for (auto& c : collectors)
             if (std::find(requested.begin(), requested.end(), c.from) == requested.end()) requested.push_back(c.from);
+        return requested;
+    }
+
+    Status extract() {
+        const std::vector<std::string> requested = source_entities();
         extract_sink sink(*this, requested);
         auto s = source.extract(requested, sink, source_rs);
         if (s) sink.finish();
@@ -527,6 +536,10 @@ struct planner::impl {
         streaming = !target.has_diff();
         if (auto s = phase("extract"); !s) return s;
         if (streaming) {
+            // A source in a worker process starts now and reads its input
+            // while the target's state is read and indexed here; its records
+            // wait in shared memory (a bounded amount) until extract().
+            source.start_extract(source_entities());
             if (auto s = read_state(); !s) return s;
             index_current();
         }

@@ -28,6 +28,9 @@ inline constexpr int k_fd_page = 6;      // control page
 inline constexpr size_t k_max_packet = 96 * 1024;
 inline constexpr size_t k_max_inline_text = 16 * 1024;  // log lines, messages, tokens
 inline constexpr size_t k_max_arena = size_t(2) << 30;
+// A records or changes frame's flag: the batch is in the ring of an extract
+// running ahead, and the kernel frees its pages once it has read it.
+inline constexpr uint32_t k_release_after_use = 1;
 // The worker exits with this when an allocation failed under its memory limit.
 inline constexpr int k_exit_oom = 86;
 

@@ -12,12 +12,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <new>
+#include <optional>
 #include <csignal>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -46,9 +52,21 @@ struct worker_state {
     // A slot is reused only after the kernel acknowledged the batch in it.
     size_t slot_size = 0;
     int next_slot = 0;
-    int queue[2] = {0, 0};  // slots awaiting acks, oldest first
-    int outstanding = 0;
     bool pending[2] = {false, false};
+    // An extract the kernel started before it reads it (while it reads the
+    // target's state) may run ahead: with both slots in use, batches go to a
+    // ring after the slots, of at most ring_cap bytes. The kernel unmaps a
+    // ring batch's pages once it has read it, so the ring is held once, in
+    // this process, until the extract ends.
+    size_t ring_cap = 0;
+    size_t ring_head = 0, ring_tail = 0;  // offsets in the ring; equal when it is empty
+    size_t ring_count = 0;                // ring batches awaiting acks
+    bool ring_ready = false;              // its memory is reserved (and given back at the hook's end)
+    struct posted {
+        int slot;           // 0 or 1; -1: in the ring
+        size_t end = 0;     // ring: where the batch ends (the head moves there on its ack)
+    };
+    std::deque<posted> queue;  // batches awaiting acks, oldest first
     sw_status verdict = SW_OK;  // the first refusal of this hook's batches
 };
 
@@ -65,9 +83,42 @@ void progress() {
     if (g->page) g->page->progress.fetch_add(1, std::memory_order_relaxed);
 }
 
+void take_ack(const wire::frame& f);
+wire::frame read_frame();
+
+// Sends what is queued. While the socket is full, the acknowledgements the
+// kernel sends are taken: with a ring of batches outstanding, the kernel
+// may itself be waiting to send them.
 void flush() {
     if (g->outbox.empty()) return;
-    if (!wire::send_packet(g->sock, g->outbox.bytes())) die(1);  // the kernel is gone
+    for (;;) {
+        ssize_t w = ::send(g->sock, g->outbox.bytes().data(), g->outbox.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w == static_cast<ssize_t>(g->outbox.size())) break;
+        if (w < 0 && errno == EINTR) continue;
+        if (w >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) die(1);  // the kernel is gone
+        pollfd p{g->sock, static_cast<short>(POLLOUT | (g->queue.empty() ? 0 : POLLIN)), 0};
+        if (::poll(&p, 1, -1) < 0 && errno != EINTR) die(1);
+        if (p.revents & POLLIN) {
+            const wire::frame f = read_frame();
+            if (f.o != op::ack) die(1);  // nothing but acks can come before this is sent
+            take_ack(f);
+        }
+    }
+    g->outbox.clear();
+}
+
+// Sends what is queued if the socket takes it now; else it stays queued and
+// goes with the next frame (a kernel that is not reading yet leaves the
+// socket full while a source runs ahead).
+void try_flush() {
+    if (g->outbox.empty()) return;
+    for (;;) {
+        ssize_t w = ::send(g->sock, g->outbox.bytes().data(), g->outbox.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w == static_cast<ssize_t>(g->outbox.size())) break;
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        die(1);
+    }
     g->outbox.clear();
 }
 
@@ -84,29 +135,51 @@ void post(op o, F&& fill) {
 void take_ack(const wire::frame& f) {
     wire::reader r(f.p, f.n);
     uint32_t s = r.u32();
-    if (!r.ok() || g->outstanding == 0) die(1);
-    g->pending[g->queue[0]] = false;
-    g->queue[0] = g->queue[1];
-    --g->outstanding;
+    if (!r.ok() || g->queue.empty()) die(1);
+    const worker_state::posted p = g->queue.front();
+    g->queue.pop_front();
+    if (p.slot >= 0) {
+        g->pending[p.slot] = false;
+    } else {
+        g->ring_head = p.end;
+        if (--g->ring_count == 0) g->ring_head = g->ring_tail = 0;
+    }
     if (s != SW_OK && g->verdict == SW_OK) g->verdict = s <= SW_CANCELLED ? static_cast<sw_status>(s) : SW_INTERNAL;
 }
 
-// Receives the next frame that is not an acknowledgement.
+// Receives the next frame that is not an acknowledgement. What is queued
+// goes first: the kernel answers only what it has.
 wire::frame receive(bool ack_only) {
+    flush();
     for (;;) {
-        long n = wire::recv_packet(g->sock, g->rbuf);
-        if (n <= 0 || !wire::split(g->rbuf.data(), static_cast<size_t>(n), g->frames) || g->frames.size() != 1) die(1);
-        if (g->frames[0].o != op::ack) {
+        const wire::frame f = read_frame();
+        if (f.o != op::ack) {
             if (ack_only) die(1);
-            return g->frames[0];
+            return f;
         }
-        take_ack(g->frames[0]);
-        if (ack_only) return g->frames[0];
+        take_ack(f);
+        if (ack_only) return f;
     }
 }
 
+// The next packet from the kernel, which is one frame.
+wire::frame read_frame() {
+    long n = wire::recv_packet(g->sock, g->rbuf);
+    if (n <= 0 || !wire::split(g->rbuf.data(), static_cast<size_t>(n), g->frames) || g->frames.size() != 1) die(1);
+    return g->frames[0];
+}
+
 void drain_acks() {
-    while (g->outstanding > 0) receive(true);
+    while (!g->queue.empty()) receive(true);
+}
+
+// Takes the acknowledgements that have arrived, without waiting.
+void take_arrived_acks() {
+    while (!g->queue.empty()) {
+        pollfd p{g->sock, POLLIN, 0};
+        if (::poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN)) return;
+        receive(true);
+    }
 }
 
 // Sends a frame and waits for the kernel's reply frame.
@@ -141,9 +214,62 @@ size_t place(const sw_change_batch& b, char* out, size_t cap) {
     return n;
 }
 
-// Posts a batch to the kernel through a free slot of the up arena. Returns
-// the kernel's verdict on the batches of this hook so far: a refusal reaches
-// the connector at its next emit (or in the hook's outcome).
+// A place for `need` bytes in the ring, in posting order; nullopt when the
+// ring is off or full.
+std::optional<size_t> ring_place(size_t need) {
+    if (need > g->ring_cap) return std::nullopt;
+    if (g->ring_count == 0) g->ring_head = g->ring_tail = 0;
+    if (g->ring_tail >= g->ring_head) {  // free: [tail, cap) and [0, head)
+        if (g->ring_cap - g->ring_tail >= need) return g->ring_tail;
+        if (g->ring_head > need) return 0;  // wraps; leaves a gap the head skips
+        return std::nullopt;
+    }
+    if (g->ring_head - g->ring_tail > need) return g->ring_tail;  // wrapped: free is [tail, head)
+    return std::nullopt;
+}
+
+// Posts a batch into the ring, when there is room; the kernel reads it
+// when it gets to it and then frees its pages.
+template <class B>
+bool post_ahead(op o, const B& b) {
+    if (g->ring_cap == 0) return false;
+    const size_t need = (wire::encoded_size(b) + 4095) & ~size_t(4095);
+    const auto at = ring_place(need);
+    if (!at) return false;
+    const size_t base = 2 * g->slot_size;
+    if (!g->ring_ready) {
+        if (!g->up.reserve(base + g->ring_cap)) {
+            g->ring_cap = 0;  // no room for a ring: the slots alone
+            return false;
+        }
+        // Its pages at once, not one fault each.
+        (void)::madvise(g->up.data() + base, g->ring_cap, MADV_POPULATE_WRITE);
+        g->ring_ready = true;
+    }
+    const size_t n = place(b, g->up.data() + base + *at, need);
+    if (n == 0) return false;
+    post(o, [&](wire::writer& w) {
+        w.u64(base + *at);
+        w.u64(n);
+        w.u32(wire::k_release_after_use);
+    });
+    try_flush();
+    g->ring_tail = *at + need;
+    ++g->ring_count;
+    g->queue.push_back({-1, *at + need});
+    return true;
+}
+
+int free_slot() {
+    if (!g->pending[g->next_slot]) return g->next_slot;
+    if (!g->pending[g->next_slot ^ 1]) return g->next_slot ^ 1;
+    return -1;
+}
+
+// Posts a batch to the kernel through a free slot of the up arena (or the
+// ring, when an extract runs ahead). Returns the kernel's verdict on the
+// batches of this hook so far: a refusal reaches the connector at its next
+// emit (or in the hook's outcome).
 template <class B>
 sw_status send_batch(op o, const B* b) {
     progress();
@@ -153,14 +279,20 @@ sw_status send_batch(op o, const B* b) {
         if (!g->up.reserve(size_t(4) << 20)) return SW_INTERNAL;
         g->slot_size = g->up.capacity() / 2;
     }
-    int slot = g->next_slot;
-    while (g->pending[slot]) receive(true);
-    size_t n = place(*b, g->up.data() + slot * g->slot_size, g->slot_size);
+    take_arrived_acks();
+    int slot = free_slot();
+    if (slot < 0 && post_ahead(o, *b)) return g->verdict;
+    while (slot < 0) {
+        receive(true);
+        slot = free_slot();
+    }
+    size_t n = place(*b, g->up.data() + static_cast<size_t>(slot) * g->slot_size, g->slot_size);
     if (n == 0) {
-        // Larger than a slot: wait for the kernel to finish with both, grow.
+        // Larger than a slot: wait for the kernel to finish with all, grow.
         const size_t need = wire::encoded_size(*b);
         drain_acks();
-        if (need > wire::k_max_arena / 2 || !g->up.reserve(2 * need)) {
+        const size_t grown = ((need + need / 2) + 4095) & ~size_t(4095);
+        if (need > wire::k_max_arena / 3 || !g->up.reserve(2 * grown)) {
             post(op::log, [&](wire::writer& w) {
                 w.u32(SW_LOG_ERROR);
                 w.str("a batch of " + std::to_string(need) +
@@ -168,20 +300,20 @@ sw_status send_batch(op o, const B* b) {
             });
             return SW_INTERNAL;
         }
-        g->slot_size = g->up.capacity() / 2;
+        g->slot_size = grown;
         slot = 0;
         n = place(*b, g->up.data(), g->slot_size);
     }
     post(o, [&](wire::writer& w) {
         w.u64(static_cast<uint64_t>(slot) * g->slot_size);
         w.u64(n);
+        w.u32(0);
     });
     flush();
     g->pending[slot] = true;
-    g->queue[g->outstanding++] = slot;
+    g->queue.push_back({slot});
     g->next_slot = slot ^ 1;
-    if (g->verdict != SW_OK) return g->verdict;
-    return SW_OK;
+    return g->verdict;
 }
 
 sw_status host_emit(sw_host_ctx*, const sw_batch* b) noexcept { return send_batch(op::records, b); }
@@ -410,7 +542,21 @@ void serve(const std::string& who) {
                 done(SW_OK, err, bytes.size());
                 break;
             }
-            case op::extract: entities_hook("extract", h.extract, args); break;
+            case op::extract: {
+                // After the entities: how far the extract may run ahead of
+                // the kernel (0: two batches, as every other hook).
+                wire::reader names = args;
+                (void)read_entities(names);
+                const uint64_t ahead = names.ok() ? names.u64() : 0;
+                g->ring_cap = names.ok() ? static_cast<size_t>(std::min<uint64_t>(ahead, wire::k_max_arena / 2)) : 0;
+                entities_hook("extract", h.extract, args);
+                if (g->ring_ready)  // the ring's memory goes back
+                    (void)::fallocate(g->up.fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                      static_cast<off_t>(2 * g->slot_size), static_cast<off_t>(g->ring_cap));
+                g->ring_cap = 0;
+                g->ring_ready = false;
+                break;
+            }
             case op::read_state: entities_hook("read_state", h.read_state, args); break;
             case op::state_token: entities_hook("state_token", h.state_token, args); break;
             case op::diff: {

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <deque>
 #include <mutex>
 #include <poll.h>
 #include <signal.h>
@@ -471,11 +472,28 @@ public:
         return out;
     }
 
+    void start_extract(const std::vector<std::string>& entities) override {
+        if (started_ || stopped_) return;
+        std::string args = entity_args(entities);
+        wire::writer(args).u64(read_ahead());
+        if (auto st = send_call(op::extract, args, "extract"); !st) return;  // extract() reports it
+        started_ = entities;
+    }
+
     Status extract(const std::vector<std::string>& entities, record_sink& out, run_services& rs) override {
         sinks s;
         s.rs = &rs;
         s.records = &out;
-        auto d = converse(op::extract, entity_args(entities), s, "extract");
+        if (started_ && *started_ != entities) abandon_started();
+        Result<done_info> d = Status::ok();
+        if (started_) {
+            started_.reset();
+            d = await_done(s, "extract");
+        } else {
+            std::string args = entity_args(entities);
+            wire::writer(args).u64(0);
+            d = converse(op::extract, args, s, "extract");
+        }
         if (!d) return d.status();
         return to_status("extract", *d, error_kind::input);
     }
@@ -643,16 +661,28 @@ private:
     }
 
     Result<done_info> converse(op o, const std::string& args, sinks& s, const char* hook) {
-        if (!args.empty()) {
-            if (!c_->down.reserve(args.size())) return protocol_error(hook, "arguments larger than shared memory");
-            std::memcpy(c_->down.data(), args.data(), args.size());
-        }
-        return converse_placed(o, args.size(), s, hook);
+        if (auto st = send_call(o, args, hook); !st) return st;
+        return await_done(s, hook);
     }
 
     // Sends a hook call whose arguments are already in the down arena, and
     // serves the worker's host calls until the hook returns.
     Result<done_info> converse_placed(op o, size_t arg_size, sinks& s, const char* hook) {
+        if (auto st = send_placed(o, arg_size, hook); !st) return st;
+        return await_done(s, hook);
+    }
+
+    Status send_call(op o, const std::string& args, const char* hook) {
+        if (started_) abandon_started();  // it may still read its arguments
+        if (!args.empty()) {
+            if (!c_->down.reserve(args.size())) return protocol_error(hook, "arguments larger than shared memory");
+            std::memcpy(c_->down.data(), args.data(), args.size());
+        }
+        return send_placed(o, args.size(), hook);
+    }
+
+    Status send_placed(op o, size_t arg_size, const char* hook) {
+        if (started_) abandon_started();
         if (stopped_) return *stopped_;
         out_.clear();
         {
@@ -661,10 +691,48 @@ private:
             out_.end();
         }
         if (!wire::send_packet(c_->sock, out_.bytes())) return gone(hook);
+        return Status::ok();
+    }
+
+    // How far a started extract may run ahead of the kernel: limits.read_ahead_mb
+    // (256 MiB), or a quarter of the worker's memory limit when that is less.
+    size_t read_ahead() const {
+        uint64_t bytes = opts_.limits.read_ahead_mb << 20;
+        if (opts_.limits.memory_mb) bytes = std::min<uint64_t>(bytes, (opts_.limits.memory_mb << 20) / 4);
+        return static_cast<size_t>(bytes);
+    }
+
+    // An extract started and never read (the target's state could not be
+    // read, say): the connector is asked to stop, its records are refused,
+    // and it is killed if it has not ended within the grace period.
+    void abandon_started() {
+        started_.reset();
+        if (stopped_) return;
+        sinks none;
+        none.rs = &no_services();
+        const auto saved = deadline_;
+        deadline_ = steady::now() + opts_.grace;
+        (void)await_done(none, "extract", true);
+        deadline_ = saved;
+        if (!gone_) {
+            stopped_.reset();
+            c_->page->cancel.store(0, std::memory_order_relaxed);
+        }
+    }
+
+    // Serves the worker's host calls until the hook it runs returns.
+    // `abandoning`: the hook's outcome is of no interest; it is asked to stop now.
+    Result<done_info> await_done(sinks& s, const char* hook, bool abandoning = false) {
+        if (stopped_) return *stopped_;
         uint64_t seen = c_->page->progress.load(std::memory_order_relaxed);
         auto last_progress = steady::now();
         std::optional<steady::time_point> kill_at;
         Status why_stopping;
+        if (abandoning) {
+            c_->page->cancel.store(1, std::memory_order_relaxed);
+            why_stopping = Status::error(error_kind::connector, who_ + ": its extract was stopped unread");
+            kill_at = steady::now() + opts_.grace;
+        }
         for (;;) {
             auto now = steady::now();
             auto wake = now + milliseconds(200);
@@ -673,9 +741,11 @@ private:
             if (kill_at) wake = std::min(wake, *kill_at);
             int timeout = static_cast<int>(
                 std::max<long>(0, std::chrono::duration_cast<milliseconds>(wake - now).count()));
-            pollfd p[2] = {{c_->sock, POLLIN, 0}, {c_->pidfd, POLLIN, 0}};
+            pollfd p[2] = {{c_->sock, static_cast<short>(POLLIN | (backlog_.empty() ? 0 : POLLOUT)), 0},
+                           {c_->pidfd, POLLIN, 0}};
             int r = ::poll(p, c_->pidfd >= 0 ? 2 : 1, timeout);
             if (r < 0 && errno != EINTR) return gone(hook);
+            if (r > 0 && (p[0].revents & POLLOUT) && !send_backlog()) return gone(hook);
             if (r > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
                 long n = wire::recv_packet(c_->sock, rbuf_);
                 if (n <= 0) return gone(hook);
@@ -692,6 +762,8 @@ private:
                         d.message = rd.str();
                         d.payload = rd.u64();
                         if (!rd.ok() || d.status > SW_CANCELLED) return protocol_error(hook, "a malformed reply");
+                        // A worker takes every acknowledgement before it ends a hook.
+                        if (!backlog_.empty()) return protocol_error(hook, "an outcome before it took every answer");
                         if (kill_at) {
                             stopped_ = why_stopping;
                             return why_stopping;
@@ -811,6 +883,7 @@ private:
             case op::records:
             case op::changes: {
                 uint64_t offset = rd.u64(), size = rd.u64();
+                const uint32_t flags = rd.u32();
                 if (!rd.ok() || offset > wire::k_max_arena || size > wire::k_max_arena || !c_->up.view(offset + size))
                     break;
                 const char* at = c_->up.data() + offset;
@@ -826,6 +899,14 @@ private:
                     if (!decoder_.decode(at, size, b, why)) return protocol_error(hook, "a change batch in which " + why);
                     if (stopping) verdict = SW_CANCELLED;
                     else if (s.changes) verdict = s.changes->on_changes(b);
+                }
+                // A batch from the ring of an extract that ran ahead: this
+                // process lets go of its pages (the worker keeps them for
+                // the ring's next round), so the ring is held once.
+                if (flags & wire::k_release_after_use) {
+                    const uintptr_t from = reinterpret_cast<uintptr_t>(at) & ~uintptr_t(4095);
+                    (void)::madvise(reinterpret_cast<void*>(from), size + (reinterpret_cast<uintptr_t>(at) - from),
+                                    MADV_DONTNEED);
                 }
                 return reply(op::ack, [&](wire::writer& w) { w.u32(verdict); }, hook);
             }
@@ -866,8 +947,33 @@ private:
         fill(w);
         out_.end();
         if (out_.size() > wire::k_max_packet) return protocol_error(hook, "a request whose answer is too long");
-        if (!wire::send_packet(c_->sock, out_.bytes())) return gone(hook);
+        // Never waits: with an extract running ahead, the worker may be
+        // blocked sending its batches while this answers them.
+        if (backlog_.empty()) {
+            for (;;) {
+                ssize_t w = ::send(c_->sock, out_.bytes().data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (w == static_cast<ssize_t>(out_.size())) return Status::ok();
+                if (w < 0 && errno == EINTR) continue;
+                if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+                return gone(hook);
+            }
+        }
+        backlog_.push_back(out_.bytes());
         return Status::ok();
+    }
+
+    // Sends the answers queued while the socket was full, as far as it takes
+    // them now; false when the worker is gone.
+    bool send_backlog() {
+        while (!backlog_.empty()) {
+            const std::string& b = backlog_.front();
+            ssize_t w = ::send(c_->sock, b.data(), b.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+            if (w != static_cast<ssize_t>(b.size())) return false;
+            backlog_.pop_front();
+        }
+        return true;
     }
 
     Status gone(const char* hook) {
@@ -885,6 +991,8 @@ private:
     deadline deadline_;
     std::optional<Status> stopped_;
     bool gone_ = false;
+    std::optional<std::vector<std::string>> started_;
+    std::deque<std::string> backlog_;  // answers the socket had no room for yet, in order  // the entities of an extract started and not yet read
     wire::packet out_;
     std::vector<char> rbuf_;
     std::vector<wire::frame> frames_;

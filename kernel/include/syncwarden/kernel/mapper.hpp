@@ -7,6 +7,7 @@
 #include <syncwarden/kernel/schema.hpp>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace syncwarden::kernel {
@@ -25,6 +26,11 @@ public:
     // a distinct value: the source records were checked).
     outcome map(const sw_record& rec, std::string& key, std::vector<std::string>& values,
                 std::string& error, bool check_where = true) const;
+    // The same, with the values as views: a value copied as it is from one
+    // source field views the record's bytes; any other is made in
+    // `values` and viewed there. Valid while `rec` and `values` are.
+    outcome map(const sw_record& rec, std::string& key, std::vector<std::string>& values,
+                std::vector<std::string_view>& views, std::string& error) const;
     const std::string& source() const { return source_; }
     const std::string& target() const { return target_; }
 
@@ -58,7 +64,10 @@ private:
         // A plain copy between two fields that tell the empty string from
         // absent (ABI 1.4): the source's empty string stays one.
         bool pass_empty = false;
+        // One source field, as it is: no literal, table, list or transform.
+        bool copy = false;
     };
+    outcome map_where(const sw_record& rec, std::string& key, std::string& error) const;
     // Writes the value into `out`, reusing its storage.
     bool value_of(const rule& r, const sw_record& rec, std::string& out, std::string& error) const;
 

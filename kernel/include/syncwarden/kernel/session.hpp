@@ -114,6 +114,12 @@ public:
     virtual void set_deadline(std::optional<std::chrono::steady_clock::time_point> d) { (void)d; }
 
     virtual Result<contract_schema> contract(run_services& rs) = 0;
+    // Lets the connector begin the extract that extract() with the same
+    // entities then reads, so a source in a worker process reads its input
+    // while the kernel reads the target's state. It runs ahead of the
+    // kernel by a bounded amount of shared memory, then waits. A session
+    // that cannot run ahead ignores it.
+    virtual void start_extract(const std::vector<std::string>& entities) { (void)entities; }
     virtual Status extract(const std::vector<std::string>& entities, record_sink& out, run_services& rs) = 0;
     // The token the target reported while reading, if any.
     virtual Result<std::optional<std::string>> read_state(const std::vector<std::string>& entities,

@@ -27,6 +27,9 @@ struct worker_limits {
     uint64_t memory_mb = 8192;    // RLIMIT_DATA: heap and private memory
     uint64_t cpu_seconds = 3600;  // RLIMIT_CPU
     uint64_t open_files = 1024;   // RLIMIT_NOFILE
+    // Shared memory a started extract may fill before the kernel reads it
+    // (connector_session::start_extract); 0: none.
+    uint64_t read_ahead_mb = 256;
 };
 
 // Set when the run should stop: by SIGINT/SIGTERM, `runs cancel`, or a

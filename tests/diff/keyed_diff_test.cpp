@@ -68,6 +68,44 @@ TEST(record_set, records_of_every_size_read_back_whole_with_their_state) {
     EXPECT_EQ(rs.lookup("k12"), 12u);
 }
 
+// The target's records are indexed batch by batch as they arrive; the
+// table grows many times on the way. Every key is found afterwards, absent
+// keys are not, and a key held twice is reported whichever batches its
+// copies came in, with the first copy the one the index keeps.
+TEST(record_set, an_index_built_batch_by_batch_finds_every_key_and_every_duplicate) {
+    record_set rs(2);
+    const size_t n = 100000;
+    size_t batches = 0;
+    for (size_t i = 0; i < n; ++i) {
+        add(rs, "person-" + std::to_string(i), "x", "y");
+        if (i % 997 == 0 || i == 5) {
+            rs.index_more();
+            ++batches;
+        }
+    }
+    add(rs, "person-3", "copy", "");       // duplicates of keys indexed long before
+    add(rs, "person-99999", "copy", "");
+    rs.index_more();
+    add(rs, "person-3", "third", "");
+    auto dups = rs.build_index();
+    EXPECT_GT(batches, 100u);
+    ASSERT_EQ(dups.size(), 3u);
+    EXPECT_EQ(dups[0].first, 3u);
+    EXPECT_EQ(dups[0].second, n);
+    EXPECT_EQ(dups[1].first, 99999u);
+    EXPECT_EQ(dups[1].second, n + 1);
+    EXPECT_EQ(dups[2].first, 3u);
+    EXPECT_EQ(dups[2].second, n + 2);
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ(rs.lookup("person-" + std::to_string(i)), i) << i;
+    EXPECT_FALSE(rs.lookup("person-100000").has_value());
+    EXPECT_FALSE(rs.lookup("").has_value());
+    // Built at once, the same answers.
+    record_set once(2);
+    for (size_t i = 0; i < n; ++i) add(once, "person-" + std::to_string(i), "x", "y");
+    EXPECT_TRUE(once.build_index().empty());
+    for (size_t i = 0; i < n; i += 7) ASSERT_EQ(once.lookup("person-" + std::to_string(i)), i);
+}
+
 TEST(keyed_diff, plans_creates_field_level_updates_and_deletes) {
     auto ep = make(SW_MODE_BULK);
     add(ep.desired, "1", "Ann", "Lee");       // unchanged

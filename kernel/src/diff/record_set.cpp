@@ -111,55 +111,77 @@ uint64_t hash_bytes(std::string_view s) {
 
 // Slot layout: the top 32 bits of the key's hash (with bit 63 forced on, so
 // no slot is 0) above the record number. A probe only reads a record when
-// the fingerprints match.
+// the fingerprints match. A key's home slot is taken from the hash bits just
+// below bit 63, which the fingerprint keeps: growing the table moves each
+// slot without reading its key again.
 namespace {
 inline uint64_t fingerprint(uint64_t h) { return (h | (1ULL << 63)) & 0xffffffff00000000ULL; }
+inline size_t home(uint64_t h, unsigned bits) { return static_cast<size_t>((h << 1) >> (64 - bits)); }
 }  // namespace
 
-std::vector<record_set::duplicate> record_set::build_index() {
-    std::vector<duplicate> dups;
+void record_set::index_more() {
+    const uint32_t n = static_cast<uint32_t>(size());
+    if (indexed_ == n && !index_.empty()) return;
     // At most 70% full: at a load of 1/2 a power of two could leave the
     // table at a third full and twice the size, and past the cache every
     // extra page of index costs address-translation misses (21M keys: 256
     // MiB, not 512). A probe runs on within one cache line.
-    size_t cap = 16;
-    while (cap * 7 < size() * 10) cap <<= 1;
-    index_.assign(cap, 0);
+    unsigned bits = std::max(index_bits_, 4u);
+    while ((size_t(1) << bits) * 7 < size_t(n) * 10) ++bits;
+    if (bits > 31) throw std::length_error("more than 1.5 billion records in one entity");
+    if (bits != index_bits_) {
+        std::vector<uint64_t> grown(size_t(1) << bits, 0);
+        const size_t mask = grown.size() - 1;
+        for (uint64_t e : index_) {
+            if (!e) continue;
+            size_t slot = home(e, bits);
+            while (grown[slot] != 0) slot = (slot + 1) & mask;
+            grown[slot] = e;
+        }
+        index_.swap(grown);
+        index_bits_ = bits;
+    }
+    const size_t cap = index_.size();
     // The keys are hashed a window ahead and their slots prefetched, so the
     // cache miss of each insert overlaps the work on the ones before it.
     constexpr uint32_t k_ahead = 16;
-    const uint32_t n = static_cast<uint32_t>(size());
     uint64_t ahead[k_ahead];
-    for (uint32_t i = 0; i < n && i < k_ahead; ++i) {
-        ahead[i] = hash_bytes(key(i));
-        __builtin_prefetch(&index_[ahead[i] & (cap - 1)], 1);
+    const uint32_t from = indexed_;
+    for (uint32_t i = from; i < n && i < from + k_ahead; ++i) {
+        ahead[i % k_ahead] = hash_bytes(key(i));
+        __builtin_prefetch(&index_[home(ahead[i % k_ahead], bits)], 1);
     }
-    for (uint32_t i = 0; i < n; ++i) {
+    for (uint32_t i = from; i < n; ++i) {
         const auto k = key(i);
         const uint64_t h = ahead[i % k_ahead], fp = fingerprint(h);
         if (i + k_ahead < n) {
             const uint64_t next = hash_bytes(key(i + k_ahead));
             ahead[i % k_ahead] = next;
-            __builtin_prefetch(&index_[next & (cap - 1)], 1);
+            __builtin_prefetch(&index_[home(next, bits)], 1);
         }
-        size_t slot = h & (cap - 1);
+        size_t slot = home(h, bits);
         bool dup = false;
         for (; index_[slot] != 0; slot = (slot + 1) & (cap - 1))
             if ((index_[slot] & 0xffffffff00000000ULL) == fp && same_bytes(key(index_[slot] & 0xffffffffULL), k)) {
                 dup = true;
                 break;
             }
-        if (dup) dups.push_back({index_[slot] & 0xffffffffULL, i});
+        if (dup) dups_.push_back({index_[slot] & 0xffffffffULL, i});
         else index_[slot] = fp | i;
     }
-    return dups;
+    indexed_ = n;
+}
+
+std::vector<record_set::duplicate> record_set::build_index() {
+    index_more();
+    return dups_;
 }
 
 std::optional<size_t> record_set::lookup(std::string_view k) const {
     if (index_.empty()) return std::nullopt;
     const size_t mask = index_.size() - 1;
     const uint64_t h = hash_bytes(k), fp = fingerprint(h);
-    for (size_t slot = h & mask; index_[slot] != 0; slot = (slot + 1) & mask)
+    for (size_t slot = home(h, index_bits_); index_[slot] != 0; slot = (slot + 1) & mask)
         if ((index_[slot] & 0xffffffff00000000ULL) == fp && same_bytes(key(index_[slot] & 0xffffffffULL), k))
             return index_[slot] & 0xffffffffULL;
     return std::nullopt;

@@ -183,6 +183,9 @@ struct planner::impl {
                 if (rec.state == SW_RECORD_UNOWNED) ep.unowned.add(view(rec.key), views_.data(), 0);
                 else ep.current.add(view(rec.key), views_.data(), 0);
             }
+            // Indexed batch by batch, while the target reads on, so the
+            // diff can start the moment the last batch is in.
+            if (p_.streaming) ep.current.index_more();
             return SW_OK;
         }
 

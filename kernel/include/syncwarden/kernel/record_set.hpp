@@ -62,6 +62,10 @@ public:
     // A hash index over the keys, for lookups while records stream in.
     // The first record wins where a key occurs twice; those are returned.
     std::vector<duplicate> build_index();
+    // Indexes the records added since the last call (the table grows as
+    // needed), so the index is built while records arrive; build_index()
+    // then only finishes it.
+    void index_more();
     std::optional<size_t> lookup(std::string_view key) const;
 
 private:
@@ -83,6 +87,9 @@ private:
     std::vector<uint8_t> state_;
     std::vector<uint32_t> order_;
     std::vector<uint64_t> index_;  // open addressing: key hash's top 32 bits << 32 | record; 0 = empty
+    unsigned index_bits_ = 0;      // index_.size() == 1 << index_bits_
+    uint32_t indexed_ = 0;         // records [0, indexed_) are in index_
+    std::vector<duplicate> dups_;  // found by index_more
 };
 
 uint64_t hash_bytes(std::string_view s);

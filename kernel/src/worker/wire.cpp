@@ -138,9 +138,35 @@ constexpr size_t k_batch_head = 4 + 4 + 8 + 8;
 
 inline uint32_t len_of(sw_str s) { return static_cast<uint32_t>(s.len) | (!s.ptr ? k_null_bit : 0); }
 inline size_t bytes_of(sw_str s) { return s.ptr ? s.len : 0; }
+// Copies n bytes (n <= 2 * sizeof(T), n >= sizeof(T)) as two overlapping
+// words, reading and writing only inside both ranges.
+template <class T>
+inline void copy_ends(char* o, const char* p, size_t n) {
+    T a, b;
+    std::memcpy(&a, p, sizeof(T));
+    std::memcpy(&b, p + n - sizeof(T), sizeof(T));
+    std::memcpy(o, &a, sizeof(T));
+    std::memcpy(o + n - sizeof(T), &b, sizeof(T));
+}
+
+// Nearly every value of a roster is under 33 bytes: copied inline, not
+// by a call to memcpy per field (a third of a worker's time when it sends
+// 8M records).
 inline void put_bytes(char*& o, sw_str s) {
-    if (s.ptr && s.len) std::memcpy(o, s.ptr, s.len);
-    o += bytes_of(s);
+    const size_t n = bytes_of(s);
+    const char* p = s.ptr;
+    if (n >= 16 && n <= 32) {
+        copy_ends<__uint128_t>(o, p, n);
+    } else if (n >= 8 && n < 16) {
+        copy_ends<uint64_t>(o, p, n);
+    } else if (n >= 4 && n < 8) {
+        copy_ends<uint32_t>(o, p, n);
+    } else if (n > 32) {
+        std::memcpy(o, p, n);
+    } else {
+        for (size_t i = 0; i < n; ++i) o[i] = p[i];
+    }
+    o += n;
 }
 
 size_t record_size(const sw_record& r) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <map>
 
 using namespace syncwarden::kernel;
@@ -104,6 +105,50 @@ TEST(record_set, an_index_built_batch_by_batch_finds_every_key_and_every_duplica
     for (size_t i = 0; i < n; ++i) add(once, "person-" + std::to_string(i), "x", "y");
     EXPECT_TRUE(once.build_index().empty());
     for (size_t i = 0; i < n; i += 7) ASSERT_EQ(once.lookup("person-" + std::to_string(i)), i);
+}
+
+// Keys that arrive in order need no hash table: copies are the keys equal
+// to the one before, lookups search by halves. When lookups become many,
+// or a key arrives out of order, the table is built and every answer stays
+// the same.
+TEST(record_set, keys_in_order_are_found_with_or_without_a_table) {
+    auto key = [](size_t i) {
+        char k[32];
+        std::snprintf(k, sizeof k, "enr-%08zu", i);
+        return std::string(k);
+    };
+    for (bool out_of_order : {false, true}) {
+        record_set rs(2);
+        const size_t n = 50000;
+        for (size_t i = 0; i < n; ++i) {
+            add(rs, key(i), "x", "y");
+            if (i == 700 || i == 701 || i == 30000) add(rs, key(i), "copy", "");  // records i+1.. shift
+            if (i % 4096 == 0) rs.index_more();
+        }
+        if (out_of_order) add(rs, key(5), "late", "");  // breaks the order: a copy of record 5
+        auto dups = rs.build_index();
+        ASSERT_EQ(dups.size(), out_of_order ? 4u : 3u) << out_of_order;
+        EXPECT_EQ(rs.key(dups[0].first), key(700));
+        EXPECT_EQ(dups[0].second, dups[0].first + 1);
+        EXPECT_EQ(rs.key(dups[1].first), key(701));
+        EXPECT_EQ(rs.key(dups[2].first), key(30000));
+        if (out_of_order) {
+            EXPECT_EQ(dups[3].first, 5u);
+            EXPECT_EQ(dups[3].second, n + 3);
+        }
+        // More lookups than the halving allows (n/64 + 4096): all found,
+        // the first copy where there are two, before and after the switch.
+        for (int round = 0; round < 2; ++round)
+            for (size_t i = 0; i < n; ++i) {
+                auto at = rs.lookup(key(i));
+                ASSERT_TRUE(at.has_value()) << i;
+                ASSERT_EQ(rs.key(*at), key(i));
+                ASSERT_TRUE(*at == 0 || rs.key(*at - 1) != key(i)) << "the first copy of " << key(i);
+            }
+        EXPECT_FALSE(rs.lookup(key(n)).has_value());
+        EXPECT_FALSE(rs.lookup("enr-").has_value());
+        EXPECT_FALSE(rs.lookup("zzz").has_value());
+    }
 }
 
 TEST(keyed_diff, plans_creates_field_level_updates_and_deletes) {

@@ -121,7 +121,30 @@ inline size_t home(uint64_t h, unsigned bits) { return static_cast<size_t>((h <<
 
 void record_set::index_more() {
     const uint32_t n = static_cast<uint32_t>(size());
-    if (indexed_ == n && !index_.empty()) return;
+    if (ordered_) {
+        // In key order so far: a key equal to the one before is a second copy.
+        uint32_t i = indexed_;
+        for (; i < n; ++i) {
+            if (i == 0) continue;
+            const int c = key(i - 1).compare(key(i));
+            if (c > 0) break;
+            if (c == 0) dups_.push_back({run_, i});
+            else run_ = i;
+        }
+        if (i == n) {
+            indexed_ = n;
+            return;
+        }
+        // Out of order: a hash table over all of them, from the start.
+        ordered_ = false;
+        dups_.clear();
+        indexed_ = 0;
+    }
+    hash_from(indexed_, true);
+}
+
+void record_set::hash_from(uint32_t from, bool report_duplicates) const {
+    const uint32_t n = static_cast<uint32_t>(size());
     // At most 70% full: at a load of 1/2 a power of two could leave the
     // table at a third full and twice the size, and past the cache every
     // extra page of index costs address-translation misses (21M keys: 256
@@ -146,7 +169,6 @@ void record_set::index_more() {
     // cache miss of each insert overlaps the work on the ones before it.
     constexpr uint32_t k_ahead = 16;
     uint64_t ahead[k_ahead];
-    const uint32_t from = indexed_;
     for (uint32_t i = from; i < n && i < from + k_ahead; ++i) {
         ahead[i % k_ahead] = hash_bytes(key(i));
         __builtin_prefetch(&index_[home(ahead[i % k_ahead], bits)], 1);
@@ -166,8 +188,8 @@ void record_set::index_more() {
                 dup = true;
                 break;
             }
-        if (dup) dups_.push_back({index_[slot] & 0xffffffffULL, i});
-        else index_[slot] = fp | i;
+        if (!dup) index_[slot] = fp | i;
+        else if (report_duplicates) dups_.push_back({index_[slot] & 0xffffffffULL, i});
     }
     indexed_ = n;
 }
@@ -178,6 +200,24 @@ std::vector<record_set::duplicate> record_set::build_index() {
 }
 
 std::optional<size_t> record_set::lookup(std::string_view k) const {
+    if (ordered_) {
+        // By halves while lookups are few (the creates of a nightly); a
+        // source in another order than the target's would make every
+        // record one, and gets the hash table after the first
+        // size/64 + 4096 of them.
+        if (++searches_ <= size() / 64 + 4096) {
+            uint32_t lo = 0, hi = indexed_;
+            while (lo < hi) {
+                const uint32_t mid = lo + (hi - lo) / 2;
+                if (key(mid) < k) lo = mid + 1;
+                else hi = mid;
+            }
+            if (lo < indexed_ && same_bytes(key(lo), k)) return lo;
+            return std::nullopt;
+        }
+        ordered_ = false;
+        hash_from(0, false);  // the copies are known already
+    }
     if (index_.empty()) return std::nullopt;
     const size_t mask = index_.size() - 1;
     const uint64_t h = hash_bytes(k), fp = fingerprint(h);

@@ -59,13 +59,17 @@ public:
     size_t sorted(size_t n) const { return order_[n]; }
     // After sort_by_key: the record with this key.
     std::optional<size_t> find(std::string_view key) const;
-    // A hash index over the keys, for lookups while records stream in.
-    // The first record wins where a key occurs twice; those are returned.
+    // An index over the keys, for lookups while records stream in. The
+    // first record wins where a key occurs twice; those are returned.
+    // Records that arrived in key order (a file the target keeps sorted)
+    // need no table: a lookup searches them by halves, and only when many
+    // lookups come (a source in another order) is the hash table built.
     std::vector<duplicate> build_index();
     // Indexes the records added since the last call (the table grows as
     // needed), so the index is built while records arrive; build_index()
     // then only finishes it.
     void index_more();
+    // After build_index: the record with this key.
     std::optional<size_t> lookup(std::string_view key) const;
 
 private:
@@ -86,10 +90,14 @@ private:
     std::vector<const char*> start_;
     std::vector<uint8_t> state_;
     std::vector<uint32_t> order_;
-    std::vector<uint64_t> index_;  // open addressing: key hash's top 32 bits << 32 | record; 0 = empty
-    unsigned index_bits_ = 0;      // index_.size() == 1 << index_bits_
-    uint32_t indexed_ = 0;         // records [0, indexed_) are in index_
-    std::vector<duplicate> dups_;  // found by index_more
+    mutable std::vector<uint64_t> index_;  // open addressing: key hash's top 32 bits << 32 | record; 0 = empty
+    mutable unsigned index_bits_ = 0;  // index_.size() == 1 << index_bits_
+    mutable uint32_t indexed_ = 0;        // records [0, indexed_) are indexed (in order, or in index_)
+    mutable std::vector<duplicate> dups_;  // found by index_more
+    mutable bool ordered_ = true;         // every key so far is >= the one before: no table yet
+    uint32_t run_ = 0;             // in order: the first record of the last key's run
+    mutable size_t searches_ = 0;  // lookups by halves so far
+    void hash_from(uint32_t from, bool report_duplicates) const;
 };
 
 uint64_t hash_bytes(std::string_view s);

@@ -379,7 +379,14 @@ private:
         bool structural = false;
         const bool is_users_12 = version_ == "1.2" && std::string_view(spec.name) == "users";
         const bool is_roles = std::string_view(spec.name) == "roles";
-        ed.keys.reserve(estimate_rows(file.data()));
+        // An entity nothing refers to needs its keys only to find second
+        // copies. While its rows come in order of sourcedId (as exports
+        // are usually written), a copy is a key equal to the one before and
+        // no key set is kept; at the first key out of order the keys so far
+        // are read again into the set, and the set takes over.
+        bool in_order = !ed.referenced;
+        std::string last_key;
+        if (!in_order) ed.keys.reserve(estimate_rows(file.data()));
         // The key sets' slots are random places in tables far larger than
         // the cache. Rows are read a chunk at a time and the slots each row
         // will touch (its own key's, and those of the references checked
@@ -405,6 +412,7 @@ private:
         std::vector<uint64_t> hashes(k_chunk * ncols, 0);
         for (bool more = true; more;) {
             size_t n = 0;
+            const size_t chunk_start = r.position();
             unescaped.clear();
             for (; n < k_chunk; ++n) {
                 if (!r.next(chunk[n])) {
@@ -422,7 +430,8 @@ private:
                 const auto& row = chunk[j];
                 uint64_t* h = &hashes[j * ncols];
                 std::fill(h, h + ncols, 0);
-                if (key_column < row.size()) ed.keys.prefetch_hashed(h[key_column] = key_set::hashed(row[key_column].text));
+                if (key_column < row.size() && !in_order)
+                    ed.keys.prefetch_hashed(h[key_column] = key_set::hashed(row[key_column].text));
                 for (auto& [i, keys] : prefetched)
                     if (i < row.size() && !row[i].text.empty()) keys->prefetch_hashed(h[i] = key_set::hashed(row[i].text));
             }
@@ -457,8 +466,23 @@ private:
                     continue;
                 }
                 const uint64_t* row_hashes = &hashes[j * ncols];
-                if (!(key_column < row.size() ? ed.keys.insert_hashed(row_hashes[key_column], tobedeleted)
-                                              : ed.keys.insert(key, tobedeleted))) {
+                bool first_copy = true;
+                if (in_order) {
+                    const int c = std::string_view(last_key).compare(key);
+                    if (c < 0 || last_key.empty()) last_key.assign(key);
+                    else if (c == 0) first_copy = false;
+                    else {
+                        in_order = false;
+                        ed.keys.reserve(estimate_rows(file.data()));
+                        keys_before(file.data().substr(0, j ? ends[j - 1] : chunk_start), header.size(), named,
+                                    key_column, ed.keys);
+                    }
+                }
+                if (!in_order)
+                    first_copy = key_column < row.size() && row_hashes[key_column]
+                                     ? ed.keys.insert_hashed(row_hashes[key_column], tobedeleted)
+                                     : ed.keys.insert(key, tobedeleted);
+                if (!first_copy) {
                     finding(SW_SEVERITY_ERROR, "duplicate_key", spec.name, disp, line, 1, std::string(key),
                             "sourcedId '" + std::string(key) +
                                 "' appeared earlier in this file; sourcedIds must be unique");
@@ -483,6 +507,18 @@ private:
     }
 
     static constexpr int k_ignore = -1, k_id = -2, k_status = -3;
+
+    // The keys of the rows in `data` (a file's start, header included) that
+    // were read as records: the right length, a sourcedId.
+    static void keys_before(std::string_view data, size_t columns, size_t named, size_t key_column, key_set& keys) {
+        csv::reader r(data);
+        std::vector<csv::field> row;
+        for (bool header = true; r.next(row); header = false) {
+            if (header || key_column >= row.size()) continue;
+            if (row.size() != columns && !(row.size() >= named && row.size() < columns)) continue;
+            if (!row[key_column].text.empty()) (void)keys.insert(row[key_column].text, false);
+        }
+    }
 
     // About how many rows a file holds, from the rows in its first 64 KiB;
     // a generous guess, as a key set sized too small grows itself.

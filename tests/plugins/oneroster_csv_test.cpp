@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 using ::testing::HasSubstr;
@@ -430,4 +431,47 @@ TEST_F(oneroster, a_zip_that_unpacks_past_its_limit_is_refused) {
     EXPECT_NE(r.code, 0);
     EXPECT_THAT(r.err, HasSubstr("export.zip: unpacks to more than 1 MiB (at member users.csv)"));
     EXPECT_THAT(r.err, HasSubstr("raise the oneroster-csv setting zip_limit_mb"));
+}
+
+// enrollments.csv, which nothing refers to, is checked for second copies
+// without a key set while its sourcedIds come in order: a copy is a key
+// equal to the one before. The first key out of order reads the keys so far
+// into a set (a short row, which was not read as a record, is not among
+// them), and the set finds a copy of a row far back. Every copy is reported
+// at its line; every other row becomes a roster.
+TEST_F(oneroster, second_copies_are_found_whether_or_not_sourced_ids_come_in_order) {
+    auto src = demo_copy(tmp_ / "src");
+    std::string rows = "sourcedId,status,dateLastModified,classSourcedId,schoolSourcedId,userSourcedId,role,primary,"
+                       "beginDate,endDate\n";
+    auto id = [](int i) {
+        char k[16];
+        std::snprintf(k, sizeof k, "enr-t-%03d", i);
+        return std::string(k);
+    };
+    for (int i = 0; i < 150; ++i) {
+        std::string key = id(i);
+        if (i == 50) key = id(49);   // line 52: the same key as the line before
+        if (i == 100) key = id(10);  // line 102: out of order, a copy of line 12
+        if (i == 120) key = id(30);  // line 122: out of order, but line 32 was too short to be read
+        if (i == 20) key = "\"" + key + "\"";  // quoted: read again the same way
+        if (i == 30) rows += key + ",,,cls-alg1-p1,org-north\n";
+        else rows += key + ",,,cls-alg1-p1,org-north,s-1001,student,false,,\n";
+    }
+    sw_test::write_file(src / "enrollments.csv", rows);
+    auto d = dry(src);
+    ASSERT_FALSE(d.plan.is_null()) << d.r.out << d.r.err;
+    std::vector<std::pair<int, std::string>> copies;
+    for (auto& f : d.plan["findings"])
+        if (f["code"] == "duplicate_key" && f["file"] == "enrollments.csv")
+            copies.emplace_back(f["line"].get<int>(), f["key"].get<std::string>());
+    EXPECT_EQ(copies, (std::vector<std::pair<int, std::string>>{{52, id(49)}, {102, id(10)}}))
+        << d.plan["findings"].dump(1);
+    std::set<std::string> rosters;
+    for (auto& c : d.plan["changes"])
+        if (c["entity"] == "rosters") rosters.insert(c["key"].get<std::string>());
+    EXPECT_EQ(rosters.size(), 147u);  // 150 rows, two copies, one short row
+    for (int i : {0, 10, 20, 29, 30, 49, 51, 99, 101, 119, 121, 149}) EXPECT_TRUE(rosters.count(id(i))) << id(i);
+    EXPECT_FALSE(rosters.count(id(50)));
+    EXPECT_FALSE(rosters.count(id(100)));
+    EXPECT_FALSE(rosters.count(id(120)));
 }

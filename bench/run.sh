@@ -42,10 +42,15 @@ results="$work/results.txt"
 : > "$results"
 
 # measure NAME RECORDS CMD... : runs CMD under /usr/bin/time; prints and records
-# wall, CPU, peak RSS and records per second. Sets $wall.
+# wall, CPU, peak RSS and records per second. Sets $wall. Each measurement
+# starts with the write-back of what came before done (sync): the nightly
+# follows an apply that wrote 1.3 GB at large, and the kernel's flush of it
+# would otherwise run during the nightly's time, as it never would a day
+# after the apply.
 measure() {
   local name=$1 records=$2; shift 2
   local t="$work/.time" rc=0
+  sync
   /usr/bin/time -f "%e %U %S %M" -o "$t" "$@" > "$work/.out" 2> "$work/.err" || rc=$?
   read -r wall user sys rss_kb < <(tail -1 "$t")
   local cpu rps

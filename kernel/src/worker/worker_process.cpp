@@ -62,6 +62,7 @@ struct worker_state {
     size_t ring_head = 0, ring_tail = 0;  // offsets in the ring; equal when it is empty
     size_t ring_count = 0;                // ring batches awaiting acks
     bool ring_ready = false;              // its memory is reserved (and given back at the hook's end)
+    size_t ring_populated = 0;            // how much of it has pages
     struct posted {
         int slot;           // 0 or 1; -1: in the ring
         size_t end = 0;     // ring: where the batch ends (the head moves there on its ack)
@@ -242,9 +243,15 @@ bool post_ahead(op o, const B& b) {
             g->ring_cap = 0;  // no room for a ring: the slots alone
             return false;
         }
-        // Its pages at once, not one fault each.
-        (void)::madvise(g->up.data() + base, g->ring_cap, MADV_POPULATE_WRITE);
         g->ring_ready = true;
+        g->ring_populated = 0;
+    }
+    // The ring's pages 8 MiB at a time as it first reaches them, not one
+    // fault each (and none for a ring a small run never fills).
+    if (*at + need > g->ring_populated) {
+        const size_t upto = std::min(g->ring_cap, (*at + need + (size_t(8) << 20) - 1) & ~((size_t(8) << 20) - 1));
+        (void)::madvise(g->up.data() + base + g->ring_populated, upto - g->ring_populated, MADV_POPULATE_WRITE);
+        g->ring_populated = upto;
     }
     const size_t n = place(b, g->up.data() + base + *at, need);
     if (n == 0) return false;

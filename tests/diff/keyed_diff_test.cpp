@@ -151,6 +151,29 @@ TEST(record_set, keys_in_order_are_found_with_or_without_a_table) {
     }
 }
 
+// lookup_near gives lookup's answers from any hint: at it, just before it
+// (a key the target does not hold), far after it, before it, past the end,
+// and on a key held twice (the first copy).
+TEST(record_set, a_lookup_near_a_hint_answers_as_a_lookup_does) {
+    record_set rs(2);
+    for (int i = 0; i < 3000; i += 2) {
+        char k[16];
+        std::snprintf(k, sizeof k, "k%05d", i);
+        add(rs, k, "x", "");
+        if (i == 1000) add(rs, k, "copy", "");
+    }
+    ASSERT_EQ(rs.build_index().size(), 1u);
+    for (int probe = -1; probe <= 3001; probe += 1) {
+        char k[16];
+        std::snprintf(k, sizeof k, "k%05d", probe < 0 ? 99999 : probe);
+        const auto want = rs.lookup(k);
+        for (size_t hint : {size_t(0), size_t(1), size_t(250), size_t(500), size_t(501), size_t(502), size_t(1400),
+                            rs.size() - 1, rs.size()})
+            ASSERT_EQ(rs.lookup_near(k, hint), want) << k << " from " << hint;
+    }
+    EXPECT_EQ(rs.lookup_near("k01000", 502), 500u) << "the first copy, from the second";
+}
+
 TEST(keyed_diff, plans_creates_field_level_updates_and_deletes) {
     auto ep = make(SW_MODE_BULK);
     add(ep.desired, "1", "Ann", "Lee");       // unchanged

@@ -199,6 +199,33 @@ std::vector<record_set::duplicate> record_set::build_index() {
     return dups_;
 }
 
+std::optional<size_t> record_set::lookup_near(std::string_view k, size_t hint) const {
+    if (!ordered_ || hint > indexed_ || searches_ > size() / 64 + 4096) return lookup(k);
+    const uint32_t n = indexed_, h = static_cast<uint32_t>(hint);
+    if (h < n && key(h) == k && (h == 0 || key(h - 1) != k)) return h;
+    // Between the record before the hint and the hint: a key the target
+    // does not hold (a create), answered without a search.
+    if ((h == n || k < key(h)) && (h == 0 || key(h - 1) < k)) return std::nullopt;
+    if (h < n && key(h) < k) {
+        // Further on: doubling steps from the hint bound it, then halves.
+        uint32_t lo = h + 1, step = 1;
+        while (lo + step <= n && key(lo + step - 1) < k) {
+            lo += step;
+            step *= 2;
+        }
+        uint32_t hi = std::min<uint32_t>(lo + step, n);
+        if (step > 64) ++searches_;  // far from the hint: a source in another order counts toward the table
+        while (lo < hi) {
+            const uint32_t mid = lo + (hi - lo) / 2;
+            if (key(mid) < k) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo < n && same_bytes(key(lo), k)) return lo;
+        return std::nullopt;
+    }
+    return lookup(k);  // before the hint
+}
+
 std::optional<size_t> record_set::lookup(std::string_view k) const {
     if (ordered_) {
         // By halves while lookups are few (the creates of a nightly); a

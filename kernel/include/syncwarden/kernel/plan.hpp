@@ -113,7 +113,7 @@ private:
     bool follow_ = true;
     std::optional<size_t> find_current(std::string_view key) {
         if (follow_ && next_ < ep_.current.size() && same_bytes(ep_.current.key(next_), key)) return next_;
-        return ep_.current.lookup(key);
+        return ep_.current.lookup_near(key, next_);
     }
 };
 

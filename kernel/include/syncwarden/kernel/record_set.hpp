@@ -71,6 +71,12 @@ public:
     void index_more();
     // After build_index: the record with this key.
     std::optional<size_t> lookup(std::string_view key) const;
+    // The same, where the key is expected at or after record `hint` (the
+    // diff's next target record). Records in key order answer a key that
+    // is absent between hint-1 and hint at once, and one further on by
+    // doubling steps from the hint, so a source in the target's order costs
+    // no search that grows with the records.
+    std::optional<size_t> lookup_near(std::string_view key, size_t hint) const;
 
 private:
     std::string_view piece(size_t i, size_t p) const;

@@ -199,6 +199,18 @@ std::vector<record_set::duplicate> record_set::build_index() {
     return dups_;
 }
 
+// Records in key order: the first in [lo, hi) with this key, by halves.
+std::optional<size_t> record_set::search(std::string_view k, uint32_t lo, uint32_t hi) const {
+    const uint32_t end = hi;
+    while (lo < hi) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        if (key(mid) < k) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo < end && same_bytes(key(lo), k)) return lo;
+    return std::nullopt;
+}
+
 std::optional<size_t> record_set::lookup_near(std::string_view k, size_t hint) const {
     if (!ordered_ || hint > indexed_ || searches_ > size() / 64 + 4096) return lookup(k);
     const uint32_t n = indexed_, h = static_cast<uint32_t>(hint);
@@ -213,15 +225,8 @@ std::optional<size_t> record_set::lookup_near(std::string_view k, size_t hint) c
             lo += step;
             step *= 2;
         }
-        uint32_t hi = std::min<uint32_t>(lo + step, n);
         if (step > 64) ++searches_;  // far from the hint: a source in another order counts toward the table
-        while (lo < hi) {
-            const uint32_t mid = lo + (hi - lo) / 2;
-            if (key(mid) < k) lo = mid + 1;
-            else hi = mid;
-        }
-        if (lo < n && same_bytes(key(lo), k)) return lo;
-        return std::nullopt;
+        return search(k, lo, std::min<uint32_t>(lo + step, n));
     }
     return lookup(k);  // before the hint
 }
@@ -232,16 +237,7 @@ std::optional<size_t> record_set::lookup(std::string_view k) const {
         // source in another order than the target's would make every
         // record one, and gets the hash table after the first
         // size/64 + 4096 of them.
-        if (++searches_ <= size() / 64 + 4096) {
-            uint32_t lo = 0, hi = indexed_;
-            while (lo < hi) {
-                const uint32_t mid = lo + (hi - lo) / 2;
-                if (key(mid) < k) lo = mid + 1;
-                else hi = mid;
-            }
-            if (lo < indexed_ && same_bytes(key(lo), k)) return lo;
-            return std::nullopt;
-        }
+        if (++searches_ <= size() / 64 + 4096) return search(k, 0, indexed_);
         ordered_ = false;
         hash_from(0, false);  // the copies are known already
     }

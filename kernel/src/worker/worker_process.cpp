@@ -87,16 +87,26 @@ void progress() {
 void take_ack(const wire::frame& f);
 wire::frame read_frame();
 
-// Sends what is queued. While the socket is full, the acknowledgements the
-// kernel sends are taken: with a ring of batches outstanding, the kernel
-// may itself be waiting to send them.
-void flush() {
-    if (g->outbox.empty()) return;
+// Sends what is queued if the socket takes it now (true); else it stays
+// queued.
+bool send_queued() {
+    if (g->outbox.empty()) return true;
     for (;;) {
         ssize_t w = ::send(g->sock, g->outbox.bytes().data(), g->outbox.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w == static_cast<ssize_t>(g->outbox.size())) break;
         if (w < 0 && errno == EINTR) continue;
-        if (w >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) die(1);  // the kernel is gone
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+        die(1);  // the kernel is gone
+    }
+    g->outbox.clear();
+    return true;
+}
+
+// Sends what is queued. While the socket is full, the acknowledgements the
+// kernel sends are taken: with a ring of batches outstanding, the kernel
+// may itself be waiting to send them.
+void flush() {
+    while (!send_queued()) {
         pollfd p{g->sock, static_cast<short>(POLLOUT | (g->queue.empty() ? 0 : POLLIN)), 0};
         if (::poll(&p, 1, -1) < 0 && errno != EINTR) die(1);
         if (p.revents & POLLIN) {
@@ -105,23 +115,12 @@ void flush() {
             take_ack(f);
         }
     }
-    g->outbox.clear();
 }
 
-// Sends what is queued if the socket takes it now; else it stays queued and
-// goes with the next frame (a kernel that is not reading yet leaves the
-// socket full while a source runs ahead).
-void try_flush() {
-    if (g->outbox.empty()) return;
-    for (;;) {
-        ssize_t w = ::send(g->sock, g->outbox.bytes().data(), g->outbox.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w == static_cast<ssize_t>(g->outbox.size())) break;
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-        die(1);
-    }
-    g->outbox.clear();
-}
+// What is queued goes now if the socket takes it, else with the next frame
+// (a kernel that is not reading yet leaves the socket full while a source
+// runs ahead).
+void try_flush() { (void)send_queued(); }
 
 // Queues a one-way frame; `fill` writes its payload.
 template <class F>

@@ -104,6 +104,7 @@ private:
     uint32_t run_ = 0;             // in order: the first record of the last key's run
     mutable size_t searches_ = 0;  // lookups by halves so far
     void hash_from(uint32_t from, bool report_duplicates) const;
+    std::optional<size_t> search(std::string_view key, uint32_t lo, uint32_t hi) const;
 };
 
 uint64_t hash_bytes(std::string_view s);

@@ -12,6 +12,7 @@
 
 #include <csignal>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -415,4 +416,46 @@ TEST(read_ahead, a_target_that_cannot_be_read_stops_the_source_that_ran_ahead) {
     EXPECT_EQ(sw_test::ledger_state(a.ledger()).size(), 5000u);
 }
 
+
+// The target's state read runs ahead of the kernel too. The kernel is
+// stopped (SIGSTOP) while the target emits its state a hundred records a
+// batch: with only the two slots the third emit would wait for the kernel;
+// here more return, and once the kernel goes on the run finds no change.
+TEST(read_ahead, the_targets_state_read_runs_ahead_of_the_kernel) {
+    ahead_setup a;
+    ASSERT_EQ(sw_test::cli(a.data(), {"run", a.job(5000, 100, 0, 1000).string()}).code, 0);
+    ASSERT_EQ(sw_test::ledger_state(a.ledger()).size(), 5000u);
+    const fs::path ready = a.tmp / "state-ready", go = a.tmp / "state-go.fifo", emitted = a.tmp / "state-emitted.fifo";
+    ASSERT_EQ(::mkfifo(go.c_str(), 0600), 0);
+    ASSERT_EQ(::mkfifo(emitted.c_str(), 0600), 0);
+    auto job = a.job(5000, 100, 0, 1000, "",
+                     R"(, "state_emits": {"batch": 100, "ready": ")" + ready.string() + R"(", "go": ")" + go.string() +
+                         R"(", "emitted": ")" + emitted.string() + R"("})");
+    const pid_t pid = sw_test::start_kernel(a.data(), {"run", job.string(), "--dry-run"});
+    ASSERT_TRUE(sw_test::wait_for_file(ready)) << sw_test::read_file(a.data() / "child.out");
+    ASSERT_EQ(::kill(pid, SIGSTOP), 0);
+    const int from = ::open(emitted.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    const int to = ::open(go.c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(from, 0);
+    ASSERT_GE(to, 0);
+    ASSERT_EQ(::write(to, "g", 1), 1);
+    // Three emits returned while the kernel read nothing (a minute at most:
+    // the failure case never gets there).
+    int returned = 0;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (returned < 3 && std::chrono::steady_clock::now() < until) {
+        pollfd p{from, POLLIN, 0};
+        if (::poll(&p, 1, 1000) <= 0) continue;
+        char buf[64];
+        const ssize_t n = ::read(from, buf, sizeof buf);
+        if (n > 0) returned += static_cast<int>(n);
+    }
+    ASSERT_EQ(::kill(pid, SIGCONT), 0);
+    EXPECT_GE(returned, 3);
+    auto done = sw_test::wait_kernel(pid);
+    ::close(from);
+    ::close(to);
+    EXPECT_EQ(done.code, 0) << sw_test::read_file(a.data() / "child.out");
+    EXPECT_THAT(sw_test::read_file(a.data() / "child.out"), HasSubstr("no changes"));
+}
 }  // namespace

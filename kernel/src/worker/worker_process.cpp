@@ -54,8 +54,9 @@ struct worker_state {
     int next_slot = 0;
     bool pending[2] = {false, false};
     // An extract the kernel started before it reads it (while it reads the
-    // target's state) may run ahead: with both slots in use, batches go to a
-    // ring after the slots, of at most ring_cap bytes. The kernel unmaps a
+    // target's state), and a target's state read, may run ahead: with both
+    // slots in use, batches go to a ring after the slots, of at most
+    // ring_cap bytes (the kernel says how much with the call). The kernel unmaps a
     // ring batch's pages once it has read it, so the ring is held once, in
     // this process, until the extract ends.
     size_t ring_cap = 0;
@@ -273,7 +274,7 @@ int free_slot() {
 }
 
 // Posts a batch to the kernel through a free slot of the up arena (or the
-// ring, when an extract runs ahead). Returns the kernel's verdict on the
+// ring, when the hook may run ahead). Returns the kernel's verdict on the
 // batches of this hook so far: a refusal reaches the connector at its next
 // emit (or in the hook's outcome).
 template <class B>
@@ -548,14 +549,16 @@ void serve(const std::string& who) {
                 done(SW_OK, err, bytes.size());
                 break;
             }
-            case op::extract: {
-                // After the entities: how far the extract may run ahead of
-                // the kernel (0: two batches, as every other hook).
+            case op::extract:
+            case op::read_state: {
+                // After the entities: how far the hook may run ahead of the
+                // kernel (0: two batches, as every other hook).
                 wire::reader names = args;
                 (void)read_entities(names);
                 const uint64_t ahead = names.ok() ? names.u64() : 0;
                 g->ring_cap = names.ok() ? static_cast<size_t>(std::min<uint64_t>(ahead, wire::k_max_arena / 2)) : 0;
-                entities_hook("extract", h.extract, args);
+                if (f.o == op::extract) entities_hook("extract", h.extract, args);
+                else entities_hook("read_state", h.read_state, args);
                 if (g->ring_ready)  // the ring's memory goes back
                     (void)::fallocate(g->up.fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                                       static_cast<off_t>(2 * g->slot_size), static_cast<off_t>(g->ring_cap));
@@ -563,7 +566,6 @@ void serve(const std::string& who) {
                 g->ring_ready = false;
                 break;
             }
-            case op::read_state: entities_hook("read_state", h.read_state, args); break;
             case op::state_token: entities_hook("state_token", h.state_token, args); break;
             case op::diff: {
                 sw_batch b;

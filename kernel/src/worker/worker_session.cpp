@@ -505,7 +505,9 @@ public:
         s.rs = &rs;
         s.records = &out;
         s.token = &token;
-        auto d = converse(op::read_state, entity_args(entities), s, "read_state");
+        std::string args = entity_args(entities);
+        wire::writer(args).u64(std::min<size_t>(read_ahead(), k_state_read_ahead));
+        auto d = converse(op::read_state, args, s, "read_state");
         if (!d) return d.status();
         if (auto st = to_status("read_state", *d, error_kind::target); !st) return st;
         return token;
@@ -696,6 +698,11 @@ private:
 
     // How far a started extract may run ahead of the kernel: limits.read_ahead_mb
     // (256 MiB), or a quarter of the worker's memory limit when that is less.
+    // A target's state read runs ahead too, by at most k_state_read_ahead:
+    // enough that the target's reading and the kernel's indexing do not
+    // take turns batch by batch (the kernel is the slower of the two, so a
+    // larger ring would only fill).
+    static constexpr size_t k_state_read_ahead = size_t(32) << 20;
     size_t read_ahead() const {
         uint64_t bytes = opts_.limits.read_ahead_mb << 20;
         if (opts_.limits.memory_mb) bytes = std::min<uint64_t>(bytes, (opts_.limits.memory_mb << 20) / 4);

@@ -148,6 +148,20 @@ struct entity_data {
     key_set keys;
 };
 
+// Rows of a file read ahead of their checks: their fields, lines, where
+// each ends in the file, and the hashes of their key and checked
+// references (0 where none was taken), by row and column.
+constexpr size_t k_chunk = 32;
+struct row_chunk {
+    explicit row_chunk(size_t columns) : rows(k_chunk), hashes(k_chunk * columns, 0) {}
+    std::vector<std::vector<csv::field>> rows;
+    uint64_t lines[k_chunk] = {};
+    size_t ends[k_chunk] = {};
+    size_t start = 0, n = 0;
+    std::deque<std::string> unescaped;  // quoted fields' text, which the reader keeps only until next()
+    std::vector<uint64_t> hashes;
+};
+
 // A reference to an entity read later (or to its own entity), checked at the end.
 struct pending_ref {
     uint16_t from_entity, column;
@@ -388,9 +402,10 @@ private:
         std::string last_key;
         if (!in_order) ed.keys.reserve(estimate_rows(file.data()));
         // The key sets' slots are random places in tables far larger than
-        // the cache. Rows are read a chunk at a time and the slots each row
-        // will touch (its own key's, and those of the references checked
-        // now) are prefetched first, so the cache misses overlap.
+        // the cache. Rows are read a chunk at a time, and the slots each row
+        // of a chunk will touch (its own key's, and those of the references
+        // checked now) are prefetched while the chunk before is checked, so
+        // the cache misses overlap with work.
         std::vector<std::pair<size_t, const key_set*>> prefetched;  // (column, key set)
         size_t key_column = SIZE_MAX;
         for (size_t i = 0; i < slot.size(); ++i) {
@@ -401,40 +416,43 @@ private:
             const entity_data& t = data_[c.refers_to];
             if (t.done && t.loaded && t.mode != SW_MODE_DELTA) prefetched.emplace_back(i, &t.keys);
         }
-        constexpr size_t k_chunk = 32;
-        std::vector<std::vector<csv::field>> chunk(k_chunk);
-        uint64_t lines[k_chunk];
-        size_t ends[k_chunk];
-        std::deque<std::string> unescaped;  // quoted fields' text, which the reader keeps only until next()
-        // The hashes of the key and the checked references, by row of the
-        // chunk and column; 0 where none was taken.
         const size_t ncols = slot.size();
-        std::vector<uint64_t> hashes(k_chunk * ncols, 0);
-        for (bool more = true; more;) {
-            size_t n = 0;
-            const size_t chunk_start = r.position();
-            unescaped.clear();
-            for (; n < k_chunk; ++n) {
-                if (!r.next(chunk[n])) {
-                    more = false;
-                    break;
-                }
-                lines[n] = r.row_line();
-                ends[n] = r.position();
-                for (auto& f : chunk[n])
+        row_chunk bufs[2] = {row_chunk(ncols), row_chunk(ncols)};
+        // Reads the next rows into `c` and prefetches their slots; false
+        // when the file has no more.
+        auto fill = [&](row_chunk& c) {
+            c.n = 0;
+            c.start = r.position();
+            c.unescaped.clear();
+            for (; c.n < k_chunk; ++c.n) {
+                auto& row = c.rows[c.n];
+                if (!r.next(row)) break;
+                c.lines[c.n] = r.row_line();
+                c.ends[c.n] = r.position();
+                for (auto& f : row)
                     if (!f.text.empty() && (f.text.data() < file.data().data() ||
                                             f.text.data() >= file.data().data() + file.data().size()))
-                        f.text = unescaped.emplace_back(f.text);
-            }
-            for (size_t j = 0; j < n; ++j) {
-                const auto& row = chunk[j];
-                uint64_t* h = &hashes[j * ncols];
+                        f.text = c.unescaped.emplace_back(f.text);
+                uint64_t* h = &c.hashes[c.n * ncols];
                 std::fill(h, h + ncols, 0);
                 if (key_column < row.size() && !in_order)
                     ed.keys.prefetch_hashed(h[key_column] = key_set::hashed(row[key_column].text));
                 for (auto& [i, keys] : prefetched)
                     if (i < row.size() && !row[i].text.empty()) keys->prefetch_hashed(h[i] = key_set::hashed(row[i].text));
             }
+            return c.n == k_chunk;
+        };
+        bool more = fill(bufs[0]);
+        for (int cur = 0; bufs[cur].n; cur ^= 1) {
+            row_chunk& next = bufs[cur ^ 1];
+            next.n = 0;
+            if (more) more = fill(next);
+            const row_chunk& c = bufs[cur];
+            const size_t n = c.n, chunk_start = c.start;
+            const auto& chunk = c.rows;
+            const auto& lines = c.lines;
+            const auto& ends = c.ends;
+            const auto& hashes = c.hashes;
             for (size_t j = 0; j < n; ++j) {
                 const auto& row = chunk[j];
                 const uint64_t line = lines[j];

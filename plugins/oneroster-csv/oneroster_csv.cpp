@@ -34,9 +34,9 @@ bool is_iso_date(std::string_view v) {
             if (i >= v.size() || v[i] < '0' || v[i] > '9') return false;
         return true;
     };
-    return v.size() >= 10 && digits(0, 4) && v[4] == '-' && digits(5, 7) && v[7] == '-' && digits(8, 10) &&
-           v.substr(5, 2) >= "01" && v.substr(5, 2) <= "12" && v.substr(8, 2) >= "01" && v.substr(8, 2) <= "31" &&
-           (v.size() == 10 || v[10] == 'T');
+    if (!(v.size() >= 10 && digits(0, 4) && v[4] == '-' && digits(5, 7) && v[7] == '-' && digits(8, 10))) return false;
+    const int month = (v[5] - '0') * 10 + (v[6] - '0'), day = (v[8] - '0') * 10 + (v[9] - '0');
+    return month >= 1 && month <= 12 && day >= 1 && day <= 31 && (v.size() == 10 || v[10] == 'T');
 }
 
 std::string lower(std::string s) {

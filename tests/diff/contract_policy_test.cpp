@@ -315,3 +315,66 @@ TEST(record_checker, sees_a_nul_or_a_non_ascii_byte_at_every_place_of_every_leng
     EXPECT_TRUE(check(std::string(1, '\x01')));
     EXPECT_TRUE(check("\x7f\x7f\x7f\x7f\x7f"));
 }
+
+// Dates are YYYY-MM-DD with a month 01-12 and a day 01-31; a date-time
+// starts with one. An enumeration allows exactly its words.
+TEST(value_checks, dates_need_a_month_and_a_day_in_range_and_enums_their_exact_words) {
+    for (const char* ok : {"2026-01-01", "2026-12-31", "0000-10-09", "2026-09-30"})
+        EXPECT_EQ(check_value(SW_TYPE_DATE, ok), "") << ok;
+    for (const char* bad : {"2026-00-10", "2026-13-01", "2026-10-00", "2026-10-32", "2026-1-10", "2026/10/10",
+                            "2026-10-1a", "2026-10-10T", "20261010"})
+        EXPECT_EQ(check_value(SW_TYPE_DATE, bad), "expected a date YYYY-MM-DD") << bad;
+    EXPECT_EQ(check_value(SW_TYPE_DATETIME, "2026-10-10T08:00:00Z"), "");
+    EXPECT_EQ(check_value(SW_TYPE_DATETIME, "2026-19-10T08:00:00Z"), "expected an ISO 8601 date-time");
+    field_schema f;
+    f.name = "role";
+    f.allowed = {"aide", "student", "teacher"};
+    for (const char* ok : {"aide", "student", "teacher"}) EXPECT_EQ(f.enum_problem(ok), "") << ok;
+    for (const char* bad : {"Student", "studen", "students", "", "teacherx", "aid"})
+        EXPECT_THAT(f.enum_problem(bad), HasSubstr("is not one of the values the contract allows")) << bad;
+    for (int i = 0; i < 40; ++i) f.allowed.push_back("w" + std::to_string(100 + i));  // past the short scan
+    std::sort(f.allowed.begin(), f.allowed.end());
+    EXPECT_EQ(f.enum_problem("w139"), "");
+    EXPECT_EQ(f.enum_problem("teacher"), "");
+    EXPECT_THAT(f.enum_problem("w140"), HasSubstr("is not one of"));
+}
+
+// A record as the wire decoder lays it out: key and values one after another
+// in one buffer (an empty value between them), checked as a whole. A NUL or
+// a byte that is not UTF-8 anywhere in it is still found, in the value it
+// is in.
+TEST(record_checker, checks_a_record_held_in_one_buffer_at_every_place) {
+    sdk::contract_builder b;
+    b.entity("users", "id").field("given").field("middle").field("family");
+    auto c = copy_contract(&b.build(), "x");
+    ASSERT_TRUE(c.is_ok());
+    const entity_schema& es = *c->find("users");
+    std::vector<std::string> messages;
+    record_checker checker(*c, "src", "extract", [&](finding_record f) { messages.push_back(f.code + ": " + f.message); });
+    const std::string whole = "u-0001AnnelieseMüller-Lüdenscheidt";  // key 6, given 9, middle 0, family rest
+    const size_t key_len = 6, given_len = 9;
+    auto check = [&](const std::string& buf) {
+        messages.clear();
+        const sw_str vals[3] = {{buf.data() + key_len, given_len},
+                                {nullptr, 0},
+                                {buf.data() + key_len + given_len, buf.size() - key_len - given_len}};
+        const sw_record rec{{buf.data(), key_len}, vals, 3, SW_RECORD_ACTIVE};
+        return checker.check_shape(rec, es);
+    };
+    EXPECT_TRUE(check(whole));
+    EXPECT_TRUE(messages.empty());
+    for (size_t at = 0; at < whole.size(); ++at) {
+        if (static_cast<unsigned char>(whole[at]) >= 0x80) continue;  // part of ü
+        std::string nul = whole, high = whole;
+        nul[at] = '\0';
+        high[at] = '\xff';
+        const std::string field = at < key_len ? "id" : at < key_len + given_len ? "given" : "family";
+        EXPECT_FALSE(check(nul)) << "NUL at " << at;
+        ASSERT_EQ(messages.size(), 1u);
+        EXPECT_THAT(messages[0], HasSubstr("bad_encoding: "));
+        EXPECT_THAT(messages[0], HasSubstr(field)) << at;
+        EXPECT_FALSE(check(high)) << "0xff at " << at;
+        ASSERT_EQ(messages.size(), 1u);
+        EXPECT_THAT(messages[0], HasSubstr(field + " is not valid UTF-8")) << at;
+    }
+}

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstddef>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <set>
@@ -19,10 +20,14 @@ bool all_digits(std::string_view v, size_t from, size_t to) {
         if (!std::isdigit(static_cast<unsigned char>(v[i]))) return false;
     return true;
 }
+// YYYY-MM-DD at the start: month 01-12, day 01-31. The two-digit parts are
+// read as numbers (this runs for every date of millions of records).
 bool is_date(std::string_view v) {
-    return v.size() >= 10 && all_digits(v, 0, 4) && v[4] == '-' && all_digits(v, 5, 7) &&
-           v[7] == '-' && all_digits(v, 8, 10) && v.substr(5, 2) >= "01" && v.substr(5, 2) <= "12" &&
-           v.substr(8, 2) >= "01" && v.substr(8, 2) <= "31";
+    if (v.size() < 10 || !all_digits(v, 0, 4) || v[4] != '-' || !all_digits(v, 5, 7) || v[7] != '-' ||
+        !all_digits(v, 8, 10))
+        return false;
+    const int month = (v[5] - '0') * 10 + (v[6] - '0'), day = (v[8] - '0') * 10 + (v[9] - '0');
+    return month >= 1 && month <= 12 && day >= 1 && day <= 31;
 }
 
 // A contract array of 1.3+ elements (enums, policies, dependencies), stepped
@@ -85,10 +90,22 @@ std::string check_value(sw_field_type type, std::string_view v) {
     }
 }
 
+bool field_schema::allows(std::string_view item) const {
+    // A vocabulary is a handful of words, most of different lengths: the
+    // lengths are compared first, the bytes only where they match.
+    if (allowed.size() <= 32) {
+        for (auto& a : allowed)
+            if (a.size() == item.size() && std::memcmp(a.data(), item.data(), a.size()) == 0) return true;
+        return false;
+    }
+    return std::binary_search(allowed.begin(), allowed.end(), item);
+}
+
 std::string field_schema::enum_problem(std::string_view v) const {
     if (allowed.empty()) return {};
+    if (!is_list() && allows(v)) return {};
     auto one = [&](std::string_view item) -> std::string {
-        if (std::binary_search(allowed.begin(), allowed.end(), item)) return {};
+        if (allows(item)) return {};
         if (!extension_prefix.empty() && item.substr(0, extension_prefix.size()) == extension_prefix) return {};
         std::string list;
         for (size_t i = 0; i < allowed.size() && i < 16; ++i) list += (i ? ", " : "") + allowed[i];

@@ -65,7 +65,14 @@ uint64_t field_formats::total() const {
 
 void format_sampler::offer(const entity_schema& es, const sw_record& rec) {
     if (rec.state != SW_RECORD_ACTIVE || rec.value_count != es.fields.size()) return;
-    uint64_t& n = seen_[es.name];
+    // The count of the entity of the last record (a batch holds one
+    // entity, and its schema lives as long as the run), not a search by
+    // name per record.
+    if (&es != last_entity_) {
+        last_count_ = &seen_[es.name];
+        last_entity_ = &es;
+    }
+    uint64_t& n = *last_count_;
     ++n;
     if (n > k_all_of_first && n % k_then_one_in != 0) return;
     auto& fields = profile_[es.name];

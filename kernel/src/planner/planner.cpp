@@ -227,8 +227,10 @@ struct planner::impl {
             source_count& counted = p_.out.sources[es->name];
             counted.sent = true;
             counted.delta = mode == SW_MODE_DELTA;
+            mapping_.clear();  // the mappers of this entity, found once a batch
             for (size_t mi = 0; mi < p_.mappers.size(); ++mi)
                 if (p_.mappers[mi].source() == es->name) {
+                    mapping_.push_back(mi);
                     auto& ep = p_.out.changes.entities[p_.mapper_target[mi]];
                     ep.source_sent = true;
                     ep.mode = mode;
@@ -249,8 +251,7 @@ struct planner::impl {
                     for (size_t ci : collecting_) collect(p_.collectors[ci], rec);
                 left_.clear();
                 mapped_.assign(p_.out.changes.entities.size(), 0);
-                for (size_t mi = 0; mi < p_.mappers.size(); ++mi)
-                    if (p_.mappers[mi].source() == es->name) map_one(mi, *es, rec, mode);
+                for (size_t mi : mapping_) map_one(mi, *es, rec, mode);
                 // Left an entity that no other mapping of this record feeds.
                 for (auto& [ti, key] : left_)
                     if (!mapped_[ti]) {
@@ -474,6 +475,7 @@ struct planner::impl {
         std::vector<std::string> values_;
         std::vector<std::string_view> views_, blank_;
         std::vector<size_t> collecting_;  // the collectors of the batch's entity
+        std::vector<size_t> mapping_;     // the mappers of the batch's entity
     };
 
     std::vector<std::string> source_entities() const {

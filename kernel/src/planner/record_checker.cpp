@@ -105,6 +105,18 @@ bool record_checker::check_shape(const sw_record& rec, const entity_schema& es) 
                    what + " holds a NUL byte at byte " + std::to_string(at + 1) + " ('" + printable(v) +
                        "'), which no text value may hold" + encoding_hint());
     };
+    // A record the wire decoder made holds its key and values one after
+    // another: one check of the whole text instead of one per value.
+    if (rec.key.ptr) {
+        const char* end = rec.key.ptr + rec.key.len;
+        bool adjacent = true;
+        for (size_t f = 0; f < rec.value_count && adjacent; ++f) {
+            if (rec.values[f].len == 0) continue;
+            adjacent = rec.values[f].ptr == end;
+            end += rec.values[f].len;
+        }
+        if (adjacent && plain({rec.key.ptr, static_cast<size_t>(end - rec.key.ptr)})) return true;
+    }
     if (!plain(rec.key)) {
         if (auto at = utf8_invalid_at(view(rec.key)); at != std::string_view::npos)
             return bad(es, rec, "bad_encoding",

@@ -27,6 +27,8 @@ struct field_schema {
     bool match = false;  // SW_POLICY_MATCH: identifies an unowned record to adopt
     // "" when `v` is allowed, else what is wrong with it.
     std::string enum_problem(std::string_view v) const;
+    // Whether one value (a list's item) is among `allowed`.
+    bool allows(std::string_view item) const;
     bool is_list() const { return type == SW_TYPE_LIST || type == SW_TYPE_ITEMS; }
     char separator() const { return type == SW_TYPE_ITEMS ? SW_ITEM_SEP : ','; }
     // Whether the diff sees no difference between the target's value `held`

@@ -38,6 +38,8 @@ public:
 private:
     format_profile profile_;
     std::map<std::string, uint64_t> seen_;
+    const entity_schema* last_entity_ = nullptr;  // schemas outlive the sampler
+    uint64_t* last_count_ = nullptr;
 };
 
 nlohmann::json to_json(const format_profile& p);

@@ -93,7 +93,7 @@ public:
     bool insert(std::string_view key, bool tobedeleted) { return insert_hashed(hashed(key), tobedeleted); }
     bool insert_hashed(uint64_t k, bool tobedeleted) {
         if ((size_ + 1) * 10 > slots_.size() * 7) grow();  // at most 70% full, as the kernel's index
-        for (size_t i = k & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+        for (size_t i = home(k);; i = (i + 1) & (slots_.size() - 1)) {
             if (slots_[i] == 0) {
                 slots_[i] = k | tobedeleted;
                 ++size_;
@@ -105,7 +105,7 @@ public:
     // 0 absent, 1 present, 2 present and tobedeleted
     int find(std::string_view key) const { return find_hashed(hashed(key)); }
     int find_hashed(uint64_t k) const {
-        for (size_t i = k & (slots_.size() - 1); slots_[i] != 0; i = (i + 1) & (slots_.size() - 1))
+        for (size_t i = home(k); slots_[i] != 0; i = (i + 1) & (slots_.size() - 1))
             if ((slots_[i] & ~1ULL) == k) return (slots_[i] & 1ULL) ? 2 : 1;
         return 0;
     }
@@ -120,9 +120,13 @@ public:
     // Unconditional: the table is never empty. (g++ 12 drops a prefetch
     // guarded by a test of the table's emptiness, found by reading the
     // machine code after keeping the hash made this slower.)
-    void prefetch_hashed(uint64_t k) const { __builtin_prefetch(&slots_[k & (slots_.size() - 1)]); }
+    void prefetch_hashed(uint64_t k) const { __builtin_prefetch(&slots_[home(k)]); }
 
 private:
+    // A key's first slot: from the hash's bits above the two that hashed()
+    // fixes (bit 1 set, bit 0 the flag), or only a quarter of the slots
+    // would ever be first slots and the probes would run long.
+    size_t home(uint64_t k) const { return static_cast<size_t>(k >> 2) & (slots_.size() - 1); }
     static constexpr size_t k_empty_slots = 2;  // all empty: a find ends at once, the first insert grows
     void grow() { rehash(std::max<size_t>(slots_.size() * 2, 1024)); }
     void rehash(size_t cap) {
@@ -132,7 +136,7 @@ private:
         size_ = 0;
         for (uint64_t v : old)
             if (v) {
-                for (size_t i = (v & ~1ULL) & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1))
+                for (size_t i = home(v & ~1ULL);; i = (i + 1) & (slots_.size() - 1))
                     if (slots_[i] == 0) { slots_[i] = v; ++size_; break; }
             }
     }

@@ -70,8 +70,20 @@ uint64_t hash_key(std::string_view v) {
         h = (h ^ w) * 0xff51afd7ed558ccdULL;
         h ^= h >> 29;
     }
+    // The last 0 to 7 bytes as a little-endian number, as a memcpy into a
+    // zeroed word would give, from loads of fixed size: a memcpy of a
+    // length known only here is a call, and the read of what it wrote
+    // waits for its byte stores.
     uint64_t tail = 0;
-    std::memcpy(&tail, v.data() + i, v.size() - i);
+    const unsigned char* t = reinterpret_cast<const unsigned char*>(v.data()) + i;
+    if (const size_t r = v.size() - i; r >= 4) {
+        uint32_t lo, hi;
+        std::memcpy(&lo, t, 4);
+        std::memcpy(&hi, t + r - 4, 4);
+        tail = lo | (uint64_t(hi) << (8 * (r - 4)));
+    } else if (r > 0) {
+        tail = t[0] | (uint64_t(t[r / 2]) << (8 * (r / 2))) | (uint64_t(t[r - 1]) << (8 * (r - 1)));
+    }
     h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
     h ^= h >> 32;
     h *= 0xff51afd7ed558ccdULL;

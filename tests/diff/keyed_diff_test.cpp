@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstring>
 #include <map>
 
 using namespace syncwarden::kernel;
@@ -29,6 +30,43 @@ entity_plan make(sw_batch_mode mode) {
 }
 
 }  // namespace
+
+// Change ids are hashes of what a change holds, kept in plans, ledgers and
+// audit logs: hash_bytes must give what it always gave. Here it is checked
+// against its definition (eight bytes a step, then the rest read as one
+// little-endian number) at every length up to 40 and every tail content.
+TEST(hash_bytes, gives_the_hash_of_its_definition_at_every_length) {
+    auto reference = [](std::string_view s) {
+        uint64_t h = 0x9e3779b97f4a7c15ULL ^ s.size();
+        size_t i = 0;
+        for (; i + 8 <= s.size(); i += 8) {
+            uint64_t w;
+            std::memcpy(&w, s.data() + i, 8);
+            h = (h ^ w) * 0xff51afd7ed558ccdULL;
+            h ^= h >> 29;
+        }
+        uint64_t tail = 0;
+        for (size_t k = i; k < s.size(); ++k) tail |= uint64_t(static_cast<unsigned char>(s[k])) << (8 * (k - i));
+        h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 32;
+        h *= 0xff51afd7ed558ccdULL;
+        return h ^ (h >> 29);
+    };
+    std::string text;
+    for (size_t len = 0; len <= 40; ++len) {
+        EXPECT_EQ(hash_bytes(text), reference(text)) << len;
+        for (int byte : {0x00, 0x41, 0x80, 0xff}) {
+            std::string t = text + std::string(1, static_cast<char>(byte));
+            for (size_t at = t.size() > 8 ? t.size() - 8 : 0; at < t.size(); ++at) {
+                std::string u = t;
+                u[at] = static_cast<char>(0xa5 ^ byte);
+                EXPECT_EQ(hash_bytes(u), reference(u)) << len << " " << at;
+            }
+        }
+        text += static_cast<char>('a' + len % 26);
+    }
+    EXPECT_NE(hash_bytes("stu-00000001"), hash_bytes("stu-00000002"));
+}
 
 TEST(record_set, holds_fields_compactly_and_finds_by_key) {
     record_set rs(2);

@@ -708,22 +708,37 @@ private:
                             std::string(key), std::string(value)});
     }
 
+    // Tens of millions of calls in a large export; what is reported when a
+    // reference does not hold lives out of line (report_ref), so this stays
+    // a lookup.
     void verify_ref(const char* from, const column_spec& c, const std::string& disp, uint64_t line,
                     uint64_t col, std::string_view key, std::string_view value, const entity_data& target,
                     uint64_t hashed = 0) {
-        if (!target.loaded || target.mode == SW_MODE_DELTA) {
-            if (!target.loaded && unchecked_.insert(std::string(from) + "." + c.name).second)
-                finding(SW_SEVERITY_INFO, "reference_not_checked", from, disp, 0, 0, "",
-                        std::string(from) + "." + c.name + " refers to " + c.refers_to + ", which this export does "
-                        "not include (or could not be read); those references were not checked");
+        if (!target.loaded || target.mode == SW_MODE_DELTA) [[unlikely]] {
+            not_checked(from, c, disp, target);
             return;
         }
         // `hashed`: the value's hash, when the row's prefetch took it.
-        int found = hashed ? target.keys.find_hashed(hashed) : target.keys.find(value);
+        const int found = hashed ? target.keys.find_hashed(hashed) : target.keys.find(value);
+        if (found != 1) [[unlikely]] report_ref(from, c, disp, line, col, key, value, found);
+    }
+
+    [[gnu::noinline, gnu::cold]] void not_checked(const char* from, const column_spec& c, const std::string& disp,
+                                                  const entity_data& target) {
+        if (!target.loaded && unchecked_.insert(std::string(from) + "." + c.name).second)
+            finding(SW_SEVERITY_INFO, "reference_not_checked", from, disp, 0, 0, "",
+                    std::string(from) + "." + c.name + " refers to " + c.refers_to + ", which this export does "
+                    "not include (or could not be read); those references were not checked");
+    }
+
+    // found: 0 absent, 2 marked tobedeleted.
+    [[gnu::noinline, gnu::cold]] void report_ref(const char* from, const column_spec& c, const std::string& disp,
+                                                 uint64_t line, uint64_t col, std::string_view key,
+                                                 std::string_view value, int found) {
         if (found == 0)
             finding(SW_SEVERITY_WARNING, "dangling_reference", from, disp, line, col, std::string(key),
                     std::string(from) + " '" + std::string(key) + "': " + c.name + " '" + std::string(value) + "' is not in " + c.refers_to);
-        else if (found == 2)
+        else
             finding(SW_SEVERITY_WARNING, "reference_to_deleted", from, disp, line, col, std::string(key),
                     std::string(from) + " '" + std::string(key) + "': " + c.name + " '" + std::string(value) + "' is marked tobedeleted");
     }

@@ -40,6 +40,47 @@ inline size_t field_end(const char* d, size_t pos, size_t n) {
 
 }  // namespace
 
+// The common row: no quote, and its line end at least 16 bytes before the
+// data's end. Each 16 bytes are read once and their commas and line ends
+// taken from one bit mask, instead of a search from each field's start. A
+// row with a quote, or near the end, is left to the general reading below
+// (false, nothing consumed).
+bool reader::plain_row(std::vector<field>& row) {
+#if defined(__SSE2__)
+    const char* d = d_.data();
+    const size_t n = d_.size();
+    const size_t line_start = line_start_;
+    const uint64_t line = line_;
+    const __m128i comma = _mm_set1_epi8(','), lf = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r'),
+                  quote = _mm_set1_epi8('"');
+    size_t start = pos_;
+    for (size_t p = pos_; p + 16 <= n; p += 16) {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + p));
+        const unsigned stops = static_cast<unsigned>(_mm_movemask_epi8(
+            _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, lf), _mm_cmpeq_epi8(v, cr)), _mm_cmpeq_epi8(v, quote))));
+        unsigned commas = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, comma)));
+        if (stops) commas &= (1u << __builtin_ctz(stops)) - 1;  // the commas before the row's end
+        for (; commas; commas &= commas - 1) {
+            const size_t end = p + static_cast<size_t>(__builtin_ctz(commas));
+            row.push_back({std::string_view(d + start, end - start), line, start - line_start + 1});
+            start = end + 1;
+        }
+        if (!stops) continue;
+        size_t end = p + static_cast<size_t>(__builtin_ctz(stops));
+        if (d[end] == '"') break;
+        row.push_back({std::string_view(d + start, end - start), line, start - line_start + 1});
+        if (d[end] == '\r') ++end;
+        if (end < n && d[end] == '\n') ++end;
+        pos_ = end;
+        ++line_;
+        line_start_ = end;
+        return true;
+    }
+#endif
+    row.clear();
+    return false;
+}
+
 bool reader::fail(uint64_t line, uint64_t col, std::string msg) {
     error_ = std::move(msg);
     error_line_ = line;
@@ -67,6 +108,7 @@ bool reader::next(std::vector<field>& row) {
     __builtin_prefetch(d + pos_ + 1024);
     __builtin_prefetch(d + pos_ + 1024 + 64);
     row_line_ = line_;
+    if (plain_row(row)) return true;
     while (true) {
         field f;
         f.line = line_;

@@ -32,6 +32,7 @@ public:
 
 private:
     bool fail(uint64_t line, uint64_t col, std::string msg);
+    bool plain_row(std::vector<field>& row);
     std::string_view d_;
     size_t pos_ = 0;
     uint64_t line_ = 1;

@@ -289,9 +289,14 @@ sw_status send_batch(op o, const B* b) {
     take_arrived_acks();
     int slot = free_slot();
     if (slot < 0 && post_ahead(o, *b)) return g->verdict;
+    // Waits for an acknowledgement: of a slot's batch, or of the ring's
+    // oldest, whichever makes room first. (The slots' batches were posted
+    // after a full ring: waiting for a slot alone would wait until the
+    // kernel had read the whole ring.)
     while (slot < 0) {
         receive(true);
         slot = free_slot();
+        if (slot < 0 && post_ahead(o, *b)) return g->verdict;
     }
     size_t n = place(*b, g->up.data() + static_cast<size_t>(slot) * g->slot_size, g->slot_size);
     if (n == 0) {

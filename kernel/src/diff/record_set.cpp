@@ -11,7 +11,9 @@ record_set::record_set(size_t field_count) : nf_(field_count) {}
 char* record_set::reserve(size_t n) {
     if (blocks_.empty() || used_in_last_ + n > last_capacity_) {
         last_capacity_ = std::max(k_block, n);
-        blocks_.push_back(std::make_unique<char[]>(last_capacity_));
+        // Not zeroed (make_unique<char[]> would write all of it before any
+        // record does): each byte is written by the record placed on it.
+        blocks_.push_back(std::unique_ptr<char[]>(new char[last_capacity_]));
         used_in_last_ = 0;
     }
     char* p = blocks_.back().get() + used_in_last_;

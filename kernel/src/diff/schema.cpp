@@ -1,4 +1,5 @@
 #include <syncwarden/kernel/schema.hpp>
+#include <syncwarden/kernel/record_set.hpp>
 
 #include <unicode/unistr.h>
 
@@ -95,7 +96,7 @@ bool field_schema::allows(std::string_view item) const {
     // lengths are compared first, the bytes only where they match.
     if (allowed.size() <= 32) {
         for (auto& a : allowed)
-            if (a.size() == item.size() && std::memcmp(a.data(), item.data(), a.size()) == 0) return true;
+            if (same_bytes(a, item)) return true;
         return false;
     }
     return std::binary_search(allowed.begin(), allowed.end(), item);

@@ -65,24 +65,33 @@ uint64_t field_formats::total() const {
 
 void format_sampler::offer(const entity_schema& es, const sw_record& rec) {
     if (rec.state != SW_RECORD_ACTIVE || rec.value_count != es.fields.size()) return;
-    // The count of the entity of the last record (a batch holds one
-    // entity, and its schema lives as long as the run), not a search by
-    // name per record.
+    // The entity of the last record (a batch holds one entity, and its
+    // schema lives as long as the run), its counter and its fields' places
+    // in the profile: no search by name per record.
     if (&es != last_entity_) {
-        last_count_ = &seen_[es.name];
         last_entity_ = &es;
+        last_count_ = &seen_[es.name];
+        auto& fields = profile_[es.name];
+        places_.assign(es.fields.size(), place{});
+        for (size_t f = 0; f < es.fields.size(); ++f)
+            // A list's shape is its items' business; enumerations are checked exactly.
+            if (es.fields[f].type != SW_TYPE_LIST && es.fields[f].allowed.empty())
+                places_[f].formats = &fields[es.fields[f].name];
     }
     uint64_t& n = *last_count_;
     ++n;
     if (n > k_all_of_first && n % k_then_one_in != 0) return;
-    auto& fields = profile_[es.name];
     for (size_t f = 0; f < es.fields.size(); ++f) {
-        // A list's shape is its items' business; enumerations are checked exactly.
-        if (es.fields[f].type == SW_TYPE_LIST || !es.fields[f].allowed.empty()) continue;
+        place& at = places_[f];
+        if (!at.formats) continue;
         const char* fmt = value_format(std::string_view(rec.values[f].ptr ? rec.values[f].ptr : "", rec.values[f].len));
         if (!*fmt) continue;
-        auto& ff = fields[es.fields[f].name];
-        if (++ff.counts[fmt] == 1) ff.example[fmt] = std::string(rec.key.ptr ? rec.key.ptr : "", rec.key.len);
+        // A field's values mostly keep one format: its counter is kept.
+        if (fmt != at.format) {
+            at.format = fmt;
+            at.count = &at.formats->counts[fmt];
+        }
+        if (++*at.count == 1) at.formats->example[fmt] = std::string(rec.key.ptr ? rec.key.ptr : "", rec.key.len);
     }
 }
 

@@ -13,6 +13,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace syncwarden::kernel {
 
@@ -40,6 +41,14 @@ private:
     std::map<std::string, uint64_t> seen_;
     const entity_schema* last_entity_ = nullptr;  // schemas outlive the sampler
     uint64_t* last_count_ = nullptr;
+    // Per field of last_entity_: its formats in profile_ (null when not
+    // sampled), and the counter of the format it had last.
+    struct place {
+        field_formats* formats = nullptr;
+        const char* format = nullptr;
+        uint64_t* count = nullptr;
+    };
+    std::vector<place> places_;
 };
 
 nlohmann::json to_json(const format_profile& p);

@@ -168,29 +168,36 @@ TEST(registry, one_damaged_release_json_is_skipped_with_a_warning_naming_it) {
     EXPECT_THAT(sw_test::cli(data, {"connectors", "list"}).out, HasSubstr("1.2.0"));
 }
 
+// The check is made by the kernel before it loads a library into itself
+// (isolation "in-process") and by the worker process before it loads one
+// (the default, where the kernel leaves it to the worker so that both of a
+// run's workers check at once): either way the run is refused the same.
 TEST(registry, a_tampered_library_is_refused_and_reinstalling_repairs_it) {
-    sw_test::temp_dir tmp;
-    auto data = tmp / "data";
-    sw_test::install_shipped(data);
-    auto so = installed_so(release_dir(tmp, "vendor-csv", "1.2.0"));
-    ASSERT_FALSE(so.empty());
-    make_writable(so);
-    {
-        std::ofstream junk(so, std::ios::binary | std::ios::app);
-        junk << std::string(4096, 'J');
-    }
-    sw_test::write_file(tmp / "job.json", sw_test::roster_job(std::filesystem::path(SW_SOURCE_DIR) / "config/demo/district",
-                                                              tmp / "drop"));
-    auto r = sw_test::cli(data, {"run", (tmp / "job.json").string(), "--dry-run"});
-    EXPECT_EQ(r.code, 4) << r.out << r.err;
-    EXPECT_THAT(r.err, HasSubstr("refusing vendor-csv 1.2.0"));
-    EXPECT_THAT(r.err, HasSubstr("the file was changed after it was installed"));
+    for (const std::string isolation : {"", R"( "isolation": "in-process",)"}) {
+        SCOPED_TRACE(isolation.empty() ? "in a worker" : "in process");
+        sw_test::temp_dir tmp;
+        auto data = tmp / "data";
+        sw_test::install_shipped(data);
+        auto so = installed_so(release_dir(tmp, "vendor-csv", "1.2.0"));
+        ASSERT_FALSE(so.empty());
+        make_writable(so);
+        {
+            std::ofstream junk(so, std::ios::binary | std::ios::app);
+            junk << std::string(4096, 'J');
+        }
+        sw_test::write_file(tmp / "job.json", sw_test::roster_job(std::filesystem::path(SW_SOURCE_DIR) / "config/demo/district",
+                                                                  tmp / "drop", isolation));
+        auto r = sw_test::cli(data, {"run", (tmp / "job.json").string(), "--dry-run"});
+        EXPECT_EQ(r.code, 4) << r.out << r.err;
+        EXPECT_THAT(r.err, HasSubstr("refusing vendor-csv 1.2.0"));
+        EXPECT_THAT(r.err, HasSubstr("the file was changed after it was installed"));
 
-    r = sw_test::cli(data, {"connectors", "install", sw_test::plugin("vendor-csv").string()});
-    ASSERT_EQ(r.code, 0) << r.err;
-    EXPECT_THAT(r.out, HasSubstr("repaired vendor-csv 1.2.0"));
-    r = sw_test::cli(data, {"run", (tmp / "job.json").string(), "--dry-run"});
-    EXPECT_EQ(r.code, 0) << r.out << r.err;
+        r = sw_test::cli(data, {"connectors", "install", sw_test::plugin("vendor-csv").string()});
+        ASSERT_EQ(r.code, 0) << r.err;
+        EXPECT_THAT(r.out, HasSubstr("repaired vendor-csv 1.2.0"));
+        r = sw_test::cli(data, {"run", (tmp / "job.json").string(), "--dry-run"});
+        EXPECT_EQ(r.code, 0) << r.out << r.err;
+    }
 }
 
 TEST(registry, a_copy_registered_under_another_version_is_refused) {

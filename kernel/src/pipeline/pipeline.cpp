@@ -150,6 +150,12 @@ public:
         findings_.set_severities(job.gates.severity);
         runtime_ = job.runtime;
         retry_ = job.retry;
+        // Both workers are started before either is waited for: each loads
+        // its library while the other does.
+        if (!runtime_.in_process) {
+            start_early(job.source, "source");
+            start_early(job.target, "target");
+        }
         if (auto s = open_one(job.source, "source", SW_CAP_SOURCE, source_, out_.run.source_version, source_host_); !s)
             return s;
         if (auto s = open_one(job.target, "target", SW_CAP_TARGET, target_, out_.run.target_version, target_host_); !s)
@@ -401,13 +407,27 @@ private:
     // process when the job opted in.
     Result<std::unique_ptr<connector_session>> open_session(const installed_release& rel, const nlohmann::json& settings,
                                                             const std::string& job_name, const fs::path& base_dir,
-                                                            run_services& rs, const std::string& where) {
+                                                            run_services& rs, const std::string& where,
+                                                            const std::string& role = "") {
         if (runtime_.in_process) {
             auto lib = reg_.open(rel);
             if (!lib) return lib.status();
             return open_in_process(*lib, settings, job_name, base_dir, rs, where);
         }
-        if (auto s = reg_.verify(rel); !s) return s;
+        // A worker started early for this library checks it itself before
+        // it loads it; any other library is checked now.
+        std::shared_ptr<started_worker> started;
+        if (auto it = started_.find(role); it != started_.end()) {
+            if (it->second.first == rel.path) started = it->second.second;
+            started_.erase(it);
+        }
+        if (!started)
+            if (auto s = reg_.verify(rel); !s) return s;
+        return open_in_worker(rel.path, rel.info, settings, job_name, base_dir, rs, where, worker_opts(job_name),
+                              std::move(started));
+    }
+
+    worker_options worker_opts(const std::string& job_name) const {
         worker_options o;
         o.limits = {runtime_.memory_mb, runtime_.cpu_seconds, runtime_.open_files, runtime_.read_ahead_mb};
         o.stall = runtime_.stall;
@@ -415,7 +435,17 @@ private:
         o.cancel = cancel_;
         o.run_id = out_.run.id;
         o.job = job_name;
-        return open_in_worker(rel.path, rel.info, settings, job_name, base_dir, rs, where, o);
+        return o;
+    }
+
+    // Starts the worker of a job's source or target for open_one to take
+    // over; the worker checks the library's SHA-256 before it loads it.
+    // Anything that goes wrong here is left for open_one to find and report.
+    void start_early(const connector_ref& ref, const std::string& role) {
+        auto rel = reg_.resolve_for(job_->name, ref.connector, ref.version);
+        if (!rel) return;
+        auto w = start_worker(rel->path, rel->info, rel->sha256, worker_opts(job_->name));
+        if (w) started_[role] = {rel->path, std::move(*w)};
     }
 
     // Settings with each {"$secret": NAME} replaced by its current value;
@@ -455,7 +485,7 @@ private:
         // {"$secret": NAME} references; only the session gets the values.
         auto resolved = with_secrets(*settings, role, where);
         if (!resolved) return resolved.status();
-        auto s = open_session(*rel, *resolved, job_->name, job_->base_dir, rs, where);
+        auto s = open_session(*rel, *resolved, job_->name, job_->base_dir, rs, where, role);
         if (!s) return s.status();
         session = std::move(*s);
         return Status::ok();
@@ -572,6 +602,9 @@ private:
     } resume_;
     apply_outcome applied_;
     std::unique_ptr<connector_session> source_, target_;
+    // Workers started before their sessions (start_early), by role, with
+    // the library each was started for.
+    std::map<std::string, std::pair<fs::path, std::shared_ptr<started_worker>>> started_;
 };
 
 }  // namespace

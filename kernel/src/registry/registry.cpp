@@ -327,20 +327,23 @@ Result<connector_info> registry::inspect(const fs::path& so) const {
     return (*loaded)->info();
 }
 
-Status registry::verify(const installed_release& r) const {
+Status verify_library(const fs::path& so, const std::string& sha256, const std::string& release) {
     // The file is checked against what was installed before it is loaded:
     // a patched or appended-to library never runs.
     std::string err;
-    const auto sha = sha256_file_hex(r.path, &err);
+    const auto sha = sha256_file_hex(so, &err);
     std::string why = err;
-    if (!sha.empty() && sha != r.sha256)
-        why = "its SHA-256 is " + sha.substr(0, 16) + ", but " + r.sha256.substr(0, 16) +
+    if (!sha.empty() && sha != sha256)
+        why = "its SHA-256 is " + sha.substr(0, 16) + ", but " + sha256.substr(0, 16) +
               " was installed: the file was changed after it was installed";
     else if (!sha.empty())
         return Status::ok();
-    return Status::error(error_kind::connector, "refusing " + r.info.name + " " + r.info.version + " (" +
-                                                    r.path.string() + "): " + why +
+    return Status::error(error_kind::connector, "refusing " + release + " (" + so.string() + "): " + why +
                                                     "; reinstall it with `syncwarden connectors install FILE.so`");
+}
+
+Status registry::verify(const installed_release& r) const {
+    return verify_library(r.path, r.sha256, r.info.name + " " + r.info.version);
 }
 
 Result<std::shared_ptr<const loaded_connector>> registry::open(const installed_release& r) {

@@ -3,6 +3,7 @@
 // (wire.hpp). Nothing here trusts the connector: whatever it does, the worst
 // outcome is that this process dies, which the kernel reports.
 #include <syncwarden/kernel/loader.hpp>
+#include <syncwarden/kernel/registry.hpp>
 #include <syncwarden/kernel/schema.hpp>
 #include <syncwarden/kernel/worker.hpp>
 
@@ -645,7 +646,7 @@ bool is_worker_command(int argc, char** argv) { return argc > 1 && std::strcmp(a
 int worker_main(int argc, char** argv) {
     // Nothing of the kernel's may leak into the connector's process.
     ::close_range(wire::k_fd_page + 1, ~0u, 0);
-    std::string so;
+    std::string so, sha256, release;
     bool probe = false;
     uint64_t memory_mb = 0, cpu = 0, files = 0;
     long parent = 0;
@@ -654,6 +655,8 @@ int worker_main(int argc, char** argv) {
         auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
         if (a == "--so") so = next();
         else if (a == "--probe") probe = true;
+        else if (a == "--sha256") sha256 = next();
+        else if (a == "--release") release = next();
         else if (a == "--memory-mb") memory_mb = std::strtoull(next().c_str(), nullptr, 10);
         else if (a == "--cpu-seconds") cpu = std::strtoull(next().c_str(), nullptr, 10);
         else if (a == "--open-files") files = std::strtoull(next().c_str(), nullptr, 10);
@@ -691,6 +694,13 @@ int worker_main(int argc, char** argv) {
     if (page == MAP_FAILED) return 1;
     g->page = static_cast<wire::control_page*>(page);
 
+    // Checked before it is loaded, when the kernel left that to this process.
+    if (!sha256.empty())
+        if (auto st = verify_library(so, sha256, release); !st) {
+            post(op::load_failed, [&](wire::writer& w) { w.str(st.message()); });
+            flush();
+            return 0;
+        }
     // Loading runs the library's constructors: from here on, anything may happen.
     auto lib = load_connector(so);
     if (!lib) {

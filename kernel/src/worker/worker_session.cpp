@@ -215,6 +215,9 @@ struct spawn_request {
     bool probe = false;
     worker_limits limits;
     log_fields fields;
+    // When set, the worker checks the library's SHA-256 before it loads it
+    // (the kernel has not); `release` names it in a refusal.
+    std::string sha256, release;
 };
 
 Result<std::unique_ptr<child>> spawn(const spawn_request& req) {
@@ -272,6 +275,7 @@ Result<std::unique_ptr<child>> spawn(const spawn_request& req) {
                                   "--cpu-seconds", std::to_string(req.limits.cpu_seconds),
                                   "--open-files", std::to_string(req.limits.open_files)};
     if (req.probe) args.push_back("--probe");
+    if (!req.sha256.empty()) args.insert(args.end(), {"--sha256", req.sha256, "--release", req.release});
     char mask[8];
     std::snprintf(mask, sizeof mask, "%03o", static_cast<unsigned>(pii::operator_umask()));
     args.insert(args.end(), {"--umask", mask});
@@ -1027,7 +1031,7 @@ Status cancelled_status(const cancel_flag& c, const std::string& where) {
 }
 
 Result<connector_info> probe_in_worker(const fs::path& so, const worker_limits& limits) {
-    auto c = spawn({so, true, limits, {"", "", so.filename().string(), "install", ""}});
+    auto c = spawn({so, true, limits, {"", "", so.filename().string(), "install", ""}, "", ""});
     if (!c) return c.status();
     auto m = worker_session::await_manifest(**c, so.string(), limits, milliseconds(60000));
     if (!m) return m.status();
@@ -1035,13 +1039,32 @@ Result<connector_info> probe_in_worker(const fs::path& so, const worker_limits& 
     return m->first;
 }
 
+struct started_worker {
+    fs::path so;
+    std::unique_ptr<child> c;
+};
+
+Result<std::shared_ptr<started_worker>> start_worker(const fs::path& so, const connector_info& expected,
+                                                     const std::string& sha256, const worker_options& opts) {
+    const std::string who = expected.name + " " + expected.version;
+    auto c = spawn({so, false, opts.limits, {opts.run_id, opts.job, who, "", ""}, sha256, who});
+    if (!c) return c.status();
+    auto w = std::make_shared<started_worker>();
+    w->so = so;
+    w->c = std::move(*c);
+    return w;
+}
+
 Result<std::unique_ptr<connector_session>> open_in_worker(const fs::path& so, const connector_info& expected,
                                                           const nlohmann::json& settings,
                                                           const std::string& job_name, const fs::path& base_dir,
                                                           run_services& rs, const std::string& settings_path,
-                                                          const worker_options& opts) {
+                                                          const worker_options& opts,
+                                                          std::shared_ptr<started_worker> started) {
     const std::string who = expected.name + " " + expected.version;
-    auto c = spawn({so, false, opts.limits, {opts.run_id, opts.job, who, "", ""}});
+    Result<std::unique_ptr<child>> c = std::unique_ptr<child>();
+    if (started && started->c && started->so == so) c = std::move(started->c);
+    else c = spawn({so, false, opts.limits, {opts.run_id, opts.job, who, "", ""}, "", ""});
     if (!c) return c.status();
     auto m = worker_session::await_manifest(**c, who, opts.limits, milliseconds(60000));
     if (!m) return m.status();

@@ -78,4 +78,9 @@ private:
     bool check_in_process_ = false;
 };
 
+// Whether the library at `so` still has the SHA-256 it was installed with
+// (`release` names it, "NAME VERSION", in the refusal). Checked before a
+// library is loaded, by the kernel or by the worker that will load it.
+Status verify_library(const std::filesystem::path& so, const std::string& sha256, const std::string& release);
+
 }  // namespace syncwarden::kernel

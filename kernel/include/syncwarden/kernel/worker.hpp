@@ -70,15 +70,28 @@ int worker_main(int argc, char** argv);
 // crashes in its constructors or entry fails here, not in the kernel.
 Result<connector_info> probe_in_worker(const std::filesystem::path& so, const worker_limits& limits);
 
-// Starts a worker for `so` and creates the connector instance in it.
-// `expected` is what the registry recorded for the release; a library whose
-// manifest differs is refused.
+// A worker process started before its session is opened, so that a run's
+// two workers check and load their libraries (about 10 ms each) at the
+// same time rather than one after the other: open_in_worker() takes it
+// over. The worker checks the library against `sha256`, what it was
+// installed with, before it loads it (and refuses it, as the registry
+// would, when it changed). One never taken over ends, and is reaped, with
+// its last handle.
+struct started_worker;
+Result<std::shared_ptr<started_worker>> start_worker(const std::filesystem::path& so, const connector_info& expected,
+                                                     const std::string& sha256, const worker_options& opts);
+
+// Starts a worker for `so` (or takes over `started`, when it was started
+// for `so`) and creates the connector instance in it. `expected` is what
+// the registry recorded for the release; a library whose manifest differs
+// is refused.
 Result<std::unique_ptr<connector_session>> open_in_worker(const std::filesystem::path& so,
                                                           const connector_info& expected,
                                                           const nlohmann::json& settings,
                                                           const std::string& job_name,
                                                           const std::filesystem::path& base_dir,
                                                           run_services& rs, const std::string& settings_path,
-                                                          const worker_options& opts);
+                                                          const worker_options& opts,
+                                                          std::shared_ptr<started_worker> started = nullptr);
 
 }  // namespace syncwarden::kernel

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -247,10 +248,12 @@ bool post_ahead(op o, const B& b) {
         g->ring_ready = true;
         g->ring_populated = 0;
     }
-    // The ring's pages 8 MiB at a time as it first reaches them, not one
-    // fault each (and none for a ring a small run never fills).
+    // The ring's pages as it first reaches them, not one fault each: 1 MiB,
+    // then as much again as it has, up to 8 MiB at a time (a small run
+    // that uses little of it populates little).
     if (*at + need > g->ring_populated) {
-        const size_t upto = std::min(g->ring_cap, (*at + need + (size_t(8) << 20) - 1) & ~((size_t(8) << 20) - 1));
+        const size_t step = std::clamp(g->ring_populated, size_t(1) << 20, size_t(8) << 20);
+        const size_t upto = std::min(g->ring_cap, (*at + need + step - 1) / step * step);
         (void)::madvise(g->up.data() + base + g->ring_populated, upto - g->ring_populated, MADV_POPULATE_WRITE);
         g->ring_populated = upto;
     }

@@ -51,13 +51,18 @@ measure() {
   local name=$1 records=$2; shift 2
   local t="$work/.time" rc=0
   sync
+  # Wall time to the millisecond from the shell's clock (time's %e has
+  # centiseconds: a 0.065 s nightly would read 0.06 or 0.07).
+  local t0=$EPOCHREALTIME
   /usr/bin/time -f "%e %U %S %M" -o "$t" "$@" > "$work/.out" 2> "$work/.err" || rc=$?
+  local t1=$EPOCHREALTIME
   read -r wall user sys rss_kb < <(tail -1 "$t")
+  wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
   local cpu rps
   cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}')
   rps=$(awk -v r="$records" -v w="$wall" 'BEGIN{ if (w > 0 && r > 0) printf "%.0f", r/w; else print "-" }')
   local line
-  line=$(printf "%-8s %-28s wall=%8.2fs cpu=%8.2fs rss=%7.0fMiB records=%-9s rec/s=%s" \
+  line=$(printf "%-8s %-28s wall=%8.3fs cpu=%8.2fs rss=%7.0fMiB records=%-9s rec/s=%s" \
     "$size" "$name" "$wall" "$cpu" "$(awk -v k="$rss_kb" 'BEGIN{print k/1024}')" "$records" "$rps")
   ((rc == 0)) || line="$line  FAILED(exit $rc)"
   echo "$line" | tee -a "$results"
@@ -199,7 +204,7 @@ for size in "${size_list[@]}"; do
   measure "3i nightly, in-process (again)" "$rows_b" "$sw" --data-dir "$data" run "$dir/job-b-in-process.json" --dry-run --preview 0
   ((last_rc == 0)) || fail=1
   inproc_wall=$(awk -v a="$inproc_wall" -v b="$wall" 'BEGIN{print (a < b) ? a : b}')
-  awk -v w="$worker_wall" -v i="$inproc_wall" 'BEGIN { if (i > 0) printf "         workers vs in-process (nightly, best of 2 each): %.2fs vs %.2fs, ratio %.3f (budget: at most 1.15)\n", w, i, w / i }' | tee -a "$results"
+  awk -v w="$worker_wall" -v i="$inproc_wall" 'BEGIN { if (i > 0) printf "         workers vs in-process (nightly, best of 2 each): %.3fs vs %.3fs, ratio %.3f (budget: at most 1.15)\n", w, i, w / i }' | tee -a "$results"
 
   n_abi=10000000
   [[ $size == small ]] && n_abi=1000000
@@ -261,7 +266,7 @@ done
 if (($(wc -l < "$scale") > 2)); then
   echo "== scale (nightly: best of 2 with workers, peak RSS of the two)" | tee -a "$results"
   awk -F'\t' 'NR == 1 { next }
-    { printf "%-8s records=%-9s nightly=%7.2fs %6d MiB   first dry run=%7.2fs %6d MiB   apply=%7.2fs %6d MiB   stored plan apply=%7.2fs %6d MiB\n",
+    { printf "%-8s records=%-9s nightly=%7.3fs %6d MiB   first dry run=%7.2fs %6d MiB   apply=%7.2fs %6d MiB   stored plan apply=%7.2fs %6d MiB\n",
         $1, $3, $8, $9, $4, $5, $6, $7, $10, $11
       w[$1] = $8; m[$1] = $9; r[$1] = $3 }
     END { if (("large" in w) && ("xlarge" in w) && w["large"] > 0)

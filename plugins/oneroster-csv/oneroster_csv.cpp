@@ -7,6 +7,7 @@
 #include <settings.hpp>
 #include <view_batch.hpp>
 #include <syncwarden/connector.hpp>
+#include <syncwarden/detail/hash_bytes.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -58,37 +59,10 @@ std::vector<std::string> split_list(const std::string& v) {
     return out;
 }
 
-// Eight bytes a step, then a final mix (the construction of the kernel's
-// hash_bytes; a connector does not link the kernel): ids are hashed once or
-// more per record and per reference, millions of times in a large export.
-uint64_t hash_key(std::string_view v) {
-    uint64_t h = 0x9e3779b97f4a7c15ULL ^ v.size();
-    size_t i = 0;
-    for (; i + 8 <= v.size(); i += 8) {
-        uint64_t w;
-        std::memcpy(&w, v.data() + i, 8);
-        h = (h ^ w) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 29;
-    }
-    // The last 0 to 7 bytes as a little-endian number, as a memcpy into a
-    // zeroed word would give, from loads of fixed size: a memcpy of a
-    // length known only here is a call, and the read of what it wrote
-    // waits for its byte stores.
-    uint64_t tail = 0;
-    const unsigned char* t = reinterpret_cast<const unsigned char*>(v.data()) + i;
-    if (const size_t r = v.size() - i; r >= 4) {
-        uint32_t lo, hi;
-        std::memcpy(&lo, t, 4);
-        std::memcpy(&hi, t + r - 4, 4);
-        tail = lo | (uint64_t(hi) << (8 * (r - 4)));
-    } else if (r > 0) {
-        tail = t[0] | (uint64_t(t[r / 2]) << (8 * (r / 2))) | (uint64_t(t[r - 1]) << (8 * (r - 1)));
-    }
-    h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 32;
-    h *= 0xff51afd7ed558ccdULL;
-    return h ^ (h >> 29);
-}
+// The kernel's hash (a connector does not link the kernel; the header is
+// shared): ids are hashed once or more per record and per reference,
+// millions of times in a large export.
+uint64_t hash_key(std::string_view v) { return ::syncwarden::detail::hash_bytes(v); }
 
 // The sourcedIds of one entity as 64-bit hashes in an open-addressing table;
 // the low bit says "tobedeleted". 35% to 70% full (12 to 23 bytes a

@@ -36,18 +36,18 @@ entity_plan make(sw_batch_mode mode) {
 // against its definition (eight bytes a step, then the rest read as one
 // little-endian number) at every length up to 40 and every tail content.
 TEST(hash_bytes, gives_the_hash_of_its_definition_at_every_length) {
-    auto reference = [](std::string_view s) {
+    // Little-endian words of up to eight bytes, composed byte by byte.
+    auto word = [](std::string_view s, size_t from) {
+        uint64_t w = 0;
+        for (size_t k = from; k < s.size() && k < from + 8; ++k)
+            w |= uint64_t(static_cast<unsigned char>(s[k])) << (8 * (k - from));
+        return w;
+    };
+    auto reference = [&](std::string_view s) {
         uint64_t h = 0x9e3779b97f4a7c15ULL ^ s.size();
-        size_t i = 0;
-        for (; i + 8 <= s.size(); i += 8) {
-            uint64_t w;
-            std::memcpy(&w, s.data() + i, 8);
-            h = (h ^ w) * 0xff51afd7ed558ccdULL;
-            h ^= h >> 29;
-        }
-        uint64_t tail = 0;
-        for (size_t k = i; k < s.size(); ++k) tail |= uint64_t(static_cast<unsigned char>(s[k])) << (8 * (k - i));
-        h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
+        const size_t whole = s.size() / 8 * 8;
+        for (size_t i = 0; i < whole; i += 8) h = ((h ^ word(s, i)) * 0xff51afd7ed558ccdULL), h ^= h >> 29;
+        h = (h ^ word(s, whole)) * 0xc4ceb9fe1a85ec53ULL;
         h ^= h >> 32;
         h *= 0xff51afd7ed558ccdULL;
         return h ^ (h >> 29);

@@ -58,9 +58,9 @@ struct worker_state {
     // An extract the kernel started before it reads it (while it reads the
     // target's state), and a target's state read, may run ahead: with both
     // slots in use, batches go to a ring after the slots, of at most
-    // ring_cap bytes (the kernel says how much with the call). The kernel unmaps a
-    // ring batch's pages once it has read it, so the ring is held once, in
-    // this process, until the extract ends.
+    // ring_cap bytes (the kernel says how much with the call). The kernel
+    // unmaps a ring batch's pages once it has read it, so the ring is held
+    // once, in this process, until the hook ends.
     size_t ring_cap = 0;
     size_t ring_head = 0, ring_tail = 0;  // offsets in the ring; equal when it is empty
     size_t ring_count = 0;                // ring batches awaiting acks

@@ -37,6 +37,16 @@ public:
         contract_ = &builder_.build();
     }
 
+    // The settings' JSON Schema. "x-syncwarden-grant" marks what the
+    // kernel lets this connector's worker reach: here, the folder it writes.
+    static const char* settings_schema() {
+        return R"({"type": "object", "required": ["folder", "entities"],
+  "properties": {
+    "folder": {"type": "string", "minLength": 1, "x-syncwarden-grant": "write-path",
+               "description": "where the .jsonl files go; relative to the job file"},
+    "entities": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}})";
+    }
+
     const sw_contract& contract() override { return *contract_; }
 
     // The system this target writes, so the kernel lets one run at a time

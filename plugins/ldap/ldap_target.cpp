@@ -176,7 +176,7 @@ public:
   "required": ["url", "bind_dn", "password", "base_dn"],
   "additionalProperties": false,
   "properties": {
-    "url": {"type": "string", "pattern": "^ldaps?://", "description": "ldaps://host:636, or ldap://host:389 with StartTLS"},
+    "url": {"type": "string", "pattern": "^ldaps?://", "x-syncwarden-grant": "endpoint", "description": "ldaps://host:636, or ldap://host:389 with StartTLS"},
     "starttls": {"type": "boolean", "description": "StartTLS on an ldap:// URL (default: true; false only to this machine)"},
     "bind_dn": {"type": "string", "minLength": 1},
     "password": {"type": "string", "minLength": 1, "description": "put it in the secret store: {\"$secret\": NAME}"},
@@ -184,7 +184,7 @@ public:
     "users_ou": {"type": "string", "default": "ou=people", "description": "where users go, relative to base_dn; one OU per school below it"},
     "groups_ou": {"type": "string", "default": "ou=groups", "description": "where groups go, relative to base_dn"},
     "disabled_ou": {"type": "string", "default": "ou=disabled,ou=people", "description": "where an inactive user is moved, relative to base_dn"},
-    "ca_file": {"type": "string", "description": "a PEM file of certificates to trust besides the system's"},
+    "ca_file": {"type": "string", "x-syncwarden-grant": "read-path", "description": "a PEM file of certificates to trust besides the system's"},
     "verify_tls": {"type": "boolean", "default": true, "description": "false turns certificate checks off; never do that outside a test"},
     "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 600, "default": 30},
     "page_size": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 500, "description": "entries per page of a search"},

@@ -207,7 +207,7 @@ public:
   "required": ["path"],
   "additionalProperties": false,
   "properties": {
-    "path": {"type": "string", "minLength": 1,
+    "path": {"type": "string", "minLength": 1, "x-syncwarden-grant": "read-path",
              "description": "the folder or .zip of the OneRoster CSV export; relative to the job file"},
     "encoding": {"type": "string", "enum": ["utf-8", "utf8", "windows-1252", "cp1252", "iso-8859-1", "latin1", "latin-1"],
                  "default": "utf-8", "description": "the export's text encoding: utf-8, windows-1252 or iso-8859-1"},

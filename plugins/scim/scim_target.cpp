@@ -103,18 +103,18 @@ public:
   "required": ["base_url", "auth"],
   "additionalProperties": false,
   "properties": {
-    "base_url": {"type": "string", "pattern": "^https?://", "description": "the SCIM service provider's base URL, such as https://vendor.example/scim/v2 (http:// only to this machine)"},
+    "base_url": {"type": "string", "pattern": "^https?://", "x-syncwarden-grant": "endpoint", "description": "the SCIM service provider's base URL, such as https://vendor.example/scim/v2 (http:// only to this machine)"},
     "auth": {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": false,
       "description": "a bearer token, or OAuth 2.0 client credentials; put secrets in the secret store: {\"$secret\": NAME}",
       "properties": {
         "bearer": {"type": "string", "minLength": 1, "description": "the bearer token"},
         "oauth2": {"type": "object", "required": ["token_url", "client_id", "client_secret"], "additionalProperties": false,
           "properties": {
-            "token_url": {"type": "string", "pattern": "^https?://"},
+            "token_url": {"type": "string", "pattern": "^https?://", "x-syncwarden-grant": "endpoint"},
             "client_id": {"type": "string", "minLength": 1},
             "client_secret": {"type": "string", "minLength": 1},
             "scope": {"type": "string"}}}}},
-    "ca_file": {"type": "string", "description": "a PEM file of certificates to trust besides the system's"},
+    "ca_file": {"type": "string", "x-syncwarden-grant": "read-path", "description": "a PEM file of certificates to trust besides the system's"},
     "verify_tls": {"type": "boolean", "default": true, "description": "false turns certificate checks off; never do that outside a test"},
     "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 600, "default": 30},
     "page_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100,

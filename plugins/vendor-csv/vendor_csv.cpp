@@ -217,7 +217,7 @@ public:
   "required": ["folder", "files"],
   "additionalProperties": false,
   "properties": {
-    "folder": {"type": "string", "minLength": 1,
+    "folder": {"type": "string", "minLength": 1, "x-syncwarden-grant": "write-path",
                "description": "the folder the vendor picks files up from; relative to the job file"},
     "changes_file": {"type": "string", "minLength": 1, "pattern": "^[^./][^/]*$", "default": "changes.csv",
                      "description": "a plain file name (no '/', not starting with '.') for the file listing each run's changes"},

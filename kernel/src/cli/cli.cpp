@@ -729,6 +729,7 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
     if (env && *env && config_file.empty()) c.cfg.data_dir = env;
     if (!data_dir.empty()) c.cfg.data_dir = data_dir;
     c.cfg.data_dir = fs::absolute(c.cfg.data_dir);
+    set_sandbox_config(c.cfg.sandbox);
     std::vector<std::string> rest(args.begin() + 1, args.end());
     if (args[0] == "version") {
         out << "syncwarden " << SYNCWARDEN_VERSION << " (connector ABI " << SW_ABI_MAJOR << "." << SW_ABI_MINOR << ")\n";

@@ -19,7 +19,7 @@ using config_detail::type_name;
 
 Result<connector_ref> read_connector(const reader& r, const json& j, const std::string& path) {
     if (auto s = r.expect(j, json::value_t::object, path, "an object"); !s) return s;
-    if (auto s = r.no_unknown(j, path, {"connector", "version", "settings"}); !s) return s;
+    if (auto s = r.no_unknown(j, path, {"connector", "version", "settings", "env"}); !s) return s;
     connector_ref c;
     auto name = r.string(j, path, "connector", true);
     if (!name) return name.status();
@@ -30,6 +30,26 @@ Result<connector_ref> read_connector(const reader& r, const json& j, const std::
     if (auto it = j.find("settings"); it != j.end()) {
         if (auto s = r.expect(*it, json::value_t::object, path + ".settings", "an object"); !s) return s;
         c.settings = *it;
+    }
+    // Environment variables the kernel passes on to this connector's worker
+    // (it starts with none of the kernel's but PATH, LANG, LC_* and TZ).
+    if (auto it = j.find("env"); it != j.end()) {
+        const std::string at = path + ".env";
+        if (!it->is_array()) return r.fail(at, "expected a list of variable names, such as [\"HTTPS_PROXY\"]");
+        for (size_t i = 0; i < it->size(); ++i) {
+            const json& v = (*it)[i];
+            const std::string name = v.is_string() ? v.get<std::string>() : "";
+            const bool plain = !name.empty() && name.size() <= 128 &&
+                               std::all_of(name.begin(), name.end(), [](unsigned char ch) {
+                                   return std::isalnum(ch) || ch == '_';
+                               }) && !std::isdigit(static_cast<unsigned char>(name[0]));
+            if (!plain)
+                return r.fail(at + "[" + std::to_string(i) + "]", "expected a variable name (letters, digits, _), found " + v.dump());
+            if (name.rfind("SYNCWARDEN_", 0) == 0 || name == "CREDENTIALS_DIRECTORY")
+                return r.fail(at + "[" + std::to_string(i) + "]", "'" + name + "' is the kernel's own and is never passed to a "
+                              "connector; give the connector what it needs in its settings");
+            c.env.push_back(name);
+        }
     }
     return c;
 }
@@ -349,6 +369,44 @@ Status read_daemon(const reader& r, const json& j, kernel_config& cfg) {
     return Status::ok();
 }
 
+// The "sandbox" block: which missing layers an operator accepts, and the
+// ids workers take when the kernel runs as root.
+Status read_sandbox(const reader& r, const json& j, kernel_config& cfg) {
+    auto it = j.find("sandbox");
+    if (it == j.end()) return Status::ok();
+    const std::string path = "$.sandbox";
+    if (auto s = r.expect(*it, json::value_t::object, path, "an object"); !s) return s;
+    if (auto s = r.no_unknown(*it, path, {"require", "accept_missing", "first_id", "id_count"}); !s) return s;
+    sandbox_config& c = cfg.sandbox;
+    if (auto v = it->find("require"); v != it->end()) {
+        if (!v->is_boolean()) return r.fail(path + ".require", "expected true or false, found " + v->dump());
+        c.require = v->get<bool>();
+    }
+    if (auto v = it->find("accept_missing"); v != it->end()) {
+        if (!v->is_array()) return r.fail(path + ".accept_missing", "expected a list of layers, such as [\"network\"]");
+        for (size_t i = 0; i < v->size(); ++i) {
+            const json& l = (*v)[i];
+            const auto& layers = sandbox_layers();
+            if (!l.is_string() || std::find(layers.begin(), layers.end(), l.get<std::string>()) == layers.end() ||
+                l == "environment")
+                return r.fail(path + ".accept_missing[" + std::to_string(i) + "]",
+                              "expected one of \"identity\", \"files\", \"network\", \"syscalls\", found " + l.dump());
+            c.accept_missing.push_back(l.get<std::string>());
+        }
+    }
+    for (auto [key, field] : {std::pair{"first_id", &c.first_id}, std::pair{"id_count", &c.id_count}}) {
+        auto v = it->find(key);
+        if (v == it->end()) continue;
+        if (!v->is_number_unsigned() || v->get<uint64_t>() < 1 || v->get<uint64_t>() > 0xfffffff0ull)
+            return r.fail(path + "." + key, "expected a whole number from 1 to 4294967280, found " + v->dump());
+        *field = static_cast<uint32_t>(v->get<uint64_t>());
+    }
+    if (c.first_id < 1000 || uint64_t(c.first_id) + c.id_count > 0xfffffff0ull)
+        return r.fail(path + ".first_id", "the ids first_id .. first_id + id_count must lie between 1000 and "
+                                          "4294967280, away from the system's own users");
+    return Status::ok();
+}
+
 Status read_schedule(const reader& r, const json& j, std::optional<job_schedule>& out) {
     auto it = j.find("schedule");
     if (it == j.end()) return Status::ok();
@@ -500,7 +558,7 @@ Result<kernel_config> load_kernel_config(const fs::path& file, const fs::path& d
     reader r(file);
     cfg.file = fs::absolute(file);
     if (auto s = r.expect(j, json::value_t::object, "$", "an object"); !s) return s;
-    if (auto s = r.no_unknown(j, "$", {"data_dir", "log_level", "store", "retention", "daemon"}); !s) return s;
+    if (auto s = r.no_unknown(j, "$", {"data_dir", "log_level", "store", "retention", "daemon", "sandbox"}); !s) return s;
     if (auto it = j.find("retention"); it != j.end()) {
         if (auto s = r.expect(*it, json::value_t::object, "$.retention", "an object"); !s) return s;
         if (auto s = r.no_unknown(*it, "$.retention", {"plans_days", "change_results_days", "logs_days"}); !s) return s;
@@ -535,6 +593,7 @@ Result<kernel_config> load_kernel_config(const fs::path& file, const fs::path& d
         return r.fail("$.store", "expected \"sqlite\" (the only store so far), found \"" + *store + "\"");
     cfg.store = *store;
     if (auto s = read_daemon(r, j, cfg); !s) return s;
+    if (auto s = read_sandbox(r, j, cfg); !s) return s;
     return cfg;
 }
 

@@ -200,7 +200,9 @@ Status make_private(const fs::path& data_dir) {
     struct stat st {};
     if (::stat(data_dir.c_str(), &st) != 0)
         return Status::error(error_kind::store, data_dir.string() + ": cannot create the data dir: " + std::strerror(errno));
-    if ((st.st_mode & 077) == 0) return Status::ok();
+    // Search rights for the group class alone are the ACL mask of a worker's
+    // way to its drops/ folder (prepare_sandbox): nothing can be listed or read.
+    if ((st.st_mode & 067) == 0) return Status::ok();
     // A data dir made open (by an older kernel, or by hand): closed, with
     // what is in it.
     if (::chmod(data_dir.c_str(), 0700) != 0)

@@ -262,11 +262,12 @@ public:
         if (auto job = load_job(dry.job_file)) {
             runtime_ = job->runtime;
             retry_ = job->retry;
+            target_env_ = job->target.env;
         }
         const std::string where = "the target settings stored in the plan of run " + dry.id;
         auto resolved = with_secrets(h.target.settings, "target", where);
         if (!resolved) return resolved.status();
-        auto s = open_session(*rel, *resolved, h.job, h.target.base_dir, target_host_, where);
+        auto s = open_session(*rel, *resolved, h.job, h.target.base_dir, target_host_, where, "target", target_env_);
         if (!s) return s.status();
         target_ = std::move(*s);
         if (auto st = lock_target(h.target.connector, h.target.settings, no_wait_); !st) return st;
@@ -329,6 +330,7 @@ public:
 
 private:
     sleeper& sleeper_;
+    std::vector<std::string> target_env_;  // a stored plan's target: what its job passes on
 
     // The system the target writes: what the connector names (system_id),
     // else its name and settings.
@@ -403,13 +405,14 @@ private:
         return store_.update_run(out_.run);
     }
 
-    // A session for an installed release: in a worker process, or in this
-    // process when the job opted in.
+    // A session for an installed release: in a worker process, confined to
+    // what its settings grant, or in this process when the job opted in.
     Result<std::unique_ptr<connector_session>> open_session(const installed_release& rel, const nlohmann::json& settings,
                                                             const std::string& job_name, const fs::path& base_dir,
                                                             run_services& rs, const std::string& where,
-                                                            const std::string& role = "") {
+                                                            const std::string& role, const std::vector<std::string>& env) {
         if (runtime_.in_process) {
+            out_.unconfined = {"in-process"};
             auto lib = reg_.open(rel);
             if (!lib) return lib.status();
             return open_in_process(*lib, settings, job_name, base_dir, rs, where);
@@ -421,10 +424,41 @@ private:
             if (it->second.first == rel.path) started = it->second.second;
             started_.erase(it);
         }
-        if (!started)
+        worker_options o = worker_opts(job_name);
+        if (!started) {
             if (auto s = reg_.verify(rel); !s) return s;
-        return open_in_worker(rel.path, rel.info, settings, job_name, base_dir, rs, where, worker_opts(job_name),
-                              std::move(started));
+            auto policy = sandbox_for(rel, settings, base_dir, job_name, role, where);
+            if (!policy) return policy.status();
+            o.sandbox = std::move(*policy);
+            o.env = env;
+        }
+        return open_in_worker(rel.path, rel.info, settings, job_name, base_dir, rs, where, o, std::move(started));
+    }
+
+    // The grants of a connector's settings (as its schema marks them, with
+    // variables and secrets resolved), checked against the layers this
+    // machine has, and made ready for its worker.
+    Result<sandbox_policy> sandbox_for(const installed_release& rel, const nlohmann::json& settings,
+                                       const fs::path& base_dir, const std::string& job_name, const std::string& role,
+                                       const std::string& where) {
+        std::string schema = rel.info.settings_schema;
+        if (!rel.schema_recorded) {
+            // Installed before release.json kept it: asked of the library,
+            // in a worker confined with no grants.
+            auto probed = probe_in_worker(rel.path, worker_limits{}, data_dir_);
+            if (!probed) return probed.status();
+            schema = probed->settings_schema;
+        }
+        auto grants = derive_grants(schema, settings, base_dir, where);
+        if (!grants) return grants.status().context(rel.info.name + " " + rel.info.version);
+        auto off = check_sandbox_layers(current_sandbox_config());
+        if (!off) return off.status();
+        sandbox_request req{job_name, role, *grants, rel.path, *off};
+        auto policy = prepare_sandbox(current_sandbox_config(), data_dir_, req);
+        if (!policy) return policy.status();
+        out_.grants[role] = std::move(*grants);
+        out_.unconfined = *off;
+        return policy;
     }
 
     worker_options worker_opts(const std::string& job_name) const {
@@ -440,11 +474,20 @@ private:
 
     // Starts the worker of a job's source or target for open_one to take
     // over; the worker checks the library's SHA-256 before it loads it.
-    // Anything that goes wrong here is left for open_one to find and report.
+    // Anything that goes wrong here is left for open_one to find and report;
+    // settings that name a secret wait for open_one, which resolves them.
     void start_early(const connector_ref& ref, const std::string& role) {
         auto rel = reg_.resolve_for(job_->name, ref.connector, ref.version);
-        if (!rel) return;
-        auto w = start_worker(rel->path, rel->info, rel->sha256, worker_opts(job_->name));
+        if (!rel || names_a_secret(ref.settings)) return;
+        const std::string where = job_->file.string() + ": $." + role + ".settings";
+        auto settings = expand_settings(ref.settings, data_dir_, job_->base_dir, where);
+        if (!settings) return;
+        auto policy = sandbox_for(*rel, *settings, job_->base_dir, job_->name, role, where);
+        if (!policy) return;
+        worker_options o = worker_opts(job_->name);
+        o.sandbox = std::move(*policy);
+        o.env = ref.env;
+        auto w = start_worker(rel->path, rel->info, rel->sha256, o);
         if (w) started_[role] = {rel->path, std::move(*w)};
     }
 
@@ -485,7 +528,7 @@ private:
         // {"$secret": NAME} references; only the session gets the values.
         auto resolved = with_secrets(*settings, role, where);
         if (!resolved) return resolved.status();
-        auto s = open_session(*rel, *resolved, job_->name, job_->base_dir, rs, where, role);
+        auto s = open_session(*rel, *resolved, job_->name, job_->base_dir, rs, where, role, ref.env);
         if (!s) return s.status();
         session = std::move(*s);
         return Status::ok();

@@ -25,6 +25,7 @@ json to_json(const installed_release& r) {
             {"abi", std::to_string(r.info.abi_major) + "." + std::to_string(r.info.abi_minor)},
             {"capabilities", r.info.capabilities},
             {"thread_safety", r.info.thread_safety},
+            {"settings_schema", r.info.settings_schema},
             {"sha256", r.sha256},
             {"file", r.path.filename().string()},
             {"installed_at", r.installed_at}};
@@ -46,6 +47,10 @@ Result<installed_release> read_release(const fs::path& dir) {
         r.info.abi_minor = static_cast<uint32_t>(std::stoul(abi.substr(abi.find('.') + 1)));
         r.info.capabilities = j.at("capabilities");
         r.info.thread_safety = j.value("thread_safety", 0u);
+        if (auto s = j.find("settings_schema"); s != j.end() && s->is_string()) {
+            r.info.settings_schema = s->get<std::string>();
+            r.schema_recorded = true;
+        }
         r.sha256 = j.at("sha256");
         const std::string file_name = j.at("file");
         if (file_name.empty() || file_name.find('/') != std::string::npos || file_name[0] == '.')
@@ -321,7 +326,7 @@ Status registry::retire(const std::string& name, const std::string& version) {
 }
 
 Result<connector_info> registry::inspect(const fs::path& so) const {
-    if (!check_in_process_) return probe_in_worker(so, worker_limits{});
+    if (!check_in_process_) return probe_in_worker(so, worker_limits{}, root_.parent_path());
     auto loaded = load_connector(so);
     if (!loaded) return loaded.status();
     return (*loaded)->info();

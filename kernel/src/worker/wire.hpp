@@ -25,6 +25,7 @@ inline constexpr int k_fd_control = 3;   // the socket
 inline constexpr int k_fd_up = 4;        // arena worker -> kernel
 inline constexpr int k_fd_down = 5;      // arena kernel -> worker
 inline constexpr int k_fd_page = 6;      // control page
+inline constexpr int k_fd_library = 7;   // the connector's library, opened by the kernel
 inline constexpr size_t k_max_packet = 96 * 1024;
 inline constexpr size_t k_max_inline_text = 16 * 1024;  // log lines, messages, tokens
 inline constexpr size_t k_max_arena = size_t(2) << 30;

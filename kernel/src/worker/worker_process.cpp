@@ -4,6 +4,7 @@
 // outcome is that this process dies, which the kernel reports.
 #include <syncwarden/kernel/loader.hpp>
 #include <syncwarden/kernel/registry.hpp>
+#include <syncwarden/kernel/sandbox.hpp>
 #include <syncwarden/kernel/schema.hpp>
 #include <syncwarden/kernel/worker.hpp>
 
@@ -648,8 +649,9 @@ bool is_worker_command(int argc, char** argv) { return argc > 1 && std::strcmp(a
 
 int worker_main(int argc, char** argv) {
     // Nothing of the kernel's may leak into the connector's process.
-    ::close_range(wire::k_fd_page + 1, ~0u, 0);
+    ::close_range(wire::k_fd_library + 1, ~0u, 0);
     std::string so, sha256, release;
+    sandbox_policy sandbox;
     bool probe = false;
     uint64_t memory_mb = 0, cpu = 0, files = 0;
     long parent = 0;
@@ -658,6 +660,13 @@ int worker_main(int argc, char** argv) {
         auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
         if (a == "--so") so = next();
         else if (a == "--probe") probe = true;
+        else if (a == "--sandbox") {
+            try {
+                sandbox = sandbox_policy::from_json(nlohmann::json::parse(next()));
+            } catch (const std::exception&) {
+                return 1;
+            }
+        }
         else if (a == "--sha256") sha256 = next();
         else if (a == "--release") release = next();
         else if (a == "--memory-mb") memory_mb = std::strtoull(next().c_str(), nullptr, 10);
@@ -697,20 +706,30 @@ int worker_main(int argc, char** argv) {
     if (page == MAP_FAILED) return 1;
     g->page = static_cast<wire::control_page*>(page);
 
-    // Checked before it is loaded, when the kernel left that to this process.
-    if (!sha256.empty())
-        if (auto st = verify_library(so, sha256, release); !st) {
-            post(op::load_failed, [&](wire::writer& w) { w.str(st.message()); });
-            flush();
-            return 0;
-        }
-    // Loading runs the library's constructors: from here on, anything may happen.
-    auto lib = load_connector(so);
-    if (!lib) {
-        post(op::load_failed, [&](wire::writer& w) { w.str(lib.status().message()); });
+    // The library, as the kernel opened it: read through the descriptor,
+    // named by its path in every message.
+    const std::string by_fd = "/proc/self/fd/" + std::to_string(wire::k_fd_library);
+    auto refuse = [&](const std::string& message) {
+        std::string m = message;
+        for (size_t at; (at = m.find(by_fd)) != std::string::npos;) m.replace(at, by_fd.size(), so);
+        post(op::load_failed, [&](wire::writer& w) { w.str(m); });
         flush();
         return 0;
-    }
+    };
+    // Checked before it is loaded, when the kernel left that to this process.
+    if (!sha256.empty())
+        if (auto st = verify_library(by_fd, sha256, release); !st) return refuse(st.message());
+    // Confined before the library is loaded: its constructors run in the
+    // sandbox, which lets it read the library through the descriptor (its
+    // path may lie in folders this identity cannot pass).
+    sandbox.library = {by_fd};
+    if (auto st = confine_self(sandbox); !st) return refuse(st.message());
+    // A change of identity clears the parent-death signal.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (parent && ::getppid() != parent) return 1;
+    // Loading runs the library's constructors: from here on, anything may happen.
+    auto lib = load_connector(by_fd);
+    if (!lib) return refuse(lib.status().message());
     g->lib = *lib;
     const connector_info& i = g->lib->info();
     const sw_hooks& h = g->lib->hooks();

@@ -3,6 +3,7 @@
 #include <syncwarden/kernel/log.hpp>
 #include <syncwarden/kernel/text.hpp>
 #include <syncwarden/kernel/pii.hpp>
+#include <syncwarden/kernel/sandbox.hpp>
 #include <syncwarden/kernel/worker.hpp>
 
 #include "../session/settings_schema.hpp"
@@ -168,6 +169,7 @@ struct child {
     uint64_t cpu_seconds = 0;
     double cpu = 0;  // user + system, seconds
     bool killed = false;  // by the kernel
+    sandbox_policy sandbox;  // its temporary folder goes with it
 
     child() = default;
     child(const child&) = delete;
@@ -178,6 +180,7 @@ struct child {
         if (drain) drain->stop();
         if (page) ::munmap(page, sizeof(wire::control_page));
         if (pidfd >= 0) ::close(pidfd);
+        release_sandbox(sandbox);
     }
 
     // Waits up to `patience` for the process to end, then kills it; reaps it.
@@ -218,6 +221,11 @@ struct spawn_request {
     // When set, the worker checks the library's SHA-256 before it loads it
     // (the kernel has not); `release` names it in a refusal.
     std::string sha256, release;
+    // What confines it (prepared by the caller: its temporary folder is
+    // removed with the worker), and the environment variables its job
+    // passes on to it.
+    sandbox_policy sandbox;
+    std::vector<std::string> env;
 };
 
 Result<std::unique_ptr<child>> spawn(const spawn_request& req) {
@@ -268,6 +276,16 @@ Result<std::unique_ptr<child>> spawn(const spawn_request& req) {
         return sys_fail("mmap");
     }
     c->page = static_cast<wire::control_page*>(pg);
+    c->sandbox = req.sandbox;
+    // The worker loads the library through this descriptor: it needs no
+    // way to the file through the (private) data dir.
+    const int lib = lift(::open(req.so.c_str(), O_RDONLY | O_CLOEXEC));
+    if (lib < 0) {
+        ::close(out[0]);
+        ::close(err[0]);
+        return sys_fail(("opening " + req.so.string()).c_str());
+    }
+    close_after.fds.push_back(lib);
 
     std::vector<std::string> args{"syncwarden-worker", k_worker_command, "--so", req.so.string(),
                                   "--parent", std::to_string(::getpid()),
@@ -275,6 +293,7 @@ Result<std::unique_ptr<child>> spawn(const spawn_request& req) {
                                   "--cpu-seconds", std::to_string(req.limits.cpu_seconds),
                                   "--open-files", std::to_string(req.limits.open_files)};
     if (req.probe) args.push_back("--probe");
+    if (req.sandbox.enabled) args.insert(args.end(), {"--sandbox", req.sandbox.to_json().dump()});
     if (!req.sha256.empty()) args.insert(args.end(), {"--sha256", req.sha256, "--release", req.release});
     char mask[8];
     std::snprintf(mask, sizeof mask, "%03o", static_cast<unsigned>(pii::operator_umask()));
@@ -292,6 +311,7 @@ Result<std::unique_ptr<child>> spawn(const spawn_request& req) {
     posix_spawn_file_actions_adddup2(&fa, up, wire::k_fd_up);
     posix_spawn_file_actions_adddup2(&fa, down, wire::k_fd_down);
     posix_spawn_file_actions_adddup2(&fa, page, wire::k_fd_page);
+    posix_spawn_file_actions_adddup2(&fa, lib, wire::k_fd_library);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
     // The worker starts with default signal handling and nothing blocked,
@@ -305,8 +325,13 @@ Result<std::unique_ptr<child>> spawn(const spawn_request& req) {
     // kernel, which then cancels the run in order.
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
+    // Only what the allow-list names: never the kernel's own variables.
+    std::vector<std::string> env = worker_environment(environ, req.env, req.sandbox.tmp);
+    std::vector<char*> envp;
+    for (auto& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
     pid_t pid = -1;
-    int rc = ::posix_spawn(&pid, worker_exe().c_str(), &fa, &attr, argv.data(), environ);
+    int rc = ::posix_spawn(&pid, worker_exe().c_str(), &fa, &attr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     if (rc != 0) {
@@ -1030,8 +1055,16 @@ Status cancelled_status(const cancel_flag& c, const std::string& where) {
         .with_category("cancelled");
 }
 
-Result<connector_info> probe_in_worker(const fs::path& so, const worker_limits& limits) {
-    auto c = spawn({so, true, limits, {"", "", so.filename().string(), "install", ""}, "", ""});
+Result<connector_info> probe_in_worker(const fs::path& so, const worker_limits& limits, const fs::path& data_dir) {
+    // Confined as a run's worker is, with no grants at all.
+    auto off = check_sandbox_layers(current_sandbox_config());
+    if (!off) return off.status();
+    sandbox_request sr;
+    sr.library = so;
+    sr.layers_off = *off;
+    auto policy = prepare_sandbox(current_sandbox_config(), data_dir, sr);
+    if (!policy) return policy.status();
+    auto c = spawn({so, true, limits, {"", "", so.filename().string(), "install", ""}, "", "", *policy, {}});
     if (!c) return c.status();
     auto m = worker_session::await_manifest(**c, so.string(), limits, milliseconds(60000));
     if (!m) return m.status();
@@ -1047,7 +1080,7 @@ struct started_worker {
 Result<std::shared_ptr<started_worker>> start_worker(const fs::path& so, const connector_info& expected,
                                                      const std::string& sha256, const worker_options& opts) {
     const std::string who = expected.name + " " + expected.version;
-    auto c = spawn({so, false, opts.limits, {opts.run_id, opts.job, who, "", ""}, sha256, who});
+    auto c = spawn({so, false, opts.limits, {opts.run_id, opts.job, who, "", ""}, sha256, who, opts.sandbox, opts.env});
     if (!c) return c.status();
     auto w = std::make_shared<started_worker>();
     w->so = so;
@@ -1064,7 +1097,7 @@ Result<std::unique_ptr<connector_session>> open_in_worker(const fs::path& so, co
     const std::string who = expected.name + " " + expected.version;
     Result<std::unique_ptr<child>> c = std::unique_ptr<child>();
     if (started && started->c && started->so == so) c = std::move(started->c);
-    else c = spawn({so, false, opts.limits, {opts.run_id, opts.job, who, "", ""}, "", ""});
+    else c = spawn({so, false, opts.limits, {opts.run_id, opts.job, who, "", ""}, "", "", opts.sandbox, opts.env});
     if (!c) return c.status();
     auto m = worker_session::await_manifest(**c, who, opts.limits, milliseconds(60000));
     if (!m) return m.status();

@@ -7,6 +7,7 @@
 
 #include <syncwarden/kernel/gate_policy.hpp>
 #include <syncwarden/kernel/result.hpp>
+#include <syncwarden/kernel/sandbox.hpp>
 #include <syncwarden/kernel/retry_policy.hpp>
 
 #include <nlohmann/json.hpp>
@@ -47,6 +48,7 @@ struct kernel_config {
     std::string store = "sqlite";    // the only kind so far
     retention_policy retention;
     daemon_config daemon;
+    sandbox_config sandbox;
 };
 
 // One field of a target entity, computed from a source record.
@@ -102,6 +104,7 @@ struct connector_ref {
     std::string connector;
     std::string version;  // semver range
     nlohmann::json settings = nlohmann::json::object();
+    std::vector<std::string> env;  // variables passed on to its worker
 };
 
 // How a job's connectors run: isolation, limits and deadlines (README,

@@ -3,6 +3,8 @@
 // everything in the run store. Knows nothing of the CLI.
 #pragma once
 
+#include <syncwarden/kernel/sandbox.hpp>
+
 #include <syncwarden/kernel/audit.hpp>
 #include <syncwarden/kernel/clock.hpp>
 #include <syncwarden/kernel/config.hpp>
@@ -79,6 +81,10 @@ struct run_outcome {
     // (ABI 1.4), and how long the kernel made them wait.
     size_t connector_retries = 0;
     std::chrono::milliseconds connector_retry_wait{0};
+    // What each connector's worker was granted, by role, and the sandbox
+    // layers the run went without ("in-process": no sandbox at all).
+    std::map<std::string, std::vector<grant>> grants;
+    std::vector<std::string> unconfined;
 };
 
 // A decision on a held run, for `runs approve` and `runs reject`.

@@ -26,6 +26,10 @@ struct installed_release {
     std::string installed_at;
     bool repaired = false;  // install replaced a damaged copy of this release
     std::string replaced_build;  // install --replace: the build id this pre-release had before
+    // release.json holds the settings schema (the kernel derives a worker's
+    // grants from it before the library runs); releases installed before
+    // it did not record it.
+    bool schema_recorded = false;
 };
 
 class registry {

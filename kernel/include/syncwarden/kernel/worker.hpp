@@ -8,6 +8,7 @@
 
 #include <syncwarden/kernel/loader.hpp>
 #include <syncwarden/kernel/result.hpp>
+#include <syncwarden/kernel/sandbox.hpp>
 #include <syncwarden/kernel/session.hpp>
 
 #include <atomic>
@@ -52,6 +53,11 @@ struct worker_options {
     std::chrono::milliseconds grace{std::chrono::seconds(10)};
     const cancel_flag* cancel = nullptr;
     std::string run_id, job;  // for the log lines the worker's output becomes
+    // What confines the worker (prepare_sandbox; its temporary folder is
+    // removed when the worker ends) and the environment variables the job
+    // passes to it.
+    sandbox_policy sandbox;
+    std::vector<std::string> env;
 };
 
 // Deadline for the calls that follow (a phase's end), or none.
@@ -66,9 +72,11 @@ void set_worker_executable(const std::filesystem::path& exe);
 bool is_worker_command(int argc, char** argv);
 int worker_main(int argc, char** argv);
 
-// Loads `so` in a throw-away worker and returns its manifest: a library that
-// crashes in its constructors or entry fails here, not in the kernel.
-Result<connector_info> probe_in_worker(const std::filesystem::path& so, const worker_limits& limits);
+// Loads `so` in a throw-away worker, confined with no grants, and returns
+// its manifest: a library that crashes in its constructors or entry fails
+// here, not in the kernel. `data_dir` keeps the sandbox's ids.
+Result<connector_info> probe_in_worker(const std::filesystem::path& so, const worker_limits& limits,
+                                       const std::filesystem::path& data_dir);
 
 // A worker process started before its session is opened, so that a run's
 // two workers check and load their libraries (about 10 ms each) at the

@@ -39,7 +39,7 @@ bool is_leftover(const std::string& name) {
 
 void crash_point(int step) {
     static const int at = [] {
-        const char* v = std::getenv("SYNCWARDEN_CRASH_AT");
+        const char* v = std::getenv("VENDOR_CSV_CRASH_AT");
         return v ? std::atoi(v) : 0;
     }();
     if (at == step) std::raise(SIGKILL);

@@ -71,7 +71,7 @@ private:
 void publish(const std::filesystem::path& folder,
              const std::vector<std::pair<std::filesystem::path, std::string>>& files);
 
-// Test hook: with SYNCWARDEN_CRASH_AT=<step> in the environment, the process
+// Test hook: with VENDOR_CSV_CRASH_AT=<step> in the environment, the process
 // kills itself (SIGKILL) at that step of a delivery: 1 after the first new
 // file is written, 2 after all are, 3 after the journal is written, 4 after
 // it is in place, 5 after the first rename, 6 after all renames. Tests use it

@@ -200,7 +200,9 @@ TEST(apply, host_calls_from_destroy_reach_no_freed_run_state) {
 
 TEST(apply, a_store_deleted_during_the_run_stops_it_before_the_commit) {
     sw_test::temp_dir tmp;
-    sw_test::diff_target_job(tmp.path(), R"(, "remove_during_apply": ")" + (tmp / "data" / "syncwarden.db").string() + "\"");
+    // In process: a confined worker could not reach the store (sandbox_test).
+    sw_test::diff_target_job(tmp.path(), R"(, "remove_during_apply": ")" + (tmp / "data" / "syncwarden.db").string() + "\"",
+                             R"("isolation": "in-process",)");
     auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
     EXPECT_EQ(r.code, 1) << r.out << r.err;
     EXPECT_THAT(r.err, HasSubstr("syncwarden.db was deleted or replaced while this run was using it"));
@@ -214,7 +216,9 @@ TEST(apply, a_store_deleted_during_the_run_stops_it_before_the_commit) {
 TEST(apply, a_store_locked_after_the_commit_is_reported_as_such) {
     sw_test::temp_dir tmp;
     const auto db = tmp / "data" / "syncwarden.db";
-    sw_test::diff_target_job(tmp.path(), R"(, "lock_in_commit": ")" + db.string() + "\"");
+    // In process: a confined worker could neither reach the store nor run
+    // sqlite3 (sandbox_test).
+    sw_test::diff_target_job(tmp.path(), R"(, "lock_in_commit": ")" + db.string() + "\"", R"("isolation": "in-process",)");
     auto r = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string()});
     EXPECT_EQ(r.code, 1) << r.out << r.err;
     EXPECT_THAT(r.err, HasSubstr("the target made 1 changes durable, but the run store could not record it"));

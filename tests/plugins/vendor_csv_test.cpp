@@ -102,7 +102,7 @@ TEST_P(vendor_csv_crash, the_next_open_leaves_entirely_the_old_or_the_new_delive
     ASSERT_NE(before, after);
 
     auto killed = sw_test::run_kernel(crashed.data(), {"run", crashed.job().string()},
-                                      {"SYNCWARDEN_CRASH_AT=" + std::to_string(step)});
+                                      {"VENDOR_CSV_CRASH_AT=" + std::to_string(step)});
     ASSERT_EQ(killed.signal, SIGKILL) << "exit " << killed.code << ": " << sw_test::read_file(crashed.data() / "child.out");
 
     // The killed run's changes were accepted but never committed: the store
@@ -137,7 +137,7 @@ TEST_P(vendor_csv_worker_crash, fails_only_the_run_and_the_next_run_recovers) {
     const auto before = delivered(old_state.drop()), after = delivered(new_state.drop());
 
     auto r = sw_test::run_kernel(crashed.data(), {"run", crashed.job().string()},
-                                 {"SYNCWARDEN_CRASH_AT=" + std::to_string(step)});
+                                 {"VENDOR_CSV_CRASH_AT=" + std::to_string(step)});
     const std::string err = sw_test::read_file(crashed.data() / "child.out");
     EXPECT_EQ(r.signal, 0) << "the kernel itself must survive";
     EXPECT_EQ(r.code, 4) << err;

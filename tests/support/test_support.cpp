@@ -159,7 +159,7 @@ std::string roster_job(const fs::path& source, const fs::path& drop_folder, cons
     return R"({
   "name": "test-roster",)" + extra + R"(
   "source": {"connector": "oneroster-csv", "version": "^1", "settings": {"path": ")" + source.string() + R"("}},
-  "target": {"connector": "vendor-csv", "version": "^1", "settings": {
+  "target": {"connector": "vendor-csv", "version": "^1", "env": ["VENDOR_CSV_CRASH_AT"], "settings": {
     "folder": ")" + drop_folder.string() + R"(",
     "files": [
       {"entity": "people", "file": "people.csv", "key": "person_id",
@@ -183,10 +183,10 @@ std::string run_id_of(const std::string& out) {
     return out.substr(p + 4, out.find(' ', p + 4) - p - 4);
 }
 
-void diff_target_job(const fs::path& dir, const std::string& extra) {
+void diff_target_job(const fs::path& dir, const std::string& extra, const std::string& top) {
     for (auto f : {"good", "diff_target"})
         ASSERT_EQ(cli(dir / "data", {"connectors", "install", fixture(f).string()}).code, 0);
-    write_file(dir / "job.json", R"({"name": "d",
+    write_file(dir / "job.json", R"({"name": "d",)" + top + R"(
       "source": {"connector": "good"},
       "target": {"connector": "diff-target", "settings": {"log": ")" + (dir / "applied.log").string() + "\"" + extra +
                                      R"(}},

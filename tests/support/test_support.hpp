@@ -103,7 +103,7 @@ std::string run_id_of(const std::string& out);
 // A job from the "good" fixture source into the diff-target fixture, which
 // logs what it applies to dir/applied.log; installs both into dir/data.
 // `extra` adds target settings (JSON members with a leading comma).
-void diff_target_job(const fs::path& dir, const std::string& extra = "");
+void diff_target_job(const fs::path& dir, const std::string& extra = "", const std::string& top = "");
 
 // Copies a OneRoster folder so a test may change it.
 void copy_tree(const fs::path& from, const fs::path& to);

@@ -91,6 +91,18 @@ int print_outcome(context& c, const run_outcome& o, bool dry_run) {
     if (!o.run.source_version.empty())
         c.out << "  source " << o.run.source_connector << " " << o.run.source_version << ", target "
               << o.run.target_connector << " " << o.run.target_version << "\n";
+    if (!o.grants.empty()) {
+        c.out << "grants:\n";
+        for (auto& [role, g] : o.grants)
+            c.out << "  " << role << " " << (role == "source" ? o.run.source_connector : o.run.target_connector) << ": "
+                  << printable(grants_text(g)) << "\n";
+    }
+    if (!o.unconfined.empty()) {
+        std::string layers;
+        for (auto& l : o.unconfined) layers += (layers.empty() ? "" : ", ") + l;
+        c.out << "unconfined: " << layers << " (its connectors ran without "
+              << (o.unconfined.size() == 1 ? "this layer" : "these layers") << " of the sandbox)\n";
+    }
     if (!o.stale_reason.empty())
         c.out << "the approved plan was stale and was not applied: " << printable(o.stale_reason)
               << ".\nThe job was planned and gated again as this run.\n";

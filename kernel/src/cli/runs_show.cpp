@@ -152,6 +152,11 @@ int runs_show(context& c, run_store& store, parsed_args& pa) {
                          {"digest", (*plan)->digest}, {"content_digest", (*plan)->content_digest},
                          {"purged_at", (*plan)->purged_at}};
         if (!r->plan_of.empty()) j["plan_of"] = r->plan_of;
+        // What each connector's worker was granted, and the sandbox layers
+        // the run went without (from the run's summary).
+        const auto sum = nlohmann::json::parse(r->summary_json, nullptr, false);
+        j["grants"] = sum.is_object() && sum.contains("grants") ? sum["grants"] : nlohmann::json::object();
+        j["unconfined"] = sum.is_object() && sum.contains("unconfined") ? sum["unconfined"] : nlohmann::json::array();
         nlohmann::json fj = nlohmann::json::array();
         for (auto& f : *findings)
             fj.push_back({{"severity", f.severity}, {"code", f.code}, {"entity", f.entity}, {"file", f.file},

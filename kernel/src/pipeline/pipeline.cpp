@@ -160,6 +160,7 @@ public:
             return s;
         if (auto s = open_one(job.target, "target", SW_CAP_TARGET, target_, out_.run.target_version, target_host_); !s)
             return s;
+        compare_grants(job.name);
         // One run at a time applies to a system: held from reading its state
         // to the commit. A dry run writes nothing and takes no lock.
         if (!opts.dry_run)
@@ -461,6 +462,31 @@ private:
         return policy;
     }
 
+    // A connector that may reach more (or other) than at the job's last good
+    // run is worth a look: a finding (a warning, unless gates.severity
+    // raises "grants_changed").
+    void compare_grants(const std::string& job_name) {
+        auto last = store_.last_good_profile(job_name);
+        if (!last || !*last) return;
+        auto prev = store_.get_run((*last)->first);
+        if (!prev) return;
+        auto before = nlohmann::json::parse(prev->summary_json, nullptr, false);
+        if (!before.is_object() || !before.contains("grants")) return;
+        for (const char* role : {"source", "target"}) {
+            const auto was = before["grants"].value(role, nlohmann::json::array());
+            auto it = out_.grants.find(role);
+            const auto now = it == out_.grants.end() ? nlohmann::json::array() : grants_json(it->second);
+            if (was == now) continue;
+            std::string then;
+            for (auto& g : was) then += (then.empty() ? "" : "; ") + g.value("kind", "") + " " + g.value("value", "");
+            findings_.add({"warning", "grants_changed", "", "", 0, 0, "",
+                           std::string("the ") + role + " connector's grants changed since the last good run " +
+                               prev->id + ": it may now reach " +
+                               grants_text(it == out_.grants.end() ? std::vector<grant>{} : it->second) +
+                               " (it could reach " + (then.empty() ? "nothing" : then) + ")"});
+        }
+    }
+
     worker_options worker_opts(const std::string& job_name) const {
         worker_options o;
         o.limits = {runtime_.memory_mb, runtime_.cpu_seconds, runtime_.open_files, runtime_.read_ahead_mb};
@@ -739,6 +765,11 @@ void finish_run(run_store& store, audit_log* audit, const clock& clk, run_outcom
                            {"planned", counts_json(out.planned)}};
     if (!out.retry_of.empty()) summary["retry_of"] = out.retry_of;
     if (!out.allowed.empty()) summary["allowed"] = out.allowed;
+    if (!out.grants.empty()) {
+        summary["grants"] = nlohmann::json::object();
+        for (auto& [role, g] : out.grants) summary["grants"][role] = grants_json(g);
+    }
+    if (!out.unconfined.empty()) summary["unconfined"] = out.unconfined;
     if (out.protected_records) summary["protected"] = out.protected_records;
     size_t holding = 0;
     for (auto& v : out.verdicts) holding += v.holds();

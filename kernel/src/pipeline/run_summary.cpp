@@ -37,6 +37,12 @@ audit_event run_summary_event(const run_outcome& out, const apply_outcome& a, co
     nlohmann::json secrets = nlohmann::json::array();
     for (auto& [role, u] : out.secrets_used) secrets.push_back({{"role", role}, {"name", u.name}, {"version", u.version}});
     if (!secrets.empty()) d["secrets"] = secrets;
+    // What each connector's worker could reach, and the sandbox layers the
+    // run went without: paths and endpoints, never people's data.
+    nlohmann::json grants = nlohmann::json::object();
+    for (auto& [role, g] : out.grants) grants[role] = grants_json(g);
+    d["grants"] = grants;
+    if (!out.unconfined.empty()) d["unconfined"] = out.unconfined;
     d["target"] = connector("target", r.target_connector, r.target_version);
     d["started_at"] = r.created_at;
     d["ended_at"] = r.finished_at;

@@ -144,8 +144,10 @@ Status set_files(const sandbox_policy& p, int abi) {
     rs.allow_path("/proc/" + std::to_string(::getpid()), read, true);
     for (auto& f : p.library)
         if (!rs.allow_path(f, k_read_file, false)) return layer_error("files", rs.error());
+    // A path to read that does not exist gets no rule: the connector finds
+    // it missing and says so, as it would anywhere.
     for (auto& path : p.read)
-        if (!rs.allow_path(path, read, false)) return layer_error("files", rs.error());
+        if (!rs.allow_path(path, read, true)) return layer_error("files", rs.error());
     for (auto& path : p.write)
         if (!rs.allow_path(path, write, false)) return layer_error("files", rs.error());
     for (auto& path : p.write_files)

@@ -131,6 +131,48 @@ Status give(const fs::path& path, uint32_t uid, unsigned want) {
     return Status::ok();
 }
 
+// A default ACL entry on folder `dir`, so that files others make in it later
+// (a test's, an operator's, whatever their umask) are the identity's too.
+Status give_default(const fs::path& dir, uint32_t uid, unsigned want) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return Status::ok();
+    acl_t acl = ::acl_get_file(dir.c_str(), ACL_TYPE_DEFAULT);
+    if (!acl) return fail("cannot read the default ACL of " + dir.string() + ": " + std::strerror(errno));
+    struct freer {
+        acl_t& a;
+        ~freer() { ::acl_free(a); }
+    } f{acl};
+    acl_entry_t e;
+    bool empty = true;
+    for (int r = ::acl_get_entry(acl, ACL_FIRST_ENTRY, &e); r == 1; r = ::acl_get_entry(acl, ACL_NEXT_ENTRY, &e)) {
+        empty = false;
+        acl_tag_t tag;
+        if (::acl_get_tag_type(e, &tag) != 0 || tag != ACL_USER) continue;
+        auto* q = static_cast<uid_t*>(::acl_get_qualifier(e));
+        const bool mine = q && *q == uid;
+        ::acl_free(q);
+        if (mine) return Status::ok();
+    }
+    if (empty) {
+        // The folder's own mode, as the start of its default ACL.
+        ::acl_free(acl);
+        acl = ::acl_from_mode(st.st_mode & 0777);
+        if (!acl) return fail("cannot make a default ACL for " + dir.string());
+    }
+    acl_permset_t ps;
+    const uid_t q = uid;
+    if (::acl_create_entry(&acl, &e) != 0 || ::acl_set_tag_type(e, ACL_USER) != 0 || ::acl_set_qualifier(e, &q) != 0 ||
+        ::acl_get_permset(e, &ps) != 0)
+        return fail("cannot make a default ACL entry for " + dir.string());
+    ::acl_clear_perms(ps);
+    if (want & 4) ::acl_add_perm(ps, ACL_READ);
+    if (want & 2) ::acl_add_perm(ps, ACL_WRITE);
+    if (want & 1) ::acl_add_perm(ps, ACL_EXECUTE);
+    if (::acl_calc_mask(&acl) != 0 || ::acl_set_file(dir.c_str(), ACL_TYPE_DEFAULT, acl) != 0)
+        return fail("cannot set the default ACL of " + dir.string() + ": " + std::strerror(errno));
+    return Status::ok();
+}
+
 // Search rights on every folder above `path` that the identity lacks.
 Status give_way(const fs::path& path, uint32_t uid) {
     fs::path cur;
@@ -142,13 +184,15 @@ Status give_way(const fs::path& path, uint32_t uid) {
     return Status::ok();
 }
 
-Status give_tree(const fs::path& dir, uint32_t uid) {
-    if (auto s = give(dir, uid, 7); !s) return s;
+// `dir` and everything in it: folders `dirs`, files `files` (rwx bits).
+Status give_tree(const fs::path& dir, uint32_t uid, unsigned dirs, unsigned files) {
     std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return give(dir, uid, files);
+    if (auto s = give(dir, uid, dirs); !s) return s;
     for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
         if (it->is_symlink(ec)) continue;
-        if (auto s = give(it->path(), uid, it->is_directory(ec) ? 7 : 6); !s) return s;
+        if (auto s = give(it->path(), uid, it->is_directory(ec) ? dirs : files); !s) return s;
     }
     return Status::ok();
 }
@@ -198,7 +242,7 @@ Result<sandbox_policy> prepare_sandbox(const sandbox_config& cfg, const fs::path
             p.read.push_back(path.string());
             if (own_ids) {
                 if (auto s = give_way(path, p.uid); !s) return s;
-                if (auto s = give(path, p.uid, fs::is_directory(path, ec) ? 5 : 4); !s) return s;
+                if (auto s = give_tree(path, p.uid, 5, 4); !s) return s;
             }
             continue;
         }
@@ -213,6 +257,7 @@ Result<sandbox_policy> prepare_sandbox(const sandbox_config& cfg, const fs::path
             if (own_ids) {
                 if (auto s = give_way(dir, p.uid); !s) return s;
                 if (auto s = give(dir, p.uid, 7); !s) return s;
+                if (auto s = give_default(dir, p.uid, 6); !s) return s;
             }
             continue;
         }
@@ -230,18 +275,19 @@ Result<sandbox_policy> prepare_sandbox(const sandbox_config& cfg, const fs::path
             for (fs::path cur = path; !cur.empty() && !fs::exists(cur, ec); cur = cur.parent_path()) made = cur;
             fs::create_directories(path, ec);
             if (ec) return fail("cannot create the folder " + path.string() + " (" + g.setting + "): " + ec.message());
-            if (own_ids)
-                for (fs::path cur = path; !made.empty() && within(cur, made); cur = cur.parent_path()) {
-                    ::chmod(cur.c_str(), 0777 & ~mask);
-                    if (::chown(cur.c_str(), p.uid, p.gid) != 0)
-                        return fail("cannot hand " + cur.string() + " to uid " + std::to_string(p.uid));
-                    if (cur == made) break;
-                }
+            for (fs::path cur = path; !made.empty() && within(cur, made); cur = cur.parent_path()) {
+                p.made.push_back(cur.string());
+                ::chmod(cur.c_str(), 0777 & ~mask);
+                if (own_ids && ::chown(cur.c_str(), p.uid, p.gid) != 0)
+                    return fail("cannot hand " + cur.string() + " to uid " + std::to_string(p.uid));
+                if (cur == made) break;
+            }
         }
         p.write.push_back(path.string());
         if (own_ids) {
             if (auto s = give_way(path, p.uid); !s) return s;
-            if (auto s = give_tree(path, p.uid); !s) return s;
+            if (auto s = give_tree(path, p.uid, 7, 6); !s) return s;
+            if (auto s = give_default(path, p.uid, 7); !s) return s;
         }
     }
     if (!req.library.empty()) {
@@ -271,9 +317,11 @@ Result<sandbox_policy> prepare_sandbox(const sandbox_config& cfg, const fs::path
 }
 
 void release_sandbox(const sandbox_policy& p) {
-    if (p.tmp.empty()) return;
     std::error_code ec;
-    fs::remove_all(p.tmp, ec);
+    if (!p.tmp.empty()) fs::remove_all(p.tmp, ec);
+    // A folder made for a connector that wrote nothing in it goes again: a
+    // run that delivered nothing leaves nothing behind.
+    for (auto& dir : p.made) ::rmdir(dir.c_str());
 }
 
 }  // namespace syncwarden::kernel

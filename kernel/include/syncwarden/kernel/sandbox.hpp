@@ -66,6 +66,9 @@ struct sandbox_policy {
     std::string tmp;                                     // its private temporary folder
     std::vector<std::string> off;                        // layers missing here and accepted: not applied
     std::vector<std::string> library;                    // files it loads (the connector, read-only)
+    // Kernel side only: folders prepare_sandbox made for write grants,
+    // deepest first; release_sandbox removes those still empty.
+    std::vector<std::string> made;
 
     nlohmann::json to_json() const;
     static sandbox_policy from_json(const nlohmann::json& j);

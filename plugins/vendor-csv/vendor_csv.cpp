@@ -500,10 +500,12 @@ private:
     }
 
     // The folder's lock while it is read, after repairing an interrupted
-    // delivery; nothing when nothing was ever delivered.
+    // delivery; nothing when nothing was ever delivered (no folder, or an
+    // empty one, as the kernel makes a granted folder for a confined worker:
+    // left empty, it is removed again).
     std::unique_ptr<csv::folder_lock> lock_existing() {
         std::error_code ec;
-        if (!fs::is_directory(folder_, ec)) return nullptr;
+        if (!fs::is_directory(folder_, ec) || fs::is_empty(folder_, ec)) return nullptr;
         auto lock = std::make_unique<csv::folder_lock>(folder_);
         log_recovery(csv::recover(folder_));
         return lock;

@@ -355,7 +355,9 @@ TEST(resume, fifty_kills_during_a_ten_thousand_change_apply_end_as_a_clean_run) 
     ASSERT_EQ(expected.size(), 10000u);
 
     ledger_setup s;
-    const auto job = s.job(10000, 20);
+    // In process: the ledger SIGKILLs the process it runs in, the kernel
+    // (a confined worker could not signal the kernel: sandbox_test).
+    const auto job = s.job(10000, 20, "", R"("isolation": "in-process",)");
     std::mt19937 rng(20261127);
     auto kill_point = [&] {
         return "SYNCWARDEN_TEST_KILL_KERNEL_AT=" + std::to_string(1 + rng() % 10) + (rng() % 2 ? ":after" : ":before");

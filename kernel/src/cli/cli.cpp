@@ -5,6 +5,7 @@
 #include <syncwarden/kernel/clock.hpp>
 #include <syncwarden/kernel/config.hpp>
 #include <syncwarden/kernel/locks.hpp>
+#include <syncwarden/kernel/worker.hpp>
 #include <syncwarden/kernel/log.hpp>
 #include <syncwarden/kernel/pii.hpp>
 #include <syncwarden/kernel/pipeline.hpp>
@@ -404,9 +405,15 @@ int connectors_cmd(context& c, const std::vector<std::string>& args) {
         if (pa.pos.size() != 2) return usage(c, "connectors schema takes one NAME");
         auto rel = reg.resolve(pa.pos[1], pa.opts.count("--version") ? pa.opts["--version"] : "*");
         if (!rel) return fail(c, rel.status());
-        auto lib = reg.open(*rel);
-        if (!lib) return fail(c, lib.status());
-        const auto& schema = (*lib)->info().settings_schema;
+        // From release.json; a release installed before it was kept there is
+        // asked in a confined worker, never loaded into this process.
+        std::string schema = rel->info.settings_schema;
+        if (!rel->schema_recorded) {
+            if (auto s = reg.verify(*rel); !s) return fail(c, s);
+            auto probed = probe_in_worker(rel->path, worker_limits{}, c.cfg.data_dir);
+            if (!probed) return fail(c, probed.status());
+            schema = probed->settings_schema;
+        }
         if (schema.empty()) {
             c.out << rel->info.name << " " << rel->info.version << " declares no settings schema\n";
             return 0;

@@ -84,6 +84,39 @@ bool mode_allows(const struct stat& st, uint32_t uid, unsigned want) {
     return (bits & want) == want;
 }
 
+// The named-user entry of `uid` in `acl`, if there is one.
+bool find_user_entry(acl_t acl, uint32_t uid, acl_entry_t& out) {
+    acl_entry_t e;
+    for (int r = ::acl_get_entry(acl, ACL_FIRST_ENTRY, &e); r == 1; r = ::acl_get_entry(acl, ACL_NEXT_ENTRY, &e)) {
+        acl_tag_t tag;
+        if (::acl_get_tag_type(e, &tag) != 0 || tag != ACL_USER) continue;
+        auto* q = static_cast<uid_t*>(::acl_get_qualifier(e));
+        const bool mine = q && *q == uid;
+        ::acl_free(q);
+        if (mine) {
+            out = e;
+            return true;
+        }
+    }
+    return false;
+}
+
+// Appends an entry for `uid` with `want` (rwx as 4/2/1) and a mask that
+// lets it through.
+bool add_user_entry(acl_t& acl, uint32_t uid, unsigned want) {
+    acl_entry_t e;
+    acl_permset_t ps;
+    const uid_t q = uid;
+    if (::acl_create_entry(&acl, &e) != 0 || ::acl_set_tag_type(e, ACL_USER) != 0 || ::acl_set_qualifier(e, &q) != 0 ||
+        ::acl_get_permset(e, &ps) != 0)
+        return false;
+    ::acl_clear_perms(ps);
+    if (want & 4) ::acl_add_perm(ps, ACL_READ);
+    if (want & 2) ::acl_add_perm(ps, ACL_WRITE);
+    if (want & 1) ::acl_add_perm(ps, ACL_EXECUTE);
+    return ::acl_calc_mask(&acl) == 0;
+}
+
 // Gives `uid` `want` on `path` with a POSIX ACL entry, unless its mode or an
 // entry already does.
 Status give(const fs::path& path, uint32_t uid, unsigned want) {
@@ -96,14 +129,7 @@ Status give(const fs::path& path, uint32_t uid, unsigned want) {
         acl_t& a;
         ~freer() { ::acl_free(a); }
     } f{acl};
-    acl_entry_t e;
-    for (int r = ::acl_get_entry(acl, ACL_FIRST_ENTRY, &e); r == 1; r = ::acl_get_entry(acl, ACL_NEXT_ENTRY, &e)) {
-        acl_tag_t tag;
-        if (::acl_get_tag_type(e, &tag) != 0 || tag != ACL_USER) continue;
-        auto* q = static_cast<uid_t*>(::acl_get_qualifier(e));
-        const bool mine = q && *q == uid;
-        ::acl_free(q);
-        if (!mine) continue;
+    if (acl_entry_t e; find_user_entry(acl, uid, e)) {
         acl_permset_t ps;
         ::acl_get_permset(e, &ps);
         const bool has = (!(want & 4) || ::acl_get_perm(ps, ACL_READ) == 1) &&
@@ -111,18 +137,8 @@ Status give(const fs::path& path, uint32_t uid, unsigned want) {
                          (!(want & 1) || ::acl_get_perm(ps, ACL_EXECUTE) == 1);
         if (has && (st.st_mode & 070) >> 3 == 7) return Status::ok();  // the mask lets it through
         ::acl_delete_entry(acl, e);
-        break;
     }
-    acl_permset_t ps;
-    const uid_t q = uid;
-    if (::acl_create_entry(&acl, &e) != 0 || ::acl_set_tag_type(e, ACL_USER) != 0 || ::acl_set_qualifier(e, &q) != 0 ||
-        ::acl_get_permset(e, &ps) != 0)
-        return fail("cannot make an ACL entry for " + path.string());
-    ::acl_clear_perms(ps);
-    if (want & 4) ::acl_add_perm(ps, ACL_READ);
-    if (want & 2) ::acl_add_perm(ps, ACL_WRITE);
-    if (want & 1) ::acl_add_perm(ps, ACL_EXECUTE);
-    if (::acl_calc_mask(&acl) != 0 || ::acl_set_file(path.c_str(), ACL_TYPE_ACCESS, acl) != 0)
+    if (!add_user_entry(acl, uid, want) || ::acl_set_file(path.c_str(), ACL_TYPE_ACCESS, acl) != 0)
         return fail("cannot give uid " + std::to_string(uid) + " access to " + path.string() +
                     " (a POSIX ACL entry): " + std::strerror(errno) +
                     ". Give it yourself (setfacl -m u:" + std::to_string(uid) + ":" +
@@ -143,32 +159,15 @@ Status give_default(const fs::path& dir, uint32_t uid, unsigned want) {
         ~freer() { ::acl_free(a); }
     } f{acl};
     acl_entry_t e;
-    bool empty = true;
-    for (int r = ::acl_get_entry(acl, ACL_FIRST_ENTRY, &e); r == 1; r = ::acl_get_entry(acl, ACL_NEXT_ENTRY, &e)) {
-        empty = false;
-        acl_tag_t tag;
-        if (::acl_get_tag_type(e, &tag) != 0 || tag != ACL_USER) continue;
-        auto* q = static_cast<uid_t*>(::acl_get_qualifier(e));
-        const bool mine = q && *q == uid;
-        ::acl_free(q);
-        if (mine) return Status::ok();
-    }
+    if (find_user_entry(acl, uid, e)) return Status::ok();
+    const bool empty = ::acl_get_entry(acl, ACL_FIRST_ENTRY, &e) != 1;
     if (empty) {
         // The folder's own mode, as the start of its default ACL.
         ::acl_free(acl);
         acl = ::acl_from_mode(st.st_mode & 0777);
         if (!acl) return fail("cannot make a default ACL for " + dir.string());
     }
-    acl_permset_t ps;
-    const uid_t q = uid;
-    if (::acl_create_entry(&acl, &e) != 0 || ::acl_set_tag_type(e, ACL_USER) != 0 || ::acl_set_qualifier(e, &q) != 0 ||
-        ::acl_get_permset(e, &ps) != 0)
-        return fail("cannot make a default ACL entry for " + dir.string());
-    ::acl_clear_perms(ps);
-    if (want & 4) ::acl_add_perm(ps, ACL_READ);
-    if (want & 2) ::acl_add_perm(ps, ACL_WRITE);
-    if (want & 1) ::acl_add_perm(ps, ACL_EXECUTE);
-    if (::acl_calc_mask(&acl) != 0 || ::acl_set_file(dir.c_str(), ACL_TYPE_DEFAULT, acl) != 0)
+    if (!add_user_entry(acl, uid, want) || ::acl_set_file(dir.c_str(), ACL_TYPE_DEFAULT, acl) != 0)
         return fail("cannot set the default ACL of " + dir.string() + ": " + std::strerror(errno));
     return Status::ok();
 }

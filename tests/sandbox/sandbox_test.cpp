@@ -11,6 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
+#include <chrono>
+#include <fstream>
+#include <thread>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -256,4 +259,46 @@ TEST(sandbox, a_worker_starts_with_only_the_allowed_environment) {
     EXPECT_FALSE(names.count("HOME"));
     EXPECT_NE(std::find(out.begin(), out.end(), "TMPDIR=/tmp/private"), out.end());
     EXPECT_EQ(std::find(out.begin(), out.end(), "TMPDIR=/tmp"), out.end());
+}
+
+namespace {
+
+// Whether `pid` is gone (or a zombie waiting for whoever adopted it).
+bool gone(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    if (!std::getline(in, stat)) return true;
+    const auto close = stat.rfind(')');
+    return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
+}
+
+}  // namespace
+
+// Defect: a connector's children outlived it (200 forked children survived
+// every run). Every process a worker starts dies with the worker's run, and
+// none can leave its process group.
+TEST(sandbox, processes_a_connector_starts_die_with_its_run) {
+    sw_test::temp_dir tmp;
+    const auto data = tmp / "data";
+    for (auto f : {"mis_fork", "ledger_target"})
+        ASSERT_EQ(sw_test::cli(data, {"connectors", "install", sw_test::fixture(f).string()}).code, 0);
+    sw_test::write_file(tmp / "job.json", R"({"name": "forks",
+      "source": {"connector": "mis-fork"},
+      "target": {"connector": "ledger-target", "settings": {"ledger": ")" + (tmp / "ledger.tsv").string() + R"("}},
+      "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]}})");
+    auto r = sw_test::run_kernel(data, {"run", (tmp / "job.json").string()});
+    ASSERT_EQ(r.code, 0) << sw_test::read_file(data / "child.out");
+    auto ledger = sw_test::ledger_state(tmp / "ledger.tsv");
+    EXPECT_EQ(ledger["setsid"], "denied");
+    std::vector<pid_t> children;
+    for (auto& [k, v] : ledger)
+        if (k.rfind("child-", 0) == 0) children.push_back(static_cast<pid_t>(std::stol(v)));
+    ASSERT_EQ(children.size(), 20u);
+    // Killed when the worker ended; whoever adopted them may take a moment
+    // to reap them, so this looks until a deadline rather than once.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (pid_t p : children) {
+        while (!gone(p) && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+        EXPECT_TRUE(gone(p)) << "child " << p << " outlived its run";
+    }
 }

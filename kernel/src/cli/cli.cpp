@@ -5,6 +5,7 @@
 #include <syncwarden/kernel/clock.hpp>
 #include <syncwarden/kernel/config.hpp>
 #include <syncwarden/kernel/locks.hpp>
+#include <syncwarden/kernel/os_user.hpp>
 #include <syncwarden/kernel/worker.hpp>
 #include <syncwarden/kernel/log.hpp>
 #include <syncwarden/kernel/pii.hpp>
@@ -286,7 +287,7 @@ int connectors_cmd(context& c, const std::vector<std::string>& args) {
         if (auto s = audit_admin_event(c, **store,
                                        {pin ? "connector_pinned" : "connector_unpinned", "",
                                         {{"job", job->name}, {"connector", conn}, {"version", pin ? pa.pos[2] : ""},
-                                         {"by", cli_actor()}}});
+                                         {"by", cli_actor()}, {"os_user", authenticated_user().to_json()}}});
             !s)
             c.err << "warning: the audit log could not record it: " << s.message() << "\n";
         if (pin)
@@ -328,7 +329,7 @@ int connectors_cmd(context& c, const std::vector<std::string>& args) {
         if (auto s = audit_admin_event(c, **store,
                                        {"connector_retired", "",
                                         {{"name", rel->info.name}, {"version", rel->info.version},
-                                         {"build_id", rel->info.build_id}, {"by", cli_actor()}}});
+                                         {"build_id", rel->info.build_id}, {"by", cli_actor()}, {"os_user", authenticated_user().to_json()}}});
             !s)
             c.err << "warning: the audit log could not record it: " << s.message() << "\n";
         c.out << "retired " << rel->info.name << " " << rel->info.version << ": its files are removed\n";
@@ -346,7 +347,7 @@ int connectors_cmd(context& c, const std::vector<std::string>& args) {
                                          {"build_id", r->info.build_id}, {"sha256", r->sha256},
                                          {"abi", std::to_string(r->info.abi_major) + "." + std::to_string(r->info.abi_minor)},
                                          {"repaired", r->repaired}, {"replaced_build", r->replaced_build},
-                                         {"by", cli_actor()}}});
+                                         {"by", cli_actor()}, {"os_user", authenticated_user().to_json()}}});
             !s)
             return fail(c, s.context("installed " + r->info.name + " " + r->info.version +
                                      ", but the audit log could not record it"));
@@ -568,7 +569,7 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
             return fail(c, Status::error(error_kind::internal, "could not signal process " + std::to_string(pid) +
                                                                    " running run " + r->id + ": " +
                                                                    std::strerror(errno)));
-        if (auto s = audit_admin_event(c, **store, {"cancel", r->id, {{"by", cli_actor()}, {"phase", r->phase}}}); !s)
+        if (auto s = audit_admin_event(c, **store, {"cancel", r->id, {{"by", cli_actor()}, {"os_user", authenticated_user().to_json()}, {"phase", r->phase}}}); !s)
             c.err << "warning: the audit log could not record the cancel: " << s.message() << "\n";
         c.out << "asked run " << r->id << " (process " << pid << ") to stop\n";
         if (pa.opts.count("--no-wait")) return 0;
@@ -676,7 +677,8 @@ int secrets_cmd(context& c, const std::vector<std::string>& args) {
             info = *added;
             return audit_admin_event(c, **store,
                                      {"secret_changed", "",
-                                      {{"name", info->name}, {"version", info->version}, {"action", pa.pos[0]}, {"by", by}}});
+                                      {{"name", info->name}, {"version", info->version}, {"action", pa.pos[0]}, {"by", by},
+                                       {"os_user", authenticated_user().to_json()}}});
         });
         !s)
         return fail(c, s);

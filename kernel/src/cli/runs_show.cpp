@@ -167,7 +167,7 @@ int runs_show(context& c, run_store& store, parsed_args& pa) {
         nlohmann::json dj = nlohmann::json::array();
         for (auto& a : *decisions)
             dj.push_back({{"action", a.action}, {"by", a.by}, {"at", a.at}, {"reason", a.reason},
-                          {"plan_digest", a.plan_digest}, {"outcome", a.outcome}});
+                          {"plan_digest", a.plan_digest}, {"outcome", a.outcome}, {"os_user", a.os_user}});
         j["decisions"] = dj;
         nlohmann::json rj = nlohmann::json::array();
         for (auto& x : *results)
@@ -209,7 +209,7 @@ int runs_show(context& c, run_store& store, parsed_args& pa) {
     }
     for (auto& a : *decisions)
         c.out << "  " << std::left << std::setw(11) << (a.action == "approve" ? "approved" : "rejected") << "by "
-              << printable(a.by) << " at " << a.at << (a.reason.empty() ? "" : ": " + printable(a.reason))
+              << printable(a.by) << (a.os_user.empty() ? "" : " [os user " + printable(a.os_user) + "]") << " at " << a.at << (a.reason.empty() ? "" : ": " + printable(a.reason))
               << " (plan " << a.plan_digest.substr(0, 16) << ")\n";
     if (!findings->empty()) {
         c.out << "findings:\n";

@@ -230,10 +230,12 @@ Status read_runtime(const reader& r, const json& j, job_runtime& rt) {
     }
     if (auto l = j.find("limits"); l != j.end()) {
         if (auto s = r.expect(*l, json::value_t::object, "$.limits", "an object"); !s) return s;
-        if (auto s = r.no_unknown(*l, "$.limits", {"memory_mb", "cpu_seconds", "open_files", "read_ahead_mb"}); !s)
+        if (auto s = r.no_unknown(*l, "$.limits", {"memory_mb", "cpu_seconds", "open_files", "read_ahead_mb", "processes"});
+            !s)
             return s;
         for (auto [key, field, min] : {std::tuple{"memory_mb", &rt.memory_mb, 64}, std::tuple{"cpu_seconds", &rt.cpu_seconds, 1},
-                                       std::tuple{"open_files", &rt.open_files, 16}}) {
+                                       std::tuple{"open_files", &rt.open_files, 16},
+                                       std::tuple{"processes", &rt.processes, 1}}) {
             auto v = l->find(key);
             if (v == l->end()) continue;
             if (!v->is_number_unsigned() || (v->get<uint64_t>() != 0 && v->get<uint64_t>() < static_cast<uint64_t>(min)))

@@ -1,4 +1,6 @@
 #include <syncwarden/kernel/daemon.hpp>
+#include <syncwarden/kernel/sandbox.hpp>
+#include <syncwarden/kernel/worker.hpp>
 
 #include <syncwarden/kernel/clock.hpp>
 #include <syncwarden/kernel/digest.hpp>
@@ -138,6 +140,19 @@ std::string first_line(const std::string& s) {
     return s.substr(b, e == std::string::npos ? std::string::npos : e - b);
 }
 
+// A peer that is a connector worker: one of the sandbox's ids (a kernel
+// running as root gives each worker one), or a process started as the
+// kernel's internal worker command.
+bool is_worker_peer(const ucred& cred) {
+    const sandbox_config& sb = current_sandbox_config();
+    if (cred.uid >= sb.first_id && static_cast<uint64_t>(cred.uid) < uint64_t(sb.first_id) + sb.id_count) return true;
+    std::ifstream in("/proc/" + std::to_string(cred.pid) + "/cmdline", std::ios::binary);
+    std::string argv0, argv1;
+    std::getline(in, argv0, '\0');
+    std::getline(in, argv1, '\0');
+    return argv1 == k_worker_command;
+}
+
 std::string user_name(uid_t uid) {
     if (const passwd* pw = ::getpwuid(uid)) return pw->pw_name;
     return std::to_string(uid);
@@ -219,7 +234,10 @@ private:
     void maybe_exit();
 
     // Starts `syncwarden ARGS` as a child; nullopt and the reason when it could not.
-    Result<pid_t> spawn(const std::vector<std::string>& args, const fs::path& cwd, const std::string& user, child c);
+    // `peer`: the uid of the control socket's client the command is for, if
+    // any; the child records it as the operating-system user (os_user.hpp).
+    Result<pid_t> spawn(const std::vector<std::string>& args, const fs::path& cwd, const std::string& user, child c,
+                        uid_t peer = static_cast<uid_t>(-1));
     std::vector<std::string> base_args() const {
         std::vector<std::string> a{"--data-dir", cfg_.data_dir.string()};
         if (!opts_.config_file.empty()) a.insert(a.end(), {"--config", fs::absolute(opts_.config_file).string()});
@@ -266,6 +284,8 @@ private:
 
 // --- the control API connection
 
+http::response<http::string_body> problem(http::status st, const std::string& msg);
+
 void session::start() {
     auto self = shared_from_this();
     http::async_read(sock_, buf_, req_, [self](beast::error_code ec, size_t) {
@@ -274,6 +294,13 @@ void session::start() {
         socklen_t len = sizeof cred;
         uid_t peer = static_cast<uid_t>(-1);
         if (::getsockopt(self->sock_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) peer = cred.uid;
+        // A connector's worker is never a person: refused, whatever it sends.
+        if (peer != static_cast<uid_t>(-1) && is_worker_peer(cred)) {
+            self->answer(problem(http::status::forbidden,
+                                 "a connector's worker process may not use the control socket (peer pid " +
+                                     std::to_string(cred.pid) + ", uid " + std::to_string(cred.uid) + ")"));
+            return;
+        }
         self->d_.handle(self->req_, peer, self);
         if (!self->answered_) self->watch_gone();
     });
@@ -360,7 +387,7 @@ void daemon_process::accept() {
 }
 
 Result<pid_t> daemon_process::spawn(const std::vector<std::string>& args, const fs::path& cwd, const std::string& user,
-                                    child c) {
+                                    child c, uid_t peer) {
     static const fs::path self = fs::read_symlink("/proc/self/exe");
     std::error_code ec;
     fs::create_directories(daemon_dir() / "out", ec);
@@ -380,12 +407,14 @@ Result<pid_t> daemon_process::spawn(const std::vector<std::string>& args, const 
     for (char** e = environ; *e; ++e) {
         std::string_view v(*e);
         if (v.rfind("SYNCWARDEN_DAEMON_CHILD=", 0) == 0 || v.rfind("SYNCWARDEN_USER=", 0) == 0 ||
+            v.rfind("SYNCWARDEN_PEER_UID=", 0) == 0 ||
             v.rfind("NOTIFY_SOCKET=", 0) == 0 || v.rfind("WATCHDOG_", 0) == 0)
             continue;
         env_s.emplace_back(v);
     }
     env_s.push_back("SYNCWARDEN_DAEMON_CHILD=" + std::to_string(::getpid()));
     if (!user.empty()) env_s.push_back("SYNCWARDEN_USER=" + user);
+    if (peer != static_cast<uid_t>(-1)) env_s.push_back("SYNCWARDEN_PEER_UID=" + std::to_string(peer));
     std::vector<char*> envp;
     for (auto& e : env_s) envp.push_back(e.data());
     envp.push_back(nullptr);
@@ -992,7 +1021,7 @@ void daemon_process::handle(const http::request<http::string_body>& req, uid_t p
             if (auto sp = ws.lock())
                 sp->answer(reply(http::status::ok, {{"exit_code", r.exit_code}, {"stdout", r.out}, {"stderr", r.err}}));
         };
-        auto pid = spawn(args, cwd, user, std::move(c));
+        auto pid = spawn(args, cwd, user, std::move(c), peer);
         if (!pid) return s->answer(problem(http::status::internal_server_error, pid.status().message()));
         const pid_t p = *pid;
         s->on_gone = [this, p]() {

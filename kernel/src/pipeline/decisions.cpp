@@ -1,6 +1,7 @@
 // Decisions on held runs: approve (apply exactly the held plan, or plan
 // again when it went stale) and reject.
 #include <syncwarden/kernel/config.hpp>
+#include <syncwarden/kernel/os_user.hpp>
 #include <syncwarden/kernel/pipeline.hpp>
 #include <syncwarden/kernel/plan_file.hpp>
 
@@ -73,6 +74,7 @@ run_outcome pipeline::approve(const std::string& run_id, const decision& d, bool
     // The decision is recorded, and the held run closed, before anything is
     // applied; what followed is added to the held run when the new run ends.
     run_record r = *held;
+    const os_user me = authenticated_user();
     r.state = "approved";
     r.error = "approved by " + d.by;
     auto log = audit();
@@ -81,12 +83,14 @@ run_outcome pipeline::approve(const std::string& run_id, const decision& d, bool
         return out;
     }
     if (auto s = store_.in_transaction([&] {
-            if (auto x = store_.add_approval({run_id, "approve", d.by, iso8601(clock_.now()), d.reason, (*pr)->digest, ""});
+            if (auto x = store_.add_approval({run_id, "approve", d.by, iso8601(clock_.now()), d.reason, (*pr)->digest, "",
+                                                 me.text()});
                 !x)
                 return x;
             if (auto x = store_.update_run(r); !x) return x;
             return (*log)->append({{"approval", run_id,
-                                    {{"by", d.by}, {"reason", d.reason}, {"plan_digest", (*pr)->digest}}}});
+                                    {{"by", d.by}, {"os_user", me.to_json()}, {"reason", d.reason},
+                                     {"plan_digest", (*pr)->digest}}}});
         });
         !s) {
         out.status = s;
@@ -124,10 +128,14 @@ Status pipeline::reject(const std::string& run_id, const decision& d) {
     if (!log) return log.status();
     const std::string digest = *pr ? (*pr)->digest : "";
     return store_.in_transaction([&] {
-        if (auto x = store_.add_approval({run_id, "reject", d.by, iso8601(clock_.now()), d.reason, digest, "closed"}); !x)
+        if (auto x = store_.add_approval({run_id, "reject", d.by, iso8601(clock_.now()), d.reason, digest, "closed",
+                                                 authenticated_user().text()});
+            !x)
             return x;
         if (auto x = store_.update_run(r); !x) return x;
-        return (*log)->append({{"rejection", run_id, {{"by", d.by}, {"reason", d.reason}, {"plan_digest", digest}}}});
+        return (*log)->append({{"rejection", run_id,
+                                {{"by", d.by}, {"os_user", authenticated_user().to_json()}, {"reason", d.reason},
+                                 {"plan_digest", digest}}}});
     });
 }
 

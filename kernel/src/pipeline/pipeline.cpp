@@ -489,7 +489,8 @@ private:
 
     worker_options worker_opts(const std::string& job_name) const {
         worker_options o;
-        o.limits = {runtime_.memory_mb, runtime_.cpu_seconds, runtime_.open_files, runtime_.read_ahead_mb};
+        o.limits = {runtime_.memory_mb, runtime_.cpu_seconds, runtime_.open_files, runtime_.read_ahead_mb,
+                    runtime_.processes};
         o.stall = runtime_.stall;
         o.grace = runtime_.grace;
         o.cancel = cancel_;

@@ -1,5 +1,7 @@
 #include "run_summary.hpp"
 
+#include <syncwarden/kernel/os_user.hpp>
+
 namespace syncwarden::kernel {
 namespace {
 
@@ -37,6 +39,7 @@ audit_event run_summary_event(const run_outcome& out, const apply_outcome& a, co
     nlohmann::json secrets = nlohmann::json::array();
     for (auto& [role, u] : out.secrets_used) secrets.push_back({{"role", role}, {"name", u.name}, {"version", u.version}});
     if (!secrets.empty()) d["secrets"] = secrets;
+    d["os_user"] = authenticated_user().to_json();
     // What each connector's worker could reach, and the sandbox layers the
     // run went without: paths and endpoints, never people's data.
     nlohmann::json grants = nlohmann::json::object();

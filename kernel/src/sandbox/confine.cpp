@@ -190,7 +190,9 @@ const std::vector<named_syscall>& denied_syscalls() {
         SW_DENY(adjtimex), SW_DENY(iopl), SW_DENY(ioperm), SW_DENY(open_by_handle_at), SW_DENY(name_to_handle_at),
         SW_DENY(quotactl), SW_DENY(lookup_dcookie), SW_DENY(vhangup), SW_DENY(kcmp), SW_DENY(pidfd_getfd),
         SW_DENY(pidfd_send_signal), SW_DENY(fanotify_init), SW_DENY(sethostname), SW_DENY(setdomainname),
-        SW_DENY(uselib), SW_DENY(listen), SW_DENY(accept), SW_DENY(accept4), SW_DENY(tkill)};
+        SW_DENY(uselib), SW_DENY(listen), SW_DENY(accept), SW_DENY(accept4), SW_DENY(tkill),
+        // Its processes stay in its process group, which dies with it.
+        SW_DENY(setsid), SW_DENY(setpgid)};
     return k;
 }
 

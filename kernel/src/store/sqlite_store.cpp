@@ -142,6 +142,9 @@ const char* const k_migrations[] = {
     R"(CREATE TABLE change_batches(run_id TEXT NOT NULL REFERENCES runs(id), first_seq INTEGER NOT NULL,
         count INTEGER NOT NULL, entity TEXT NOT NULL, status TEXT NOT NULL, category TEXT NOT NULL,
         message TEXT NOT NULL, changes BLOB NOT NULL, PRIMARY KEY(run_id, first_seq));)",
+    // v14: a decision's operating-system user (SO_PEERCRED or the CLI's
+    // uid), beside the name given with --as.
+    R"(ALTER TABLE approvals ADD COLUMN os_user TEXT NOT NULL DEFAULT '';)",
 };
 
 // The packed changes of a change_batches row: per change, its id, key and
@@ -682,18 +685,19 @@ public:
                 st << "SELECT COUNT(*) FROM approvals WHERE run_id=?", use(c.run_id), into(seq), now;
             }
             ++seq;
-            s_ << "INSERT INTO approvals VALUES(?,?,?,?,?,?,?,?)", use(c.run_id), use(seq), use(c.action), use(c.by),
-                use(c.at), use(c.reason), use(c.plan_digest), use(c.outcome), now;
+            s_ << "INSERT INTO approvals VALUES(?,?,?,?,?,?,?,?,?)", use(c.run_id), use(seq), use(c.action), use(c.by),
+                use(c.at), use(c.reason), use(c.plan_digest), use(c.outcome), use(c.os_user), now;
         });
     }
 
     Result<std::vector<approval_record>> approvals(const std::string& run_id) override {
         return rows_of_run<approval_record>(
             "reading the decisions",
-            "SELECT run_id,action,by_whom,at,reason,plan_digest,outcome FROM approvals WHERE run_id=? ORDER BY seq",
+            "SELECT run_id,action,by_whom,at,reason,plan_digest,outcome,os_user FROM approvals WHERE run_id=? "
+            "ORDER BY seq",
             run_id, [](RecordSet& rs) {
                 return approval_record{str(rs, 0), str(rs, 1), str(rs, 2), str(rs, 3),
-                                       str(rs, 4), str(rs, 5), str(rs, 6)};
+                                       str(rs, 4), str(rs, 5), str(rs, 6), str(rs, 7)};
             });
     }
 

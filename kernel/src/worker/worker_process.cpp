@@ -653,7 +653,7 @@ int worker_main(int argc, char** argv) {
     std::string so, sha256, release;
     sandbox_policy sandbox;
     bool probe = false;
-    uint64_t memory_mb = 0, cpu = 0, files = 0;
+    uint64_t memory_mb = 0, cpu = 0, files = 0, processes = 0;
     long parent = 0;
     for (int i = 2; i < argc; ++i) {
         std::string a = argv[i];
@@ -672,6 +672,7 @@ int worker_main(int argc, char** argv) {
         else if (a == "--memory-mb") memory_mb = std::strtoull(next().c_str(), nullptr, 10);
         else if (a == "--cpu-seconds") cpu = std::strtoull(next().c_str(), nullptr, 10);
         else if (a == "--open-files") files = std::strtoull(next().c_str(), nullptr, 10);
+        else if (a == "--processes") processes = std::strtoull(next().c_str(), nullptr, 10);
         else if (a == "--parent") parent = std::strtol(next().c_str(), nullptr, 10);
         // The operator's umask: what the connector writes (a vendor's drop)
         // is not the kernel's private data.
@@ -724,6 +725,8 @@ int worker_main(int argc, char** argv) {
     // path may lie in folders this identity cannot pass).
     sandbox.library = {by_fd};
     if (auto st = confine_self(sandbox); !st) return refuse(st.message());
+    // Counted per uid: only an id of its own makes the count its own.
+    if (sandbox.uid) set_limit(RLIMIT_NPROC, processes);
     // A change of identity clears the parent-death signal.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (parent && ::getppid() != parent) return 1;

@@ -198,6 +198,9 @@ struct child {
         rusage ru{};
         while (::wait4(pid, &wait_status, 0, &ru) < 0 && errno == EINTR) {
         }
+        // What the connector started dies with it: its process group (it
+        // cannot leave it: setsid and setpgid are refused in the sandbox).
+        ::kill(-pid, SIGKILL);
         maxrss_kb = ru.ru_maxrss;
         cpu_seconds = static_cast<uint64_t>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec);
         cpu = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
@@ -208,6 +211,7 @@ struct child {
     void kill() {
         if (pid > 0 && !reaped) {
             killed = true;
+            ::kill(-pid, SIGKILL);
             ::kill(pid, SIGKILL);
         }
     }
@@ -291,7 +295,8 @@ Result<std::unique_ptr<child>> spawn(const spawn_request& req) {
                                   "--parent", std::to_string(::getpid()),
                                   "--memory-mb", std::to_string(req.limits.memory_mb),
                                   "--cpu-seconds", std::to_string(req.limits.cpu_seconds),
-                                  "--open-files", std::to_string(req.limits.open_files)};
+                                  "--open-files", std::to_string(req.limits.open_files),
+                                  "--processes", std::to_string(req.limits.processes)};
     if (req.probe) args.push_back("--probe");
     if (req.sandbox.enabled) args.insert(args.end(), {"--sandbox", req.sandbox.to_json().dump()});
     if (!req.sha256.empty()) args.insert(args.end(), {"--sha256", req.sha256, "--release", req.release});

@@ -114,6 +114,7 @@ struct job_runtime {
     // 8 GiB: a first delivery of a large district (8M rows) holds ~2.5 GiB in
     // the target connector; the limit is there to stop a runaway, not to pinch.
     uint64_t memory_mb = 8192, cpu_seconds = 3600, open_files = 1024;  // 0 = no limit
+    uint64_t processes = 64;  // RLIMIT_NPROC of a worker with an id of its own; 0 = no limit
     uint64_t read_ahead_mb = 256;  // how far a source may run ahead of the kernel; 0 = not at all
     // Phase deadlines; 0 = none. stall: the watchdog; grace: how long a
     // connector has to stop after it was asked to.

@@ -82,6 +82,7 @@ struct approval_record {
     std::string by, at, reason;
     std::string plan_digest;  // the plan the decision was about
     std::string outcome;      // what followed: "applied by run R", "planned again as run R", "closed"
+    std::string os_user;      // who made it, as the operating system said: "ana (uid 1000)"
 };
 
 // One entry of the audit log: its canonical JSON and its leaf hash (hex).

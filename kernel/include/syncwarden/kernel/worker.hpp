@@ -31,6 +31,9 @@ struct worker_limits {
     // Shared memory a started extract may fill before the kernel reads it
     // (connector_session::start_extract); 0: none.
     uint64_t read_ahead_mb = 256;
+    // RLIMIT_NPROC: processes (and threads) at once, when the worker runs as
+    // an id of its own (the limit counts every process of its uid).
+    uint64_t processes = 64;
 };
 
 // Set when the run should stop: by SIGINT/SIGTERM, `runs cancel`, or a

@@ -5,6 +5,8 @@
 // log altered behind the kernel's back.
 #include "../gates/demo_district.hpp"
 
+#include <syncwarden/kernel/os_user.hpp>
+#include <unistd.h>
 #include <syncwarden/kernel/digest.hpp>
 
 #include <Poco/Data/SQLite/Connector.h>
@@ -128,11 +130,15 @@ TEST_F(audit_cli, a_held_run_its_approval_reason_and_a_changed_job_are_recorded)
     EXPECT_EQ(approval["run"], id);
     EXPECT_EQ(approval["data"]["by"], "ana");
     EXPECT_EQ(approval["data"]["reason"], "the school closed");
+    // Beside the name typed with --as: who it was, as the system says.
+    EXPECT_EQ(approval["data"]["os_user"]["uid"], ::geteuid());
+    EXPECT_EQ(approval["data"]["os_user"]["name"], syncwarden::kernel::os_user_of(::geteuid()).name);
     // The run that applied it says so.
     const auto last = entries().back();
     EXPECT_EQ(last["kind"], "run_summary");
     EXPECT_EQ(last["data"]["mode"], "approved_plan");
     EXPECT_EQ(last["data"]["trigger"], "approval of " + id + " by ana");
+    EXPECT_EQ(last["data"]["os_user"]["uid"], ::geteuid());
     // A changed job file is a config change with both digests.
     write_job(R"("isolation": "worker",)");
     ASSERT_EQ(run({"--dry-run"}).code, 0);

@@ -4,6 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <csignal>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
 using namespace syncwarden::kernel;
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
@@ -174,4 +181,56 @@ TEST(job_config, resume_interrupted_is_a_boolean) {
     auto bad = load_job(tmp / "bad.json");
     ASSERT_FALSE(bad.is_ok());
     EXPECT_THAT(bad.status().message(), HasSubstr("$.resume_interrupted: expected true"));
+}
+
+// Defect: a job named "../../../x" made the daemon write outside the data
+// dir, and "a/b/c" made nested folders. A job's name is a plain word.
+TEST(job_config, a_job_name_is_letters_digits_dot_dash_and_underscore) {
+    for (const char* bad : {"../../../x", "a/b/c", "", ".", "..", "with space", "tab\\u0009name"}) {
+        auto m = error_for(with(R"("name": "j")", std::string(R"("name": ")") + bad + "\""));
+        EXPECT_THAT(m, HasSubstr("$.name")) << bad;
+    }
+    EXPECT_THAT(error_for(with(R"("name": "j")", R"("name": ")" + std::string(129, 'a') + "\"")),
+                HasSubstr("at most 128"));
+    sw_test::temp_dir tmp;
+    sw_test::write_file(tmp / "job.json", with(R"("name": "j")", R"("name": "Grades_2026.v1-a")"));
+    EXPECT_TRUE(load_job(tmp / "job.json").is_ok());
+}
+
+// Defect: settings nested N deep cost memory growing with N^2, and 2 MB of
+// nesting crashed the kernel. Every JSON file the kernel reads has a depth
+// and a size limit, and passing one is a config error (exit 3).
+TEST(job_config, json_nested_too_deep_is_a_config_error_not_a_crash) {
+    sw_test::temp_dir tmp;
+    const size_t depth = 1'000'000;
+    std::string deep = with(R"("apply": {"batch_size": 50})",
+                            R"("apply": {"batch_size": 50}, "description": )" + std::string(depth, '[') +
+                                std::string(depth, ']'));
+    sw_test::write_file(tmp / "job.json", deep);
+    auto r = sw_test::run_kernel(tmp / "data", {"run", (tmp / "job.json").string(), "--dry-run"});
+    const std::string out = sw_test::read_file(tmp / "data" / "child.out");
+    EXPECT_EQ(r.signal, 0) << "the kernel must not crash";
+    EXPECT_EQ(r.code, 3) << out;
+    EXPECT_THAT(out, HasSubstr("nested more than 64 deep"));
+}
+
+// Defect: a FIFO given as a job file hung `run` (it was opened before the
+// regular-file check). It is refused at once.
+TEST(job_config, a_fifo_as_a_job_file_is_refused_without_waiting_for_a_writer) {
+    sw_test::temp_dir tmp;
+    const auto fifo = tmp / "job.json";
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    const pid_t pid = sw_test::start_kernel(tmp / "data", {"run", fifo.string(), "--dry-run"});
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    int st = 0;
+    pid_t done = 0;
+    while ((done = ::waitpid(pid, &st, WNOHANG)) == 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::yield();
+    if (done == 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &st, 0);
+        FAIL() << "run waited on the FIFO";
+    }
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 3) << sw_test::read_file(tmp / "data" / "child.out");
+    EXPECT_THAT(sw_test::read_file(tmp / "data" / "child.out"), HasSubstr("not a regular file"));
 }

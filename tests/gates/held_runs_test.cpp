@@ -4,6 +4,8 @@
 // period; approve, reject and --allow.
 #include "demo_district.hpp"
 
+#include <syncwarden/kernel/os_user.hpp>
+#include <unistd.h>
 #include <syncwarden/kernel/clock.hpp>
 
 #include <gtest/gtest.h>
@@ -157,6 +159,8 @@ TEST_F(held_runs, approve_applies_the_held_plan_byte_for_byte) {
     ASSERT_EQ(h["decisions"].size(), 1u);
     EXPECT_EQ(h["decisions"][0]["action"], "approve");
     EXPECT_EQ(h["decisions"][0]["by"], "dana");
+    EXPECT_EQ(h["decisions"][0]["os_user"], syncwarden::kernel::os_user_of(::geteuid()).text())
+        << "the operating system's word for who approved, beside the name given with --as";
     EXPECT_EQ(h["decisions"][0]["reason"], "mid-year cleanup");
     EXPECT_EQ(h["decisions"][0]["plan_digest"], held_plan["digest"]);
     EXPECT_THAT(h["error"].get<std::string>(), HasSubstr("its plan was applied by run " + applier));

@@ -1,8 +1,10 @@
 #include <syncwarden/kernel/config.hpp>
+#include <syncwarden/kernel/text.hpp>
 
 #include "gate_config.hpp"
 #include "json_reader.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <set>
 #include <tuple>
@@ -492,6 +494,15 @@ Result<job_config> load_job(const fs::path& file) {
     job.base_dir = job.file.parent_path();
     auto name = r.string(j, "$", "name", true);
     if (!name) return name.status();
+    // A job's name becomes file names (the daemon's copies, locks): a plain
+    // word, never a path.
+    const bool plain = name->size() <= 128 && *name != "." && *name != ".." &&
+                       std::all_of(name->begin(), name->end(), [](unsigned char ch) {
+                           return std::isalnum(ch) || ch == '.' || ch == '_' || ch == '-';
+                       });
+    if (!plain)
+        return r.fail("$.name", "a job's name is letters, digits, '.', '_' and '-', at most 128 of them (not '.' or "
+                                "'..'), found \"" + printable(*name) + "\"");
     job.name = *name;
     for (auto [key, ref] : {std::pair{"source", &job.source}, std::pair{"target", &job.target}}) {
         auto it = j.find(key);

@@ -1,6 +1,7 @@
 // A connector's grants: read from its settings where its settings schema
 // marks them ("x-syncwarden-grant"), by the kernel, before any of the
 // connector's code runs.
+#include <syncwarden/kernel/config.hpp>
 #include <syncwarden/kernel/sandbox.hpp>
 
 #include <algorithm>
@@ -142,12 +143,9 @@ const char* to_string(grant::kind k) {
 Result<std::vector<grant>> derive_grants(const std::string& schema_text, const json& settings, const fs::path& base_dir,
                                          const std::string& where) {
     if (schema_text.empty()) return std::vector<grant>{};
-    json schema;
-    try {
-        schema = json::parse(schema_text);
-    } catch (const std::exception& e) {
-        return Status::error(error_kind::connector, std::string("its settings schema is not JSON: ") + e.what());
-    }
+    auto parsed = parse_json_text(schema_text, "its settings schema");
+    if (!parsed) return Status::error(error_kind::connector, parsed.status().message());
+    const json schema = std::move(*parsed);
     walker w{base_dir, where, {}};
     if (auto s = w.walk(schema, settings, ""); !s) return s;
     return std::move(w.out);

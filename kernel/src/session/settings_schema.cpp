@@ -1,5 +1,7 @@
 #include "settings_schema.hpp"
 
+#include <syncwarden/kernel/config.hpp>
+
 #include <valijson/adapters/nlohmann_json_adapter.hpp>
 #include <valijson/schema.hpp>
 #include <valijson/schema_parser.hpp>
@@ -47,8 +49,12 @@ Status validate_settings(const std::string& schema_text, const nlohmann::json& s
                          const std::string& who) {
     valijson::Schema schema;
     nlohmann::json doc;
+    // A connector's text: held to the kernel's depth and size limits.
+    auto parsed = parse_json_text(schema_text, who + "'s settings schema");
+    if (!parsed)
+        return Status::error(error_kind::connector, parsed.status().message() + "; this is a defect of the connector");
     try {
-        doc = nlohmann::json::parse(schema_text);
+        doc = std::move(*parsed);
         valijson::SchemaParser parser;
         valijson::adapters::NlohmannJsonAdapter adapter(doc);
         parser.populateSchema(adapter, schema);

@@ -158,5 +158,11 @@ Result<job_config> load_job(const std::filesystem::path& file);
 // files of at most k_max_config_bytes are read.
 inline constexpr uintmax_t k_max_config_bytes = 16u << 20;
 Result<nlohmann::json> parse_json_file(const std::filesystem::path& file);
+// The same for text read elsewhere (`file` names it in errors). Both refuse
+// JSON nested deeper than k_max_json_depth or with more than
+// k_max_json_values values, as a config error.
+inline constexpr size_t k_max_json_depth = 64;
+inline constexpr size_t k_max_json_values = 4'000'000;
+Result<nlohmann::json> parse_json_text(const std::string& text, const std::filesystem::path& file);
 
 }  // namespace syncwarden::kernel

@@ -110,3 +110,21 @@ TEST_F(retention, the_policy_comes_from_the_kernel_config_and_bad_values_name_th
     EXPECT_EQ(bad.code, 3);
     EXPECT_THAT(bad.err, HasSubstr("kernel.json: $.retention.plans_days: expected a number of days"));
 }
+
+// Defect: retention deleted files by the absolute paths kept in the run
+// store, so in a copy of a data dir it deleted the original's plans and
+// marked the copy's purged. Only files in the data dir it runs on go.
+TEST_F(retention, in_a_copied_data_dir_only_the_copys_plans_go) {
+    auto d = run({"--dry-run"});
+    ASSERT_EQ(d.code, 0) << d.out << d.err;
+    ASSERT_EQ(plan_files(), 2u);
+    const fs::path copy = data().parent_path() / "copy";
+    sw_test::copy_tree(data(), copy);
+    syncwarden::kernel::manual_clock later(std::chrono::system_clock::now() + 24h * 40);
+    auto r = sw_test::cli(copy, {"retention", "apply"}, later);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(plan_files(), 2u) << "the original's plans are not the copy's to remove";
+    size_t left = 0;
+    for (auto& e : fs::directory_iterator(copy / "plans")) left += e.is_regular_file();
+    EXPECT_EQ(left, 0u) << "the copy's own plans went";
+}

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using namespace syncwarden::kernel;
 using sw_test::fixture;
@@ -229,4 +231,28 @@ TEST(registry, connectors_schema_prints_the_settings_schema) {
     EXPECT_EQ(schema["required"], nlohmann::json({"folder", "files"}));
     EXPECT_EQ(schema["additionalProperties"], false);
     EXPECT_EQ(sw_test::cli(tmp / "data", {"connectors", "schema", "nope"}).code, 7);
+}
+
+// Defect: `connectors install /dev/zero` wrote 11 GB into the connectors
+// folder and left it there. A device, a FIFO or an oversized file is refused
+// before anything is copied, and nothing is left behind.
+TEST(registry, a_device_a_fifo_or_a_huge_file_is_refused_before_it_is_copied) {
+    sw_test::temp_dir tmp;
+    const auto data = tmp / "data";
+    ASSERT_EQ(::mkfifo((tmp / "fifo.so").c_str(), 0600), 0);
+    {
+        std::ofstream big(tmp / "big.so");
+    }
+    ASSERT_EQ(::truncate((tmp / "big.so").c_str(), off_t(600) << 20), 0);  // sparse: no disk used
+    for (auto [file, words] : {std::pair<std::string, std::string>{"/dev/zero", "not a regular file"},
+                               {(tmp / "fifo.so").string(), "not a regular file"},
+                               {(tmp / "big.so").string(), "a connector library may be at most 512 MiB"}}) {
+        auto r = sw_test::cli(data, {"connectors", "install", file});
+        EXPECT_EQ(r.code, 4) << file << ": " << r.err;
+        EXPECT_THAT(r.err, HasSubstr(words)) << file;
+        std::error_code ec;
+        size_t left = 0;
+        for (auto& e : std::filesystem::recursive_directory_iterator(data / "connectors", ec)) left += e.is_regular_file();
+        EXPECT_EQ(left, 0u) << file << " left files in the connectors folder";
+    }
 }

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sys/wait.h>
 
+#include <fcntl.h>
+#include <unistd.h>
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
@@ -246,4 +248,77 @@ TEST(apply, a_result_for_a_change_index_past_the_batch_is_a_connector_defect) {
     auto j = nlohmann::json::parse(sw_test::cli(tmp / "data", {"runs", "show", sw_test::run_id_of(r.out), "--json"}).out);
     EXPECT_EQ(j["summary"]["applied"], 0);
     for (auto& c : j["changes"]) EXPECT_NE(c["status"], "applied");
+}
+
+// Defect: every run left locks/runs/<id>.lock behind, forever. A run's lock
+// goes with the run; a run killed in its tracks keeps it (that is how it is
+// known to have been interrupted).
+TEST(apply, a_finished_run_leaves_no_lock_file_behind) {
+    sw_test::temp_dir tmp;
+    sw_test::diff_target_job(tmp.path());
+    for (auto mode : {std::vector<std::string>{"--dry-run"}, std::vector<std::string>{}}) {
+        std::vector<std::string> args{"run", (tmp / "job.json").string()};
+        args.insert(args.end(), mode.begin(), mode.end());
+        auto r = sw_test::cli(tmp / "data", args);
+        ASSERT_EQ(r.code, 0) << r.out << r.err;
+    }
+    std::vector<std::string> left;
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator(tmp / "data" / "locks" / "runs", ec)) left.push_back(e.path().filename());
+    EXPECT_TRUE(left.empty()) << left.size() << " lock file(s) left, the first " << (left.empty() ? "" : left[0]);
+}
+
+// Defect: --run-id with the id of an existing run ended in a raw "UNIQUE
+// constraint failed". It is refused as a usage error, naming the run, and
+// the existing run is untouched.
+TEST(apply, a_run_id_that_exists_already_is_refused_before_anything_happens) {
+    sw_test::temp_dir tmp;
+    sw_test::diff_target_job(tmp.path());
+    const std::string id = "r20261207T120000-abcdef";
+    auto first = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string(), "--run-id", id});
+    ASSERT_EQ(first.code, 0) << first.out << first.err;
+    auto again = sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string(), "--run-id", id, "--dry-run"});
+    EXPECT_EQ(again.code, 2) << again.out << again.err;
+    EXPECT_THAT(again.err, HasSubstr("--run-id " + id + ": a run with that id exists already (succeeded"));
+    EXPECT_THAT(again.err, ::testing::Not(HasSubstr("UNIQUE")));
+    auto show = nlohmann::json::parse(sw_test::cli(tmp / "data", {"runs", "show", id, "--json"}).out);
+    EXPECT_EQ(show["state"], "succeeded");
+    EXPECT_EQ(show["dry_run"], false);
+}
+
+// Defect: a data dir this user may not read was reported as "no runs yet"
+// (exit 0) and as one no daemon serves. The permission error is reported.
+TEST(apply, a_data_dir_this_user_may_not_read_is_reported_as_such) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root, to run the CLI as another user";
+    sw_test::temp_dir tmp;
+    sw_test::diff_target_job(tmp.path());
+    ASSERT_EQ(sw_test::cli(tmp / "data", {"run", (tmp / "job.json").string(), "--dry-run"}).code, 0);
+    const fs::path outdir = tmp / "out";
+    fs::create_directories(outdir);
+    fs::permissions(outdir, fs::perms::all);
+    fs::permissions(tmp.path(), fs::perms::others_exec, fs::perm_options::add);
+    for (const char* cmd : {"runs", "status"}) {
+        const std::string out = (outdir / cmd).string();
+        std::vector<std::string> argv{SW_KERNEL_BIN, "--data-dir", (tmp / "data").string(), cmd};
+        if (std::string(cmd) == "runs") argv.push_back("list");
+        std::vector<char*> av;
+        for (auto& a : argv) av.push_back(a.data());
+        av.push_back(nullptr);
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+            ::dup2(fd, 1);
+            ::dup2(fd, 2);
+            if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(126);
+            ::execv(av[0], av.data());
+            ::_exit(127);
+        }
+        int st = 0;
+        ::waitpid(pid, &st, 0);
+        const std::string said = sw_test::read_file(out);
+        ASSERT_TRUE(WIFEXITED(st)) << said;
+        EXPECT_EQ(WEXITSTATUS(st), 1) << cmd << ": " << said;
+        EXPECT_THAT(said, HasSubstr("cannot use the data dir " + (tmp / "data").string() + ": Permission denied")) << cmd;
+        EXPECT_THAT(said, ::testing::Not(HasSubstr("no runs yet")));
+    }
 }

@@ -16,7 +16,7 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
     {
         auto s = open_sqlite_store(file);
         ASSERT_TRUE(s.is_ok()) << s.status().message();
-        EXPECT_EQ((*s)->schema_version(), 13);
+        EXPECT_EQ((*s)->schema_version(), 14);
         run_record r;
         r.id = "r1";
         r.job = "j";
@@ -35,7 +35,7 @@ TEST(sqlite_store, migrates_and_keeps_runs_findings_results_and_checkpoints_acro
     }
     auto s = open_sqlite_store(file);
     ASSERT_TRUE(s.is_ok());
-    EXPECT_EQ((*s)->schema_version(), 13);
+    EXPECT_EQ((*s)->schema_version(), 14);
     auto r = (*s)->get_run("r1");
     ASSERT_TRUE(r.is_ok());
     EXPECT_EQ(r->state, "succeeded");
@@ -93,7 +93,7 @@ TEST(sqlite_store, migrates_a_version_1_store_keeping_its_change_results) {
     ASSERT_EQ(std::system(("sqlite3 " + file.string() + " \"" + v1 + "\"").c_str()), 0);
     auto s = open_sqlite_store(file);
     ASSERT_TRUE(s.is_ok()) << s.status().message();
-    EXPECT_EQ((*s)->schema_version(), 13);
+    EXPECT_EQ((*s)->schema_version(), 14);
     auto r = (*s)->change_results("r1");
     ASSERT_TRUE(r.is_ok()) << r.status().message();
     ASSERT_EQ(r->size(), 1u);

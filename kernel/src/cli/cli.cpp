@@ -1,5 +1,6 @@
 #include "cli_common.hpp"
 
+#include <sys/stat.h>
 #include <syncwarden/connector.h>
 #include <syncwarden/kernel/cli.hpp>
 #include <syncwarden/kernel/clock.hpp>
@@ -740,6 +741,19 @@ int run_cli(const std::vector<std::string>& all, std::ostream& out, std::ostream
     c.cfg.data_dir = fs::absolute(c.cfg.data_dir);
     set_sandbox_config(c.cfg.sandbox);
     std::vector<std::string> rest(args.begin() + 1, args.end());
+    // A data dir this user may not read is said so, not taken for an empty
+    // one ("no runs yet") or one that no daemon serves.
+    if (args[0] != "version") {
+        struct stat st {};
+        const bool there = ::stat(c.cfg.data_dir.c_str(), &st) == 0;
+        const int e = there ? (::access(c.cfg.data_dir.c_str(), R_OK | X_OK) == 0 ? 0 : errno) : errno;
+        if (e && e != ENOENT)
+            return fail(c, Status::error(error_kind::store,
+                                         "cannot use the data dir " + c.cfg.data_dir.string() + ": " +
+                                             std::strerror(e) + (there ? "; it belongs to uid " +
+                                                                             std::to_string(st.st_uid) + ":" : ";") +
+                                             " run syncwarden as its owner (or root), or give --data-dir"));
+    }
     if (args[0] == "version") {
         out << "syncwarden " << SYNCWARDEN_VERSION << " (connector ABI " << SW_ABI_MAJOR << "." << SW_ABI_MINOR << ")\n";
         return 0;

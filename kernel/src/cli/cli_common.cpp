@@ -86,6 +86,7 @@ void print_verdicts(context& c, const std::vector<gate_verdict>& vs, bool dry_ru
 }
 
 int print_outcome(context& c, const run_outcome& o, bool dry_run) {
+    if (o.run.id.empty() && !o.status) return fail(c, o.status);  // refused before a run was made
     c.out << (dry_run ? "dry run " : "run ") << o.run.id << " of job " << printable(o.run.job) << ": " << o.run.state
           << "\n";
     if (!o.run.source_version.empty())

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -18,6 +19,7 @@ file_lock& file_lock::operator=(file_lock&& o) noexcept {
         release();
         fd_ = o.fd_;
         path_ = std::move(o.path_);
+        remove_ = o.remove_;
         o.fd_ = -1;
     }
     return *this;
@@ -25,8 +27,10 @@ file_lock& file_lock::operator=(file_lock&& o) noexcept {
 
 void file_lock::release() {
     if (fd_ < 0) return;
-    // The file stays: removing it would race with a process that opened it
-    // and is waiting for the lock.
+    // Removed while still held, when asked: a process that opened it in the
+    // meantime finds, once it has the lock, that the name no longer leads to
+    // its file, and takes it again (take()).
+    if (remove_) ::unlink(path_.c_str());
     ::close(fd_);
     fd_ = -1;
 }
@@ -34,18 +38,27 @@ void file_lock::release() {
 Result<std::optional<file_lock>> file_lock::take(const fs::path& path, const std::string& note, bool wait) {
     std::error_code ec;
     fs::create_directories(path.parent_path(), ec);
-    // Close-on-exec: a worker process must never inherit, and so keep, a lock.
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return Status::error(error_kind::store, "opening the lock file " + path.string() + ": " + std::strerror(errno));
-    int r;
-    do r = ::flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB));
-    while (r != 0 && errno == EINTR);
-    if (r != 0) {
-        const int e = errno;
+    int fd = -1;
+    for (;;) {
+        // Close-on-exec: a worker process must never inherit, and so keep, a lock.
+        fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return Status::error(error_kind::store, "opening the lock file " + path.string() + ": " + std::strerror(errno));
+        int r;
+        do r = ::flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB));
+        while (r != 0 && errno == EINTR);
+        if (r != 0) {
+            const int e = errno;
+            ::close(fd);
+            if (e == EWOULDBLOCK) return std::optional<file_lock>();
+            return Status::error(error_kind::store, "locking " + path.string() + ": " + std::strerror(e));
+        }
+        // The holder before may have removed the file as it let go.
+        struct stat mine {}, named {};
+        if (::fstat(fd, &mine) == 0 && ::stat(path.c_str(), &named) == 0 && mine.st_ino == named.st_ino &&
+            mine.st_dev == named.st_dev)
+            break;
         ::close(fd);
-        if (e == EWOULDBLOCK) return std::optional<file_lock>();
-        return Status::error(error_kind::store, "locking " + path.string() + ": " + std::strerror(e));
     }
     if (::ftruncate(fd, 0) == 0) {
         [[maybe_unused]] auto w = ::pwrite(fd, note.data(), note.size(), 0);
@@ -92,6 +105,7 @@ Result<size_t> mark_interrupted(run_store& store, const fs::path& data_dir, cons
         // Taken now, so a run that is just starting is not caught in between.
         auto lock = file_lock::take(run_lock_path(data_dir, r.id), "", false);
         if (!lock || !*lock) continue;
+        (*lock)->remove_on_release();
         auto fresh = store.get_run(r.id);
         if (!fresh || (fresh->state != "queued" && fresh->state != "running" && fresh->state != "applying")) continue;
         run_record x = *fresh;

@@ -57,6 +57,7 @@ Result<file_lock> take_run_lock(const fs::path& data_dir, const std::string& run
     auto l = file_lock::take(run_lock_path(data_dir, run_id), "pid " + std::to_string(::getpid()) + "\n", false);
     if (!l) return l.status();
     if (!*l) return Status::error(error_kind::internal, "run " + run_id + " is already locked by another process");
+    (*l)->remove_on_release();
     return std::move(**l);
 }
 
@@ -226,15 +227,20 @@ public:
     // `runs approve` when nothing changed: this run applies the approved
     // plan itself, byte for byte (its digest is checked as it is opened).
     Status apply_approved(const run_options::approved_plan& a) {
-        auto reader = plan_reader::open(a.plan_file, a.digest);
+        const fs::path file = stored_plan(a.plan_file);
+        auto reader = plan_reader::open(file, a.digest);
         if (!reader) return reader.status();
         out_.applied_approved_plan = true;
         out_.run.plan_of = a.run_id;
         out_.planned = counts_of((*reader)->header());
-        out_.plan_path = fs::path(a.plan_file).replace_extension(".json");
+        out_.plan_path = fs::path(file).replace_extension(".json");
         log_info({out_.run.id, out_.run.job, "", "gates", "approved_plan"}, "applying the plan of run " + a.run_id);
         return apply(**reader, *target_);
     }
+
+    // A plan the store names, in this data dir's plans/ folder (the store
+    // keeps the path it was written at; the data dir may have moved since).
+    fs::path stored_plan(const std::string& stored) const { return data_dir_ / "plans" / fs::path(stored).filename(); }
 
     static std::string token_text(const std::optional<std::string>& t) {
         if (!t) return "none";
@@ -243,7 +249,7 @@ public:
 
     // apply_stored and resume: the target of a stored plan, opened and locked.
     Result<std::unique_ptr<plan_reader>> open_stored(const run_record& dry, const plan_record& pr) {
-        auto r = plan_reader::open(pr.plan_file, pr.digest);
+        auto r = plan_reader::open(stored_plan(pr.plan_file), pr.digest);
         if (!r) return r.status();
         const auto& h = (*r)->header();
         out_.run.target_version = h.target.version;
@@ -906,6 +912,14 @@ run_outcome pipeline::run(const job_config& job, const run_options& opts) {
     }
     std::string unreadable;
     out.job_digest = sha256_file_hex(job.file, &unreadable);
+    if (!opts.run_id.empty())
+        if (auto existing = store_.get_run(opts.run_id); existing) {
+            out.status = Status::error(error_kind::usage, "--run-id " + opts.run_id + ": a run with that id exists "
+                                                          "already (" + existing->state + ", job " + existing->job +
+                                                          "); give a new id, or none for one to be made");
+            r.id.clear();  // nothing of this run was recorded
+            return out;
+        }
     // Held until the run's outcome is recorded: without a holder, a run
     // still shown as running was interrupted.
     auto lock = take_run_lock(data_dir_, r.id);

@@ -93,10 +93,12 @@ Result<retention_report> apply_retention(run_store& store, const fs::path& data_
     }
     // The files go once the store no longer points at them.
     std::error_code ec;
-    for (auto& [bin, human] : plan_files) {
-        if (!bin.empty()) fs::remove(bin, ec);
-        if (!human.empty()) fs::remove(human, ec);
-    }
+    // The store's paths name where the plans were written; a data dir may
+    // have been copied or moved since. Only this data dir's plans/ folder is
+    // ever touched: the file of that name in it.
+    for (auto& [bin, human] : plan_files)
+        for (auto& stored : {bin, human})
+            if (!stored.empty()) fs::remove(data_dir / "plans" / fs::path(stored).filename(), ec);
     for (auto& f : log_files) fs::remove(f, ec);
     return rep;
 }

@@ -8,6 +8,10 @@
 #include <cstdio>
 #include <random>
 #include <fstream>
+#include <cerrno>
+#include <cstring>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <vector>
 #include <unistd.h>
 
@@ -64,9 +68,30 @@ Result<installed_release> read_release(const fs::path& dir) {
     }
 }
 
+inline constexpr uintmax_t k_max_library_bytes = uintmax_t(512) << 20;
+
 // Copies `from` to `to` (a new file) in one read, hashing the bytes on the
 // way, and syncs it. Returns the SHA-256, or "" with `err` set.
 std::string copy_hashed(const fs::path& from, const fs::path& to, std::string& err) {
+    // A regular file of a library's size: a device (/dev/zero), a FIFO or a
+    // file of gigabytes is refused before anything is copied.
+    const int fd = ::open(from.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat st {};
+    if (fd < 0 || ::fstat(fd, &st) != 0) {
+        if (fd >= 0) ::close(fd);
+        err = "cannot read " + from.string() + " (" + std::strerror(errno) + "); check the path and its permissions";
+        return {};
+    }
+    ::close(fd);
+    if (!S_ISREG(st.st_mode)) {
+        err = "not a regular file; give the path of a connector's .so";
+        return {};
+    }
+    if (static_cast<uintmax_t>(st.st_size) > k_max_library_bytes) {
+        err = "the file is " + std::to_string(st.st_size >> 20) + " MiB; a connector library may be at most " +
+              std::to_string(k_max_library_bytes >> 20) + " MiB";
+        return {};
+    }
     std::ifstream in(from, std::ios::binary);
     if (!in) {
         err = "cannot read " + from.string() + "; check the path and its permissions";
@@ -80,9 +105,15 @@ std::string copy_hashed(const fs::path& from, const fs::path& to, std::string& e
     sha256 h;
     std::vector<char> buf(1 << 16);
     bool ok = true;
+    uintmax_t copied = 0;
     while (in && ok) {
         in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
         const auto n = static_cast<size_t>(in.gcount());
+        if ((copied += n) > k_max_library_bytes) {  // it grew while being read
+            std::fclose(out);
+            err = "the file grew past " + std::to_string(k_max_library_bytes >> 20) + " MiB while it was read";
+            return {};
+        }
         h.update(buf.data(), n);
         ok = std::fwrite(buf.data(), 1, n, out) == n;
     }

@@ -19,7 +19,7 @@ class file_lock {
 public:
     file_lock() = default;
     ~file_lock();
-    file_lock(file_lock&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) { o.fd_ = -1; }
+    file_lock(file_lock&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)), remove_(o.remove_) { o.fd_ = -1; }
     file_lock& operator=(file_lock&& o) noexcept;
     file_lock(const file_lock&) = delete;
     file_lock& operator=(const file_lock&) = delete;
@@ -36,10 +36,14 @@ public:
 
     bool owns() const { return fd_ >= 0; }
     void release();
+    // The file goes when the lock is released (a run's lock: nothing is
+    // left behind for every run ever made).
+    void remove_on_release() { remove_ = true; }
 
 private:
     int fd_ = -1;
     std::filesystem::path path_;
+    bool remove_ = false;
 };
 
 std::filesystem::path run_lock_path(const std::filesystem::path& data_dir, const std::string& run_id);

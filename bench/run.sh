@@ -208,6 +208,20 @@ for size in "${size_list[@]}"; do
   ((last_rc == 0)) || fail=1
   inproc_wall=$(awk -v a="$inproc_wall" -v b="$wall" 'BEGIN{print (a < b) ? a : b}')
   awk -v w="$worker_wall" -v i="$inproc_wall" 'BEGIN { if (i > 0) printf "         workers vs in-process (nightly, best of 2 each): %.3fs vs %.3fs, ratio %.3f (budget: at most 1.15)\n", w, i, w / i }' | tee -a "$results"
+  # Confined workers against the same workers with every layer of the
+  # sandbox that can be switched off off (made to look missing, and accepted:
+  # identity, files, network, system calls), alternating, best of two each.
+  echo '{"sandbox": {"require": false}}' > "$dir/unconfined.json"
+  measure "3u nightly, unconfined" "$rows_b" env SYNCWARDEN_SANDBOX_PRETEND_MISSING=identity,files,network,syscalls "$sw" --config "$dir/unconfined.json" --data-dir "$data" run "$dir/job-b.json" --dry-run --preview 0
+  ((last_rc == 0)) || fail=1
+  unconfined_wall=$wall
+  measure "3c nightly, confined (again)" "$rows_b" "$sw" --data-dir "$data" run "$dir/job-b.json" --dry-run --preview 0
+  ((last_rc == 0)) || fail=1
+  confined_wall=$(awk -v a="$worker_wall" -v b="$wall" 'BEGIN{print (a < b) ? a : b}')
+  measure "3u nightly, unconfined (again)" "$rows_b" env SYNCWARDEN_SANDBOX_PRETEND_MISSING=identity,files,network,syscalls "$sw" --config "$dir/unconfined.json" --data-dir "$data" run "$dir/job-b.json" --dry-run --preview 0
+  ((last_rc == 0)) || fail=1
+  unconfined_wall=$(awk -v a="$unconfined_wall" -v b="$wall" 'BEGIN{print (a < b) ? a : b}')
+  awk -v c="$confined_wall" -v u="$unconfined_wall" 'BEGIN { if (u > 0) printf "         confined vs unconfined workers (nightly, best of 2 or 3 each): %.3fs vs %.3fs, ratio %.3f (budget: at most 1.03)\n", c, u, c / u }' | tee -a "$results"
 
   n_abi=10000000
   [[ $size == small ]] && n_abi=1000000

@@ -2,6 +2,7 @@
 // inclusion proofs. Each check trusts only the entries' bytes, the signed
 // heads and the public key; nothing the store says about itself (the stored
 // leaf hashes, the frontier) is taken on faith.
+#include <optional>
 #include <syncwarden/kernel/audit.hpp>
 
 #include <atomic>
@@ -47,6 +48,25 @@ bool records_position(std::string_view entry, uint64_t seq, uint64_t* said) {
     for (size_t i = b; i < end; ++i) n = n * 10 + static_cast<uint64_t>(entry[i] - '0');
     *said = n;
     return n == seq;
+}
+
+// Whether the index columns (kind, run_id) are the entry's own: they are
+// what `audit report RUN` and the proofs look entries up by. Read from the
+// entry's end: its members are sorted, so it ends
+// ..},"kind":"K","run":"R","seq":N,"v":1} (kinds and run ids need no
+// escapes, so a backslash in either is a mismatch).
+bool indexed_as(std::string_view entry, std::string_view kind, std::string_view run) {
+    static const std::string_view k = ",\"kind\":\"", r = ",\"run\":\"", q = ",\"seq\":";
+    const size_t seq = entry.rfind(q);
+    if (seq == std::string_view::npos || seq == 0) return false;
+    const size_t rpos = entry.rfind(r, seq - 1);
+    if (rpos == std::string_view::npos || rpos == 0) return false;
+    const size_t kpos = entry.rfind(k, rpos - 1);
+    if (kpos == std::string_view::npos) return false;
+    const std::string_view rv = entry.substr(rpos + r.size(), seq - 1 - (rpos + r.size()));
+    const std::string_view kv = entry.substr(kpos + k.size(), rpos - 1 - (kpos + k.size()));
+    return entry[seq - 1] == '"' && entry[rpos - 1] == '"' && rv == run && kv == kind &&
+           rv.find_first_of("\"\\") == std::string_view::npos && kv.find_first_of("\"\\") == std::string_view::npos;
 }
 
 // Whether `hex` is h in lowercase hex, as the kernel stores leaves.
@@ -136,6 +156,12 @@ static Result<audit_verdict> verify_log(run_store& store, const verify_key& key,
         if (!same_hex(h, leaf)) {
             bad = failed(want, "entry " + std::to_string(want) + " (" + std::string(kind) + ", run " + std::string(run) +
                                    ") was altered: its content no longer hashes to its recorded leaf");
+            return false;
+        }
+        if (!indexed_as(entry, kind, run)) {
+            bad = failed(want, "entry " + std::to_string(want) + " was altered: its index (kind " + std::string(kind) +
+                                   ", run " + (run.empty() ? std::string("none") : std::string(run)) +
+                                   ") is not what the entry itself records");
             return false;
         }
         f.append(h);

@@ -302,3 +302,36 @@ TEST(sandbox, processes_a_connector_starts_die_with_its_run) {
         EXPECT_TRUE(gone(p)) << "child " << p << " outlived its run";
     }
 }
+
+// Defect: host calls outside their hook took effect although ABI.md says
+// they do nothing: 200 records emitted from another thread were delivered,
+// and a change result made after apply returned was charged to the next
+// batch (a change recorded failed that the target had applied).
+TEST(sandbox, host_calls_from_another_thread_or_after_their_hook_do_nothing) {
+    sw_test::temp_dir tmp;
+    const auto data = tmp / "data";
+    for (auto f : {"mis_thread_emit", "items_source", "ledger_target"})
+        ASSERT_EQ(sw_test::cli(data, {"connectors", "install", sw_test::fixture(f).string()}).code, 0);
+    sw_test::write_file(tmp / "thread.json", R"({"name": "thread",
+      "source": {"connector": "mis-thread-emit"},
+      "target": {"connector": "ledger-target", "settings": {"ledger": ")" + (tmp / "thread.tsv").string() + R"("}},
+      "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]}})");
+    auto r = sw_test::cli(data, {"run", (tmp / "thread.json").string()});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto ledger = sw_test::ledger_state(tmp / "thread.tsv");
+    EXPECT_EQ(ledger["thread"], "refused") << "emit from another thread returns SW_INTERNAL";
+    EXPECT_EQ(ledger.size(), 2u) << "only the hook's own records: " << ledger.size();
+
+    sw_test::write_file(tmp / "late.json", R"({"name": "late",
+      "source": {"connector": "items-source", "settings": {"count": 30}},
+      "target": {"connector": "ledger-target", "settings": {"ledger": ")" + (tmp / "late.tsv").string() +
+                                               R"(", "late_result": true}},
+      "mapping": {"entities": [{"target": "items", "source": "items", "fields": {"id": "id", "name": "name"}}]},
+      "apply": {"batch_size": 10}})");
+    r = sw_test::cli(data, {"run", (tmp / "late.json").string()});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_THAT(r.out, HasSubstr("applied 30 changes, 0 failed"));
+    auto show = json::parse(sw_test::cli(data, {"runs", "show", sw_test::run_id_of(r.out), "--json"}).out);
+    for (auto& c : show["changes"]) EXPECT_EQ(c["status"], "applied") << c.dump();
+    EXPECT_EQ(sw_test::ledger_state(tmp / "late.tsv").size(), 30u);
+}

@@ -25,6 +25,7 @@
 #include <csignal>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/prctl.h>
@@ -73,6 +74,10 @@ struct worker_state {
     };
     std::deque<posted> queue;  // batches awaiting acks, oldest first
     sw_status verdict = SW_OK;  // the first refusal of this hook's batches
+    // The hook running now and the thread running it: host calls made
+    // outside it, or from another thread, do nothing (sdk/ABI.md).
+    const char* hook = nullptr;
+    pthread_t hook_thread{};
 };
 
 worker_state* g = nullptr;  // one connector per process
@@ -202,7 +207,23 @@ sw_status reply_status(const wire::frame& f) {
 
 // ---- the host API, served over the socket -------------------------------------
 
+// Whether a host call belongs to the hook running now (`only`: that hook, or
+// one of a list separated by '|'): made from its thread while it runs.
+bool in_hook(const char* only = nullptr) {
+    if (!g || !g->hook || !::pthread_equal(::pthread_self(), g->hook_thread)) return false;
+    if (!only) return true;
+    const std::string_view h(g->hook), list(only);
+    for (size_t b = 0; b <= list.size();) {
+        size_t e = list.find('|', b);
+        if (e == std::string_view::npos) e = list.size();
+        if (list.substr(b, e - b) == h) return true;
+        b = e + 1;
+    }
+    return false;
+}
+
 void host_log(sw_host_ctx*, uint32_t level, sw_str msg) noexcept {
+    if (!in_hook()) return;
     progress();
     post(op::log, [&](wire::writer& w) {
         w.u32(level);
@@ -333,10 +354,17 @@ sw_status send_batch(op o, const B* b) {
     return g->verdict;
 }
 
-sw_status host_emit(sw_host_ctx*, const sw_batch* b) noexcept { return send_batch(op::records, b); }
-sw_status host_emit_changes(sw_host_ctx*, const sw_change_batch* b) noexcept { return send_batch(op::changes, b); }
+sw_status host_emit(sw_host_ctx*, const sw_batch* b) noexcept {
+    if (!in_hook("extract|read_state")) return SW_INTERNAL;
+    return send_batch(op::records, b);
+}
+sw_status host_emit_changes(sw_host_ctx*, const sw_change_batch* b) noexcept {
+    if (!in_hook("diff")) return SW_INTERNAL;
+    return send_batch(op::changes, b);
+}
 
 void host_finding(sw_host_ctx*, const sw_finding* f) noexcept {
+    if (!in_hook()) return;
     progress();
     if (!f || f->struct_size < sizeof(sw_finding)) return;
     constexpr size_t cap = 2048;
@@ -353,6 +381,9 @@ void host_finding(sw_host_ctx*, const sw_finding* f) noexcept {
 }
 
 void host_change_result(sw_host_ctx*, size_t index, sw_status s, sw_str cat, sw_str msg) noexcept {
+    // Only while the batch it speaks of is being applied: a late result would
+    // be taken for one of the next batch.
+    if (!in_hook("apply")) return;
     progress();
     post(op::result, [&](wire::writer& w) {
         w.u64(index);
@@ -363,12 +394,14 @@ void host_change_result(sw_host_ctx*, size_t index, sw_status s, sw_str cat, sw_
 }
 
 sw_status host_checkpoint_save(sw_host_ctx*, sw_str token) noexcept {
+    if (!in_hook()) return SW_INTERNAL;
     progress();
     if (token.len > wire::k_max_inline_text * 4) return SW_INTERNAL;
     return reply_status(ask(op::checkpoint_save, [&](wire::writer& w) { w.str(token); }));
 }
 
 sw_status host_checkpoint_load(sw_host_ctx*, sw_str* out) noexcept {
+    if (!in_hook()) return SW_INTERNAL;
     progress();
     if (!out) return SW_INTERNAL;
     wire::frame f = ask(op::checkpoint_load, [](wire::writer&) {});
@@ -396,6 +429,7 @@ sw_status host_config_get(sw_host_ctx*, sw_str pointer, sw_str* out) noexcept {
 }
 
 void host_state_token(sw_host_ctx*, sw_str token) noexcept {
+    if (!in_hook()) return;
     progress();
     post(op::token, [&](wire::writer& w) {
         w.u32(token.len > wire::k_max_inline_text ? 1 : 0);  // 1: too long, not sent
@@ -404,6 +438,7 @@ void host_state_token(sw_host_ctx*, sw_str token) noexcept {
 }
 
 sw_status host_acquire(sw_host_ctx*, uint32_t permits) noexcept {
+    if (!in_hook()) return SW_INTERNAL;
     progress();
     sw_status s = reply_status(ask(op::acquire, [&](wire::writer& w) { w.u32(permits); }));
     progress();
@@ -411,6 +446,7 @@ sw_status host_acquire(sw_host_ctx*, uint32_t permits) noexcept {
 }
 
 void host_layout(sw_host_ctx*, const sw_layout* l) noexcept {
+    if (!in_hook()) return;
     progress();
     if (!l || l->struct_size < sizeof(sw_layout) || (l->column_count && !l->columns)) return;
     const size_t n = std::min<size_t>(l->column_count, 4096);
@@ -423,6 +459,7 @@ void host_layout(sw_host_ctx*, const sw_layout* l) noexcept {
 }
 
 void host_target_id(sw_host_ctx*, size_t index, sw_str id) noexcept {
+    if (!in_hook("apply")) return;
     progress();
     post(op::target_id, [&](wire::writer& w) {
         w.u64(index);
@@ -432,6 +469,7 @@ void host_target_id(sw_host_ctx*, size_t index, sw_str id) noexcept {
 }
 
 sw_status host_retry_wait(sw_host_ctx*, uint32_t attempt, uint32_t retry_after_ms) noexcept {
+    if (!in_hook()) return SW_INTERNAL;
     progress();
     sw_status s = reply_status(ask(op::retry_wait, [&](wire::writer& w) {
         w.u32(attempt);
@@ -464,7 +502,11 @@ void done(sw_status s, const sw_error& err, uint64_t payload = 0) {
 
 template <class F>
 sw_status call(const char* hook, sw_error& err, F&& f) {
-    return call_hook(hook, err, std::forward<F>(f));
+    g->hook = hook;
+    g->hook_thread = ::pthread_self();
+    const sw_status s = call_hook(hook, err, std::forward<F>(f));
+    g->hook = nullptr;
+    return s;
 }
 
 std::vector<std::string_view> read_entities(wire::reader& r) {
@@ -601,7 +643,10 @@ void serve(const std::string& who) {
             }
             case op::abort: {
                 if (h.abort) {
+                    g->hook = "abort";
+                    g->hook_thread = ::pthread_self();
                     try { h.abort(g->instance); } catch (...) {}
+                    g->hook = nullptr;
                 }
                 done(SW_OK, err);
                 break;

@@ -185,6 +185,9 @@ TEST(sandbox, the_dry_run_and_the_json_outcome_list_each_connectors_grants) {
     EXPECT_EQ(j["grants"]["target"][0]["kind"], "write-path");
     EXPECT_EQ(j["grants"]["target"][0]["value"], s.drop().string());
     EXPECT_EQ(j["grants"]["target"][0]["setting"], "/folder");
+    auto text = sw_test::cli(s.data(), {"runs", "show", id});
+    EXPECT_THAT(text.out, HasSubstr("grants     target: write-path " + s.drop().string()));
+    EXPECT_THAT(text.out, HasSubstr("grants     source: nothing"));
 }
 
 TEST(sandbox, a_missing_layer_refuses_the_run_naming_the_layer_and_the_setting_that_accepts_it) {

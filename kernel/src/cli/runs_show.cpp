@@ -195,6 +195,20 @@ int runs_show(context& c, run_store& store, parsed_args& pa) {
         c.out << "  plan       " << (*plan)->path << " (digest " << (*plan)->digest.substr(0, 16) << ")"
               << ((*plan)->purged_at.empty() ? "" : ", removed by the retention policy on " + (*plan)->purged_at) << "\n";
     if (!r->plan_of.empty()) c.out << "  applies    the plan of run " << r->plan_of << "\n";
+    if (const auto sum = nlohmann::json::parse(r->summary_json, nullptr, false); sum.is_object()) {
+        if (sum.contains("grants") && sum["grants"].is_object())
+            for (auto& [role, g] : sum["grants"].items()) {
+                std::string line;
+                for (auto& x : g)
+                    line += (line.empty() ? "" : "; ") + x.value("kind", "") + " " + x.value("value", "");
+                c.out << "  grants     " << role << ": " << printable(line.empty() ? "nothing" : line) << "\n";
+            }
+        if (sum.contains("unconfined") && sum["unconfined"].is_array() && !sum["unconfined"].empty()) {
+            std::string layers;
+            for (auto& l : sum["unconfined"]) layers += (layers.empty() ? "" : ", ") + l.get<std::string>();
+            c.out << "  unconfined " << layers << " (the run's connectors went without)\n";
+        }
+    }
     if (r->trigger != "cli") c.out << "  started by " << r->trigger << "\n";
     if (r->state == "held") {
         c.out << "  held       " << printable(r->error) << "\n";

@@ -70,13 +70,16 @@ std::vector<std::pair<std::string, std::string>> missing_sandbox_layers() {
     auto pretended = [&](const char* layer) {
         return std::find(pretend.begin(), pretend.end(), layer) != pretend.end();
     };
+    // As root a worker takes an id of its own; as another user, a user
+    // namespace of its own (which needs user namespaces to be on).
     if (pretended("identity"))
         out.emplace_back("identity", "made to look missing by SYNCWARDEN_SANDBOX_PRETEND_MISSING");
-    else if (::geteuid() != 0)
-        out.emplace_back("identity", "the kernel does not run as root, so its workers cannot take ids of their own "
-                                     "(they run in a user namespace with the kernel's uid)");
-    else if (read_number("/proc/sys/user/max_user_namespaces", 1) == 0)
-        out.emplace_back("identity", "user namespaces are off (user.max_user_namespaces = 0)");
+    else if (::geteuid() != 0 && read_number("/proc/sys/user/max_user_namespaces", 1) == 0)
+        out.emplace_back("identity", "the kernel does not run as root and user namespaces are off "
+                                     "(user.max_user_namespaces = 0)");
+    else if (::geteuid() != 0 && read_number("/proc/sys/kernel/unprivileged_userns_clone", 1) == 0)
+        out.emplace_back("identity", "the kernel does not run as root and unprivileged user namespaces are off "
+                                     "(kernel.unprivileged_userns_clone = 0)");
     const int abi = landlock_abi();
     if (pretended("files"))
         out.emplace_back("files", "made to look missing by SYNCWARDEN_SANDBOX_PRETEND_MISSING");

@@ -458,13 +458,10 @@ private:
         }
         auto grants = derive_grants(schema, settings, base_dir, where);
         if (!grants) return grants.status().context(rel.info.name + " " + rel.info.version);
-        auto off = check_sandbox_layers(current_sandbox_config());
-        if (!off) return off.status();
-        sandbox_request req{job_name, role, *grants, rel.path, *off};
-        auto policy = prepare_sandbox(current_sandbox_config(), data_dir_, req);
+        auto policy = make_sandbox(data_dir_, {job_name, role, *grants, rel.path, {}});
         if (!policy) return policy.status();
         out_.grants[role] = std::move(*grants);
-        out_.unconfined = *off;
+        out_.unconfined = policy->off;
         return policy;
     }
 

@@ -74,27 +74,25 @@ inline constexpr uintmax_t k_max_library_bytes = uintmax_t(512) << 20;
 // way, and syncs it. Returns the SHA-256, or "" with `err` set.
 std::string copy_hashed(const fs::path& from, const fs::path& to, std::string& err) {
     // A regular file of a library's size: a device (/dev/zero), a FIFO or a
-    // file of gigabytes is refused before anything is copied.
+    // file of gigabytes is refused before anything is copied. What is read
+    // is the file checked: the same descriptor.
     const int fd = ::open(from.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    struct stat st {};
-    if (fd < 0 || ::fstat(fd, &st) != 0) {
-        if (fd >= 0) ::close(fd);
+    if (fd < 0) {
         err = "cannot read " + from.string() + " (" + std::strerror(errno) + "); check the path and its permissions";
         return {};
     }
-    ::close(fd);
-    if (!S_ISREG(st.st_mode)) {
+    struct closer {
+        int fd;
+        ~closer() { ::close(fd); }
+    } close_in{fd};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         err = "not a regular file; give the path of a connector's .so";
         return {};
     }
     if (static_cast<uintmax_t>(st.st_size) > k_max_library_bytes) {
         err = "the file is " + std::to_string(st.st_size >> 20) + " MiB; a connector library may be at most " +
               std::to_string(k_max_library_bytes >> 20) + " MiB";
-        return {};
-    }
-    std::ifstream in(from, std::ios::binary);
-    if (!in) {
-        err = "cannot read " + from.string() + "; check the path and its permissions";
         return {};
     }
     std::FILE* out = std::fopen(to.c_str(), "wb");
@@ -106,18 +104,25 @@ std::string copy_hashed(const fs::path& from, const fs::path& to, std::string& e
     std::vector<char> buf(1 << 16);
     bool ok = true;
     uintmax_t copied = 0;
-    while (in && ok) {
-        in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-        const auto n = static_cast<size_t>(in.gcount());
-        if ((copied += n) > k_max_library_bytes) {  // it grew while being read
+    for (;;) {
+        const ssize_t n = ::read(fd, buf.data(), buf.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            ok = n == 0;
+            break;
+        }
+        if ((copied += static_cast<uintmax_t>(n)) > k_max_library_bytes) {  // it grew while being read
             std::fclose(out);
             err = "the file grew past " + std::to_string(k_max_library_bytes >> 20) + " MiB while it was read";
             return {};
         }
-        h.update(buf.data(), n);
-        ok = std::fwrite(buf.data(), 1, n, out) == n;
+        h.update(buf.data(), static_cast<size_t>(n));
+        if (std::fwrite(buf.data(), 1, static_cast<size_t>(n), out) != static_cast<size_t>(n)) {
+            ok = false;
+            break;
+        }
     }
-    ok = !in.bad() && ok && std::fflush(out) == 0 && ::fsync(::fileno(out)) == 0;
+    ok = ok && std::fflush(out) == 0 && ::fsync(::fileno(out)) == 0;
     ok = std::fclose(out) == 0 && ok;
     if (!ok) {
         err = "copying " + from.string() + " to " + to.string() + " failed (is the disk full?)";

@@ -92,14 +92,12 @@ Status set_identity(const sandbox_policy& p) {
     } else {
         const uid_t uid = ::geteuid();
         const gid_t gid = ::getegid();
-        if (::unshare(CLONE_NEWUSER | net) != 0) {
+        if (::unshare(CLONE_NEWUSER | net) != 0)
             return layer_error("identity", std::string("a user namespace (unshare): ") + std::strerror(errno));
-        } else {
-            (void)write_file("/proc/self/setgroups", "deny");
-            if (!write_file("/proc/self/uid_map", std::to_string(uid) + " " + std::to_string(uid) + " 1\n") ||
-                !write_file("/proc/self/gid_map", std::to_string(gid) + " " + std::to_string(gid) + " 1\n"))
-                return layer_error("identity", "cannot write the user namespace's id maps");
-        }
+        (void)write_file("/proc/self/setgroups", "deny");
+        if (!write_file("/proc/self/uid_map", std::to_string(uid) + " " + std::to_string(uid) + " 1\n") ||
+            !write_file("/proc/self/gid_map", std::to_string(gid) + " " + std::to_string(gid) + " 1\n"))
+            return layer_error("identity", "cannot write the user namespace's id maps");
     }
     if (auto s = drop_bounding(); !s) return s;
     if (root && p.uid) {
@@ -108,10 +106,7 @@ Status set_identity(const sandbox_policy& p) {
             return layer_error("identity", "cannot take uid " + std::to_string(p.uid) + ": " + std::strerror(errno));
         if (::setuid(0) == 0) return layer_error("identity", "uid 0 could be taken back");
     }
-    if (auto s = drop_capabilities(); !s) return s;
-    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        return layer_error("identity", std::string("PR_SET_NO_NEW_PRIVS: ") + std::strerror(errno));
-    return Status::ok();
+    return drop_capabilities();
 }
 
 // The read-only places a process needs to load shared libraries, resolve
@@ -128,11 +123,8 @@ const std::vector<std::string>& system_read_paths() {
 
 Status set_files(const sandbox_policy& p, int abi) {
     using namespace landlock;
-    if (abi <= 0) {
-        if (accepted(p, "files")) return Status::ok();
-        return layer_error("files", "Landlock is not enabled in this Linux");
-    }
-    ruleset rs(abi, !p.network || !p.ports.empty());
+    if (abi <= 0) return layer_error("files", "Landlock is not enabled in this Linux");
+    ruleset rs(abi);
     if (!rs.ok()) return layer_error("files", std::string("landlock_create_ruleset: ") + std::strerror(errno));
     const uint64_t read = k_read_file | k_read_dir;
     const uint64_t write = read | k_write_file | k_remove_dir | k_remove_file | k_make_dir | k_make_reg | k_make_sym |
@@ -256,7 +248,7 @@ Status set_syscalls() {
     const uint64_t self = static_cast<uint32_t>(::getpid());
     const uint64_t low = 0xffffffffu;
     for (int nr : {SCMP_SYS(tgkill), SCMP_SYS(rt_sigqueueinfo), SCMP_SYS(rt_tgsigqueueinfo)})
-        check(::seccomp_rule_add(ctx, deny, nr, 1, SCMP_A0(SCMP_CMP_NE, self)), "tgkill");
+        check(::seccomp_rule_add(ctx, deny, nr, 1, SCMP_A0(SCMP_CMP_NE, self)), "a signal to another process");
     // Sockets: the internet families and routing netlink (getaddrinfo asks
     // it which addresses exist); not Unix sockets, through which a worker
     // could reach the daemon's control socket or a system service.
@@ -273,7 +265,6 @@ Status set_syscalls() {
     if (int rc = ::seccomp_load(ctx); rc != 0)
         return layer_error("syscalls", std::string("seccomp_load: ") + std::strerror(-rc));
     return load_kill_filter();
-    return Status::ok();
 }
 
 }  // namespace

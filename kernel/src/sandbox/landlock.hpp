@@ -48,14 +48,14 @@ inline int abi_version() {
 }
 
 // A ruleset that handles every right the ABI knows, so that whatever is
-// not allowed by a rule is denied; TCP when `net`, and (ABI 6) signals and
-// abstract Unix sockets scoped to the domain.
+// not allowed by a rule is denied: files, TCP (ABI 4), and signals and
+// abstract Unix sockets scoped to the domain (ABI 6).
 class ruleset {
 public:
-    ruleset(int abi, bool net) : abi_(abi) {
+    explicit ruleset(int abi) {
         struct {
             uint64_t fs, net, scoped;
-        } attr{fs_rights(abi), abi >= 4 && net ? (k_bind_tcp | k_connect_tcp) : 0,
+        } attr{fs_rights(abi), abi >= 4 ? (k_bind_tcp | k_connect_tcp) : 0,
                abi >= 6 ? (k_scope_abstract_unix | k_scope_signal) : 0};
         handled_ = attr.fs;
         const size_t size = abi >= 6 ? 24 : abi >= 4 ? 16 : 8;
@@ -111,7 +111,6 @@ public:
     bool restrict_self() { return ::syscall(k_sys_restrict, fd_, 0) == 0; }
 
 private:
-    int abi_;
     int fd_ = -1;
     uint64_t handled_ = 0;
     std::string error_;

@@ -1,6 +1,8 @@
 // The kernel's side of a worker's sandbox: the identity it runs as, the
 // folders and files its grants name, made ready for that identity, and its
 // private temporary folder.
+#include <syncwarden/detail/hash_bytes.hpp>
+#include <syncwarden/kernel/config.hpp>
 #include <syncwarden/kernel/pii.hpp>
 #include <syncwarden/kernel/sandbox.hpp>
 
@@ -44,12 +46,12 @@ Result<uint32_t> identity_of(const sandbox_config& cfg, const fs::path& data_dir
     } u{lock};
     const fs::path file = dir / "ids.json";
     json ids = json::object();
-    if (std::ifstream in(file); in) {
-        try {
-            ids = json::parse(in);
-        } catch (const std::exception&) {
-            return fail(file.string() + " is damaged; remove it (ids are given again) and run again");
-        }
+    if (fs::exists(file, ec)) {
+        auto read = parse_json_file(file);
+        if (!read || !read->is_object())
+            return fail((read ? file.string() + ": not an object" : read.status().message()) +
+                        "; the file is damaged: remove it (ids are given again) and run again");
+        ids = std::move(*read);
     }
     const std::string key = job + " " + role;
     if (auto it = ids.find(key); it != ids.end() && it->is_number_unsigned()) return it->get<uint32_t>();
@@ -57,8 +59,7 @@ Result<uint32_t> identity_of(const sandbox_config& cfg, const fs::path& data_dir
     for (auto& [k, v] : ids.items())
         if (v.is_number_unsigned()) used.insert(v.get<uint32_t>());
     const uint32_t span = cfg.id_count > 1 ? cfg.id_count - 1 : 1;
-    uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
+    const uint64_t h = syncwarden::detail::hash_bytes(key) >> 2;
     uint32_t id = 0;
     for (uint32_t i = 0; i < span && !id; ++i) {
         const uint32_t cand = cfg.first_id + 1 + static_cast<uint32_t>((h + i) % span);
@@ -209,10 +210,20 @@ fs::path real(const fs::path& p) {
     return ec ? p.lexically_normal() : r;
 }
 
-}  // namespace
+std::string tmp_base() {
+    const char* base = std::getenv("TMPDIR");
+    return base && *base ? base : "/tmp";
+}
 
-Result<sandbox_policy> prepare_sandbox(const sandbox_config& cfg, const fs::path& data_dir, const sandbox_request& req) {
-    sandbox_policy p;
+// A worker's private temporary folder; "" when it cannot be made.
+std::string make_tmp(const std::string& role) {
+    std::string tmpl = tmp_base() + "/syncwarden-" + (role.empty() ? "probe" : role) + "-XXXXXX";
+    return ::mkdtemp(tmpl.data()) ? tmpl : std::string();
+}
+
+// prepare_sandbox's work; what it made so far is in `p` when it fails.
+Status fill_sandbox(const sandbox_config& cfg, const fs::path& data_dir, const sandbox_request& req,
+                    sandbox_policy& p) {
     p.enabled = true;
     p.off = req.layers_off;
     const bool own_ids = ::geteuid() == 0 && std::find(p.off.begin(), p.off.end(), "identity") == p.off.end();
@@ -220,6 +231,13 @@ Result<sandbox_policy> prepare_sandbox(const sandbox_config& cfg, const fs::path
         auto id = identity_of(cfg, data_dir, req.job, req.role);
         if (!id) return id.status();
         p.uid = p.gid = *id;
+    }
+    p.tmp = make_tmp(req.role);
+    if (p.tmp.empty()) return fail("cannot make a temporary folder in " + tmp_base() + ": " + std::strerror(errno));
+    if (own_ids) {
+        if (::chown(p.tmp.c_str(), p.uid, p.gid) != 0)
+            return fail("cannot hand " + p.tmp + " to uid " + std::to_string(p.uid));
+        if (auto s = give_way(p.tmp, p.uid); !s) return s;
     }
     const fs::path data = real(data_dir);
     const fs::path drops = data / "drops";
@@ -297,22 +315,27 @@ Result<sandbox_policy> prepare_sandbox(const sandbox_config& cfg, const fs::path
         // it: the file's own mode decides (a release is read-only anyway).
         if (::stat(lib.c_str(), &st) == 0 && (st.st_mode & 0444) != 0444) ::chmod(lib.c_str(), st.st_mode | 0444);
     }
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/syncwarden-" +
-                       (req.role.empty() ? "probe" : req.role) + "-XXXXXX";
-    if (!::mkdtemp(tmpl.data())) return fail("cannot make a temporary folder in " + tmpl + ": " + std::strerror(errno));
-    p.tmp = tmpl;
-    if (own_ids) {
-        if (::chown(p.tmp.c_str(), p.uid, p.gid) != 0) {
-            release_sandbox(p);
-            return fail("cannot hand " + p.tmp + " to uid " + std::to_string(p.uid));
-        }
-        if (auto s = give_way(p.tmp, p.uid); !s) {
-            release_sandbox(p);
-            return s;
-        }
+    return Status::ok();
+}
+
+}  // namespace
+
+Result<sandbox_policy> prepare_sandbox(const sandbox_config& cfg, const fs::path& data_dir, const sandbox_request& req) {
+    sandbox_policy p;
+    // A grant refused half-way leaves nothing made for the grants before it.
+    if (auto s = fill_sandbox(cfg, data_dir, req, p); !s) {
+        release_sandbox(p);
+        return s;
     }
     return p;
+}
+
+Result<sandbox_policy> make_sandbox(const fs::path& data_dir, sandbox_request req) {
+    const sandbox_config cfg = current_sandbox_config();
+    auto off = check_sandbox_layers(cfg);
+    if (!off) return off.status();
+    req.layers_off = std::move(*off);
+    return prepare_sandbox(cfg, data_dir, req);
 }
 
 void release_sandbox(const sandbox_policy& p) {

@@ -149,7 +149,7 @@ sandbox_config& config_slot() {
 }
 }  // namespace
 
-const sandbox_config& current_sandbox_config() {
+sandbox_config current_sandbox_config() {
     std::lock_guard lock(config_mutex());
     return config_slot();
 }

@@ -74,9 +74,10 @@ struct worker_state {
     };
     std::deque<posted> queue;  // batches awaiting acks, oldest first
     sw_status verdict = SW_OK;  // the first refusal of this hook's batches
-    // The hook running now and the thread running it: host calls made
-    // outside it, or from another thread, do nothing (sdk/ABI.md).
-    const char* hook = nullptr;
+    // The hook running now (a hook_bit; 0: none) and the thread running it:
+    // host calls made outside it, or from another thread, do nothing
+    // (sdk/ABI.md).
+    uint32_t hook = 0;
     pthread_t hook_thread{};
 };
 
@@ -207,19 +208,32 @@ sw_status reply_status(const wire::frame& f) {
 
 // ---- the host API, served over the socket -------------------------------------
 
-// Whether a host call belongs to the hook running now (`only`: that hook, or
-// one of a list separated by '|'): made from its thread while it runs.
-bool in_hook(const char* only = nullptr) {
-    if (!g || !g->hook || !::pthread_equal(::pthread_self(), g->hook_thread)) return false;
-    if (!only) return true;
-    const std::string_view h(g->hook), list(only);
-    for (size_t b = 0; b <= list.size();) {
-        size_t e = list.find('|', b);
-        if (e == std::string_view::npos) e = list.size();
-        if (list.substr(b, e - b) == h) return true;
-        b = e + 1;
+// The hooks, as far as host calls tell them apart: records are emitted in
+// extract and read_state, changes in diff, results in apply.
+enum hook_bit : uint32_t { k_hook_other = 1, k_hook_emits = 2, k_hook_diff = 4, k_hook_apply = 8 };
+
+uint32_t hook_bit_of(std::string_view hook) {
+    if (hook == "extract" || hook == "read_state") return k_hook_emits;
+    if (hook == "diff") return k_hook_diff;
+    if (hook == "apply") return k_hook_apply;
+    return k_hook_other;
+}
+
+// While a hook runs on this thread.
+struct hook_scope {
+    explicit hook_scope(std::string_view hook) {
+        g->hook = hook_bit_of(hook);
+        g->hook_thread = ::pthread_self();
     }
-    return false;
+    ~hook_scope() { g->hook = 0; }
+    hook_scope(const hook_scope&) = delete;
+    hook_scope& operator=(const hook_scope&) = delete;
+};
+
+// Whether a host call belongs to a hook running now, of those in `allowed`,
+// and is made from its thread (once per call: results come one per change).
+bool in_hook(uint32_t allowed = ~0u) {
+    return g && (g->hook & allowed) && ::pthread_equal(::pthread_self(), g->hook_thread);
 }
 
 void host_log(sw_host_ctx*, uint32_t level, sw_str msg) noexcept {
@@ -355,11 +369,11 @@ sw_status send_batch(op o, const B* b) {
 }
 
 sw_status host_emit(sw_host_ctx*, const sw_batch* b) noexcept {
-    if (!in_hook("extract|read_state")) return SW_INTERNAL;
+    if (!in_hook(k_hook_emits)) return SW_INTERNAL;
     return send_batch(op::records, b);
 }
 sw_status host_emit_changes(sw_host_ctx*, const sw_change_batch* b) noexcept {
-    if (!in_hook("diff")) return SW_INTERNAL;
+    if (!in_hook(k_hook_diff)) return SW_INTERNAL;
     return send_batch(op::changes, b);
 }
 
@@ -383,7 +397,7 @@ void host_finding(sw_host_ctx*, const sw_finding* f) noexcept {
 void host_change_result(sw_host_ctx*, size_t index, sw_status s, sw_str cat, sw_str msg) noexcept {
     // Only while the batch it speaks of is being applied: a late result would
     // be taken for one of the next batch.
-    if (!in_hook("apply")) return;
+    if (!in_hook(k_hook_apply)) return;
     progress();
     post(op::result, [&](wire::writer& w) {
         w.u64(index);
@@ -459,7 +473,7 @@ void host_layout(sw_host_ctx*, const sw_layout* l) noexcept {
 }
 
 void host_target_id(sw_host_ctx*, size_t index, sw_str id) noexcept {
-    if (!in_hook("apply")) return;
+    if (!in_hook(k_hook_apply)) return;
     progress();
     post(op::target_id, [&](wire::writer& w) {
         w.u64(index);
@@ -502,11 +516,8 @@ void done(sw_status s, const sw_error& err, uint64_t payload = 0) {
 
 template <class F>
 sw_status call(const char* hook, sw_error& err, F&& f) {
-    g->hook = hook;
-    g->hook_thread = ::pthread_self();
-    const sw_status s = call_hook(hook, err, std::forward<F>(f));
-    g->hook = nullptr;
-    return s;
+    hook_scope running(hook);
+    return call_hook(hook, err, std::forward<F>(f));
 }
 
 std::vector<std::string_view> read_entities(wire::reader& r) {
@@ -643,10 +654,8 @@ void serve(const std::string& who) {
             }
             case op::abort: {
                 if (h.abort) {
-                    g->hook = "abort";
-                    g->hook_thread = ::pthread_self();
+                    hook_scope running("abort");
                     try { h.abort(g->instance); } catch (...) {}
-                    g->hook = nullptr;
                 }
                 done(SW_OK, err);
                 break;

@@ -234,6 +234,7 @@ struct spawn_request {
 
 Result<std::unique_ptr<child>> spawn(const spawn_request& req) {
     auto c = std::make_unique<child>();
+    c->sandbox = req.sandbox;  // released with c, whatever fails below
     auto sys_fail = [&](const char* what) {
         return Status::error(error_kind::internal,
                              std::string("starting a worker for ") + req.so.string() + ": " + what + ": " +
@@ -280,7 +281,6 @@ Result<std::unique_ptr<child>> spawn(const spawn_request& req) {
         return sys_fail("mmap");
     }
     c->page = static_cast<wire::control_page*>(pg);
-    c->sandbox = req.sandbox;
     // The worker loads the library through this descriptor: it needs no
     // way to the file through the (private) data dir.
     const int lib = lift(::open(req.so.c_str(), O_RDONLY | O_CLOEXEC));
@@ -1062,12 +1062,9 @@ Status cancelled_status(const cancel_flag& c, const std::string& where) {
 
 Result<connector_info> probe_in_worker(const fs::path& so, const worker_limits& limits, const fs::path& data_dir) {
     // Confined as a run's worker is, with no grants at all.
-    auto off = check_sandbox_layers(current_sandbox_config());
-    if (!off) return off.status();
     sandbox_request sr;
     sr.library = so;
-    sr.layers_off = *off;
-    auto policy = prepare_sandbox(current_sandbox_config(), data_dir, sr);
+    auto policy = make_sandbox(data_dir, sr);
     if (!policy) return policy.status();
     auto c = spawn({so, true, limits, {"", "", so.filename().string(), "install", ""}, "", "", *policy, {}});
     if (!c) return c.status();

@@ -113,9 +113,13 @@ Result<sandbox_policy> prepare_sandbox(const sandbox_config& cfg, const std::fil
                                        const sandbox_request& req);
 void release_sandbox(const sandbox_policy& p);
 
+// check_sandbox_layers and prepare_sandbox with the process's sandbox
+// config: `req.layers_off` is filled from the check.
+Result<sandbox_policy> make_sandbox(const std::filesystem::path& data_dir, sandbox_request req);
+
 // The process-wide sandbox settings, from the kernel config (the CLI sets
 // them once at start).
-const sandbox_config& current_sandbox_config();
+sandbox_config current_sandbox_config();
 void set_sandbox_config(const sandbox_config& c);
 
 }  // namespace syncwarden::kernel

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <chrono>
 #include <fstream>
+#include <sstream>
 #include <thread>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -341,4 +342,33 @@ TEST(sandbox, host_calls_from_another_thread_or_after_their_hook_do_nothing) {
     auto show = json::parse(sw_test::cli(data, {"runs", "show", sw_test::run_id_of(r.out), "--json"}).out);
     for (auto& c : show["changes"]) EXPECT_EQ(c["status"], "applied") << c.dump();
     EXPECT_EQ(sw_test::ledger_state(tmp / "late.tsv").size(), 30u);
+}
+
+// The run's audit summary records each connector's grants, and a connector
+// that may reach something else than at the job's last good run is a
+// finding the operator sees.
+TEST(sandbox, the_audit_summary_records_the_grants_and_a_changed_grant_is_a_finding) {
+    probe_setup s;
+    auto first = sw_test::cli(s.data(), {"run", s.source_job().string()});
+    ASSERT_EQ(first.code, 0) << first.out << first.err;
+    EXPECT_THAT(first.out, ::testing::Not(HasSubstr("grants_changed")));
+    json summary;
+    auto list = sw_test::cli(s.data(), {"audit", "list", "--limit", "1000"});
+    std::istringstream in(list.out);
+    for (std::string line; std::getline(in, line);) {
+        auto e = json::parse(line);
+        if (e["kind"] == "run_summary" && e["run"] == sw_test::run_id_of(first.out)) summary = e;
+    }
+    ASSERT_TRUE(summary.is_object()) << list.out;
+    ASSERT_EQ(summary["data"]["grants"]["target"].size(), 1u) << summary.dump();
+    EXPECT_EQ(summary["data"]["grants"]["target"][0]["value"], s.drop().string());
+    EXPECT_EQ(summary["data"]["grants"]["source"], json::array());
+
+    const fs::path own = s.tmp / "own";
+    auto wider = s.source_job(R"(, "folder": ")" + own.string() + "\"");
+    auto second = sw_test::cli(s.data(), {"run", wider.string(), "--dry-run"});
+    ASSERT_EQ(second.code, 0) << second.out << second.err;
+    EXPECT_THAT(second.out, HasSubstr("warning [grants_changed]"));
+    EXPECT_THAT(second.out, HasSubstr("the source connector's grants changed since the last good run " +
+                                      sw_test::run_id_of(first.out) + ": it may now reach write " + own.string()));
 }

@@ -149,7 +149,8 @@ Status give(const fs::path& path, uint32_t uid, unsigned want) {
 }
 
 // A default ACL entry on folder `dir`, so that files others make in it later
-// (a test's, an operator's, whatever their umask) are the identity's too.
+// (a test's, an operator's, whatever their umask) are the identity's too:
+// for a write-file grant's folder, where the file is still to come.
 Status give_default(const fs::path& dir, uint32_t uid, unsigned want) {
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return Status::ok();
@@ -303,8 +304,9 @@ Status fill_sandbox(const sandbox_config& cfg, const fs::path& data_dir, const s
         p.write.push_back(path.string());
         if (own_ids) {
             if (auto s = give_way(path, p.uid); !s) return s;
+            // No default ACL here: what the worker writes is its own and
+            // takes the operator's umask, as a drop always has.
             if (auto s = give_tree(path, p.uid, 7, 6); !s) return s;
-            if (auto s = give_default(path, p.uid, 7); !s) return s;
         }
     }
     if (!req.library.empty()) {

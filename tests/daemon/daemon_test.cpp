@@ -549,6 +549,31 @@ TEST(Daemon, AnEditedKernelConfigAppliesWithoutASignalAndABrokenOneKeepsTheLastG
     EXPECT_EQ(d.stop(), 0);
 }
 
+TEST(Daemon, ACliRequestFromAFolderThatIsGoneIsTheClientsErrorAndLeavesNoOutputBehind) {
+    served d;
+    d.start();
+    const fs::path out = d.data() / "daemon" / "out";
+    auto count_out = [&] {
+        std::error_code ec;
+        size_t n = 0;
+        for (auto it = fs::directory_iterator(out, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) ++n;
+        return n;
+    };
+    const size_t before = count_out();
+    for (const json& cwd : {json((d.root() / "gone").string()), json("relative/folder"), json(7)}) {
+        auto [code, body] = d.api("POST", "/v1/cli", {{"args", {"runs", "list"}}, {"cwd", cwd}});
+        EXPECT_EQ(code, 400u) << cwd << ": " << body.dump();
+        EXPECT_THAT(body.value("error", body.dump()), HasSubstr("$.cwd")) << body.dump();
+    }
+    // A folder that is there: the command runs there.
+    auto [ok, body] = d.api("POST", "/v1/cli", {{"args", {"runs", "list"}}, {"cwd", d.root().string()}});
+    EXPECT_EQ(ok, 200u) << body.dump();
+    EXPECT_EQ(body["exit_code"], 0) << body.dump();
+    EXPECT_EQ(count_out(), before) << "every request's output files are gone once it is answered";
+    EXPECT_EQ(d.status()["pid"], d.pid()) << "the daemon still answers";
+    EXPECT_EQ(d.stop(), 0);
+}
+
 TEST(Daemon, ASecondDaemonForTheSameDataDirIsRefused) {
     served d;
     d.start();

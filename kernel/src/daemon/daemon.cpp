@@ -442,8 +442,15 @@ Result<pid_t> daemon_process::spawn(const std::vector<std::string>& args, const 
     const int rc = ::posix_spawn(&pid, self.c_str(), &fa, &attr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
-    if (rc != 0)
-        return Status::error(error_kind::internal, "could not start `syncwarden " + c.what + "`: " + std::strerror(rc));
+    if (rc != 0) {
+        // The child may have made its output files before it failed.
+        std::error_code rm;
+        fs::remove(c.out_file, rm);
+        fs::remove(c.err_file, rm);
+        return Status::error(error_kind::internal, "could not start `syncwarden " + c.what + "`" +
+                                                       (cwd.empty() ? "" : " in " + cwd.string()) + ": " +
+                                                       std::strerror(rc));
+    }
     c.pid = pid;
     c.started = std::chrono::system_clock::now();
     children_.emplace(pid, std::move(c));
@@ -1049,7 +1056,26 @@ void daemon_process::handle(const http::request<http::string_body>& req, uid_t p
                                                   args[1] == "retry-failed"));
         if (stopping_ && (is_run || (args[0] == "connectors" && args.size() > 1 && args[1] == "install")))
             return s->answer(problem(http::status::service_unavailable, "the daemon is stopping: it starts nothing new"));
-        return run_command(args, body.value("cwd", std::string()), is_run, "");
+        // The folder the command's relative paths are read from: the
+        // client's. Checked here, so a folder that is gone is the client's
+        // error (400), not a failed start.
+        fs::path cwd;
+        if (body.contains("cwd")) {
+            if (!body["cwd"].is_string())
+                return s->answer(problem(http::status::bad_request, "$.cwd: expected a folder's absolute path, a string"));
+            cwd = body["cwd"].get<std::string>();
+            std::error_code ec;
+            if (!cwd.is_absolute())
+                return s->answer(problem(http::status::bad_request,
+                                         "$.cwd: '" + cwd.string() + "' is not an absolute path; give the folder the "
+                                         "command's relative paths are read from"));
+            if (!fs::is_directory(cwd, ec))
+                return s->answer(problem(http::status::bad_request,
+                                         "$.cwd: '" + cwd.string() + "' is not a folder" +
+                                             (ec ? " (" + ec.message() + ")" : std::string()) +
+                                             "; run the command from a folder that exists"));
+        }
+        return run_command(args, cwd, is_run, "");
     }
 
     if (parts[1] == "jobs" && parts.size() == 4 && verb == http::verb::post) {

@@ -12,6 +12,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <openssl/evp.h>
+
+#include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <sys/stat.h>
 
@@ -153,4 +157,94 @@ TEST(secrets, reach_only_the_connector_that_names_them_and_are_never_written_any
     }
     EXPECT_GT(files, 5u);
     EXPECT_THAT(sw_test::read_logs(data), HasSubstr("using token <secret vendor-token>"));
+}
+
+namespace {
+
+// The encodings a vendor's HTTP library or debug dump writes a credential
+// in, computed here independently of the kernel (OpenSSL's base64).
+std::string b64(const std::string& in) {
+    std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                  reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+    out.resize(static_cast<size_t>(n));
+    return out;
+}
+std::string b64url(std::string in) {
+    std::string out = b64(in);
+    for (auto& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
+    while (!out.empty() && out.back() == '=') out.pop_back();
+    return out;
+}
+std::string percent(const std::string& in) {
+    std::string out;
+    char b[4];
+    for (unsigned char c : in) {
+        if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+            out += static_cast<char>(c);
+        } else {
+            std::snprintf(b, sizeof b, "%%%02X", c);
+            out += b;
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST(secrets, are_scrubbed_in_the_encodings_a_connector_prints_them_in_and_short_ones_are_refused) {
+    env_guard e1("SYNCWARDEN_MASTER_KEY"), e2("CREDENTIALS_DIRECTORY");
+    sw_test::temp_dir tmp;
+    const fs::path data = tmp / "data";
+    // Characters that URL-encoding and JSON escape, and a non-ASCII one.
+    const std::string value = "p@ss w/rd+Zo\xC3\xAB:7f3\"a9c51";
+    sw_test::diff_target_job(tmp.path(), R"(, "token": {"$secret": "vendor-token"}, "careless": true, "refuse": ["i-1"])");
+    sw_test::write_file(tmp / "token.txt", value + "\n");
+    ASSERT_EQ(sw_test::cli(data, {"secrets", "set", "vendor-token", "--from-file", (tmp / "token.txt").string()}).code, 0);
+    auto r = sw_test::cli(data, {"run", (tmp / "job.json").string()});
+    EXPECT_EQ(r.code, 6) << r.out << r.err;
+    const std::string escaped = nlohmann::json(value).dump().substr(1, nlohmann::json(value).dump().size() - 2);
+    const std::vector<std::pair<std::string, std::string>> forms{
+        {"the value", value},
+        {"its base64", b64(value)},
+        {"its URL-safe base64", b64url(value)},
+        {"a Basic-auth header", b64("svc-sync:" + value)},
+        {"base64 at the second alignment", b64url("x" + value).substr(4, 16)},
+        {"base64 at the third alignment", b64url("xy" + value).substr(4, 16)},
+        {"its URL encoding", percent(value)},
+        {"its JSON escape", escaped}};
+    auto show = sw_test::cli(data, {"runs", "show", sw_test::run_id_of(r.out), "--json"});
+    ASSERT_EQ(show.code, 0) << show.err;
+    const std::string logs = sw_test::read_logs(data);
+    EXPECT_THAT(logs, HasSubstr("Authorization: Basic <secret vendor-token>")) << "the header's whole token goes";
+    EXPECT_THAT(logs, HasSubstr("client_secret=<secret vendor-token>&scope=users"));
+    for (auto& [what, form] : forms) {
+        EXPECT_EQ((r.out + r.err).find(form), std::string::npos) << what << " reached the terminal";
+        EXPECT_EQ(show.out.find(form), std::string::npos) << what << " reached runs show";
+        EXPECT_EQ(logs.find(form), std::string::npos) << what << " reached the log";
+        for (auto& f : fs::recursive_directory_iterator(data)) {
+            if (f.is_regular_file()) {
+                EXPECT_EQ(sw_test::read_file(f.path()).find(form), std::string::npos) << what << " is in " << f.path();
+            }
+        }
+    }
+
+    // A value too short to be told from ordinary text is refused, unless
+    // the operator insists; then every run that uses it warns.
+    sw_test::write_file(tmp / "pin.txt", "4711\n");
+    auto shortv = sw_test::cli(data, {"secrets", "set", "pin", "--from-file", (tmp / "pin.txt").string()});
+    EXPECT_EQ(shortv.code, 3) << shortv.out << shortv.err;
+    EXPECT_THAT(shortv.err, HasSubstr("--allow-short"));
+    auto listed = sw_test::cli(data, {"secrets", "list", "--json"});
+    EXPECT_EQ(nlohmann::json::parse(listed.out).size(), 1u) << "nothing stored";
+    ASSERT_EQ(sw_test::cli(data, {"secrets", "set", "pin", "--allow-short", "--from-file", (tmp / "pin.txt").string()}).code, 0);
+    sw_test::diff_target_job(tmp.path(), R"(, "token": {"$secret": "pin"})");
+    auto withpin = sw_test::cli(data, {"run", (tmp / "job.json").string()});
+    EXPECT_EQ(withpin.code, 0) << withpin.out << withpin.err;
+    auto pinshow = sw_test::cli(data, {"runs", "show", sw_test::run_id_of(withpin.out), "--json"});
+    int warned = 0;
+    const auto shown = nlohmann::json::parse(pinshow.out);
+    for (auto& f : shown["findings"])
+        if (f["code"] == "short_secret" && f["severity"] == "warning") ++warned;
+    EXPECT_EQ(warned, 1) << pinshow.out;
 }

@@ -264,7 +264,7 @@ TEST(ldap_target, a_dropped_user_is_deleted_when_the_policy_says_delete) {
 TEST(ldap_target, a_refused_bind_stops_the_run_and_says_so) {
     sw_test::temp_dir tmp;
     ldap_district d(tmp.path());
-    sw_test::write_file(tmp.path() / "pw.txt", "wrong\n");
+    sw_test::write_file(tmp.path() / "pw.txt", "wrong-password\n");
     ASSERT_EQ(sw_test::cli(d.data(), {"secrets", "rotate", "ldap-bind", "--from-file", (tmp.path() / "pw.txt").string()}).code, 0);
     auto r = d.run();
     EXPECT_NE(r.code, 0);

@@ -61,7 +61,7 @@ struct probe_setup {
         EXPECT_EQ(r.code, 0) << r.err;
         // Something for it to try to steal: a secret (the master key), a
         // run's plan and the audit key (from an earlier run).
-        auto k = sw_test::run_kernel(data(), {"secrets", "set", "vendor-token", "--from-file", write("token", "s3cret\n")});
+        auto k = sw_test::run_kernel(data(), {"secrets", "set", "vendor-token", "--from-file", write("token", "s3cret-vendor-token\n")});
         EXPECT_EQ(k.code, 0) << sw_test::read_file(data() / "child.out");
     }
 

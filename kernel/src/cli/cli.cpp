@@ -103,11 +103,12 @@ commands:
                                  add an operator's note to a run
   audit list [--from N] [--limit N] [--json]
                                  the log's entries, oldest first
-  secrets set NAME [--from-file FILE]
+  secrets set NAME [--from-file FILE] [--allow-short]
                                  store a connector credential, encrypted; the
                                  value is read from stdin (or the file). A job
-                                 names it as {"$secret": "NAME"} in settings
-  secrets rotate NAME [--from-file FILE]
+                                 names it as {"$secret": "NAME"} in settings.
+                                 Values under 8 bytes need --allow-short
+  secrets rotate NAME [--from-file FILE] [--allow-short]
                                  a new version of a secret
   secrets list [--json]          names, versions, dates; never values
   retention apply [--dry-run]    remove plans, change results and log files older
@@ -632,7 +633,8 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
 int secrets_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
-    if (!parse_args(args, {{"--from-file", true}, {"--json", false}}, pa, error)) return usage(c, error);
+    if (!parse_args(args, {{"--from-file", true}, {"--json", false}, {"--allow-short", false}}, pa, error))
+        return usage(c, error);
     if (pa.pos.empty()) return usage(c, "secrets needs a subcommand: set, rotate or list");
     auto store = open_store(c);
     if (!store) return fail(c, store.status());
@@ -669,6 +671,15 @@ int secrets_cmd(context& c, const std::vector<std::string>& args) {
     }
     if (!value.empty() && value.back() == '\n') value.pop_back();
     if (!value.empty() && value.back() == '\r') value.pop_back();
+    // A short value cannot be kept out of the logs: scrubbing it would
+    // blank ordinary words, not scrubbing it leaves it in clear wherever a
+    // connector prints it.
+    if (value.size() < pii::k_short_secret && !pa.opts.count("--allow-short"))
+        return fail(c, Status::error(error_kind::config,
+                                     "secret " + pa.pos[1] + ": the value is " + std::to_string(value.size()) +
+                                         " bytes; a secret shorter than " + std::to_string(pii::k_short_secret) +
+                                         " bytes cannot be kept out of the logs reliably. Use a longer value, or "
+                                         "--allow-short to store it anyway (each run that uses it then warns)"));
     const std::string by = cli_actor();
     // The new version and its audit event commit together, or neither does.
     std::optional<secret_info> info;

@@ -98,47 +98,176 @@ std::string keyed(std::string_view value) {
 }
 
 namespace {
+
+// One form a secret may take in text: the value itself, or an encoding of
+// it. `run`: the form was found inside a base64 text, whose whole run of
+// base64 characters is replaced (so nothing of the secret's neighbours in
+// the same encoding, a user name before it in a Basic-auth header, is left
+// to decode either).
+struct secret_form {
+    std::string text;
+    std::string name;
+    bool run = false;
+};
+
 struct secret_values {
     std::mutex mu;
-    std::vector<std::pair<std::string, std::string>> values;  // value, name
+    std::vector<std::string> values;
+    std::vector<secret_form> forms;
 };
 secret_values& scrubbed() {
     static secret_values s;
     return s;
 }
-}  // namespace
 
-void scrub_secret(const std::string& value, const std::string& name) {
-    if (value.size() < 4) return;
+std::string base64(std::string_view in, bool url, bool pad) {
+    static const char* std_abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char* url_abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const char* abc = url ? url_abc : std_abc;
+    std::string out;
+    size_t i = 0;
+    for (; i + 3 <= in.size(); i += 3) {
+        const uint32_t n = (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8) | uint8_t(in[i + 2]);
+        for (int k = 18; k >= 0; k -= 6) out += abc[(n >> k) & 63];
+    }
+    if (const size_t rest = in.size() - i; rest > 0) {
+        uint32_t n = uint32_t(uint8_t(in[i])) << 16;
+        if (rest == 2) n |= uint32_t(uint8_t(in[i + 1])) << 8;
+        out += abc[(n >> 18) & 63];
+        out += abc[(n >> 12) & 63];
+        if (rest == 2) out += abc[(n >> 6) & 63];
+        if (pad) out.append(rest == 1 ? "==" : "=");
+    }
+    return out;
+}
+
+// Percent-encoding as URLs and forms write it: every byte outside the
+// unreserved set, upper- or lower-case hex; a form may write space as '+'.
+std::string percent(std::string_view in, bool lower, bool plus_for_space) {
+    const char* hex = lower ? "0123456789abcdef" : "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : in) {
+        if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+            out += static_cast<char>(c);
+        } else if (c == ' ' && plus_for_space) {
+            out += '+';
+        } else {
+            out += '%';
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        }
+    }
+    return out;
+}
+
+std::string json_escaped(std::string_view in) {
+    std::string out;
+    for (unsigned char c : in) {
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (c < 0x20) {
+                    char b[8];
+                    std::snprintf(b, sizeof b, "\\u%04x", c);
+                    out += b;
+                } else {
+                    out += static_cast<char>(c);
+                }
+        }
+    }
+    return out;
+}
+
+bool base64_char(unsigned char c) { return std::isalnum(c) || c == '+' || c == '/' || c == '-' || c == '_'; }
+
+// Every form of `v` to look for. Base64 depends on where the value starts
+// in what is encoded (a Basic-auth header encodes "user:" before it), so
+// for each of the three alignments the characters that encode whole groups
+// of the value alone are a form; at least 6 bytes of it, so that what is
+// matched says something (shorter values are matched whole, at alignment 0).
+std::vector<secret_form> forms_of(const std::string& v, const std::string& name) {
+    std::vector<secret_form> out;
+    auto add = [&](std::string t, bool run) {
+        if (t.size() < 4) return;
+        for (auto& f : out)
+            if (f.text == t) return;
+        out.push_back({std::move(t), name, run});
+    };
+    add(v, false);
+    add(json_escaped(v), false);
+    for (bool lower : {false, true})
+        for (bool plus : {false, true}) add(percent(v, lower, plus), false);
+    std::string hex;
+    for (unsigned char c : v) {
+        hex += k_hex[c >> 4];
+        hex += k_hex[c & 15];
+    }
+    add(hex, false);
+    for (bool url : {false, true}) {
+        add(base64(v, url, false), true);
+        for (size_t o = 0; o < 3 && o < v.size(); ++o) {
+            const size_t whole = (v.size() - o) / 3 * 3;
+            if (whole >= 6) add(base64(std::string_view(v).substr(o, whole), url, false), true);
+        }
+    }
+    return out;
+}
+
+// Replaces each form of each secret in `text`; false when there was none.
+bool scrub_into(std::string_view text, std::string& out) {
     auto& s = scrubbed();
     std::lock_guard l(s.mu);
-    for (auto& [v, n] : s.values)
-        if (v == value) return;
-    s.values.emplace_back(value, name);
+    bool any = false;
+    for (auto& f : s.forms) {
+        const std::string_view hay = any ? std::string_view(out) : text;
+        if (hay.find(f.text) == std::string_view::npos) continue;
+        if (!any) out.assign(text);
+        any = true;
+        for (size_t at = 0; (at = out.find(f.text, at)) != std::string::npos;) {
+            size_t b = at, e = at + f.text.size();
+            if (f.run) {
+                while (b > 0 && base64_char(static_cast<unsigned char>(out[b - 1]))) --b;
+                while (e < out.size() && (base64_char(static_cast<unsigned char>(out[e])) || out[e] == '=')) ++e;
+            }
+            const std::string mark = "<secret " + f.name + ">";
+            out.replace(b, e - b, mark);
+            at = b + mark.size();
+        }
+    }
+    return any;
+}
+
+}  // namespace
+
+bool scrub_secret(const std::string& value, const std::string& name) {
+    if (value.size() < 4) return false;
+    auto& s = scrubbed();
+    std::lock_guard l(s.mu);
+    for (auto& v : s.values)
+        if (v == value) return value.size() >= k_short_secret;
+    s.values.push_back(value);
+    auto forms = forms_of(value, name);
+    s.forms.insert(s.forms.end(), std::make_move_iterator(forms.begin()), std::make_move_iterator(forms.end()));
+    // Longer forms first, so that a form inside another (the value inside
+    // its JSON escape) does not break the longer one before it is matched.
+    std::stable_sort(s.forms.begin(), s.forms.end(),
+                     [](const secret_form& a, const secret_form& b) { return a.text.size() > b.text.size(); });
+    return value.size() >= k_short_secret;
 }
 
 std::string without_secrets(std::string_view text) {
-    std::string out(text);
-    auto& s = scrubbed();
-    std::lock_guard l(s.mu);
-    for (auto& [v, n] : s.values)
-        for (size_t at; (at = out.find(v)) != std::string::npos;) out.replace(at, v.size(), "<secret " + n + ">");
+    std::string out;
+    if (!scrub_into(text, out)) return std::string(text);
     return out;
 }
 
 std::string redact(std::string_view text) {
     std::string scrubbed_text;
-    {
-        auto& s = scrubbed();
-        std::lock_guard l(s.mu);
-        for (auto& [v, n] : s.values) {
-            if (text.find(v) == std::string_view::npos) continue;
-            if (scrubbed_text.empty()) scrubbed_text.assign(text);
-            for (size_t at; (at = scrubbed_text.find(v)) != std::string::npos;)
-                scrubbed_text.replace(at, v.size(), "<secret " + n + ">");
-        }
-    }
-    if (!scrubbed_text.empty()) text = scrubbed_text;
+    if (scrub_into(text, scrubbed_text)) text = scrubbed_text;
     return redact_values(text);
 }
 

@@ -532,7 +532,16 @@ private:
         }
         std::vector<secret_use> used;
         auto out = resolve_secrets(settings, secrets_.get(), where, used);
-        for (auto& u : used) out_.secrets_used.emplace_back(role, u);
+        for (auto& u : used) {
+            out_.secrets_used.emplace_back(role, u);
+            if (u.short_value)
+                findings_.add({"warning", "short_secret", "", "", 0, 0, "",
+                               "secret " + u.name + " (version " + std::to_string(u.version) + ", used by the " + role +
+                                   " connector) is shorter than " + std::to_string(pii::k_short_secret) +
+                                   " bytes: it cannot be told from ordinary text, so the logs may show it where the "
+                                   "connector prints it; rotate it to a longer value (`syncwarden secrets rotate " +
+                                   u.name + "`)"});
+        }
         return out;
     }
 

@@ -191,8 +191,8 @@ Result<nlohmann::json> resolve_secrets(const nlohmann::json& j, secret_store* se
         if (!secrets) return Status::error(error_kind::config, where + ": secret " + name + " cannot be read here");
         auto v = secrets->current(name);
         if (!v) return v.status().context(where);
-        used.push_back({name, v->second.version});
-        pii::scrub_secret(v->first, name);
+        const bool long_enough = pii::scrub_secret(v->first, name);
+        used.push_back({name, v->second.version, !long_enough});
         return nlohmann::json(std::move(v->first));
     }
     nlohmann::json out = j;

@@ -33,8 +33,14 @@ std::string redact(std::string_view text);
 // A secret's value this process has handed to a connector: from now on
 // redact() writes it as "<secret NAME>" wherever it appears, so that a
 // connector that logs or quotes its credential does not leak it into the
-// logs or the store. Values shorter than 4 bytes are not tracked.
-void scrub_secret(const std::string& value, const std::string& name);
+// logs or the store. Its common encodings go too: base64 (standard and
+// URL-safe, at any alignment, so inside a Basic-auth header), percent-
+// encoding (either hex case, '+' for space), JSON escapes and hex.
+// Values shorter than 4 bytes are not tracked. False for a value shorter
+// than k_short_secret, which cannot be told from ordinary text reliably:
+// the caller warns.
+inline constexpr size_t k_short_secret = 8;
+bool scrub_secret(const std::string& value, const std::string& name);
 // The text with only those secret values replaced, for what the operator
 // reads on the terminal (where record keys and values stay readable).
 std::string without_secrets(std::string_view text);

@@ -73,6 +73,10 @@ private:
 struct secret_use {
     std::string name;
     uint32_t version = 0;
+    // Shorter than pii::k_short_secret: it cannot be kept out of logs
+    // reliably (stored before such values were refused, or with
+    // `secrets set --allow-short`); the run warns.
+    bool short_value = false;
 };
 bool names_a_secret(const nlohmann::json& settings);
 Result<nlohmann::json> resolve_secrets(const nlohmann::json& settings, secret_store* secrets, const std::string& where,

@@ -8,6 +8,7 @@
 #include <syncwarden/kernel/os_user.hpp>
 #include <unistd.h>
 #include <syncwarden/kernel/digest.hpp>
+#include <syncwarden/kernel/signer.hpp>
 
 #include <Poco/Data/SQLite/Connector.h>
 #include <Poco/Data/Session.h>
@@ -261,4 +262,76 @@ TEST_F(audit_cli, an_exported_head_catches_a_log_rewritten_with_a_new_key) {
     auto caught = sw_test::cli(data(), {"audit", "verify", "--against", head.string()});
     EXPECT_EQ(caught.code, 11);
     EXPECT_THAT(caught.err, HasSubstr("was truncated"));
+}
+
+TEST_F(audit_cli, a_deleted_or_replaced_signing_key_is_refused_until_rotate_key_records_the_handover) {
+    ASSERT_EQ(run({"--dry-run"}).code, 0);
+    const fs::path key = data() / "keys" / "audit-signing.pem";
+    const std::string original = sw_test::read_file(key);
+    auto verdict = [&](std::vector<std::string> extra = {}) {
+        std::vector<std::string> args{"audit", "verify", "--json"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        auto r = sw_test::cli(data(), args);
+        auto j = nlohmann::json::parse(r.out, nullptr, false);
+        EXPECT_TRUE(j.is_object()) << r.out << r.err;
+        return std::make_pair(r.code, j);
+    };
+    const size_t before = entries().size();
+
+    // Replaced: the next run is refused before it starts, and verify says
+    // the log's heads are not the given key's.
+    fs::remove(key);
+    ASSERT_EQ(sw_test::cli(data(), {"audit", "public-key"}).code, 3) << "no key is made up for a log with entries";
+    EXPECT_FALSE(fs::exists(key));
+    auto other = syncwarden::kernel::signing_key::create(key);
+    ASSERT_TRUE(other) << other.status().message();
+    auto refused = run({"--dry-run"});
+    EXPECT_EQ(refused.code, 3) << refused.out << refused.err;
+    EXPECT_THAT(refused.err, HasSubstr("audit rotate-key --old-key-lost"));
+    EXPECT_EQ(verdict().second["ok"], false);
+    // Deleted: the same, and no key appears.
+    fs::remove(key);
+    EXPECT_EQ(run({"--dry-run"}).code, 3);
+    EXPECT_FALSE(fs::exists(key)) << "a missing key is not replaced silently";
+    EXPECT_EQ(entries().size(), before) << "nothing was appended under another key";
+
+    // Restored from a backup: all is as before.
+    sw_test::write_file(key, original);
+    fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+    ASSERT_EQ(run({"--dry-run"}).code, 0);
+
+    // A handover with the old key: signed by it, and the new key signs on.
+    auto rotated = sw_test::cli(data(), {"audit", "rotate-key", "--reason", "yearly rotation", "--as", "dana", "--json"});
+    ASSERT_EQ(rotated.code, 0) << rotated.err;
+    const auto ho = nlohmann::json::parse(rotated.out);
+    EXPECT_FALSE(ho["old_key_lost"].get<bool>());
+    EXPECT_NE(ho["old_key_id"], ho["new_key_id"]);
+    EXPECT_NE(sw_test::read_file(key), original) << "the old private key is gone";
+    auto [code1, v1] = verdict({"--all-signatures"});
+    EXPECT_EQ(code1, 0) << v1.dump();
+    EXPECT_EQ(v1["handovers"], 1);
+    ASSERT_EQ(run({"--dry-run"}).code, 0);
+    auto [code2, v2] = verdict({"--all-signatures"});
+    EXPECT_EQ(code2, 0) << v2.dump();
+    const auto handover = entries()[ho["entry"].get<size_t>()];
+    EXPECT_EQ(handover["kind"], "audit_key_rotated");
+    EXPECT_EQ(handover["data"]["by"], "dana");
+    EXPECT_EQ(handover["data"]["os_user"]["uid"], ::geteuid());
+    EXPECT_EQ(handover["data"]["reason"], "yearly rotation");
+
+    // The old key's backup is of no use now: a run under it is refused.
+    sw_test::write_file(key, original);
+    EXPECT_EQ(run({"--dry-run"}).code, 3);
+    // Lost for good: the handover says so, in the log, for ever.
+    EXPECT_EQ(sw_test::cli(data(), {"audit", "rotate-key", "--reason", "x", "--old-key-lost"}).code, 0)
+        << "a key file that is not the log's counts as lost";
+    EXPECT_TRUE(fs::exists(data() / "keys" / ("audit-signing.pem.unrecorded-" + ho["old_key_id"].get<std::string>())))
+        << "the file that was not the log's key is kept aside";
+    auto not_lost = sw_test::cli(data(), {"audit", "rotate-key", "--reason", "x", "--old-key-lost"});
+    EXPECT_EQ(not_lost.code, 2) << "the key in place is the log's: it is not lost";
+    ASSERT_EQ(run({"--dry-run"}).code, 0);
+    auto [code3, v3] = verdict();
+    EXPECT_EQ(code3, 0) << v3.dump();
+    EXPECT_EQ(v3["handovers"], 2);
+    EXPECT_THAT(v3["message"].get<std::string>(), HasSubstr("THE OLD KEY WAS STATED LOST"));
 }

@@ -89,15 +89,149 @@ Result<std::vector<merkle::hash>> stored_leaves(run_store& store, uint64_t size)
     return out;
 }
 
+std::optional<key_handover> handover_of(uint64_t seq, std::string_view entry) {
+    if (entry.find(k_key_rotated) == std::string_view::npos) return std::nullopt;
+    auto j = nlohmann::json::parse(entry, nullptr, false);
+    if (!j.is_object() || j.value("kind", "") != k_key_rotated || !j.contains("data") || !j["data"].is_object())
+        return std::nullopt;
+    const auto& d = j["data"];
+    key_handover h;
+    h.seq = seq;
+    h.old_id = d.value("old_key_id", "");
+    h.new_id = d.value("new_key_id", "");
+    h.old_pem = d.value("old_public_key", "");
+    h.new_pem = d.value("new_public_key", "");
+    h.by = d.value("by", "");
+    h.reason = d.value("reason", "");
+    h.old_key_lost = d.value("old_key_lost", false);
+    return h;
+}
+
+namespace {
+
+// The key the log's next head must be signed by: the newest head's, or the
+// new key of the handover that head ends with. Also that handover, if any.
+Result<std::pair<std::string, std::optional<key_handover>>> expected_key(run_store& store, const audit_head_record& h) {
+    auto last = store.audit_entries(h.size - 1, 1);
+    if (!last) return last.status();
+    if (!last->empty() && last->front().kind == k_key_rotated)
+        if (auto ho = handover_of(last->front().seq, last->front().entry); ho && !ho->old_key_lost && ho->old_id == h.key_id)
+            return std::make_pair(ho->new_id, ho);
+    return std::make_pair(h.key_id, std::optional<key_handover>());
+}
+
+std::string handover_hint(const fs::path& file) {
+    return ". Restore " + file.string() + " from a backup; or, if it is lost for good, record the handover to a new "
+           "key with `syncwarden audit rotate-key --old-key-lost --reason TEXT` (the log then says so for ever)";
+}
+
+}  // namespace
+
 Result<std::unique_ptr<audit_log>> audit_log::open(run_store& store, const fs::path& data_dir, const clock& clk) {
-    auto key = signing_key::load_or_create(audit_key_file(data_dir));
+    const fs::path file = audit_key_file(data_dir);
+    auto head = store.audit_head();
+    if (!head) return head.status();
+    std::error_code ec;
+    if (*head && !fs::exists(file, ec)) {
+        auto want = expected_key(store, **head);
+        if (!want) return want.status();
+        return Status::error(error_kind::config, file.string() + " is missing, but the audit log's " +
+                                                     std::to_string((*head)->size) + " entries are signed by key " +
+                                                     want->first + ": nothing is appended under another key" +
+                                                     handover_hint(file));
+    }
+    auto key = *head ? signing_key::load(file) : signing_key::load_or_create(file);
     if (!key) return key.status().context("the audit log's signing key");
+    if (*head) {
+        auto want = expected_key(store, **head);
+        if (!want) return want.status();
+        if (key->key_id() != want->first)
+            return Status::error(error_kind::config, file.string() + " is key " + key->key_id() +
+                                                         ", but the audit log's newest head (size " +
+                                                         std::to_string((*head)->size) + ") hands on to key " +
+                                                         want->first + ": the signing key was replaced, and nothing "
+                                                         "is appended under it" + handover_hint(file));
+    }
     auto own = verify_key::from_pem(key->public_pem());
     if (!own) return own.status().context("the audit log's signing key");
     return std::unique_ptr<audit_log>(new audit_log(store, std::move(*key), std::move(*own), clk));
 }
 
-Status audit_log::append(const std::vector<audit_event>& events) {
+Result<key_handover> audit_log::rotate_key(run_store& store, const fs::path& data_dir, const clock& clk,
+                                           const nlohmann::json& who, bool old_key_lost) {
+    const fs::path file = audit_key_file(data_dir);
+    const fs::path fresh = file.string() + ".new";
+    std::error_code ec;
+    fs::remove(fresh, ec);
+    auto head = store.audit_head();
+    if (!head) return head.status();
+    key_handover ho;
+    nlohmann::json data = who.is_object() ? who : nlohmann::json::object();
+    if (!old_key_lost) {
+        // The old key signs the handover, then gives way to the new one.
+        auto log = open(store, data_dir, clk);
+        if (!log) return log.status().context("rotating the audit signing key (if the old key is lost, give "
+                                               "--old-key-lost)");
+        auto next = signing_key::create(fresh);
+        if (!next) return next.status();
+        ho.old_id = (*log)->key().key_id();
+        ho.old_pem = (*log)->key().public_pem();
+        ho.new_id = next->key_id();
+        ho.new_pem = next->public_pem();
+        data.update({{"old_key_id", ho.old_id}, {"new_key_id", ho.new_id}, {"old_public_key", ho.old_pem},
+                     {"new_public_key", ho.new_pem}, {"old_key_lost", false}});
+        if (auto s = (*log)->append({{k_key_rotated, "", data}}); !s) {
+            fs::remove(fresh, ec);
+            return s;
+        }
+        fs::rename(fresh, file, ec);
+        if (ec)
+            return Status::error(error_kind::store, "the handover to key " + ho.new_id + " is recorded, but " +
+                                                        fresh.string() + " could not replace " + file.string() + ": " +
+                                                        ec.message() + "; rename it by hand before the next run");
+    } else {
+        if (!*head)
+            return Status::error(error_kind::usage, "the audit log is empty: there is no old key to hand over from. "
+                                                    "Remove " + file.string() + " and the next run makes a new one");
+        auto want = expected_key(store, **head);
+        if (!want) return want.status();
+        if (fs::exists(file, ec)) {
+            auto present = signing_key::load(file);
+            if (present && present->key_id() == want->first)
+                return Status::error(error_kind::usage, file.string() + " is the log's key (" + want->first +
+                                                            "): it is not lost; rotate without --old-key-lost");
+            // Not the log's key: kept for whoever looks into how it came.
+            const std::string id = present ? present->key_id() : std::string("unreadable");
+            fs::rename(file, file.string() + ".unrecorded-" + id, ec);
+            if (ec) return Status::error(error_kind::store, "moving " + file.string() + " aside: " + ec.message());
+        }
+        auto next = signing_key::create(file);
+        if (!next) return next.status();
+        ho.old_id = want->first;
+        ho.old_pem = want->second ? want->second->new_pem : std::string();
+        ho.new_id = next->key_id();
+        ho.new_pem = next->public_pem();
+        ho.old_key_lost = true;
+        data.update({{"old_key_id", ho.old_id}, {"new_key_id", ho.new_id}, {"old_public_key", ho.old_pem},
+                     {"new_public_key", ho.new_pem}, {"old_key_lost", true}});
+        auto own = verify_key::from_pem(next->public_pem());
+        if (!own) return own.status();
+        audit_log log(store, std::move(*next), std::move(*own), clk);
+        if (auto s = log.append_as({{k_key_rotated, "", data}}, true); !s) {
+            fs::remove(file, ec);
+            return s;
+        }
+    }
+    ho.by = data.value("by", "");
+    ho.reason = data.value("reason", "");
+    auto now = store.audit_head();
+    if (now && *now) ho.seq = (*now)->size - 1;
+    return ho;
+}
+
+Status audit_log::append(const std::vector<audit_event>& events) { return append_as(events, false); }
+
+Status audit_log::append_as(const std::vector<audit_event>& events, bool handing_over_a_lost_key) {
     if (events.empty()) return Status::ok();
     return store_.in_transaction([&]() -> Status {
         auto head = store_.audit_head();
@@ -111,6 +245,16 @@ Status audit_log::append(const std::vector<audit_event>& events) {
                                            "what was altered";
             if (h.key_id == key_.key_id() && !own_.verify(head_message(h), h.signature))
                 return Status::error(error_kind::tampered, damaged + "does not carry a valid signature" + what_to_do);
+            // Only the key the newest head hands on to signs what follows.
+            if (!handing_over_a_lost_key) {
+                auto want = expected_key(store_, h);
+                if (!want) return want.status();
+                if (want->first != key_.key_id())
+                    return Status::error(error_kind::config, damaged + "hands on to key " + want->first +
+                                                                 ", not to this key (" + key_.key_id() +
+                                                                 "): nothing is appended under another key" +
+                                                                 handover_hint("the data dir's keys/audit-signing.pem"));
+            }
             // The newest entry must be the one the head signs last, intact,
             // and nothing may follow it.
             auto last = store_.audit_entries(h.size - 1, 2);

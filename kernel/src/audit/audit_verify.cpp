@@ -9,6 +9,7 @@
 #include <cstring>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -89,8 +90,21 @@ static Result<audit_verdict> verify_log(run_store& store, const verify_key& key,
     if (!heads) return heads.status();
     merkle::frontier f;
     size_t next_head = 0;
-    std::string prev_hash;
+    std::string prev_hash, prev_key;
     uint64_t prev_size = 0;
+    // Key handovers recorded in the log, and the public keys they name.
+    std::vector<key_handover> handovers;
+    std::map<std::string, std::string> pems;
+    std::vector<std::pair<audit_head_record, uint64_t>> deferred;
+    // Whether `h` verifies with the key it names: the one given, or one a
+    // handover in the log carries.
+    auto signed_well = [&](const audit_head_record& h) {
+        if (h.key_id == key.key_id()) return key.verify(head_message(h), h.signature);
+        auto it = pems.find(h.key_id);
+        if (it == pems.end()) return false;
+        auto k = verify_key::from_pem(it->second);
+        return k && k->key_id() == h.key_id && k->verify(head_message(h), h.signature);
+    };
     // Checks the heads that sign the tree as it is now.
     auto check_heads = [&]() -> std::optional<audit_verdict> {
         while (next_head < heads->size() && (*heads)[next_head].size <= f.size()) {
@@ -111,13 +125,41 @@ static Result<audit_verdict> verify_log(run_store& store, const verify_key& key,
             if (h.prev != prev_hash)
                 return failed(prev_size, which + " does not name the head before it: a head was altered, removed or "
                                                  "inserted");
-            if (newest || o.all_signatures) {
-                if (h.key_id != key.key_id())
+            // Another key than the head before it: only through a recorded
+            // handover, the last entry under the old key or, the old key
+            // lost, the first under the new one.
+            if (!prev_key.empty() && h.key_id != prev_key) {
+                bool handed = false;
+                for (auto& ho : handovers)
+                    if (ho.old_id == prev_key && ho.new_id == h.key_id &&
+                        ho.seq == (ho.old_key_lost ? prev_size : prev_size - 1))
+                        handed = true;
+                if (!handed)
+                    return failed(prev_size, which + " is signed by key " + h.key_id + ", but the head before it by " +
+                                                 "key " + prev_key + ", and no handover (`syncwarden audit rotate-key`) "
+                                                 "is recorded between them: the signing key was replaced behind the "
+                                                 "log's back");
+            }
+            if (newest) {
+                // The key given must be the newest head's, or the one its
+                // closing handover names.
+                bool given_is_next = h.key_id == key.key_id();
+                for (auto& ho : handovers)
+                    if (ho.seq + 1 == h.size && !ho.old_key_lost && ho.old_id == h.key_id && ho.new_id == key.key_id())
+                        given_is_next = true;
+                if (!given_is_next)
                     return failed(prev_size, which + " is signed by key " + h.key_id + ", not by the key given (" +
                                                  key.key_id() + ")");
-                if (!key.verify(head_message(h), h.signature))
-                    return failed(prev_size, which + " does not carry a valid signature of key " + key.key_id());
             }
+            if (newest || o.all_signatures) {
+                // A key the log names only later (in a handover after this
+                // head) is checked once every entry is read.
+                if (h.key_id != key.key_id() && !pems.count(h.key_id))
+                    deferred.emplace_back(h, prev_size);
+                else if (!signed_well(h))
+                    return failed(prev_size, which + " does not carry a valid signature of key " + h.key_id);
+            }
+            prev_key = h.key_id;
             prev_hash = head_hash(h);
             prev_size = h.size;
             ++next_head;
@@ -164,6 +206,12 @@ static Result<audit_verdict> verify_log(run_store& store, const verify_key& key,
                                    ") is not what the entry itself records");
             return false;
         }
+        if (kind == k_key_rotated)
+            if (auto ho = handover_of(want, entry)) {
+                if (!ho->old_pem.empty()) pems.emplace(ho->old_id, ho->old_pem);
+                if (!ho->new_pem.empty()) pems.emplace(ho->new_id, ho->new_pem);
+                handovers.push_back(std::move(*ho));
+            }
         f.append(h);
         if (auto b = check_heads()) {
             bad = std::move(b);
@@ -244,12 +292,27 @@ static Result<audit_verdict> verify_log(run_store& store, const verify_key& key,
     if (f.size() > prev_size)
         return failed(prev_size, "entries " + std::to_string(prev_size) + ".." + std::to_string(f.size() - 1) +
                                      " are signed by no head: they were added behind the kernel's back");
+    for (auto& [h, at] : deferred)
+        if (!signed_well(h))
+            return failed(at, "the head signed at size " + std::to_string(h.size) + " (" + h.at + ") " +
+                                  (pems.count(h.key_id) ? "does not carry a valid signature of key " + h.key_id
+                                                        : "is signed by key " + h.key_id + ", whose public key neither "
+                                                          "the key given nor any handover in the log holds (the old "
+                                                          "key was stated lost)"));
     audit_verdict v;
     v.entries = f.size();
     v.heads = heads->size();
     v.root = merkle::to_hex(f.root());
     v.message = "the audit log verifies: " + std::to_string(v.entries) + " entries, " + std::to_string(v.heads) +
                 " signed heads, root " + v.root;
+    for (auto& ho : handovers)
+        v.message += "\n  signing key handed over at entry " + std::to_string(ho.seq) + ": " + ho.old_id + " -> " +
+                     ho.new_id + (ho.by.empty() ? "" : " by " + ho.by) +
+                     (ho.old_key_lost ? " (THE OLD KEY WAS STATED LOST: what it signed is vouched for by the chain "
+                                        "of heads only)"
+                                      : " (signed by the old key)") +
+                     (ho.reason.empty() ? "" : ": " + ho.reason);
+    v.handovers = handovers.size();
     return v;
 }
 

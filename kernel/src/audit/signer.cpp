@@ -62,35 +62,47 @@ Status write_new_key(const fs::path& file, EVP_PKEY* k) {
 
 }  // namespace
 
-Result<signing_key> signing_key::load_or_create(const fs::path& file) {
+Result<signing_key> signing_key::load(const fs::path& file) {
     signing_key out;
     struct stat st {};
-    if (::stat(file.c_str(), &st) == 0) {
-        if (st.st_mode & 077) {
-            char mode[8];
-            std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
-            return Status::error(error_kind::config, "the audit signing key " + file.string() +
-                                                         " can be read by others (mode " + mode +
-                                                         "); make it private: chmod 600 " + file.string());
-        }
-        FILE* f = std::fopen(file.c_str(), "r");
-        if (!f) return Status::error(error_kind::store, "reading the audit signing key " + file.string() + ": " + std::strerror(errno));
-        EVP_PKEY* k = PEM_read_PrivateKey(f, nullptr, nullptr, nullptr);
-        std::fclose(f);
-        if (!k || EVP_PKEY_get_id(k) != EVP_PKEY_ED25519) {
-            if (k) EVP_PKEY_free(k);
-            return Status::error(error_kind::config, "the audit signing key " + file.string() +
-                                                         " is not an Ed25519 private key in PEM form");
-        }
-        out.pkey_ = k;
-    } else {
-        EVP_PKEY* k = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
-        if (!k) return Status::error(error_kind::internal, "creating an Ed25519 key: " + openssl_error());
-        out.pkey_ = k;
-        if (auto s = write_new_key(file, k); !s) return s;
+    if (::stat(file.c_str(), &st) != 0)
+        return Status::error(error_kind::not_found, "reading the audit signing key " + file.string() + ": " +
+                                                        std::strerror(errno));
+    if (st.st_mode & 077) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
+        return Status::error(error_kind::config, "the audit signing key " + file.string() +
+                                                     " can be read by others (mode " + mode +
+                                                     "); make it private: chmod 600 " + file.string());
     }
+    FILE* f = std::fopen(file.c_str(), "r");
+    if (!f) return Status::error(error_kind::store, "reading the audit signing key " + file.string() + ": " + std::strerror(errno));
+    EVP_PKEY* k = PEM_read_PrivateKey(f, nullptr, nullptr, nullptr);
+    std::fclose(f);
+    if (!k || EVP_PKEY_get_id(k) != EVP_PKEY_ED25519) {
+        if (k) EVP_PKEY_free(k);
+        return Status::error(error_kind::config, "the audit signing key " + file.string() +
+                                                     " is not an Ed25519 private key in PEM form");
+    }
+    out.pkey_ = k;
     out.key_id_ = id_of(as_key(out.pkey_));
     return out;
+}
+
+Result<signing_key> signing_key::create(const fs::path& file) {
+    signing_key out;
+    EVP_PKEY* k = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
+    if (!k) return Status::error(error_kind::internal, "creating an Ed25519 key: " + openssl_error());
+    out.pkey_ = k;
+    if (auto s = write_new_key(file, k); !s) return s;
+    out.key_id_ = id_of(as_key(out.pkey_));
+    return out;
+}
+
+Result<signing_key> signing_key::load_or_create(const fs::path& file) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) == 0) return load(file);
+    return create(file);
 }
 
 signing_key::~signing_key() {

@@ -3,6 +3,7 @@
 #include "cli_common.hpp"
 
 #include <syncwarden/kernel/audit.hpp>
+#include <syncwarden/kernel/os_user.hpp>
 #include <syncwarden/kernel/config.hpp>
 #include <syncwarden/kernel/text.hpp>
 
@@ -51,7 +52,7 @@ Result<verify_key> key_for(context& c, parsed_args& pa) {
 
 int verdict_exit(context& c, const audit_verdict& v, bool json) {
     if (json) {
-        nlohmann::json j{{"ok", v.ok}, {"entries", v.entries}, {"heads", v.heads}, {"root", v.root},
+        nlohmann::json j{{"ok", v.ok}, {"entries", v.entries}, {"heads", v.heads}, {"handovers", v.handovers}, {"root", v.root},
                          {"message", v.message}};
         if (v.bad_entry) j["bad_entry"] = *v.bad_entry;
         c.out << j.dump(2) << "\n";
@@ -230,12 +231,13 @@ int audit_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
     if (!parse_args(args, {{"--json", false}, {"--against", true}, {"--key", true}, {"--all-signatures", false},
-                           {"--format", true}, {"--out", true}, {"--as", true}, {"--from", true}, {"--limit", true}},
+                           {"--format", true}, {"--out", true}, {"--as", true}, {"--from", true}, {"--limit", true},
+                           {"--reason", true}, {"--old-key-lost", false}},
                     pa, error))
         return usage(c, error);
     if (pa.pos.empty())
-        return usage(c, "audit needs a subcommand: verify, export-head, proof, check-proof, report, public-key, note "
-                        "or list");
+        return usage(c, "audit needs a subcommand: verify, export-head, proof, check-proof, report, public-key, note, "
+                        "rotate-key or list");
     const std::string& sub = pa.pos[0];
     auto out_to = [&](const std::string& text) {
         if (pa.opts.count("--out")) {
@@ -286,18 +288,24 @@ int audit_cmd(context& c, const std::vector<std::string>& args) {
         return verdict_exit(c, *v, pa.opts.count("--json") > 0);
     }
     if (sub == "public-key") {
-        auto k = signing_key::load_or_create(audit_key_file(c.cfg.data_dir));
-        if (!k) return fail(c, k.status());
-        return out_to(k->public_pem());
+        // The log's key: never one made up here for a log that has entries.
+        auto log = audit_log::open(st, c.cfg.data_dir, c.clk);
+        if (!log) return fail(c, log.status());
+        return out_to((*log)->key().public_pem());
     }
     if (sub == "export-head") {
         if (pa.pos.size() != 2) return usage(c, "audit export-head takes one FILE to write");
         auto head = st.audit_head();
         if (!head) return fail(c, head.status());
         if (!*head) return fail(c, Status::error(error_kind::not_found, "the audit log is empty: nothing to export yet"));
-        auto k = signing_key::load_or_create(audit_key_file(c.cfg.data_dir));
-        if (!k) return fail(c, k.status());
-        if (auto s = write_text(pa.pos[1], export_head(**head, k->public_pem())); !s) return fail(c, s);
+        auto log = audit_log::open(st, c.cfg.data_dir, c.clk);
+        if (!log) return fail(c, log.status());
+        if ((*log)->key().key_id() != (*head)->key_id)
+            return fail(c, Status::error(error_kind::usage, "the newest head is signed by key " + (*head)->key_id +
+                                                                ", handed over since to key " + (*log)->key().key_id() +
+                                                                ": export the head after the next run, which the new "
+                                                                "key signs"));
+        if (auto s = write_text(pa.pos[1], export_head(**head, (*log)->key().public_pem())); !s) return fail(c, s);
         c.out << "wrote the signed head of " << (*head)->size << " entries (root " << (*head)->root << ", " << (*head)->at
               << ") to " << pa.pos[1] << "\nkeep it where the data dir's owner cannot change it; later, "
               << "`syncwarden audit verify --against " << pa.pos[1] << "` proves the log still extends it\n";
@@ -346,9 +354,34 @@ int audit_cmd(context& c, const std::vector<std::string>& args) {
         if (!run) return fail(c, run.status());
         auto log = audit_log::open(st, c.cfg.data_dir, c.clk);
         if (!log) return fail(c, log.status());
-        if (auto s = (*log)->append({{"note", pa.pos[1], {{"by", pa.opts["--as"]}, {"text", pa.pos[2]}}}}); !s)
+        if (auto s = (*log)->append({{"note", pa.pos[1],
+                                      {{"by", pa.opts["--as"]}, {"text", pa.pos[2]},
+                                       {"os_user", authenticated_user().to_json()}}}});
+            !s)
             return fail(c, s);
         c.out << "noted on run " << pa.pos[1] << " by " << pa.opts["--as"] << "\n";
+        return 0;
+    }
+    if (sub == "rotate-key") {
+        // A new signing key; the handover is an entry of the log itself.
+        if (pa.pos.size() != 1 || pa.opts["--reason"].empty())
+            return usage(c, "audit rotate-key takes --reason TEXT (and --old-key-lost when the old key is gone)");
+        const bool lost = pa.opts.count("--old-key-lost") > 0;
+        const nlohmann::json who{{"by", pa.opts.count("--as") ? pa.opts["--as"] : cli_actor()},
+                                 {"os_user", authenticated_user().to_json()},
+                                 {"reason", pa.opts["--reason"]}};
+        auto ho = audit_log::rotate_key(st, c.cfg.data_dir, c.clk, who, lost);
+        if (!ho) return fail(c, ho.status());
+        if (pa.opts.count("--json")) {
+            c.out << nlohmann::json{{"old_key_id", ho->old_id}, {"new_key_id", ho->new_id},
+                                    {"old_key_lost", ho->old_key_lost}, {"entry", ho->seq}, {"new_public_key", ho->new_pem}}
+                         .dump(2)
+                  << "\n";
+            return 0;
+        }
+        c.out << "the audit log is now signed by key " << ho->new_id << " (was " << ho->old_id << ")"
+              << (lost ? "; the log records that the old key was lost" : "; the old key signed the handover")
+              << "\nGive auditors the new public key: `syncwarden audit public-key`\n";
         return 0;
     }
     if (sub == "list") {

@@ -101,6 +101,10 @@ commands:
                                  decisions, notes and its inclusion proof
   audit note RUN_ID --as NAME TEXT
                                  add an operator's note to a run
+  audit rotate-key --reason TEXT [--old-key-lost] [--as NAME] [--json]
+                                 a new signing key, its handover recorded in
+                                 the log (signed by the old key, or saying
+                                 that the old key was lost)
   audit list [--from N] [--limit N] [--json]
                                  the log's entries, oldest first
   secrets set NAME [--from-file FILE] [--allow-short]

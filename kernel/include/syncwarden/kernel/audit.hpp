@@ -51,12 +51,37 @@ Result<audit_head_record> head_from_json(const nlohmann::json& j, const std::str
 // The leaf hashes of the first `size` entries, as the store holds them.
 Result<std::vector<merkle::hash>> stored_leaves(run_store& store, uint64_t size);
 
+// A handover of the signing key, as `audit rotate-key` records it: an entry
+// of kind "audit_key_rotated" whose data names the old and the new key.
+// Normally it is the last entry signed by the old key; when the old key was
+// lost it is the first entry signed by the new one, and says so.
+inline constexpr const char* k_key_rotated = "audit_key_rotated";
+struct key_handover {
+    uint64_t seq = 0;
+    std::string old_id, new_id, old_pem, new_pem, by, reason;
+    bool old_key_lost = false;
+};
+// The handover an entry records, if it is one.
+std::optional<key_handover> handover_of(uint64_t seq, std::string_view entry);
+
 // The event sink. Every entry of the log is written through append().
 class audit_log {
 public:
-    // Loads (or creates, at first use) the signing key of `data_dir`.
+    // Loads the signing key of `data_dir`, or creates it while the log is
+    // empty. Refuses a key other than the one the log's newest head hands
+    // on to (its own, or the new key of a handover it ends with): a key
+    // deleted or replaced is never used silently.
     static Result<std::unique_ptr<audit_log>> open(run_store& store, const std::filesystem::path& data_dir,
                                                    const clock& clk);
+    // `audit rotate-key`: a new signing key, and its handover recorded in
+    // the log. With the old key, the handover is signed by it, then the new
+    // key replaces it. With `old_key_lost` (the key file is gone or is not
+    // the log's), a new key is made and signs an entry that says the old
+    // one was lost; a file that was not the log's key is kept beside it as
+    // audit-signing.pem.unrecorded-<id>. `who` joins the entry's data (by,
+    // os_user, reason).
+    static Result<key_handover> rotate_key(run_store& store, const std::filesystem::path& data_dir, const clock& clk,
+                                           const nlohmann::json& who, bool old_key_lost);
     // Appends the events as entries and signs the new head, in one store
     // transaction: called inside run_store::in_transaction, it commits (or
     // fails) with the state the events describe. Refuses to append to a log
@@ -65,6 +90,7 @@ public:
     const signing_key& key() const { return key_; }
 
 private:
+    Status append_as(const std::vector<audit_event>& events, bool handing_over_a_lost_key);
     audit_log(run_store& s, signing_key k, verify_key own, const clock& c)
         : store_(s), key_(std::move(k)), own_(std::move(own)), clock_(c) {}
     run_store& store_;
@@ -78,6 +104,7 @@ private:
 struct audit_verdict {
     bool ok = true;
     uint64_t entries = 0, heads = 0;
+    uint64_t handovers = 0;  // of the signing key, recorded by `audit rotate-key`
     std::string root;  // of the whole log, hex
     // The first entry that fails (its seq), when one can be named.
     std::optional<uint64_t> bad_entry;

@@ -17,6 +17,10 @@ public:
     // Loads the key at `file`, or creates it (mode 0600, its folder 0700)
     // when there is none. Refuses a key file others can read.
     static Result<signing_key> load_or_create(const std::filesystem::path& file);
+    // Loads the key at `file` (not_found when there is none).
+    static Result<signing_key> load(const std::filesystem::path& file);
+    // A new key, written to `file` (which must not exist), mode 0600.
+    static Result<signing_key> create(const std::filesystem::path& file);
     ~signing_key();
     signing_key(signing_key&&) noexcept;
     signing_key& operator=(signing_key&&) noexcept;

@@ -248,3 +248,88 @@ TEST(secrets, are_scrubbed_in_the_encodings_a_connector_prints_them_in_and_short
         if (f["code"] == "short_secret" && f["severity"] == "warning") ++warned;
     EXPECT_EQ(warned, 1) << pinshow.out;
 }
+
+TEST(secrets, an_old_version_is_retired_for_good_and_every_secret_rekeyed_under_a_new_master_key) {
+    env_guard e1("SYNCWARDEN_MASTER_KEY"), e2("CREDENTIALS_DIRECTORY");
+    sw_test::temp_dir tmp;
+    const fs::path data = tmp / "data";
+    const std::string v1 = "vendor-token-first-5d1e", v2 = "vendor-token-second-8c2f";
+    sw_test::diff_target_job(tmp.path(), R"(, "token": {"$secret": "vendor-token"})");
+    sw_test::write_file(tmp / "t1", v1 + "\n");
+    sw_test::write_file(tmp / "t2", v2 + "\n");
+    ASSERT_EQ(sw_test::cli(data, {"secrets", "set", "vendor-token", "--from-file", (tmp / "t1").string()}).code, 0);
+    ASSERT_EQ(sw_test::cli(data, {"secrets", "rotate", "vendor-token", "--from-file", (tmp / "t2").string()}).code, 0);
+    // v1's ciphertext as stored, to look for after it is retired.
+    std::string v1_cipher;
+    {
+        Poco::Data::SQLite::Connector::registerConnector();
+        Poco::Data::Session raw("SQLite", (data / "syncwarden.db").string());
+        raw << "SELECT ciphertext FROM secrets WHERE name='vendor-token' AND version=1", Poco::Data::Keywords::into(v1_cipher),
+            Poco::Data::Keywords::now;
+    }
+    ASSERT_FALSE(v1_cipher.empty());
+    auto db_bytes = [&] {
+        std::string all;
+        for (auto& f : fs::directory_iterator(data))
+            if (f.path().filename().string().rfind("syncwarden.db", 0) == 0) all += sw_test::read_file(f.path());
+        return all;
+    };
+    ASSERT_NE(db_bytes().find(v1_cipher), std::string::npos) << "the check below can see a ciphertext";
+
+    auto current = sw_test::cli(data, {"secrets", "retire", "vendor-token", "2"});
+    EXPECT_EQ(current.code, 2) << "the version runs use is not retired";
+    EXPECT_THAT(current.err, HasSubstr("secrets rotate vendor-token"));
+    auto retired = sw_test::cli(data, {"secrets", "retire", "vendor-token", "1"});
+    ASSERT_EQ(retired.code, 0) << retired.err;
+    const auto listed = nlohmann::json::parse(sw_test::cli(data, {"secrets", "list", "--json"}).out);
+    ASSERT_EQ(listed.size(), 2u);
+    EXPECT_TRUE(listed[0]["retired"].get<bool>());
+    EXPECT_FALSE(listed[1]["retired"].get<bool>());
+    EXPECT_EQ(db_bytes().find(v1_cipher), std::string::npos) << "the retired ciphertext is gone from the store's files";
+    EXPECT_EQ(sw_test::cli(data, {"secrets", "retire", "vendor-token", "1"}).code, 2) << "retired already";
+
+    // Rekey: every secret under a new master key, in one go, audited.
+    const std::string old_key = sw_test::read_file(data / "keys" / "master.key");
+    auto rekeyed = sw_test::cli(data, {"secrets", "rekey"});
+    ASSERT_EQ(rekeyed.code, 0) << rekeyed.err;
+    EXPECT_NE(sw_test::read_file(data / "keys" / "master.key"), old_key);
+    auto r = sw_test::cli(data, {"run", (tmp / "job.json").string()});
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    EXPECT_THAT(sw_test::read_file(tmp / "applied.log"), HasSubstr("token=" + v2 + "\n"));
+    {
+        // The old key opens nothing any more.
+        ::setenv("SYNCWARDEN_MASTER_KEY", old_key.substr(0, 64).c_str(), 1);
+        auto stale = sw_test::cli(data, {"run", (tmp / "job.json").string()});
+        EXPECT_EQ(stale.code, 3) << stale.out << stale.err;
+        EXPECT_THAT(stale.err, HasSubstr("does not decrypt"));
+        auto no_new = sw_test::cli(data, {"secrets", "rekey"});
+        EXPECT_EQ(no_new.code, 2) << "a key from the environment: the new one must be given";
+        EXPECT_THAT(no_new.err, HasSubstr("--new-key-file"));
+        ::unsetenv("SYNCWARDEN_MASTER_KEY");
+    }
+    int rekeys = 0, retires = 0;
+    for (auto& e : nlohmann::json::parse(sw_test::cli(data, {"audit", "list", "--json"}).out)) {
+        auto entry = nlohmann::json::parse(e["entry"].get<std::string>());
+        if (entry["kind"] == "secrets_rekeyed") {
+            ++rekeys;
+            EXPECT_EQ(entry["data"]["secrets"], 1) << "the retired version has nothing to re-encrypt";
+        }
+        if (entry["kind"] == "secret_changed" && entry["data"]["action"] == "retire") ++retires;
+    }
+    EXPECT_EQ(rekeys, 1);
+    EXPECT_EQ(retires, 1);
+
+    // A rekey that stopped before its commit left its new key behind: runs
+    // stop until --finish keeps the key the secrets are stored under.
+    sw_test::write_file(data / "keys" / "master.key.new", std::string(64, 'a') + "\n");
+    fs::permissions(data / "keys" / "master.key.new", fs::perms::owner_read | fs::perms::owner_write,
+                    fs::perm_options::replace);
+    auto stopped = sw_test::cli(data, {"run", (tmp / "job.json").string()});
+    EXPECT_EQ(stopped.code, 3);
+    EXPECT_THAT(stopped.err, HasSubstr("secrets rekey --finish"));
+    auto finish = sw_test::cli(data, {"secrets", "rekey", "--finish"});
+    EXPECT_EQ(finish.code, 0) << finish.err;
+    EXPECT_THAT(finish.out, HasSubstr("had not committed"));
+    EXPECT_FALSE(fs::exists(data / "keys" / "master.key.new"));
+    EXPECT_EQ(sw_test::cli(data, {"run", (tmp / "job.json").string()}).code, 0);
+}

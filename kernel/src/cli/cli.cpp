@@ -14,6 +14,10 @@
 #include <syncwarden/kernel/registry.hpp>
 #include <syncwarden/kernel/retention.hpp>
 #include <syncwarden/kernel/secrets.hpp>
+#include <syncwarden/kernel/digest.hpp>
+#include <syncwarden/kernel/private_file.hpp>
+
+#include <openssl/rand.h>
 #include <syncwarden/kernel/store.hpp>
 #include <syncwarden/kernel/text.hpp>
 
@@ -114,6 +118,10 @@ commands:
                                  Values under 8 bytes need --allow-short
   secrets rotate NAME [--from-file FILE] [--allow-short]
                                  a new version of a secret
+  secrets retire NAME VERSION    erase an old version's value for good
+  secrets rekey [--new-key-file FILE] [--finish]
+                                 re-encrypt every secret under a new master
+                                 key, in one transaction, audited
   secrets list [--json]          names, versions, dates; never values
   retention apply [--dry-run]    remove plans, change results and log files older
                                  than the kernel config's retention (default 30,
@@ -637,13 +645,42 @@ int runs_cmd(context& c, const std::vector<std::string>& args) {
 int secrets_cmd(context& c, const std::vector<std::string>& args) {
     parsed_args pa;
     std::string error;
-    if (!parse_args(args, {{"--from-file", true}, {"--json", false}, {"--allow-short", false}}, pa, error))
+    if (!parse_args(args,
+                    {{"--from-file", true}, {"--json", false}, {"--allow-short", false}, {"--new-key-file", true},
+                     {"--finish", false}},
+                    pa, error))
         return usage(c, error);
-    if (pa.pos.empty()) return usage(c, "secrets needs a subcommand: set, rotate or list");
+    if (pa.pos.empty()) return usage(c, "secrets needs a subcommand: set, rotate, retire, rekey or list");
     auto store = open_store(c);
     if (!store) return fail(c, store.status());
+    const fs::path key_file = c.cfg.data_dir / "keys" / "master.key";
+    const fs::path next_file = key_file.string() + ".new";
+    if (pa.pos[0] == "rekey" && pa.opts.count("--finish")) {
+        // A rekey stopped between its commit and its rename: keep whichever
+        // key the secrets are stored under now.
+        std::error_code ec;
+        if (!fs::exists(next_file, ec)) {
+            c.out << "no rekey to finish\n";
+            return 0;
+        }
+        auto next_text = read_private_file(next_file, "the new master key");
+        if (!next_text) return fail(c, next_text.status());
+        auto next = master_key::parse(*next_text, next_file.string());
+        if (!next) return fail(c, next.status());
+        secret_store probe(**store, master_key::from_bytes(*next, next_file.string()), c.clk);
+        if (probe.opens_with(*next)) {
+            fs::rename(next_file, key_file, ec);
+            if (ec) return fail(c, Status::error(error_kind::store, "renaming " + next_file.string() + ": " + ec.message()));
+            c.out << "the rekey had committed: " << key_file.string() << " is now the new key\n";
+        } else {
+            fs::remove(next_file, ec);
+            c.out << "the rekey had not committed: the secrets stay under " << key_file.string() << "\n";
+        }
+        return 0;
+    }
     auto key = master_key::load(c.cfg.data_dir);
     if (!key) return fail(c, key.status());
+    const std::string key_source = key->source(), key_id = key->key_id();
     secret_store secrets(**store, std::move(*key), c.clk);
     if (pa.pos[0] == "list") {
         auto all = secrets.list();
@@ -651,14 +688,107 @@ int secrets_cmd(context& c, const std::vector<std::string>& args) {
         if (pa.opts.count("--json")) {
             nlohmann::json j = nlohmann::json::array();
             for (auto& x : *all)
-                j.push_back({{"name", x.name}, {"version", x.version}, {"created_at", x.created_at}, {"by", x.created_by}});
+                j.push_back({{"name", x.name}, {"version", x.version}, {"created_at", x.created_at}, {"by", x.created_by},
+                             {"retired", x.retired}});
             c.out << j.dump(2) << "\n";
             return 0;
         }
         if (all->empty()) c.out << "no secrets yet\n";
         for (auto& x : *all)
             c.out << std::left << std::setw(24) << x.name << " version " << std::setw(4) << x.version << x.created_at
-                  << "  by " << x.created_by << "\n";
+                  << "  by " << x.created_by << (x.retired ? "  (retired)" : "") << "\n";
+        return 0;
+    }
+    const std::string by = cli_actor();
+    if (pa.pos[0] == "retire") {
+        if (pa.pos.size() != 3) return usage(c, "secrets retire takes NAME and VERSION");
+        uint32_t version = 0;
+        try {
+            size_t used = 0;
+            const unsigned long v = std::stoul(pa.pos[2], &used);
+            if (used != pa.pos[2].size() || v == 0 || v > UINT32_MAX) throw std::invalid_argument("version");
+            version = static_cast<uint32_t>(v);
+        } catch (...) {
+            return usage(c, "secrets retire: VERSION is a version number (`secrets list` shows them), not '" +
+                                pa.pos[2] + "'");
+        }
+        std::optional<secret_info> info;
+        if (auto s = (*store)->in_transaction([&]() -> Status {
+                auto gone = secrets.retire(pa.pos[1], version);
+                if (!gone) return gone.status();
+                info = *gone;
+                return audit_admin_event(c, **store,
+                                         {"secret_changed", "",
+                                          {{"name", info->name}, {"version", info->version}, {"action", "retire"},
+                                           {"by", by}, {"os_user", authenticated_user().to_json()}}});
+            });
+            !s)
+            return fail(c, s);
+        (*store)->compact_free_pages();
+        c.out << "retired secret " << info->name << " version " << info->version << ": its value is erased\n";
+        return 0;
+    }
+    if (pa.pos[0] == "rekey") {
+        if (pa.pos.size() != 1) return usage(c, "secrets rekey takes no NAME: it re-encrypts every secret");
+        // The new key: made here when the key lives in the data dir; given
+        // (--new-key-file) when it comes from the environment or systemd,
+        // where the operator installs it afterwards.
+        const bool in_data_dir = key_source == key_file.string();
+        std::array<unsigned char, 32> next{};
+        if (pa.opts.count("--new-key-file")) {
+            auto text = read_private_file(pa.opts["--new-key-file"], "the new master key");
+            if (!text) return fail(c, text.status());
+            auto parsed = master_key::parse(*text, pa.opts["--new-key-file"]);
+            if (!parsed) return fail(c, parsed.status());
+            next = *parsed;
+        } else if (!in_data_dir) {
+            return fail(c, Status::error(error_kind::usage, "the master key comes from " + key_source +
+                                                                ": give the new one with --new-key-file FILE (64 hex "
+                                                                "digits, `openssl rand -hex 32`), and install it there "
+                                                                "once the rekey is done"));
+        } else if (RAND_bytes(next.data(), static_cast<int>(next.size())) != 1) {
+            return fail(c, Status::error(error_kind::internal, "no randomness for the new master key"));
+        }
+        const master_key fresh = master_key::from_bytes(next, "the new key");
+        if (fresh.key_id() == key_id)
+            return fail(c, Status::error(error_kind::usage, "the new master key is the present one"));
+        // Written before the commit: a rekey that stops after it leaves
+        // both keys, and `secrets rekey --finish` keeps the right one.
+        if (in_data_dir)
+            if (auto s = create_private_file(next_file, to_hex(next.data(), next.size()) + "\n", "the new master key");
+                !s)
+                return fail(c, s);
+        size_t count = 0;
+        const std::string& old_id = key_id;
+        if (auto s = (*store)->in_transaction([&]() -> Status {
+                auto n = secrets.rekey(next);
+                if (!n) return n.status();
+                count = *n;
+                return audit_admin_event(c, **store,
+                                         {"secrets_rekeyed", "",
+                                          {{"secrets", count}, {"old_key_id", old_id}, {"new_key_id", fresh.key_id()},
+                                           {"by", by}, {"os_user", authenticated_user().to_json()}}});
+            });
+            !s) {
+            std::error_code ec;
+            if (in_data_dir) fs::remove(next_file, ec);
+            return fail(c, s);
+        }
+        (*store)->compact_free_pages();
+        if (in_data_dir) {
+            std::error_code ec;
+            fs::rename(next_file, key_file, ec);
+            if (ec)
+                return fail(c, Status::error(error_kind::store, "the secrets are re-encrypted, but " +
+                                                                    next_file.string() + " could not replace " +
+                                                                    key_file.string() + ": " + ec.message() +
+                                                                    "; run `syncwarden secrets rekey --finish`"));
+            c.out << "re-encrypted " << count << " secret versions under a new master key (" << fresh.key_id()
+                  << "), now in " << key_file.string() << "; back it up apart from the data dir\n";
+        } else {
+            c.out << "re-encrypted " << count << " secret versions under the new master key (" << fresh.key_id()
+                  << "); install it in place of " << key_source << " before the next run\n";
+        }
         return 0;
     }
     if (pa.pos[0] != "set" && pa.pos[0] != "rotate") return usage(c, "unknown secrets subcommand '" + pa.pos[0] + "'");
@@ -684,7 +814,6 @@ int secrets_cmd(context& c, const std::vector<std::string>& args) {
                                          " bytes; a secret shorter than " + std::to_string(pii::k_short_secret) +
                                          " bytes cannot be kept out of the logs reliably. Use a longer value, or "
                                          "--allow-short to store it anyway (each run that uses it then warns)"));
-    const std::string by = cli_actor();
     // The new version and its audit event commit together, or neither does.
     std::optional<secret_info> info;
     if (auto s = (*store)->in_transaction([&]() -> Status {

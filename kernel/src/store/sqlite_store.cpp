@@ -904,6 +904,22 @@ public:
         });
     }
 
+    void compact_free_pages() override {
+        (void)guard("checkpointing the journal", [&] { s_ << "PRAGMA wal_checkpoint(TRUNCATE)", now; });
+    }
+
+    Status update_secret(const secret_record& r) override {
+        return guard("updating secret " + r.name, [&] {
+            secret_record c = r;
+            Poco::Int64 v = c.version;
+            // The old ciphertext's bytes are zeroed in the file, not only
+            // unlinked from the table.
+            s_ << "PRAGMA secure_delete=ON", now;
+            s_ << "UPDATE secrets SET nonce=?, ciphertext=?, tag=? WHERE name=? AND version=?", use(c.nonce),
+                use(c.ciphertext), use(c.tag), use(c.name), use(v), now;
+        });
+    }
+
     Result<std::vector<secret_record>> secret_versions(const std::string& name) override {
         std::vector<secret_record> out;
         auto s = guard("reading secrets", [&] {

@@ -32,6 +32,12 @@ public:
     // Where it came from, for messages: "$SYNCWARDEN_MASTER_KEY" or a path.
     const std::string& source() const { return source_; }
     const std::array<unsigned char, 32>& bytes() const { return key_; }
+    // 16 hex digits naming the key (a keyed hash, not the key), for the
+    // audit log.
+    std::string key_id() const;
+    static master_key from_bytes(const std::array<unsigned char, 32>& bytes, std::string source);
+    // 64 hex digits (spaces and a newline after them allowed).
+    static Result<std::array<unsigned char, 32>> parse(std::string_view hex, const std::string& source);
 
 private:
     std::array<unsigned char, 32> key_{};
@@ -42,6 +48,7 @@ struct secret_info {
     std::string name;
     uint32_t version = 0;
     std::string created_at, created_by;
+    bool retired = false;  // its value erased by `secrets retire`
 };
 
 // A name is 1 to 64 of [A-Za-z0-9_.-], starting with a letter or digit.
@@ -59,6 +66,14 @@ public:
     // The newest version's value; a clear error names the secret when it is
     // missing or does not decrypt (a wrong master key).
     Result<std::pair<std::string, secret_info>> current(const std::string& name);
+    // Erases an old version's value for good (not the current version).
+    Result<secret_info> retire(const std::string& name, uint32_t version);
+    // Re-encrypts every version still held under `next`; the caller runs it
+    // in a store transaction. Refuses (changing nothing) if one does not
+    // decrypt with the present key.
+    Result<size_t> rekey(const std::array<unsigned char, 32>& next);
+    // Whether the secrets held decrypt with `key` (false when there is none).
+    bool opens_with(const std::array<unsigned char, 32>& key);
 
 private:
     Result<secret_info> add(const std::string& name, const std::string& value, const std::string& by, bool rotate);

@@ -234,6 +234,12 @@ public:
     // Secrets: a new version (refused when it exists), and the versions of
     // one secret ("" for all), oldest first.
     virtual Status add_secret(const secret_record& r) = 0;
+    // Replaces a version's nonce, ciphertext and tag (a rekey; empty for a
+    // retired version), overwriting the old bytes in the file.
+    virtual Status update_secret(const secret_record& r) = 0;
+    // Moves what was committed into the main file and empties the journal,
+    // so that bytes overwritten there (a retired secret) are gone from it.
+    virtual void compact_free_pages() {}
     virtual Result<std::vector<secret_record>> secret_versions(const std::string& name) = 0;
     // The digest of a config file (by absolute path) when the kernel last
     // read it, for `config_changed` audit events.

@@ -156,7 +156,7 @@ TEST(secrets, reach_only_the_connector_that_names_them_and_are_never_written_any
         EXPECT_EQ(bytes.find(value), std::string::npos) << f.path();
     }
     EXPECT_GT(files, 5u);
-    EXPECT_THAT(sw_test::read_logs(data), HasSubstr("using token <secret vendor-token>"));
+    EXPECT_THAT(sw_test::read_all_logs(data), HasSubstr("using token <secret vendor-token>"));
 }
 
 namespace {
@@ -215,7 +215,7 @@ TEST(secrets, are_scrubbed_in_the_encodings_a_connector_prints_them_in_and_short
         {"its JSON escape", escaped}};
     auto show = sw_test::cli(data, {"runs", "show", sw_test::run_id_of(r.out), "--json"});
     ASSERT_EQ(show.code, 0) << show.err;
-    const std::string logs = sw_test::read_logs(data);
+    const std::string logs = sw_test::read_all_logs(data);
     EXPECT_THAT(logs, HasSubstr("Authorization: Basic <secret vendor-token>")) << "the header's whole token goes";
     EXPECT_THAT(logs, HasSubstr("client_secret=<secret vendor-token>&scope=users"));
     for (auto& [what, form] : forms) {

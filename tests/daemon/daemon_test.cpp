@@ -17,6 +17,9 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/resource.h>
+#include <set>
+#include <sstream>
 #include <fstream>
 #include <pwd.h>
 #include <unistd.h>
@@ -584,3 +587,146 @@ TEST(Daemon, ASecondDaemonForTheSameDataDirIsRefused) {
 }
 
 }  // namespace
+
+namespace {
+
+// A raw connection to the control socket, as a client holds it.
+struct raw_conn {
+    int fd = -1;
+    explicit raw_conn(const fs::path& sock) {
+        fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::strncpy(a.sun_path, sock.c_str(), sizeof a.sun_path - 1);
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+            ::close(fd);
+            fd = -1;
+        }
+    }
+    ~raw_conn() {
+        if (fd >= 0) ::close(fd);
+    }
+    // Sends a request and reads the answer's JSON body (null when none came
+    // within two minutes).
+    json ask(const std::string& method, const std::string& target) {
+        const std::string req = method + " " + target + " HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n";
+        if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) return nullptr;
+        std::string got;
+        char buf[65536];
+        for (;;) {
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, 120000) <= 0) return nullptr;
+            const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+            if (n <= 0) break;
+            got.append(buf, static_cast<size_t>(n));
+        }
+        const auto at = got.find("\r\n\r\n");
+        return at == std::string::npos ? json(nullptr) : json::parse(got.substr(at + 4), nullptr, false);
+    }
+    // Whether the daemon closed it (within two minutes).
+    bool closed_by_peer() {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 120000) <= 0) return false;
+        char c;
+        return ::recv(fd, &c, 1, 0) == 0;
+    }
+};
+
+double cpu_seconds_of(pid_t pid) {
+    std::string stat = sw_test::read_file("/proc/" + std::to_string(pid) + "/stat");
+    std::istringstream in(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && in >> field; ++i)
+        if (i == 14 || i == 15) ticks += std::stod(field);
+    return ticks / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+// The lowest descriptor number the process has free: a limit of that
+// leaves it none.
+rlim_t lowest_free_fd(pid_t pid) {
+    std::set<long> used;
+    for (auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+        used.insert(std::stol(e.path().filename().string()));
+    rlim_t n = 0;
+    while (used.count(static_cast<long>(n))) ++n;
+    return n;
+}
+
+}  // namespace
+
+// Out of file descriptors: the daemon backs off instead of spinning on
+// accept, a jobs folder it cannot read changes nothing (no job is taken for
+// removed, a paused job stays paused, and so does what it saves), and it
+// answers again once descriptors are free.
+TEST(Daemon, OutOfDescriptorsItBacksOffKeepsItsJobsAndTheirPausesAndRecovers) {
+    served d;
+    d.install("items_source");
+    d.install("ledger_target");
+    const fs::path f = d.ledger_job("flaky", 3, 10, "", R"("schedule": {"cron": "* * * * *", "pause_after_failures": 1},)");
+    std::string text = sw_test::read_file(f);
+    const std::string ledger = d.ledger("flaky").string();
+    sw_test::write_file(f, text.replace(text.find(ledger), ledger.size(), (d.root() / "missing" / "f.tsv").string()));
+    d.ledger_job("steady", 3, 10);
+    d.start("2026-05-01T10:00:30Z");
+    d.set_clock("2026-05-01T10:01:00Z");
+    ASSERT_TRUE(served::until([&] { return d.job("flaky")["paused"] == true; })) << d.status().dump(2);
+
+    std::vector<std::unique_ptr<raw_conn>> held;
+    for (int i = 0; i < 8; ++i) held.push_back(std::make_unique<raw_conn>(d.socket()));
+    ASSERT_TRUE(served::until([&] { return d.status()["connections"]["open"].get<size_t>() >= 9; }));
+    rlimit was{};
+    ASSERT_EQ(::prlimit(d.pid(), RLIMIT_NOFILE, nullptr, &was), 0);
+    const rlimit tight{lowest_free_fd(d.pid()), was.rlim_max};
+    ASSERT_EQ(::prlimit(d.pid(), RLIMIT_NOFILE, &tight, nullptr), 0);
+
+    raw_conn waiting(d.socket());  // in the backlog: the daemon cannot accept it
+    const auto wall0 = std::chrono::steady_clock::now();
+    const double cpu0 = cpu_seconds_of(d.pid());
+    auto reloaded = held[0]->ask("POST", "/v1/reload");
+    ASSERT_TRUE(reloaded.is_object()) << "a connection accepted before still gets its answer";
+    EXPECT_FALSE(reloaded["jobs_dir_error"].is_null()) << reloaded.dump(2);
+    std::set<std::string> names;
+    for (auto& j : reloaded["jobs"]) names.insert(j["name"].get<std::string>());
+    EXPECT_EQ(names, (std::set<std::string>{"flaky", "steady"})) << "a folder it cannot read removes no job";
+    json st;
+    for (size_t i = 1; i < held.size(); ++i) {
+        st = held[i]->ask("GET", "/v1/status");
+        ASSERT_TRUE(st.is_object());
+        if (st["connections"]["accept_failures"].get<uint64_t>() >= 4) break;
+    }
+    ASSERT_GE(st["connections"]["accept_failures"].get<uint64_t>(), 1u) << st.dump(2);
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    const double cpu = cpu_seconds_of(d.pid()) - cpu0;
+    EXPECT_LT(cpu, 0.5 * wall + 0.05) << "it spun: " << cpu << " s of CPU in " << wall << " s";
+    for (auto& j : st["jobs"]) {
+        if (j["name"] == "flaky") {
+            EXPECT_EQ(j["paused"], true);
+        }
+    }
+    EXPECT_THAT(sw_test::read_file(d.data() / "daemon" / "state.json"), HasSubstr("\"paused\": true"));
+
+    ASSERT_EQ(::prlimit(d.pid(), RLIMIT_NOFILE, &was, nullptr), 0);
+    auto late = waiting.ask("GET", "/v1/status");
+    ASSERT_TRUE(late.is_object()) << "the waiting client is answered once descriptors are free";
+    EXPECT_EQ(d.job("flaky")["paused"], true);
+    EXPECT_EQ(d.job("steady")["name"], "steady");
+    EXPECT_EQ(d.stop(), 0);
+}
+
+// Connections are capped, and one that never sends its request is let go.
+TEST(Daemon, ConnectionsAreCappedAndAnIdleOneIsClosed) {
+    served d;
+    sw_test::write_file(d.root() / "kernel.json", R"({"daemon": {"max_connections": 3, "idle_timeout": "500ms"}})");
+    d.with_options({"--config", (d.root() / "kernel.json").string()});
+    d.start();
+    raw_conn a(d.socket()), b(d.socket()), c(d.socket());
+    raw_conn fourth(d.socket());
+    EXPECT_TRUE(a.closed_by_peer()) << "an idle connection is closed";
+    EXPECT_TRUE(b.closed_by_peer());
+    EXPECT_TRUE(c.closed_by_peer());
+    auto st = fourth.ask("GET", "/v1/status");
+    ASSERT_TRUE(st.is_object()) << "the connection over the cap waited, and was served when one closed";
+    EXPECT_EQ(st["connections"]["max"], 3);
+    EXPECT_EQ(d.stop(), 0);
+}

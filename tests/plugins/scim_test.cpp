@@ -436,7 +436,7 @@ TEST(scim_target, a_server_that_refuses_its_own_bulk_gets_smaller_or_single_requ
     ASSERT_EQ(r.code, 0) << r.out << r.err;
     const size_t users = users_in_csv(refused.district());
     EXPECT_EQ(refused.server_users().size(), users);
-    EXPECT_THAT(sw_test::read_logs(refused.data()),
+    EXPECT_THAT(sw_test::read_all_logs(refused.data()),
                 HasSubstr("answered HTTP 501 although the ServiceProviderConfig says bulk is supported"));
 
     scim_district small(tmp.path() / "b", {.peer = {"--bulk-payload-limit", "3000"}});

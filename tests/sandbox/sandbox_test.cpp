@@ -144,7 +144,7 @@ TEST(sandbox, a_probe_target_is_denied_everything_from_read_state_and_from_apply
     const std::string out = sw_test::read_file(s.data() / "child.out");
     ASSERT_EQ(r.signal, 0) << out;
     ASSERT_EQ(r.code, 0) << out;
-    const std::string logs = sw_test::read_logs(s.data());
+    const std::string logs = sw_test::read_all_logs(s.data());
     for (const char* hook : {"read_state", "apply"})
         for (auto& t : k_tries) {
             const std::string line = std::string("probe ") + hook + " [" + t + "] ";

@@ -200,6 +200,20 @@ void copy_tree(const fs::path& from, const fs::path& to) {
         fs::permissions(e.path(), fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add);
 }
 
+std::string read_run_logs(const fs::path& data_dir) {
+    std::vector<fs::path> files;
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(data_dir / "logs" / "runs", ec); !ec && it != fs::directory_iterator();
+         it.increment(ec))
+        if (it->path().extension() == ".jsonl") files.push_back(it->path());
+    std::sort(files.begin(), files.end());
+    std::string out;
+    for (auto& f : files) out += read_file(f);
+    return out;
+}
+
+std::string read_all_logs(const fs::path& data_dir) { return read_logs(data_dir) + read_run_logs(data_dir); }
+
 std::string read_logs(const fs::path& data_dir) {
     std::vector<fs::path> files;
     std::error_code ec;

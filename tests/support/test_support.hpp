@@ -74,6 +74,10 @@ bool wait_for_file(const fs::path& p, std::chrono::seconds limit = std::chrono::
 void write_file(const fs::path& p, const std::string& content);
 // Every daily log file of a data dir (logs/syncwarden_*.jsonl), oldest first.
 std::string read_logs(const fs::path& data_dir);
+// The runs' own logs (what connectors printed and logged), oldest run
+// first; and the shared logs followed by those.
+std::string read_run_logs(const fs::path& data_dir);
+std::string read_all_logs(const fs::path& data_dir);
 std::string read_file(const fs::path& p);
 // The state in a ledger-target fixture's ledger file: key -> name (a line
 // with an empty name is a delete).

@@ -4,6 +4,8 @@
 // run succeeds.
 #include "test_support.hpp"
 
+#include <syncwarden/kernel/clock.hpp>
+
 #include <nlohmann/json.hpp>
 
 #include <gtest/gtest.h>
@@ -116,9 +118,11 @@ TEST(worker, an_abort_reports_what_the_connector_said_on_stderr) {
     EXPECT_THAT(r.err, HasSubstr("Its last words on stderr: misbehave: giving up with abort()"));
 }
 
-// The connector's stdout and stderr go to the run's log, tagged with the
-// connector, and never to the operator's terminal.
-TEST(worker, a_connectors_output_goes_to_the_runs_log_and_not_to_the_terminal) {
+// The connector's stdout and stderr, and its host log() calls, go to the
+// run's own log (0600), tagged with the connector, and neither to the
+// operator's terminal nor to the shared log, where a name it prints without
+// quotes would stay in clear.
+TEST(worker, a_connectors_output_goes_to_the_runs_own_log_and_not_to_the_terminal_or_the_shared_log) {
     setup s;
     s.install("mis_stdout");
     auto r = sw_test::run_kernel(s.data(), {"run", s.job("mis-stdout").string()});
@@ -127,18 +131,52 @@ TEST(worker, a_connectors_output_goes_to_the_runs_log_and_not_to_the_terminal) {
     EXPECT_THAT(terminal, Not(HasSubstr("GARBAGE")));
     EXPECT_THAT(terminal, Not(HasSubstr("noise on stderr")));
     EXPECT_THAT(terminal, HasSubstr("succeeded"));
-    bool out = false, err = false;
-    std::istringstream lines(sw_test::read_logs(s.data()));
+    EXPECT_THAT(sw_test::read_logs(s.data()), Not(HasSubstr("Quintana"))) << "nothing a connector says is shared";
+    const auto run = s.last_run();
+    const auto out = run["summary"]["connector_output"];
+    ASSERT_TRUE(out.is_object()) << run.dump(2);
+    const fs::path file = s.data() / out["file"].get<std::string>();
+    struct stat st {};
+    ASSERT_EQ(::stat(file.c_str(), &st), 0) << file;
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    bool stdout_line = false, stderr_line = false, logged = false;
+    std::istringstream lines(sw_test::read_file(file));
     for (std::string line; std::getline(lines, line);) {
         auto j = nlohmann::json::parse(line);
-        if (j["connector"] != "mis-stdout 1.0.0" || j["event"].get<std::string>().rfind("connector_std", 0) != 0)
-            continue;
-        EXPECT_FALSE(j["run_id"].get<std::string>().empty()) << line;
-        if (j["event"] == "connector_stdout" && j["msg"].get<std::string>().find("GARBAGE ON STDOUT") == 0) out = true;
-        if (j["event"] == "connector_stderr" && j["msg"] == "noise on stderr") err = true;
+        EXPECT_EQ(j["run_id"], run["id"]) << line;
+        if (j["connector"] != "mis-stdout 1.0.0") continue;
+        if (j["event"] == "connector_stdout" && j["msg"].get<std::string>().find("GARBAGE ON STDOUT") == 0) stdout_line = true;
+        if (j["event"] == "connector_stderr" && j["msg"] == "noise on stderr") stderr_line = true;
+        if (j["event"] == "connector_log" && j["msg"].get<std::string>().find("looked up") == 0) logged = true;
     }
-    EXPECT_TRUE(out) << "stdout is in the log, tagged with the connector";
-    EXPECT_TRUE(err) << "stderr is in the log, tagged with the connector";
+    EXPECT_TRUE(stdout_line && stderr_line && logged) << sw_test::read_file(file);
+    EXPECT_EQ(out["dropped_lines"], 0);
+}
+
+// Output without end: the run's log keeps limits.output_mb of it, says
+// that it stopped there, and counts the rest; the run goes on.
+TEST(worker, a_connectors_output_is_capped_per_run_and_what_was_dropped_is_said) {
+    setup s;
+    s.install("mis_stdout");
+    auto r = sw_test::cli(s.data(), {"run", s.job("mis-stdout", R"("limits": {"output_mb": 1},)",
+                                                  R"({"chatter": 40000})").string()});
+    EXPECT_EQ(r.code, 0) << r.out << r.err;
+    const auto run = s.last_run();
+    const auto out = run["summary"]["connector_output"];
+    ASSERT_TRUE(out.is_object()) << run.dump(2);
+    EXPECT_EQ(out["cap_bytes"], 1u << 20);
+    EXPECT_GT(out["dropped_lines"].get<uint64_t>(), 10000u);
+    EXPECT_LE(out["bytes"].get<uint64_t>(), 1u << 20);
+    EXPECT_LT(fs::file_size(s.data() / out["file"].get<std::string>()), (1u << 20) + 4096) << "the cap and its note";
+    EXPECT_THAT(sw_test::read_file(s.data() / out["file"].get<std::string>()), HasSubstr("connector_output_capped"));
+    EXPECT_THAT(sw_test::read_logs(s.data()), HasSubstr("connector_output_capped")) << "the shared log says so";
+    auto shown = sw_test::cli(s.data(), {"runs", "show", run["id"].get<std::string>()});
+    EXPECT_THAT(shown.out, HasSubstr("over the cap of 1048576 bytes were not kept"));
+    // Retention removes the run's log with its plan.
+    syncwarden::kernel::manual_clock later(std::chrono::system_clock::now() + std::chrono::hours(24 * 40));
+    auto ret = sw_test::cli(s.data(), {"retention", "apply"}, later);
+    EXPECT_EQ(ret.code, 0) << ret.err;
+    EXPECT_FALSE(fs::exists(s.data() / out["file"].get<std::string>()));
 }
 
 // How much memory and CPU each worker took, and the kernel's own peak: what an

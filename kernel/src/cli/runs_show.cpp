@@ -203,6 +203,15 @@ int runs_show(context& c, run_store& store, parsed_args& pa) {
                     line += (line.empty() ? "" : "; ") + x.value("kind", "") + " " + x.value("value", "");
                 c.out << "  grants     " << role << ": " << printable(line.empty() ? "nothing" : line) << "\n";
             }
+        if (sum.contains("connector_output") && sum["connector_output"].is_object()) {
+            const auto& o = sum["connector_output"];
+            c.out << "  output     " << o.value("lines", 0) << " lines the connectors printed or logged, in "
+                  << printable(o.value("file", "")) << " (the data dir's)";
+            if (o.value("dropped_lines", 0) > 0)
+                c.out << "; " << o.value("dropped_lines", 0) << " more (" << o.value("dropped_bytes", 0)
+                      << " bytes) over the cap of " << o.value("cap_bytes", 0) << " bytes were not kept";
+            c.out << "\n";
+        }
         if (sum.contains("unconfined") && sum["unconfined"].is_array() && !sum["unconfined"].empty()) {
             std::string layers;
             for (auto& l : sum["unconfined"]) layers += (layers.empty() ? "" : ", ") + l.get<std::string>();

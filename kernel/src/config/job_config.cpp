@@ -232,7 +232,8 @@ Status read_runtime(const reader& r, const json& j, job_runtime& rt) {
     }
     if (auto l = j.find("limits"); l != j.end()) {
         if (auto s = r.expect(*l, json::value_t::object, "$.limits", "an object"); !s) return s;
-        if (auto s = r.no_unknown(*l, "$.limits", {"memory_mb", "cpu_seconds", "open_files", "read_ahead_mb", "processes"});
+        if (auto s = r.no_unknown(*l, "$.limits", {"memory_mb", "cpu_seconds", "open_files", "read_ahead_mb", "processes",
+                                                  "output_mb"});
             !s)
             return s;
         for (auto [key, field, min] : {std::tuple{"memory_mb", &rt.memory_mb, 64}, std::tuple{"cpu_seconds", &rt.cpu_seconds, 1},
@@ -250,6 +251,12 @@ Status read_runtime(const reader& r, const json& j, job_runtime& rt) {
                 return r.fail("$.limits.read_ahead_mb", "expected a whole number of MiB from 0 (off) to 1024, found " +
                                                             v->dump());
             rt.read_ahead_mb = v->get<uint64_t>();
+        }
+        if (auto v = l->find("output_mb"); v != l->end()) {
+            if (!v->is_number_unsigned() || v->get<uint64_t>() > 4096)
+                return r.fail("$.limits.output_mb", "expected a whole number of MiB from 0 (keep none) to 4096, found " +
+                                                        v->dump());
+            rt.output_mb = v->get<uint64_t>();
         }
     }
     if (auto d = j.find("deadlines"); d != j.end()) {
@@ -342,7 +349,7 @@ Status read_daemon(const reader& r, const json& j, kernel_config& cfg) {
     const std::string path = "$.daemon";
     if (auto s = r.expect(*it, json::value_t::object, path, "an object"); !s) return s;
     if (auto s = r.no_unknown(*it, path, {"jobs_dir", "inbox_dir", "socket", "max_runs", "max_runs_per_target",
-                                          "poll", "stop_timeout"});
+                                          "poll", "stop_timeout", "max_connections", "idle_timeout"});
         !s)
         return s;
     daemon_config& d = cfg.daemon;
@@ -361,13 +368,22 @@ Status read_daemon(const reader& r, const json& j, kernel_config& cfg) {
             return r.fail(path + "." + key, "expected 0 (no limit) or a whole number of runs up to 1000, found " + v->dump());
         *field = static_cast<size_t>(v->get<uint64_t>());
     }
-    for (auto [key, field] : {std::pair{"poll", &d.poll}, std::pair{"stop_timeout", &d.stop_timeout}}) {
+    if (auto v = it->find("max_connections"); v != it->end()) {
+        if (!v->is_number_unsigned() || v->get<uint64_t>() < 1 || v->get<uint64_t>() > 4096)
+            return r.fail(path + ".max_connections", "expected a whole number of connections from 1 to 4096, found " +
+                                                         v->dump());
+        d.max_connections = static_cast<size_t>(v->get<uint64_t>());
+    }
+    for (auto [key, field] : {std::pair{"poll", &d.poll}, std::pair{"stop_timeout", &d.stop_timeout},
+                              std::pair{"idle_timeout", &d.idle_timeout}}) {
         auto v = it->find(key);
         if (v == it->end()) continue;
         auto dur = parse_duration(*v);
         if (!dur) return r.fail(path + "." + key, dur.status().message());
         if (std::string(key) == "poll" && (dur->count() < 100 || dur->count() > 3600000))
             return r.fail(path + ".poll", "expected a duration from 100ms to 1h, found " + v->dump());
+        if (std::string(key) == "idle_timeout" && (dur->count() < 100 || dur->count() > 3600000))
+            return r.fail(path + ".idle_timeout", "expected a duration from 100ms to 1h, found " + v->dump());
         *field = *dur;
     }
     return Status::ok();

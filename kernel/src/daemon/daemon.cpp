@@ -173,7 +173,8 @@ class daemon_process;
 // cancels what it asked for, as Ctrl-C would on a direct run.
 class session : public std::enable_shared_from_this<session> {
 public:
-    session(local::socket s, daemon_process& d) : sock_(std::move(s)), d_(d) {}
+    session(local::socket s, daemon_process& d);
+    ~session();
     void start();
     void answer(http::response<http::string_body> res);
     std::function<void()> on_gone;  // set while an answer is awaited
@@ -182,6 +183,7 @@ private:
     void watch_gone();
     local::socket sock_;
     daemon_process& d_;
+    asio::steady_timer idle_;  // until the whole request is in
     beast::flat_buffer buf_;
     http::request<http::string_body> req_;
     bool answered_ = false;
@@ -199,6 +201,17 @@ public:
 
     int run();
     void handle(const http::request<http::string_body>& req, uid_t peer, const std::shared_ptr<session>& s);
+    // Connections open now; one that closes lets a waiting one in.
+    void session_opened() { ++sessions_; }
+    void session_closed() {
+        --sessions_;
+        if (accept_waiting_ && !stopping_) {
+            accept_waiting_ = false;
+            accept();
+        }
+    }
+    std::chrono::milliseconds idle_timeout() const { return cfg_.daemon.idle_timeout; }
+    asio::io_context& io() { return ioc_; }
 
 private:
     // --- paths
@@ -278,6 +291,15 @@ private:
     std::pair<fs::file_time_type, uintmax_t> config_seen_{};  // the kernel config file as last read
     bool stopping_ = false;
     uint64_t spawned_ = 0;
+    // The control socket's connections: how many are open; whether the
+    // accept waits for one to close; failed accepts (out of descriptors)
+    // and the back-off before the next try.
+    size_t sessions_ = 0;
+    bool accept_waiting_ = false;
+    uint64_t accept_failures_ = 0;
+    std::chrono::milliseconds accept_backoff_{0};
+    std::unique_ptr<asio::steady_timer> accept_timer_;
+    std::string last_reload_error_;  // the jobs folder's, while it cannot be read
     sys_time started_at_;
     std::chrono::microseconds watchdog_usec_{0};
 };
@@ -286,9 +308,26 @@ private:
 
 http::response<http::string_body> problem(http::status st, const std::string& msg);
 
+session::session(local::socket s, daemon_process& d) : sock_(std::move(s)), d_(d), idle_(d.io()) {
+    d_.session_opened();
+}
+session::~session() { d_.session_closed(); }
+
 void session::start() {
     auto self = shared_from_this();
+    // A client that does not send its whole request in time is let go: it
+    // holds a descriptor and a connection slot.
+    std::weak_ptr<session> weak = self;
+    idle_.expires_after(d_.idle_timeout());
+    idle_.async_wait([weak](beast::error_code ec) {
+        if (ec) return;
+        if (auto me = weak.lock()) {
+            beast::error_code ignored;
+            me->sock_.close(ignored);
+        }
+    });
     http::async_read(sock_, buf_, req_, [self](beast::error_code ec, size_t) {
+        self->idle_.cancel();
         if (ec) return;
         ucred cred{};
         socklen_t len = sizeof cred;
@@ -376,10 +415,35 @@ Status daemon_process::start_listening() {
 }
 
 void daemon_process::accept() {
+    if (sessions_ >= cfg_.daemon.max_connections) {
+        // At the cap: the next connection waits in the backlog until one
+        // of these closes.
+        accept_waiting_ = true;
+        return;
+    }
     acceptor_.async_accept([this](boost::system::error_code ec, local::socket s) {
+        if (ec == asio::error::operation_aborted || (stopping_ && !acceptor_.is_open())) return;
         if (ec) {
-            if (ec != asio::error::operation_aborted) accept();
+            // Out of descriptors (or memory): trying again at once would
+            // spin. Back off, 50 ms doubling to 2 s, and say so once.
+            ++accept_failures_;
+            if (accept_backoff_.count() == 0)
+                say("the control socket cannot accept connections (" + ec.message() +
+                        "); trying again with a back-off. Raise LimitNOFILE or close what holds descriptors",
+                    true);
+            accept_backoff_ = std::min<std::chrono::milliseconds>(
+                std::chrono::milliseconds(2000),
+                accept_backoff_.count() ? accept_backoff_ * 2 : std::chrono::milliseconds(50));
+            if (!accept_timer_) accept_timer_ = std::make_unique<asio::steady_timer>(ioc_);
+            accept_timer_->expires_after(accept_backoff_);
+            accept_timer_->async_wait([this](boost::system::error_code e) {
+                if (!e && !stopping_) accept();
+            });
             return;
+        }
+        if (accept_backoff_.count()) {
+            say("the control socket accepts connections again");
+            accept_backoff_ = std::chrono::milliseconds(0);
         }
         std::make_shared<session>(std::move(s), *this)->start();
         accept();
@@ -593,12 +657,35 @@ void daemon_process::reload(bool force) {
     std::error_code ec;
     const fs::path dir = jobs_dir();
     std::map<fs::path, std::pair<fs::file_time_type, uintmax_t>> present;
-    if (fs::is_directory(dir, ec)) {
-        for (auto& e : fs::directory_iterator(dir, ec)) {
-            if (e.path().extension() != ".json" || !e.is_regular_file(ec)) continue;
-            present[fs::absolute(e.path())] = {e.last_write_time(ec), e.file_size(ec)};
+    // A folder that cannot be read whole (out of descriptors, a permission
+    // error) says nothing about which jobs are there: everything stays as
+    // it is, nothing is unscheduled and nothing is saved.
+    auto unreadable = [&](const std::error_code& e) {
+        say("cannot read the jobs folder " + dir.string() + ": " + e.message() +
+                "; the jobs stay as they were until it can be read",
+            true);
+        last_reload_error_ = e.message();
+    };
+    if (fs::exists(dir, ec)) {
+        if (ec) return unreadable(ec);
+        fs::directory_iterator it(dir, ec);
+        if (ec) return unreadable(ec);
+        for (; it != fs::directory_iterator(); it.increment(ec)) {
+            if (ec) return unreadable(ec);
+            std::error_code fe;
+            const bool regular = it->is_regular_file(fe);
+            if (fe) return unreadable(fe);
+            if (it->path().extension() != ".json" || !regular) continue;
+            auto mtime = it->last_write_time(fe);
+            auto size = fe ? 0 : it->file_size(fe);
+            if (fe) return unreadable(fe);
+            present[fs::absolute(it->path())] = {mtime, size};
         }
+        if (ec) return unreadable(ec);
+    } else if (ec) {
+        return unreadable(ec);
     }
+    last_reload_error_.clear();
     // Files gone: their jobs stop being scheduled (a running run ends first).
     for (auto it = jobs_.begin(); it != jobs_.end();) {
         if (!present.count(it->second.file)) {
@@ -983,6 +1070,9 @@ json daemon_process::status_json() {
             {"limits", {{"max_runs", cfg_.daemon.max_runs}, {"max_runs_per_target", cfg_.daemon.max_runs_per_target}}},
             {"jobs", jobs},
             {"job_file_errors", bad},
+            {"jobs_dir_error", last_reload_error_.empty() ? json(nullptr) : json(last_reload_error_)},
+            {"connections", {{"open", sessions_}, {"max", cfg_.daemon.max_connections},
+                             {"accept_failures", accept_failures_}, {"accept_backoff_ms", accept_backoff_.count()}}},
             {"runs", runs},
             {"processes", procs},
             {"inbox", inbox}};

@@ -499,6 +499,8 @@ private:
         o.cancel = cancel_;
         o.run_id = out_.run.id;
         o.job = job_name;
+        // What the run's connectors say goes to its own log, capped.
+        set_current_run(out_.run.id, runtime_.output_mb << 20);
         return o;
     }
 
@@ -783,6 +785,16 @@ void finish_run(run_store& store, audit_log* audit, const clock& clk, run_outcom
         for (auto& [role, g] : out.grants) summary["grants"][role] = grants_json(g);
     }
     if (!out.unconfined.empty()) summary["unconfined"] = out.unconfined;
+    if (auto o = connector_output_of(r.id); o.lines || o.dropped_lines) {
+        summary["connector_output"] = {{"file", o.file},           {"lines", o.lines},
+                                       {"bytes", o.bytes},         {"dropped_lines", o.dropped_lines},
+                                       {"dropped_bytes", o.dropped_bytes}, {"cap_bytes", o.cap}};
+        if (o.dropped_lines)
+            log_warn({r.id, r.job, "", "", "connector_output_capped"},
+                     "the connectors' output passed the run's cap of " + std::to_string(o.cap) + " bytes: " +
+                         std::to_string(o.dropped_lines) + " lines (" + std::to_string(o.dropped_bytes) +
+                         " bytes) were counted, not kept; the rest is in " + o.file);
+    }
     if (out.protected_records) summary["protected"] = out.protected_records;
     size_t holding = 0;
     for (auto& v : out.verdicts) holding += v.holds();

@@ -1,4 +1,5 @@
 #include <syncwarden/kernel/audit.hpp>
+#include <syncwarden/kernel/log.hpp>
 #include <syncwarden/kernel/retention.hpp>
 
 #include <chrono>
@@ -30,10 +31,14 @@ Result<retention_report> apply_retention(run_store& store, const fs::path& data_
     const std::string results_cutoff = cutoff_of(clk, policy.change_results_days);
     const std::string logs_cutoff = cutoff_of(clk, policy.logs_days);
     std::vector<std::pair<std::string, std::string>> plan_files;  // binary, human
+    std::vector<fs::path> run_logs;
     if (!plans_cutoff.empty()) {
         auto runs = store.finished_before(plans_cutoff);
         if (!runs) return runs.status();
         for (auto& r : *runs) {
+            // The run's own log (what its connectors said) goes with its plan.
+            if (std::error_code ec; fs::exists(run_log_file(data_dir, r.run_id), ec))
+                run_logs.push_back(run_log_file(data_dir, r.run_id));
             if (r.plan_file.empty() && r.plan_path.empty()) continue;
             if (!r.plan_purged_at.empty()) {
                 // Purged before; a file left behind (a failed removal) goes now.
@@ -100,6 +105,7 @@ Result<retention_report> apply_retention(run_store& store, const fs::path& data_
         for (auto& stored : {bin, human})
             if (!stored.empty()) fs::remove(data_dir / "plans" / fs::path(stored).filename(), ec);
     for (auto& f : log_files) fs::remove(f, ec);
+    for (auto& f : run_logs) fs::remove(f, ec);
     return rep;
 }
 

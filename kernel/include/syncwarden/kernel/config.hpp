@@ -39,6 +39,8 @@ struct daemon_config {
     size_t max_runs_per_target = 1;   // at once per target system (0: no limit)
     std::chrono::milliseconds poll{std::chrono::seconds(2)};          // jobs folder and inbox
     std::chrono::milliseconds stop_timeout{std::chrono::minutes(5)};  // SIGTERM: then runs are killed
+    size_t max_connections = 64;  // control API connections open at once; more wait in the backlog
+    std::chrono::milliseconds idle_timeout{std::chrono::seconds(30)};  // to send a whole request
 };
 
 struct kernel_config {
@@ -116,6 +118,7 @@ struct job_runtime {
     uint64_t memory_mb = 8192, cpu_seconds = 3600, open_files = 1024;  // 0 = no limit
     uint64_t processes = 64;  // RLIMIT_NPROC of a worker with an id of its own; 0 = no limit
     uint64_t read_ahead_mb = 256;  // how far a source may run ahead of the kernel; 0 = not at all
+    uint64_t output_mb = 16;  // what the run's connectors may print and log() into the run's log
     // Phase deadlines; 0 = none. stall: the watchdog; grace: how long a
     // connector has to stop after it was asked to.
     std::chrono::milliseconds contract{std::chrono::minutes(1)}, extract{std::chrono::hours(2)},

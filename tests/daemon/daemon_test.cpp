@@ -730,3 +730,32 @@ TEST(Daemon, ConnectionsAreCappedAndAnIdleOneIsClosed) {
     EXPECT_EQ(st["connections"]["max"], 3);
     EXPECT_EQ(d.stop(), 0);
 }
+
+// A worker is never a person: even with every confinement layer switched
+// off (so that it can reach the socket at all, as the kernel's own uid),
+// the daemon refuses what a connector asks of it.
+TEST(Daemon, AWorkerThatReachesTheControlSocketIsRefused) {
+    served d;
+    sw_test::install_shipped(d.data());
+    d.install("probe");
+    sw_test::write_file(d.root() / "kernel.json", R"({"sandbox": {"require": false}})");
+    d.with_options({"--config", (d.root() / "kernel.json").string()});
+    const fs::path drop = d.root() / "drop";
+    sw_test::write_file(d.jobs() / "probe.json", R"({"name": "probe",
+      "source": {"connector": "probe", "settings": {"data_dir": ")" + d.data().string() + R"(", "kernel_uid": )" +
+                                                     std::to_string(::getuid()) + R"(, "spare_kernel": true}},
+      "target": {"connector": "vendor-csv", "settings": {"folder": ")" + drop.string() + R"(",
+        "files": [{"entity": "probes", "file": "probes.csv", "key": "try", "columns": ["try", "outcome"]}]}},
+      "mapping": {"entities": [{"target": "probes", "source": "probes", "fields": {"try": "try", "outcome": "outcome"}}]}})");
+    d.start("2026-05-01T10:00:00Z", {"SYNCWARDEN_SANDBOX_PRETEND_MISSING=identity,files,network,syscalls"});
+    auto [code, body] = d.api("POST", "/v1/jobs/probe/trigger");
+    ASSERT_EQ(code, 202u) << body.dump();
+    EXPECT_EQ(d.last_run("probe")["state"], "succeeded");
+    const std::string csv = sw_test::read_file(drop / "probes.csv");
+    const auto at = csv.find("connect to the control socket");
+    ASSERT_NE(at, std::string::npos) << csv;
+    const std::string row = csv.substr(at, csv.find('\n', at) - at);
+    EXPECT_THAT(row, HasSubstr("ALLOWED: connected")) << "the layers were off: the socket was reachable";
+    EXPECT_THAT(row, HasSubstr("403")) << "and the daemon refused the worker: " << row;
+    EXPECT_EQ(d.stop(), 0);
+}

@@ -1,6 +1,7 @@
 #include <syncwarden/kernel/pii.hpp>
 #include <syncwarden/kernel/private_file.hpp>
 
+#include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -160,26 +161,10 @@ std::string percent(std::string_view in, bool lower, bool plus_for_space) {
     return out;
 }
 
+// As the logs' JSON writer escapes it (nlohmann, invalid UTF-8 replaced).
 std::string json_escaped(std::string_view in) {
-    std::string out;
-    for (unsigned char c : in) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (c < 0x20) {
-                    char b[8];
-                    std::snprintf(b, sizeof b, "\\u%04x", c);
-                    out += b;
-                } else {
-                    out += static_cast<char>(c);
-                }
-        }
-    }
-    return out;
+    std::string out = nlohmann::json(std::string(in)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    return out.substr(1, out.size() - 2);
 }
 
 bool base64_char(unsigned char c) { return std::isalnum(c) || c == '+' || c == '/' || c == '-' || c == '_'; }

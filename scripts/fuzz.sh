@@ -13,6 +13,10 @@ shift || true
 names=("$@")
 ((${#names[@]})) || names=(csv semver cron config wire plan proof)
 dir=build-fuzz
+if ! command -v clang++-14 > /dev/null || ! ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a > /dev/null 2>&1; then
+  echo "scripts/fuzz.sh needs Debian's clang 14 and its libFuzzer runtime: apt-get install clang-14 libclang-rt-14-dev" >&2
+  exit 1
+fi
 if [[ ! -f $dir/build.ninja ]]; then
   cmake -S . -B "$dir" -G Ninja -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSYNCWARDEN_BUILD_TESTS=OFF -DSYNCWARDEN_FUZZ=ON > "$dir.configure.log" 2>&1 \

@@ -77,9 +77,12 @@ void set_current_run(const std::string& run_id, uint64_t cap_bytes) {
     r.stats.cap = cap_bytes;
 }
 
-void log_connector_output(const log_fields& f, bool warn, std::string_view msg) {
+void log_connector_output(const log_fields& f, uint32_t sw_level, std::string_view msg) {
+    static const spdlog::level::level_enum map[] = {spdlog::level::debug, spdlog::level::info, spdlog::level::warn,
+                                                     spdlog::level::err};
+    const auto lvl = sw_level < 4 ? map[sw_level] : spdlog::level::info;
+    if (!logger()->should_log(lvl)) return;
     auto& o = outputs();
-    const auto lvl = warn ? spdlog::level::warn : spdlog::level::info;
     std::lock_guard l(o.mu);
     if (o.data_dir.empty()) return;
     const std::string run = f.run_id.empty() ? o.current : f.run_id;
@@ -152,7 +155,7 @@ void log_info(const log_fields& f, std::string_view msg) { emit(spdlog::level::i
 void log_warn(const log_fields& f, std::string_view msg) { emit(spdlog::level::warn, f, msg); }
 
 void log_connector(const std::string& who, uint32_t sw_level, std::string_view msg) {
-    log_connector_output({"", "", who, "", "connector_log"}, sw_level >= 2, msg);
+    log_connector_output({"", "", who, "", "connector_log"}, sw_level, msg);
 }
 
 }  // namespace syncwarden::kernel

@@ -141,7 +141,7 @@ private:
     void say(int k, const std::string& line) {
         log_fields f = fields_;
         f.event = k ? "connector_stderr" : "connector_stdout";
-        log_connector_output(f, true, printable(line));
+        log_connector_output(f, SW_LOG_WARN, printable(line));
         if (k) {
             std::lock_guard lock(mu_);
             tail_ += line + "\n";
@@ -865,7 +865,7 @@ private:
                 uint32_t level = rd.u32();
                 std::string_view msg = rd.str();
                 if (!rd.ok()) break;
-                log_connector_output({opts_.run_id, opts_.job, who_, hook, "connector_log"}, level >= SW_LOG_WARN, msg);
+                log_connector_output({opts_.run_id, opts_.job, who_, hook, "connector_log"}, level, msg);
                 return Status::ok();
             }
             case op::finding: {

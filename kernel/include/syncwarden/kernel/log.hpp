@@ -29,7 +29,9 @@ void log_connector(const std::string& who, uint32_t sw_level, std::string_view m
 // init_logging it goes nowhere.
 inline constexpr uint64_t k_default_output_cap = 16ull << 20;
 void set_current_run(const std::string& run_id, uint64_t cap_bytes);
-void log_connector_output(const log_fields& f, bool warn, std::string_view msg);
+// `sw_level`: SW_LOG_DEBUG .. SW_LOG_ERROR; debug lines are kept only when
+// the kernel logs at debug level.
+void log_connector_output(const log_fields& f, uint32_t sw_level, std::string_view msg);
 struct connector_output {
     std::string file;  // relative to the data dir; "" when nothing was said
     uint64_t lines = 0, bytes = 0, dropped_lines = 0, dropped_bytes = 0, cap = 0;

@@ -100,7 +100,11 @@ Result<entity_mapper> entity_mapper::compile(const entity_mapping& m, const job_
         const auto& df = src.fields[static_cast<size_t>(idx)];
         em.distinct_split_ = df.is_list() ? df.separator() : 0;
     }
-    for (auto& [target_field, fr] : m.fields) {
+    for (auto& field : m.fields) {
+        // Named, not bound: lambdas below capture them (clang 14 cannot
+        // capture a structured binding).
+        const auto& target_field = field.first;
+        const auto& fr = field.second;
         rule r;
         r.target_field = target_field;
         if (fr.k == field_rule::kind::collect) {

@@ -21,7 +21,10 @@ std::string change_text(const nlohmann::json& ch) {
     std::string line = ch.value("kind", "?") + " " + ch.value("entity", "?") + "/" + ch.value("key", "?");
     if (auto f = ch.find("fields"); f != ch.end() && f->is_object()) {
         bool first = true;
-        for (auto& [name, v] : f->items()) {
+        for (auto& item : f->items()) {
+            // Named, not bound: the lambda below captures it (clang 14).
+            const std::string& name = item.key();
+            const auto& v = item.value();
             line += first ? ": " : ", ";
             first = false;
             line += name;

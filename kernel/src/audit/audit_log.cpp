@@ -111,13 +111,19 @@ namespace {
 
 // The key the log's next head must be signed by: the newest head's, or the
 // new key of the handover that head ends with. Also that handover, if any.
+// From the head's newest entry, when the caller has read it already.
+std::pair<std::string, std::optional<key_handover>> expected_key(const audit_head_record& h,
+                                                                 const audit_entry_record* last) {
+    if (last && last->kind == k_key_rotated)
+        if (auto ho = handover_of(last->seq, last->entry); ho && !ho->old_key_lost && ho->old_id == h.key_id)
+            return std::make_pair(ho->new_id, ho);
+    return std::make_pair(h.key_id, std::optional<key_handover>());
+}
+
 Result<std::pair<std::string, std::optional<key_handover>>> expected_key(run_store& store, const audit_head_record& h) {
     auto last = store.audit_entries(h.size - 1, 1);
     if (!last) return last.status();
-    if (!last->empty() && last->front().kind == k_key_rotated)
-        if (auto ho = handover_of(last->front().seq, last->front().entry); ho && !ho->old_key_lost && ho->old_id == h.key_id)
-            return std::make_pair(ho->new_id, ho);
-    return std::make_pair(h.key_id, std::optional<key_handover>());
+    return expected_key(h, last->empty() ? nullptr : &last->front());
 }
 
 std::string handover_hint(const fs::path& file) {
@@ -245,16 +251,6 @@ Status audit_log::append_as(const std::vector<audit_event>& events, bool handing
                                            "what was altered";
             if (h.key_id == key_.key_id() && !own_.verify(head_message(h), h.signature))
                 return Status::error(error_kind::tampered, damaged + "does not carry a valid signature" + what_to_do);
-            // Only the key the newest head hands on to signs what follows.
-            if (!handing_over_a_lost_key) {
-                auto want = expected_key(store_, h);
-                if (!want) return want.status();
-                if (want->first != key_.key_id())
-                    return Status::error(error_kind::config, damaged + "hands on to key " + want->first +
-                                                                 ", not to this key (" + key_.key_id() +
-                                                                 "): nothing is appended under another key" +
-                                                                 handover_hint("the data dir's keys/audit-signing.pem"));
-            }
             // The newest entry must be the one the head signs last, intact,
             // and nothing may follow it.
             auto last = store_.audit_entries(h.size - 1, 2);
@@ -263,6 +259,12 @@ Status audit_log::append_as(const std::vector<audit_event>& events, bool handing
                 merkle::to_hex(merkle::leaf_hash(last->front().entry)) != last->front().leaf)
                 return Status::error(error_kind::tampered,
                                      damaged + "does not end with the newest stored entry" + what_to_do);
+            // Only the key the newest head hands on to signs what follows.
+            if (const auto want = expected_key(h, &last->front()).first;
+                !handing_over_a_lost_key && want != key_.key_id())
+                return Status::error(error_kind::config, damaged + "hands on to key " + want + ", not to this key (" +
+                                                             key_.key_id() + "): nothing is appended under another key" +
+                                                             handover_hint("the data dir's keys/audit-signing.pem"));
             if (!parse_frontier(h, f)) {
                 // The frontier is derived data: rebuild it from the leaves,
                 // and append only if the rebuilt tree is the signed one.
